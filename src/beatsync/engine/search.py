@@ -1,0 +1,188 @@
+"""Coarse search: which lines ``bgm_time = a + b × dance_time`` do the onset features support?
+
+The dance features are cut into windows of a few seconds; each window is correlated against the
+whole reference at a few candidate speeds, and the peaks vote in a Hough accumulator over
+(slope, offset). A line that many windows agree on is a candidate; a song that repeats a section
+yields several, which the fine stage tells apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+
+from .features import FEATURE_RATE
+
+__all__ = ["Line", "coarse_lines"]
+
+_WINDOW_S = 6.0
+_HOP_S = 3.0
+_PEAKS_PER_WINDOW = 4
+_PEAK_SEPARATION_S = 0.25
+_OFFSET_BIN_S = 0.04
+_SLOPE_SPAN = 0.012  # each speed candidate covers ±1.2 %
+_MIN_DISTINCT_OFFSET_S = 0.3
+_BATCH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A candidate mapping in seconds, with its vote (sum of peak z-scores that agree)."""
+
+    offset: float
+    scale: float
+    votes: float
+
+
+def coarse_lines(
+    dance: NDArray[np.float32],
+    bgm: NDArray[np.float32],
+    *,
+    speeds: tuple[float, ...] = (1.0,),
+    dance_start: float = 0.0,
+    bgm_start: float = 0.0,
+    max_lines: int = 4,
+) -> list[Line]:
+    """Candidate lines from onset features, best first.
+
+    Parameters
+    ----------
+    dance, bgm
+        Onset features, shape (bands, frames), at ``FEATURE_RATE`` frames per second.
+    speeds
+        Speed ratios (reference seconds per dance second) to try; each covers ±1.2 %.
+    dance_start, bgm_start
+        File time in seconds of each array's first frame.
+    max_lines
+        How many distinct lines to return at most.
+    """
+    points: list[NDArray[np.float64]] = []
+    for speed in speeds:
+        points.append(_window_peaks(dance, bgm, speed, dance_start, bgm_start))
+    votes = np.concatenate(points) if points else np.zeros((0, 4))
+    if len(votes) == 0:
+        return []
+    span = max(float(dance.shape[1]) / FEATURE_RATE, _WINDOW_S)
+    lines: list[Line] = []
+    for speed in speeds:
+        mine = votes[votes[:, 3] == speed]
+        lines.extend(_hough(mine, speed, span))
+    lines.sort(key=lambda line: -line.votes)
+    distinct: list[Line] = []
+    for line in lines:
+        if all(not _same(line, kept, span) for kept in distinct):
+            distinct.append(line)
+        if len(distinct) == max_lines:
+            break
+    return distinct
+
+
+def _same(a: Line, b: Line, span: float) -> bool:
+    # Two lines are one answer when they stay within the distinct-offset margin over the clip.
+    mid = span / 2
+    return (
+        abs(a.offset - b.offset + (a.scale - b.scale) * mid) < _MIN_DISTINCT_OFFSET_S
+        and abs(a.scale - b.scale) * span < _MIN_DISTINCT_OFFSET_S
+    )
+
+
+def _window_peaks(
+    dance: NDArray[np.float32],
+    bgm: NDArray[np.float32],
+    speed: float,
+    dance_start: float,
+    bgm_start: float,
+) -> NDArray[np.float64]:
+    """Rows (dance time, reference time, z-score, speed) of each window's strongest matches."""
+    n_bands, n_dance = dance.shape
+    n_bgm = bgm.shape[1]
+    width = int(_WINDOW_S * FEATURE_RATE)
+    hop = int(_HOP_S * FEATURE_RATE)
+    # Resample the dance features onto the reference's time scale at this speed.
+    n_stretched = int(n_dance * speed)
+    if n_stretched < width // 2 or n_bgm < width // 2:
+        return np.zeros((0, 4))
+    src = np.arange(n_stretched) / speed
+    grid = np.arange(n_dance)
+    stretched = np.stack([np.interp(src, grid, band) for band in dance]).astype(np.float32)
+    starts = list(range(0, max(1, n_stretched - width + 1), hop))
+    size = scipy.fft.next_fast_len(n_bgm + width, real=True)
+    bgm_spec = scipy.fft.rfft(bgm, size, axis=1, workers=-1)
+    energy = np.concatenate([[0.0], np.cumsum((bgm.astype(np.float64) ** 2).sum(axis=0))])
+    # Lags from half a window before the reference to half a window past its end.
+    lags = np.arange(-width // 2, n_bgm - width // 2)
+    lo_idx = np.clip(lags, 0, n_bgm)
+    hi_idx = np.clip(lags + width, 0, n_bgm)
+    local = np.sqrt(np.maximum(energy[hi_idx] - energy[lo_idx], 1e-9))
+    rows: list[tuple[float, float, float, float]] = []
+    separation = int(_PEAK_SEPARATION_S * FEATURE_RATE)
+    for first in range(0, len(starts), _BATCH):
+        batch = starts[first : first + _BATCH]
+        wins = np.stack([stretched[:, s : s + width] for s in batch])
+        if wins.shape[2] < width:
+            continue
+        norms = np.sqrt((wins.astype(np.float64) ** 2).sum(axis=(1, 2))) + 1e-9
+        spec = scipy.fft.rfft(wins, size, axis=2, workers=-1)
+        corr = scipy.fft.irfft((np.conj(spec) * bgm_spec[None]).sum(axis=1), size, workers=-1)
+        # corr[l] = Σ win[k] · bgm[k + l]; negative lags wrap to the end.
+        corr = np.take(corr, lags % size, axis=1) / (norms[:, None] * local[None, :])
+        for row, s in zip(corr, batch, strict=True):
+            rows.extend(_peaks(row, s, lags, speed, separation, dance_start, bgm_start))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _peaks(
+    row: NDArray[np.float64],
+    start: int,
+    lags: NDArray[np.int64],
+    speed: float,
+    separation: int,
+    dance_start: float,
+    bgm_start: float,
+) -> list[tuple[float, float, float, float]]:
+    median = float(np.median(row))
+    spread = 1.4826 * float(np.median(np.abs(row - median))) + 1e-9
+    z = (row - median) / spread
+    found: list[tuple[float, float, float, float]] = []
+    work = z.copy()
+    centre = (start + _WINDOW_S * FEATURE_RATE / 2) / FEATURE_RATE
+    for _ in range(_PEAKS_PER_WINDOW):
+        i = int(np.argmax(work))
+        if work[i] <= 3.0:
+            break
+        dance_time = dance_start + centre / speed
+        bgm_time = bgm_start + (lags[i] / FEATURE_RATE) + _WINDOW_S / 2
+        found.append((dance_time, bgm_time, float(work[i]), speed))
+        work[max(0, i - separation) : i + separation + 1] = -np.inf
+    return found
+
+
+def _hough(points: NDArray[np.float64], speed: float, span: float) -> list[Line]:
+    """Best lines through (dance time, reference time) points, votes weighted by z-score."""
+    if len(points) == 0:
+        return []
+    t, beta, z = points[:, 0], points[:, 1], np.minimum(points[:, 2], 12.0) - 3.0
+    step = max(_OFFSET_BIN_S / max(span, 1.0), 2e-5)
+    slopes = speed * (1.0 + np.arange(-_SLOPE_SPAN, _SLOPE_SPAN + step / 2, step))
+    lo = float((beta - slopes.max() * t).min()) - 1.0
+    hi = float((beta - slopes.min() * t).max()) + 1.0
+    n_bins = int((hi - lo) / _OFFSET_BIN_S) + 2
+    best: list[Line] = []
+    for slope in slopes:
+        offsets = beta - slope * t
+        idx = ((offsets - lo) / _OFFSET_BIN_S).astype(np.int64)
+        acc = np.bincount(idx, weights=z, minlength=n_bins)
+        acc[:-1] += acc[1:]  # tolerate a bin edge between two votes of one line
+        for _ in range(3):
+            i = int(np.argmax(acc))
+            if acc[i] <= 0:
+                break
+            members = (idx == i) | (idx == i + 1)
+            offset = float(np.average(offsets[members], weights=z[members] + 1e-9))
+            best.append(Line(offset, float(slope), float(acc[i])))
+            acc[max(0, i - 8) : i + 9] = 0.0
+    best.sort(key=lambda line: -line.votes)
+    return best[:12]
