@@ -18,7 +18,7 @@ import numpy as np
 import scipy.signal
 from numpy.typing import NDArray
 
-from .decode import ANALYSIS_RATE, Audio, decode_audio
+from .decode import Audio, decode_audio
 from .errors import MusicMismatchError
 from .features import FEATURE_RATE, onset_bands, onset_envelope
 from .gcc import gcc_windows
@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True, slots=True)
 class Mapping:
     """A linear map from dance-file time to reference-file time, both in seconds.

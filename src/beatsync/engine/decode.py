@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import av.error
@@ -79,15 +80,16 @@ def decode_audio(
         if not container.streams.audio:
             raise NoAudioTrackError("the file has no audio track", path=str(path))
         stream = container.streams.audio[0]
+        time_base = stream.time_base or Fraction(1, stream.codec_context.sample_rate or 1)
         for other in container.streams:
             if other.index != stream.index:
-                other.discard = "all"
+                other.discard = av.stream.Discard.all
         if start is not None and start > 1.0:
             # Seek a little early: audio packets are not all key packets in every container.
-            container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream)
+            container.seek(int(max(0.0, start - 1.0) / time_base), stream=stream)
         try:
             for frame in container.decode(stream):
-                if end is not None and frame.pts is not None and frame.pts * stream.time_base > end:
+                if end is not None and frame.pts is not None and frame.pts * time_base > end:
                     break
                 for out in resampler.resample(frame):
                     blocks.append(_block(out, rate))
@@ -95,7 +97,8 @@ def decode_audio(
                 blocks.append(_block(out, rate))
         except av.error.FFmpegError as exc:
             if not blocks:
-                raise InvalidFormatError(f"the audio cannot be decoded: {exc}", path=str(path))
+                msg = f"the audio cannot be decoded: {exc}"
+                raise InvalidFormatError(msg, path=str(path)) from exc
             # A damaged tail: keep what decoded, as a player would.
     if not blocks:
         raise NoAudioTrackError("the audio track holds no samples", path=str(path))
@@ -103,12 +106,12 @@ def decode_audio(
 
 
 def _block(frame: av.AudioFrame, rate: int) -> tuple[int, NDArray[np.float32]]:
-    data = frame.to_ndarray()  # packed flt: shape (1, n * channels)
+    data = np.asarray(frame.to_ndarray(), dtype=np.float32)  # packed flt: (1, n * channels)
     channels = len(frame.layout.channels)
     samples = data.reshape(-1, channels).T if channels > 1 else data
-    if frame.pts is None:
-        return -1, samples
     tb = frame.time_base
+    if frame.pts is None or tb is None:
+        return -1, samples
     return (frame.pts * tb.numerator * rate + tb.denominator // 2) // tb.denominator, samples
 
 

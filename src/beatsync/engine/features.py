@@ -67,7 +67,7 @@ def onset_envelope(bands: NDArray[np.float32]) -> NDArray[np.float64]:
     env = np.maximum(bands, 0.0).sum(axis=0).astype(np.float64)
     env = scipy.ndimage.uniform_filter1d(env, size=5)
     top = float(np.percentile(env, 99.5)) or 1.0
-    return np.clip(env / top, 0.0, 1.0)
+    return np.asarray(np.clip(env / top, 0.0, 1.0), dtype=np.float64)
 
 
 def _band_matrix(rate: int) -> NDArray[np.float32]:

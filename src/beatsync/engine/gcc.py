@@ -94,8 +94,7 @@ def gcc_windows(
         xf = _frames(xp, xi, frame) * window
         yf = _frames(yp, yi, frame) * window
         cross = (
-            np.conj(scipy.fft.rfft(xf, axis=2, workers=-1))
-            * scipy.fft.rfft(yf, axis=2, workers=-1)
+            np.conj(scipy.fft.rfft(xf, axis=2, workers=-1)) * scipy.fft.rfft(yf, axis=2, workers=-1)
         ).sum(axis=1)
         cross[:, ~band] = 0.0
         mag = np.abs(cross)
@@ -124,6 +123,8 @@ def _padded(signal: NDArray[np.float32], pad: int) -> tuple[NDArray[np.float32],
     return np.pad(np.asarray(signal, dtype=np.float32), (pad, pad)), pad
 
 
-def _frames(signal: NDArray[np.float32], starts: NDArray[np.int64], frame: int) -> NDArray[np.float32]:
+def _frames(
+    signal: NDArray[np.float32], starts: NDArray[np.int64], frame: int
+) -> NDArray[np.float32]:
     view = np.lib.stride_tricks.sliding_window_view(signal, frame)
     return view[starts]

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .align import Alignment, Mapping
-from .probe import MediaInfo
-from .render import RenderedOutput, RenderParams
-from .trim import Cut
+from .align import Alignment, AlignParams, Mapping, align_signals
+from .decode import decode_audio
+from .errors import BeatSyncError, OptionsError, ProcessingError
+from .probe import MediaInfo, probe
+from .render import RenderedOutput, RenderParams, render
+from .trim import Cut, find_cut
 
-__all__ = ["STAGES", "ProgressCallback", "StageTiming", "SyncOptions", "SyncResult"]
+__all__ = ["STAGES", "ProgressCallback", "StageTiming", "SyncOptions", "SyncResult", "sync"]
+
+log = logging.getLogger(__name__)
 
 STAGES = ("probe", "decode", "align", "trim", "render", "done")
 
@@ -58,3 +68,181 @@ class SyncResult:
     report_path: Path | None = None
     plot_path: Path | None = None
     poster_path: Path | None = None
+
+
+# Where each stage starts on the overall progress scale; render takes the largest share.
+_STAGE_START = {
+    "probe": 0.0,
+    "decode": 0.04,
+    "align": 0.2,
+    "trim": 0.45,
+    "render": 0.5,
+    "done": 1.0,
+}
+
+
+class _Progress:
+    """Turns stage-local fractions into one overall fraction that never goes backwards."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self._callback = callback
+        self._last = 0.0
+        self.timings: list[StageTiming] = []
+
+    def report(self, stage: str, local: float, message: str) -> None:
+        names = list(_STAGE_START)
+        lo = _STAGE_START[stage]
+        hi = _STAGE_START[names[min(names.index(stage) + 1, len(names) - 1)]]
+        overall = max(self._last, min(1.0, lo + (hi - lo) * min(max(local, 0.0), 1.0)))
+        self._last = overall
+        if self._callback is not None:
+            self._callback(stage, overall, message)
+
+    @contextmanager
+    def stage(self, name: str, message: str) -> Iterator[None]:
+        self.report(name, 0.0, message)
+        began = time.perf_counter()
+        yield
+        self.timings.append(StageTiming(name, round(time.perf_counter() - began, 4)))
+
+
+def sync(
+    dance: str | os.PathLike[str],
+    bgm: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    options: SyncOptions | None = None,
+    on_progress: ProgressCallback | None = None,
+    report: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
+    poster: str | os.PathLike[str] | None = None,
+) -> SyncResult:
+    """Put the reference's audio under the dance video, in sync, trimmed to the music.
+
+    Parameters
+    ----------
+    dance
+        The class video (needs a video and an audio stream).
+    bgm
+        The reference video or audio file (needs an audio stream).
+    out
+        Where to write the MP4. Nothing is left there if the run fails.
+    options
+        Overrides: a known offset, a mapping to use, a nudge, cut edges, render settings.
+    on_progress
+        Called as ``(stage, fraction, message)``; stages run probe → decode → align → trim →
+        render → done and the fraction never decreases.
+    report, plot, poster
+        Optional paths for the JSON report, the alignment plot (PNG) and a poster frame (JPEG).
+
+    Raises
+    ------
+    InputError
+        An input cannot be used (missing, not media, no audio or video track).
+    MusicMismatchError
+        The two files do not share the music.
+    OptionsError
+        The options contradict each other or the media.
+    ProcessingError
+        Anything else that went wrong while rendering.
+    """
+    opts = options or SyncOptions()
+    if opts.start is not None and opts.end is not None and opts.end <= opts.start:
+        raise OptionsError(f"--end ({opts.end}) must be after --start ({opts.start})")
+    progress = _Progress(on_progress)
+    out_path = Path(out)
+    with progress.stage("probe", "reading the files"):
+        dance_info = probe(dance, require_video=True, require_audio=True)
+        bgm_info = probe(bgm, require_audio=True)
+    with progress.stage("decode", "decoding the audio"), ThreadPoolExecutor(2) as pool:
+        dance_job = pool.submit(decode_audio, dance_info.path)
+        bgm_job = pool.submit(decode_audio, bgm_info.path)
+        dance_audio, bgm_audio = dance_job.result(), bgm_job.result()
+    with progress.stage("align", "finding the music in the recording"):
+        alignment = align_signals(
+            dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
+        )
+        del dance_audio, bgm_audio
+        mapping = (opts.mapping or alignment.mapping).nudged(opts.nudge_ms)
+    with progress.stage("trim", "choosing the cut"):
+        cut = find_cut(
+            dance_info,
+            bgm_info,
+            mapping,
+            alignment.music,
+            start=opts.start,
+            end=opts.end,
+            trim=opts.trim,
+        )
+    with progress.stage("render", "writing the video"):
+        output = render(
+            dance_info,
+            bgm_info,
+            out_path,
+            mapping=mapping,
+            cut=cut,
+            params=opts.render,
+            on_progress=lambda f: progress.report("render", 0.9 * f, "writing the video"),
+        )
+    result = SyncResult(
+        dance=dance_info,
+        bgm=bgm_info,
+        alignment=alignment,
+        mapping=mapping,
+        cut=cut,
+        output=output,
+        timings=tuple(progress.timings),
+    )
+    try:
+        result = _write_artifacts(result, report=report, plot=plot, poster=poster)
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    progress.report("done", 1.0, "done")
+    log.info(
+        "synced %s: offset %.4f s, drift %.1f ppm, confidence %.2f, cut %.3f–%.3f s",
+        out_path.name,
+        mapping.offset,
+        mapping.drift_ppm,
+        alignment.confidence,
+        cut.start,
+        cut.end,
+    )
+    return result
+
+
+def _write_artifacts(
+    result: SyncResult,
+    *,
+    report: str | os.PathLike[str] | None,
+    plot: str | os.PathLike[str] | None,
+    poster: str | os.PathLike[str] | None,
+) -> SyncResult:
+    from .plot import write_plot
+    from .poster import write_poster
+    from .report import write_report
+
+    written: list[Path] = []
+    try:
+        if poster is not None:
+            middle = (result.cut.start + result.cut.end) / 2
+            written.append(write_poster(result.dance, Path(poster), at=middle))
+            result = dataclasses.replace(result, poster_path=written[-1])
+        if plot is not None:
+            written.append(write_plot(result, Path(plot)))
+            result = dataclasses.replace(result, plot_path=written[-1])
+        if report is not None:
+            result = dataclasses.replace(result, report_path=Path(report))
+            written.append(write_report(result, Path(report)))
+    except BeatSyncError:
+        _remove(written)
+        raise
+    except Exception as exc:
+        _remove(written)
+        raise ProcessingError(f"writing the run's artifacts failed: {exc}") from exc
+    return result
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -6,6 +6,8 @@ consulted. Unusable input raises an :class:`~beatsync.engine.errors.InputError` 
 
 from __future__ import annotations
 
+import itertools
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -253,22 +255,21 @@ def _frame_timing(
             break
     _rewind(container)
     pts.sort()
-    durations = [b - a for a, b in zip(pts, pts[1:], strict=False) if b > a]
+    durations = [b - a for a, b in itertools.pairwise(pts) if b > a]
     return durations, reordered, (pts[0] if pts else None)
 
 
 def _rewind(container: av.container.InputContainer) -> None:
-    try:
+    # An unseekable input: the caller reads what is left.
+    with contextlib.suppress(av.error.FFmpegError):
         container.seek(0, backward=True, any_frame=False)
-    except av.error.FFmpegError:
-        pass  # unseekable input: the caller reads what is left
 
 
 def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
     """Display rotation in degrees (0, 90, 180, 270), read from the first decoded frame."""
     try:
         for frame in container.decode(stream):
-            return int(round(frame.rotation)) % 360 if not math.isnan(frame.rotation) else 0
+            return round(frame.rotation) % 360 if not math.isnan(frame.rotation) else 0
     except av.error.FFmpegError:
         return 0
     return 0

@@ -97,7 +97,7 @@ def _window_peaks(
     bgm_start: float,
 ) -> NDArray[np.float64]:
     """Rows (dance time, reference time, z-score, speed) of each window's strongest matches."""
-    n_bands, n_dance = dance.shape
+    _n_bands, n_dance = dance.shape
     n_bgm = bgm.shape[1]
     width = int(_WINDOW_S * FEATURE_RATE)
     hop = int(_HOP_S * FEATURE_RATE)

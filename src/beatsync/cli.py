@@ -1,0 +1,396 @@
+"""The ``beatsync`` command: parse, call the engine, print.
+
+Each subcommand is one ``_add_<name>`` function in :data:`COMMANDS` that adds its parser and sets
+its handler; handlers import what they need when they run, so ``beatsync --help`` starts fast.
+This is the only place where domain errors become exit codes:
+
+    0  success
+    2  usage: bad arguments or contradictory options (VALIDATION_ERROR)
+    3  unusable input: missing, unreadable, no audio or video track, too long
+    4  no confident alignment (MUSIC_MISMATCH)
+    5  internal error (PROCESSING_FAILED), including anything unexpected
+
+Errors are printed as ``beatsync: error [CODE]: message`` on stderr; with ``BEATSYNC_DEBUG=1`` the
+stack trace is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+from beatsync import __version__
+
+if TYPE_CHECKING:
+    from beatsync.engine.pipeline import SyncResult
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_ALIGNMENT",
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ProgressBar",
+    "build_parser",
+    "exit_code",
+    "main",
+    "summary_line",
+]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_ALIGNMENT = 4
+EXIT_INTERNAL = 5
+_EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _UsageError(Exception):
+    """Bad command-line arguments, found by argparse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse would print its own error format and exit; route it through main() instead.
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise _UsageError(message)
+
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[_Parser]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``beatsync`` command and return its exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        _print_error("VALIDATION_ERROR", str(exc))
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version print and exit 0
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(quiet=bool(getattr(args, "quiet", False)))
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("beatsync: interrupted", file=sys.stderr)
+        return _EXIT_INTERRUPTED
+    except Exception as exc:
+        return _fail(exc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``beatsync`` parser with every subcommand in :data:`COMMANDS`."""
+    parser = _Parser(
+        prog="beatsync",
+        description="Put the clean reference track under a dance class video, in sync.",
+    )
+    parser.add_argument("--version", action="version", version=f"beatsync {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error: 2 options, 3 input, 4 alignment, 5 anything else."""
+    from beatsync.engine.errors import AlignmentError, InputError, OptionsError
+
+    if isinstance(exc, OptionsError):
+        return EXIT_USAGE
+    if isinstance(exc, InputError):
+        return EXIT_INPUT
+    if isinstance(exc, AlignmentError):
+        return EXIT_ALIGNMENT
+    return EXIT_INTERNAL
+
+
+def _fail(exc: Exception) -> int:
+    from beatsync.engine.errors import BeatSyncError
+
+    if isinstance(exc, BeatSyncError):
+        code, message = exc.code, str(exc)
+    else:
+        code, message = "PROCESSING_FAILED", f"unexpected {type(exc).__name__}: {exc}"
+    if _debug():
+        traceback.print_exception(exc, file=sys.stderr)
+    _print_error(code, message)
+    return exit_code(exc)
+
+
+def _print_error(code: str, message: str) -> None:
+    # One line, whatever FFmpeg or the OS put into the message.
+    print(f"beatsync: error [{code}]: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _debug() -> bool:
+    return os.environ.get("BEATSYNC_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _configure_logging(*, quiet: bool) -> None:
+    level = logging.DEBUG if _debug() else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="beatsync: %(levelname)s: %(name)s: %(message)s")
+
+
+# --- beatsync sync ------------------------------------------------------------------------------
+
+
+def _add_sync(subparsers: _SubParsers) -> None:
+    p = subparsers.add_parser(
+        "sync",
+        help="replace a dance video's live sound with the reference track, in sync",
+        description="Find where DANCE sits in BGM's music, put BGM's clean audio under DANCE's "
+        "picture, in sync, and trim the video to where the music plays.",
+    )
+    p.add_argument("dance", type=Path, metavar="DANCE", help="the class video (picture and sound)")
+    p.add_argument("bgm", type=Path, metavar="BGM", help="the reference (video or audio only)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="MP4 to write")
+    p.add_argument("--report", metavar="FILE", help="write the JSON report ('-' for stdout)")
+    p.add_argument("--plot", type=Path, metavar="FILE", help="write the alignment plot (PNG)")
+    p.add_argument("--poster", type=Path, metavar="FILE", help="write a poster frame (JPEG)")
+    p.add_argument(
+        "--offset",
+        type=_finite,
+        metavar="S",
+        help="reference time (s) at the dance video's start, if known; the search stays near it",
+    )
+    p.add_argument("--start", type=_finite, metavar="S", help="cut start, dance seconds")
+    p.add_argument("--end", type=_finite, metavar="S", help="cut end, dance seconds")
+    p.add_argument(
+        "--no-trim",
+        action="store_true",
+        help="keep the whole video (or up to its edges from --start / --end)",
+    )
+    p.add_argument("--reencode", action="store_true", help="re-encode the picture as H.264")
+    p.add_argument(
+        "--max-height",
+        type=_height,
+        metavar="N",
+        help="re-encode down to at most N pixels high (implies --reencode)",
+    )
+    p.add_argument(
+        "--nudge-ms",
+        type=_finite,
+        default=0.0,
+        metavar="MS",
+        help="play the music MS later (negative: earlier) than the found sync",
+    )
+    p.add_argument(
+        "--mix-live",
+        type=_finite,
+        metavar="DB",
+        help="mix the live room sound under the music at DB (e.g. -18)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(handler=_run_sync)
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    _check_sync_options(args)
+    to_stdout = args.report == "-"
+    report = None if args.report is None or to_stdout else Path(args.report)
+    targets = [p for p in (args.output, report, args.plot, args.poster) if p is not None]
+    _check_sync_paths(args.dance, args.bgm, targets)
+
+    from beatsync.engine import pipeline
+    from beatsync.engine.render import RenderParams
+
+    options = pipeline.SyncOptions(
+        offset=args.offset,
+        nudge_ms=args.nudge_ms,
+        start=args.start,
+        end=args.end,
+        trim=not args.no_trim,
+        render=RenderParams(
+            reencode=args.reencode or args.max_height is not None,
+            max_height=args.max_height,
+            live_mix_db=args.mix_live,
+        ),
+    )
+    bar = ProgressBar(sys.stderr) if not args.quiet and _is_terminal(sys.stderr) else None
+    started = time.monotonic()
+    with _all_or_nothing(targets):
+        try:
+            result = pipeline.sync(
+                args.dance,
+                args.bgm,
+                args.output,
+                options=options,
+                on_progress=bar,
+                report=report,
+                plot=args.plot,
+                poster=args.poster,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        if to_stdout:
+            from beatsync.engine.report import report_dict
+
+            sys.stdout.write(json.dumps(report_dict(result), indent=2) + "\n")
+            sys.stdout.flush()
+    if not args.quiet:
+        summary = summary_line(result, time.monotonic() - started)
+        print(summary, file=sys.stderr if to_stdout else sys.stdout)
+    return EXIT_OK
+
+
+def _check_sync_options(args: argparse.Namespace) -> None:
+    from beatsync.engine.errors import OptionsError
+
+    if args.start is not None and args.start < 0:
+        raise OptionsError(f"--start must not be negative (got {args.start:g})")
+    if args.end is not None and args.end <= 0:
+        raise OptionsError(f"--end must be positive (got {args.end:g})")
+    if args.start is not None and args.end is not None and args.start >= args.end:
+        raise OptionsError(f"--start ({args.start:g} s) must be before --end ({args.end:g} s)")
+    if args.mix_live is not None and args.mix_live > 0:
+        raise OptionsError(f"--mix-live must be 0 dB or below (got {args.mix_live:g})")
+
+
+def _check_sync_paths(dance: Path, bgm: Path, targets: list[Path]) -> None:
+    from beatsync.engine.errors import MediaNotFoundError, OptionsError
+
+    for source in (dance, bgm):
+        if not source.is_file():
+            raise MediaNotFoundError("no such file", path=str(source))
+    seen: list[Path] = [dance.resolve(), bgm.resolve()]
+    for target in targets:
+        if not target.parent.is_dir():
+            raise OptionsError("the folder to write into does not exist", path=str(target))
+        if target.is_dir():
+            raise OptionsError("a folder is in the way of a file to write", path=str(target))
+        resolved = target.resolve()
+        if resolved in seen[:2]:
+            raise OptionsError("refusing to overwrite an input", path=str(target))
+        if resolved in seen:
+            raise OptionsError("two outputs would be written to one file", path=str(target))
+        seen.append(resolved)
+
+
+@contextlib.contextmanager
+def _all_or_nothing(paths: Sequence[Path]) -> Iterator[None]:
+    """On failure, remove whichever of ``paths`` the failed run created."""
+    existed = {p for p in paths if p.exists()}
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            if path not in existed:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def summary_line(result: SyncResult, elapsed: float) -> str:
+    """One line for a person: output, time taken, offset, drift, confidence and cut."""
+    mapping, cut = result.mapping, result.cut
+    facts = [f"offset {mapping.offset:+.3f} s", f"drift {mapping.drift_ppm:+.1f} ppm"]
+    if abs(mapping.drift_ppm) >= 1000.0:
+        facts.append(f"speed x{mapping.scale:.4f}")
+    facts += [
+        f"confidence {result.alignment.confidence:.2f}",
+        f"cut {cut.start:.2f}-{cut.end:.2f} s ({cut.start_reason}/{cut.end_reason})",
+    ]
+    return f"wrote {result.output.path} in {elapsed:.1f} s: " + ", ".join(facts)
+
+
+class ProgressBar:
+    """A stage name and a percentage bar on one terminal line, redrawn in place.
+
+    Call it as the engine's progress callback ``(stage, fraction, message)``; :meth:`close` wipes
+    the line so that what is printed next starts clean.
+    """
+
+    def __init__(self, stream: TextIO, *, width: int = 28, columns: int | None = None) -> None:
+        self._stream = stream
+        self._width = width
+        self._columns = columns
+        self._shown = ""
+        self._glyphs = ("█", "░") if _can_encode(stream, "█░") else ("#", "-")
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
+        filled = round(fraction * self._width)
+        bar = self._glyphs[0] * filled + self._glyphs[1] * (self._width - filled)
+        line = f"{stage:<6} {bar} {math.floor(fraction * 100):3d}%"
+        if message:
+            line += f"  {' '.join(message.split())}"
+        columns = self._columns or shutil.get_terminal_size().columns
+        line = line[: max(columns - 1, 0)]  # the last column would wrap on some terminals
+        if line == self._shown:
+            return
+        padding = " " * max(len(self._shown) - len(line), 0)
+        self._stream.write("\r" + line + padding)
+        self._stream.flush()
+        self._shown = line
+
+    def close(self) -> None:
+        if self._shown:
+            self._stream.write("\r" + " " * len(self._shown) + "\r")
+            self._stream.flush()
+            self._shown = ""
+
+
+def _can_encode(stream: TextIO, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _height(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"at least 16 pixels (got {value})")
+    return value
+
+
+COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (_add_sync,)
+"""Every subcommand's parser-adding function, in ``--help`` order."""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
