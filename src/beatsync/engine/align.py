@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
-import scipy.signal
 from numpy.typing import NDArray
 
 from .decode import Audio, decode_audio
 from .errors import MusicMismatchError
 from .features import FEATURE_RATE, onset_bands, onset_envelope
-from .gcc import gcc_windows
+from .gcc import FrameTrack, frame_agreement, window_lags
 from .search import Line, coarse_lines
 
 __all__ = [
@@ -112,6 +111,7 @@ class Alignment:
 
 
 _AGREE_PROMINENCE = 4.0
+_STRETCH_GRID = 0.001
 DEFAULT_SPEEDS = (0.90, 0.92, 0.94, 0.96, 0.98, 1.02, 1.04, 1.06, 1.08, 1.10)
 
 
@@ -138,9 +138,14 @@ class AlignParams:
 
 @dataclass(frozen=True, slots=True)
 class _Fit:
+    """A locked line: ``hits`` windows of ``windows`` agree with it; ``evidence`` counts them
+    weighted by prominence (is there a match at all?); ``score`` sums their whitened peak
+    heights (which of two lines matches better? a repeated section is never quite identical)."""
+
     mapping: Mapping
     track: WindowTrack
     evidence: float
+    score: float
     hits: int
     windows: int
 
@@ -204,13 +209,16 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
             hint = p.offset_hint
             lines = [ln for ln in lines if abs(ln.offset - hint) <= p.hint_radius]
             lines = lines or [Line(hint, 1.0, 0.0)]
-        fits = [_refine(signals, line, p) for line in lines[: p.candidates]]
+        # Runner-up lines with a fraction of the best one's votes are not worth locking.
+        top = lines[0].votes if lines else 0.0
+        worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
+        fits = [_refine(signals, line, p) for line in worth]
         return [f for f in fits if f is not None]
 
     fits = search((1.0,))
     if not _accepted(_best(fits), p) and p.offset_hint is None:
         fits += search(tuple(s for s in p.speeds if s != 1.0))
-    fits = _distinct(sorted(fits, key=lambda f: -f.evidence))
+    fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
     if best is None or not _accepted(best, p):
         found = (
@@ -220,12 +228,12 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
             else "no candidate line"
         )
         raise MusicMismatchError(f"the recordings do not share the music ({found})")
-    runner_up = fits[1].evidence if len(fits) > 1 else 0.0
-    confidence = _confidence(best) * _distinctness(best.evidence, runner_up)
+    runner_up = fits[1].score if len(fits) > 1 else 0.0
+    confidence = _confidence(best) * _distinctness(best.score, runner_up)
     candidates = tuple(
         Candidate(
             f.mapping,
-            round(_confidence(f) * _distinctness(f.evidence, best.evidence), 4),
+            round(_confidence(f) * _distinctness(f.score, best.score), 4),
             f.hits / max(f.windows, 1),
         )
         for f in fits[1:]
@@ -251,7 +259,7 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
 
 
 def _best(fits: list[_Fit]) -> _Fit | None:
-    return max(fits, key=lambda f: f.evidence, default=None)
+    return max(fits, key=lambda f: f.score, default=None)
 
 
 def _accepted(fit: _Fit | None, p: AlignParams) -> bool:
@@ -278,11 +286,11 @@ def _confidence(fit: _Fit) -> float:
     return float(1.0 - np.exp(-max(excess, 0.0) / 3.0))
 
 
-def _distinctness(evidence: float, other: float) -> float:
-    """1 when the runner-up has no support, 0 when it has as much as the answer."""
-    if evidence <= 0:
+def _distinctness(score: float, other: float) -> float:
+    """1 when the runner-up matches nowhere, 0 when it matches as well as the answer."""
+    if score <= 0:
         return 0.0
-    ratio = min(other / evidence, 1.0)
+    ratio = min(other / score, 1.0)
     return float(np.sqrt(1.0 - ratio**2))
 
 
@@ -301,16 +309,32 @@ def _close(a: _Fit, b: _Fit) -> bool:
 
 
 def _stretch(signals: _Signals, scale: float) -> tuple[NDArray[np.float32], float]:
-    """The dance signal resampled so one of its seconds spans about one reference second, and the
-    exact ratio used. Only a change of speed needs it; clock drift is followed frame by frame."""
-    if abs(scale - 1.0) < 5e-3:
+    """The dance signal resampled so one of its seconds spans about one reference second, and
+    the ratio used (a multiple of 0.1 %, so lines and slope trials share a few resamplings).
+
+    Only a change of speed needs it: clock drift, and what is left of the speed after the
+    resampling, is followed frame by frame.
+    """
+    ratio = round(scale / _STRETCH_GRID) * _STRETCH_GRID
+    if abs(ratio - 1.0) < 1.5 * _STRETCH_GRID:
         return signals.dance.samples, 1.0
-    ratio = Fraction(scale).limit_denominator(2000)
-    if ratio not in signals.stretched:
-        signals.stretched[ratio] = scipy.signal.resample_poly(
-            signals.dance.samples, ratio.numerator, ratio.denominator
-        ).astype(np.float32)
-    return signals.stretched[ratio], float(ratio)
+    key = Fraction(ratio).limit_denominator(10_000)
+    if key not in signals.stretched:
+        signals.stretched[key] = _cubic_resample(signals.dance.samples, float(key))
+    return signals.stretched[key], float(key)
+
+
+def _cubic_resample(x: NDArray[np.float32], ratio: float) -> NDArray[np.float32]:
+    """``out[k] = x(k / ratio)`` by Catmull-Rom interpolation (phase-true, mild treble loss)."""
+    pos = np.arange(int(len(x) * ratio), dtype=np.float64) / ratio
+    i = np.floor(pos).astype(np.int64)
+    f = (pos - i).astype(np.float32)
+    xp = np.pad(x, (1, 3))
+    p0, p1, p2, p3 = xp[i], xp[i + 1], xp[i + 2], xp[i + 3]
+    return (
+        p1
+        + 0.5 * f * (p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0)))
+    ).astype(np.float32)
 
 
 def _measure(
@@ -323,42 +347,44 @@ def _measure(
     search: float,
     frame: int = 4096,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Window centres (dance s), matched reference times there (s), strengths and prominences."""
+    """Window centres (dance s), matched reference times there (s), strengths and prominences.
+
+    Windows of ``window`` seconds every ``hop`` seconds (spread further apart if there would be
+    more than ``max_windows``) that the mapping puts wholly inside the reference.
+    """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
     x, stretch = _stretch(signals, mapping.scale)
-    domain = len(x) / rate
-    hop = max(hop, (domain - window) / max_windows)
-    u = np.arange(0.0, max(domain - window, 0.0) + 1e-9, hop)
+    frame_hop = frame // 4
     step = mapping.scale / stretch
-    beta0 = mapping.offset + mapping.scale * (dance.start + u / stretch)
-    inside = (beta0 >= bgm.start) & (beta0 + window * step <= bgm.end)
-    u, beta0 = u[inside], beta0[inside]
-    if len(u) == 0:
+    y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * rate
+    track = FrameTrack(frame=frame, hop=frame_hop, y_first=y_first, step=step)
+    n_frames = track.frame_count(len(x))
+    width = max(1, round((window * rate - frame) / frame_hop) + 1)
+    span = (width - 1) * frame_hop + frame
+    every = max(1, round(hop * rate / frame_hop))
+    count = (n_frames - width) // every + 1 if n_frames >= width else 0
+    if count > max_windows:
+        every = max(1, (n_frames - width) // max(max_windows - 1, 1))
+        count = (n_frames - width) // every + 1
+    starts = np.arange(count, dtype=np.int64) * every
+    y_lo = track.y_starts(starts)
+    y_hi = track.y_starts(starts + width - 1) + frame
+    starts = starts[(y_lo >= 0) & (y_hi <= len(bgm.samples))]
+    if len(starts) == 0:
         empty = np.zeros(0)
         return empty, empty, empty, empty
-    x_starts = np.round(u * rate).astype(np.int64)
-    u = x_starts / rate
-    beta0 = mapping.offset + mapping.scale * (dance.start + u / stretch)
-    result = gcc_windows(
-        x,
-        bgm.samples,
-        x_starts,
-        (beta0 - bgm.start) * rate,
-        rate=rate,
-        length=int(window * rate),
-        step=step,
-        frame=frame,
-        search=search,
-    )
-    centres = dance.start + (u + window / 2) / stretch
+    result = window_lags(x, bgm.samples, track, starts, width, rate=rate, search=search)
+    centres = dance.start + (starts * frame_hop + span / 2) / rate / stretch
     matched = mapping.offset + mapping.scale * centres + result.lag
     return centres, matched, result.strength, result.prominence
 
 
 def _refine(signals: _Signals, line: Line, p: AlignParams) -> _Fit | None:
     """Lock a coarse line onto the waveform: scan the slope, then fit and re-measure twice."""
-    mapping = _scan_slope(signals, Mapping(line.offset, line.scale))
+    # At speed 1 only clock drift is possible; a practice version's speed is known less well.
+    reach = 0.0015 if abs(line.scale - 1.0) < 0.0015 else 0.006
+    mapping = _scan_slope(signals, Mapping(line.offset, line.scale), reach=reach)
     fit: _Fit | None = None
     # The search stays wide in both passes: a window that lands within 2 ms of the line by
     # chance then has a 1-in-40 probability, so agreeing windows are evidence.
@@ -373,19 +399,23 @@ def _refine(signals: _Signals, line: Line, p: AlignParams) -> _Fit | None:
         strong = inlier & (prom >= _AGREE_PROMINENCE)
         evidence = float(np.minimum(1.0, (prom[strong] - 3.0) / 6.0).sum())
         track = WindowTrack(times=t, lags=beta - t, strength=strength, inlier=strong)
-        fit = _Fit(mapping, track, evidence, int(strong.sum()), len(t))
+        score = float(strength[strong].sum())
+        fit = _Fit(mapping, track, evidence, score, int(strong.sum()), len(t))
     return fit
 
 
-def _scan_slope(signals: _Signals, guess: Mapping) -> Mapping:
-    """The slope within ±0.3 % of the coarse guess under which short windows match best.
+def _scan_slope(signals: _Signals, guess: Mapping, *, reach: float) -> Mapping:
+    """The slope within ``reach`` (relative) of the coarse guess under which one-second windows
+    match best, in steps of 0.05 %.
 
-    The coarse search knows the slope to a few tenths of a percent; the fine correlation needs it
-    to a few hundredths, or the frames of a window stop adding up in phase.
+    The coarse search knows the slope to a few tenths of a percent at worst; the fine correlation
+    needs it to a few hundredths, or the frames of a window stop adding up in phase.
     """
-    mid = signals.dance.start + signals.dance.duration / 2
+    duration = signals.dance.duration
+    mid = signals.dance.start + duration / 2
+    steps = max(1, round(reach / 0.0005))
     best, best_score = guess, -1.0
-    for delta in np.linspace(-0.003, 0.003, 13):
+    for delta in np.linspace(-reach, reach, 2 * steps + 1):
         scale = guess.scale * (1.0 + delta)
         trial = Mapping(guess.bgm_time(mid) - scale * mid, scale)
         *_, prom = _measure(
@@ -475,19 +505,45 @@ def _activity(
     signals: _Signals, mapping: Mapping, fit: _Fit
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[float, float]]:
     """How well each moment of the dance recording matches the mapped reference, and the span
-    where the music is heard: from the first to the last sustained match (3 of 4 windows)."""
-    centres, matched, _, prom = _measure(
-        signals, mapping, window=2.0, hop=0.25, max_windows=4000, search=0.004, frame=2048
-    )
-    ok = (np.abs(matched - mapping.bgm_time_array(centres)) <= 0.0015) & (prom >= 6.0)
-    score = np.clip((prom - 3.0) / 9.0, 0.0, 1.0) * ok
-    sustained = np.convolve(ok.astype(float), np.ones(4), mode="same") >= 3
-    idx = np.flatnonzero(sustained & ok)
-    if len(idx):
-        return centres, score, (float(centres[idx[0]]), float(centres[idx[-1]]))
-    # Too faint for one-second windows: fall back on the two-second windows that agreed.
+    where the music is heard.
+
+    Per 32 ms frame, the phase agreement with the recording's average cross-spectrum; the span
+    is the stretch whose agreement most exceeds half the typical in-music level (the largest
+    sum of a contiguous run), so short gaps in the music do not split it.
+    """
+    dance, bgm = signals.dance, signals.bgm
+    rate = dance.rate
+    x, stretch = _stretch(signals, mapping.scale)
+    frame = 1024
+    y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * rate
+    track = FrameTrack(frame=frame, hop=frame // 2, y_first=y_first, step=mapping.scale / stretch)
+    count = track.frame_count(len(x))
+    agree = frame_agreement(x, bgm.samples, track, count, rate=rate)
+    smooth = np.convolve(agree, np.ones(5) / 5, mode="same")
+    centres = dance.start + (np.arange(count) * track.hop + frame / 2) / rate / stretch
     agreed = fit.track.times[fit.track.inlier]
-    return centres, score, (float(agreed.min()), float(agreed.max()))
+    core = (centres >= agreed.min()) & (centres <= agreed.max()) if len(agreed) else smooth > 0
+    level = float(np.median(smooth[core])) if core.any() else float(smooth.max(initial=0.0))
+    score = np.clip(smooth / max(level, 1e-9), 0.0, 1.0)
+    lo, hi = _largest_run(smooth - 0.5 * level)
+    if hi <= lo:
+        return centres, score, (float(agreed.min()), float(agreed.max()))
+    half = track.hop / rate / stretch / 2
+    return centres, score, (float(centres[lo]) - half, float(centres[hi - 1]) + half)
+
+
+def _largest_run(values: NDArray[np.float64]) -> tuple[int, int]:
+    """``(lo, hi)`` maximising ``values[lo:hi].sum()`` (Kadane); ``(0, 0)`` if all negative."""
+    best, best_lo, best_hi = 0.0, 0, 0
+    running, lo = 0.0, 0
+    for i, v in enumerate(values.tolist()):
+        if running <= 0.0:
+            running, lo = v, i
+        else:
+            running += v
+        if running > best:
+            best, best_lo, best_hi = running, lo, i + 1
+    return best_lo, best_hi
 
 
 def _envelopes(

@@ -6,8 +6,8 @@ consulted. Unusable input raises an :class:`~beatsync.engine.errors.InputError` 
 
 from __future__ import annotations
 
-import itertools
 import contextlib
+import itertools
 import math
 import os
 from dataclasses import dataclass

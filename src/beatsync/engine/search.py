@@ -23,7 +23,8 @@ _HOP_S = 3.0
 _PEAKS_PER_WINDOW = 4
 _PEAK_SEPARATION_S = 0.25
 _OFFSET_BIN_S = 0.04
-_SLOPE_SPAN = 0.012  # each speed candidate covers ±1.2 %
+_SLOPE_SPAN = 0.012  # each speed candidate other than 1 covers ±1.2 %
+_DRIFT_SPAN = 0.001  # at speed 1 only clock drift: phones stay within a few hundred ppm
 _MIN_DISTINCT_OFFSET_S = 0.3
 _BATCH = 16
 
@@ -166,7 +167,8 @@ def _hough(points: NDArray[np.float64], speed: float, span: float) -> list[Line]
         return []
     t, beta, z = points[:, 0], points[:, 1], np.minimum(points[:, 2], 12.0) - 3.0
     step = max(_OFFSET_BIN_S / max(span, 1.0), 2e-5)
-    slopes = speed * (1.0 + np.arange(-_SLOPE_SPAN, _SLOPE_SPAN + step / 2, step))
+    reach = _DRIFT_SPAN if speed == 1.0 else _SLOPE_SPAN
+    slopes = speed * (1.0 + np.arange(-reach, reach + step / 2, step))
     lo = float((beta - slopes.max() * t).min()) - 1.0
     hi = float((beta - slopes.min() * t).max()) + 1.0
     n_bins = int((hi - lo) / _OFFSET_BIN_S) + 2
@@ -182,7 +184,24 @@ def _hough(points: NDArray[np.float64], speed: float, span: float) -> list[Line]
                 break
             members = (idx == i) | (idx == i + 1)
             offset = float(np.average(offsets[members], weights=z[members] + 1e-9))
-            best.append(Line(offset, float(slope), float(acc[i])))
+            best.append(_polish(t, beta, z, Line(offset, float(slope), float(acc[i]))))
             acc[max(0, i - 8) : i + 9] = 0.0
     best.sort(key=lambda line: -line.votes)
     return best[:12]
+
+
+def _polish(
+    t: NDArray[np.float64], beta: NDArray[np.float64], z: NDArray[np.float64], line: Line
+) -> Line:
+    """Least-squares line through the votes within two offset bins of ``line``: the Hough grid
+    knows the slope only to one bin over the clip."""
+    near = np.abs(beta - (line.offset + line.scale * t)) <= 2 * _OFFSET_BIN_S
+    if near.sum() < 3 or np.ptp(t[near]) < 2 * _WINDOW_S:
+        return line
+    w = z[near] + 1e-9
+    tc = float(np.average(t[near], weights=w))
+    slope = float(np.sum(w * (t[near] - tc) * beta[near]) / np.sum(w * (t[near] - tc) ** 2))
+    if abs(slope / line.scale - 1.0) > 0.01:
+        return line
+    offset = float(np.average(beta[near], weights=w)) - slope * tc
+    return Line(offset, slope, line.votes)
