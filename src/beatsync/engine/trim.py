@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .align import Mapping
+from .mapping import Mapping
 from .errors import OptionsError
 from .picture import good_picture_span
 from .probe import MediaInfo

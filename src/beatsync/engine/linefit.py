@@ -1,0 +1,87 @@
+"""Robust fit of ``reference_time = offset + scale × dance_time`` through window lags."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .mapping import Mapping
+
+__all__ = ["AGREE_PROMINENCE", "fit_line"]
+
+# A window's peak must stand this many robust deviations above its correlation to count.
+AGREE_PROMINENCE = 4.0
+
+
+def fit_line(
+    t: NDArray[np.float64],
+    beta: NDArray[np.float64],
+    prom: NDArray[np.float64],
+    guess: Mapping,
+    *,
+    gate: float,
+) -> tuple[Mapping, NDArray[np.bool_]] | None:
+    """Robust fit of ``beta = a + b t`` over strong windows within ``gate`` of ``guess``.
+
+    A consensus step picks the pair of windows whose line most others agree with (to 2 ms), so a
+    coarse guess that is off by tens of milliseconds at the ends still locks; Tukey-weighted least
+    squares then polishes it.
+    """
+    residual = beta - (guess.offset + guess.scale * t)
+    use = (prom >= AGREE_PROMINENCE) & (np.abs(residual) <= gate)
+    if use.sum() < 2:
+        return None
+    seed = _consensus(t[use], beta[use], prom[use], guess.scale)
+    if seed is None:
+        return None
+    a, b = seed
+    scale_c = 0.004
+    for _ in range(6):
+        r = beta - (a + b * t)
+        u = r / scale_c
+        w = np.where(use & (np.abs(u) < 1.0), (1.0 - u**2) ** 2, 0.0) * np.minimum(prom, 20.0)
+        if (w > 0).sum() < 2 or np.ptp(t[w > 0]) < 1e-3:
+            break
+        centre = float(np.average(t, weights=w))
+        design = np.stack([np.ones_like(t), t - centre], axis=1) * np.sqrt(w)[:, None]
+        coef, *_ = np.linalg.lstsq(design, beta * np.sqrt(w), rcond=None)
+        a, b = float(coef[0]) - float(coef[1]) * centre, float(coef[1])
+    if not 0.8 < b < 1.25:
+        return None
+    r = beta - (a + b * t)
+    core = use & (np.abs(r) < scale_c)
+    sigma = 1.4826 * float(np.median(np.abs(r[core]))) if core.any() else scale_c
+    inlier = (np.abs(r) <= min(0.002, max(0.001, 3.0 * sigma))) & (prom >= AGREE_PROMINENCE)
+    return Mapping(a, b), inlier
+
+
+def _consensus(
+    t: NDArray[np.float64], beta: NDArray[np.float64], prom: NDArray[np.float64], scale: float
+) -> tuple[float, float] | None:
+    """The line through two windows that the most (prominence-weighted) windows agree with."""
+    order = np.argsort(-prom)[:60]
+    ts, bs = t[order], beta[order]
+    i, j = np.triu_indices(len(order), k=1)
+    dt = ts[j] - ts[i]
+    ok = np.abs(dt) >= 1.0
+    i, j, dt = i[ok], j[ok], dt[ok]
+    if len(i) == 0:
+        return (float(np.median(beta - scale * t)), scale) if len(t) else None
+    slopes = (bs[j] - bs[i]) / dt
+    plausible = np.abs(slopes / scale - 1.0) <= 0.01
+    i, j, slopes = i[plausible], j[plausible], slopes[plausible]
+    if len(i) == 0:
+        return None
+    offsets = bs[i] - slopes * ts[i]
+    weight = np.minimum(prom, 20.0)
+    # Score every pair's line on all strong windows, in chunks to bound memory.
+    best_score, best = -1.0, (float(offsets[0]), float(slopes[0]))
+    for first in range(0, len(i), 512):
+        a = offsets[first : first + 512, None]
+        b = slopes[first : first + 512, None]
+        agree = np.abs(beta[None, :] - (a + b * t[None, :])) <= 0.002
+        score = (agree * weight[None, :]).sum(axis=1)
+        k = int(np.argmax(score))
+        if score[k] > best_score:
+            best_score, best = float(score[k]), (float(a[k, 0]), float(b[k, 0]))
+    return best

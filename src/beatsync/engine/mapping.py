@@ -1,0 +1,39 @@
+"""The answer's shape: reference time as a linear function of dance time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Mapping"]
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """A linear map from dance-file time to reference-file time, both in seconds.
+
+    ``offset`` is the reference time at dance time 0; ``scale`` is reference seconds per dance
+    second (1 + drift; 0.9–1.1 for a practice version played slower or faster).
+    """
+
+    offset: float
+    scale: float = 1.0
+
+    def bgm_time(self, dance_time: float) -> float:
+        return self.offset + self.scale * dance_time
+
+    def bgm_time_array(self, dance_time: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self.offset + self.scale * dance_time
+
+    def dance_time(self, bgm_time: float) -> float:
+        return (bgm_time - self.offset) / self.scale
+
+    @property
+    def drift_ppm(self) -> float:
+        return (self.scale - 1.0) * 1e6
+
+    def nudged(self, milliseconds: float) -> Mapping:
+        """The same map with the reference played ``milliseconds`` later against the picture."""
+        return Mapping(self.offset - milliseconds / 1000.0, self.scale)
