@@ -8,6 +8,7 @@ dark, and frozen when 98 % of it is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from fractions import Fraction
 
 import av
@@ -21,29 +22,118 @@ __all__ = ["good_picture_span"]
 
 _THUMB = (96, 54)
 _DARK_LUMA = 32
-_CHANGE_LUMA = 6
+_CHANGE_LUMA = 3
 _RATIO = 0.98
 _SCAN_SECONDS = 120.0
+_CHUNK_SECONDS = 6.0
+_MIN_FROZEN_SECONDS = 0.5
 
 
 def good_picture_span(info: MediaInfo, start: float, end: float) -> tuple[float, float]:
     """Shrink ``[start, end]`` (seconds) past black or frozen picture at either edge.
 
-    Returns the first and last-plus-one-frame times of good picture; ``(start, end)`` when the
-    edges are good or the video cannot be scanned.
+    Returns the time of the first good frame and the time where the picture turns bad for good
+    (or ``end``); ``(start, end)`` when the edges are good or the video cannot be scanned.
     """
     if info.video is None or end <= start:
         return start, end
     try:
-        frames = _keyframes(info, start, min(end, start + _SCAN_SECONDS))
-        new_start = _first_good(info, frames, start, end)
-        frames = _keyframes(info, max(start, end - _SCAN_SECONDS), end)
-        new_end = _last_good(info, frames, start, end)
+        new_start = _first_good(info, start, end)
+        new_end = _last_good(info, new_start, end)
     except av.error.FFmpegError:
         return start, end
     if new_end - new_start < 1.0:
         return start, end
     return new_start, new_end
+
+
+def _first_good(info: MediaInfo, start: float, end: float) -> float:
+    """The first frame at or after ``start`` that is neither black nor equal to the next one.
+
+    When the keyframe at or before ``start`` already looks good, the start is kept: only a bad
+    first keyframe calls for decoding every frame.
+    """
+    keys = _keyframes_from(info, start, end)
+    previous: tuple[float, NDArray[np.int16]] | None = None
+    stop: float | None = None
+    for t, thumb in keys:
+        if previous is not None and not _bad(previous[1], thumb):
+            stop = previous[0]
+            break
+        previous = (t, thumb)
+    keys.close()
+    if stop is None:
+        return start
+    if stop <= start:
+        return start
+    frames = _decode(info, start, min(end, stop + 0.5), keyframes_only=False)
+    black = False
+    for (t, thumb), nxt in zip(frames, [*frames[1:], None], strict=True):
+        if t >= start and not _bad(thumb, None if nxt is None else nxt[1]):
+            # A still picture is cut only when it lasts: a dancer pausing is not a frozen phone.
+            return t if black or t - start >= _MIN_FROZEN_SECONDS else start
+        black = black or (t >= start and _black(thumb))
+    return start
+
+
+def _last_good(info: MediaInfo, start: float, end: float) -> float:
+    """Where the picture turns black or stops changing until ``end``; ``end`` if it never does.
+
+    Keyframes are read backwards in chunks until one is good (unlike the one before it); the
+    frames from there to ``end`` are then decoded to find the exact one.
+    """
+    begin = start
+    chunk_end = end
+    while chunk_end > start:
+        chunk_start = max(start, chunk_end - _CHUNK_SECONDS)
+        keys = [k for k in _decode(info, chunk_start, chunk_end, keyframes_only=True)]
+        keys = [k for k in keys if k[0] < end]
+        found = next(
+            (
+                keys[k][0]
+                for k in range(len(keys) - 1, 0, -1)
+                if not _bad(keys[k][1], keys[k - 1][1])
+            ),
+            None,
+        )
+        if found is not None:
+            begin = found
+            break
+        if not keys or keys[0][0] <= start or chunk_end - start > _SCAN_SECONDS:
+            break
+        chunk_end = keys[0][0] + 1e-6
+    frames = [f for f in _decode(info, max(start, begin), end, keyframes_only=False) if f[0] < end]
+    cut, black = end, False
+    for k in range(len(frames) - 1, 0, -1):
+        if _black(frames[k][1]):
+            cut, black = frames[k][0], True
+        elif _bad(frames[k][1], frames[k - 1][1]):
+            # A frozen run starts with the frame that the later ones repeat.
+            cut = frames[k - 1][0]
+        else:
+            break
+    # A still picture is cut only when it lasts: a dancer pausing is not a frozen phone.
+    if not black and end - cut < _MIN_FROZEN_SECONDS:
+        return end
+    return max(cut, start)
+
+
+def _keyframes_from(
+    info: MediaInfo, start: float, end: float
+) -> Generator[tuple[float, NDArray[np.int16]], None, None]:
+    """Keyframes from the one at or before ``start`` on, lazily."""
+    with open_media(info.path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONKEY"
+        tb = _time_base(stream)
+        container.seek(int(max(start, 0.0) / tb), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * tb)
+            if t > end or t > start + _SCAN_SECONDS:
+                return
+            yield t, _thumb(frame)
 
 
 def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
@@ -55,94 +145,37 @@ def _thumb(frame: av.VideoFrame) -> NDArray[np.int16]:
     return small.to_ndarray().astype(np.int16)
 
 
-def _bad(thumb: NDArray[np.int16], previous: NDArray[np.int16] | None) -> bool:
-    if (thumb < _DARK_LUMA).mean() >= _RATIO:
+def _black(thumb: NDArray[np.int16]) -> bool:
+    return bool((thumb < _DARK_LUMA).mean() >= _RATIO)
+
+
+def _bad(thumb: NDArray[np.int16], other: NDArray[np.int16] | None) -> bool:
+    """Black, or (almost) the same picture as its neighbour ``other``."""
+    if _black(thumb):
         return True
-    return previous is not None and (np.abs(thumb - previous) < _CHANGE_LUMA).mean() >= _RATIO
+    return other is not None and bool((np.abs(thumb - other) < _CHANGE_LUMA).mean() >= _RATIO)
 
 
-def _keyframes(info: MediaInfo, start: float, end: float) -> list[tuple[float, NDArray[np.int16]]]:
-    """(time, thumbnail) of every keyframe from the one at or before ``start`` to ``end``."""
-    assert info.video is not None
+def _decode(
+    info: MediaInfo, start: float, end: float, *, keyframes_only: bool
+) -> list[tuple[float, NDArray[np.int16]]]:
+    """(time, thumbnail) of the frames (or only keyframes) from the keyframe at or before
+    ``start`` up to ``end``, in presentation order."""
     out: list[tuple[float, NDArray[np.int16]]] = []
     with open_media(info.path) as container:
         stream = container.streams.video[0]
-        stream.codec_context.skip_frame = "NONKEY"
-        tb = _time_base(stream)
-        container.seek(int(max(start, 0.0) / tb), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            t = float(frame.pts * tb)
-            if t > end:
-                break
-            out.append((t, _thumb(frame)))
-    return out
-
-
-def _frames(info: MediaInfo, start: float, end: float) -> list[tuple[float, NDArray[np.int16]]]:
-    """(time, thumbnail) of every frame from the keyframe at or before ``start`` to ``end``."""
-    out: list[tuple[float, NDArray[np.int16]]] = []
-    with open_media(info.path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        tb = _time_base(stream)
-        container.seek(int(max(start, 0.0) / tb), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            t = float(frame.pts * tb)
-            if t > end:
-                break
-            out.append((t, _thumb(frame)))
-    return out
-
-
-def _first_good(
-    info: MediaInfo, keys: list[tuple[float, NDArray[np.int16]]], start: float, end: float
-) -> float:
-    previous = None
-    last_bad = None
-    for t, thumb in keys:
-        if t >= start and not _bad(thumb, previous):
-            break
-        if t >= start:
-            last_bad = t
-        previous = thumb
-    else:
-        return start
-    if last_bad is None:
-        return start
-    # The picture turns good somewhere after the last bad keyframe: find the frame.
-    previous = None
-    for t, thumb in _frames(info, last_bad, end):
-        if t >= last_bad and not _bad(thumb, previous):
-            return max(start, t)
-        previous = thumb
-    return start
-
-
-def _last_good(
-    info: MediaInfo, keys: list[tuple[float, NDArray[np.int16]]], start: float, end: float
-) -> float:
-    inside = [(t, th) for t, th in keys if start <= t < end]
-    if len(inside) < 2:
-        return end
-    bad_from = None
-    for k in range(len(inside) - 1, 0, -1):
-        t, thumb = inside[k]
-        if _bad(thumb, inside[k - 1][1]):
-            bad_from = k
+        if keyframes_only:
+            stream.codec_context.skip_frame = "NONKEY"
         else:
-            break
-    if bad_from is None:
-        return end
-    # The picture goes bad between the last good keyframe and the next: find the frame.
-    good_key = inside[bad_from - 1][0]
-    previous = None
-    frames = _frames(info, good_key, inside[bad_from][0])
-    for t, thumb in frames:
-        if t > good_key and _bad(thumb, previous):
-            return t
-        previous = thumb
-    return inside[bad_from][0]
+            stream.thread_type = "AUTO"
+        tb = _time_base(stream)
+        container.seek(int(max(start, 0.0) / tb), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * tb)
+            if t > end:
+                break
+            out.append((t, _thumb(frame)))
+    out.sort(key=lambda item: item[0])
+    return out

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .mapping import Mapping
 from .errors import OptionsError
+from .mapping import Mapping
 from .picture import good_picture_span
 from .probe import MediaInfo
 

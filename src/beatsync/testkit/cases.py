@@ -1,0 +1,288 @@
+"""Dance/reference pairs made from real music, with the exact truth the engine should find.
+
+Definitions (all times in seconds). The master song S has song time σ. The reference file holds
+S from ``σ = r0`` to ``r1``: ``bgm(β) = S(β − bgm_start + r0)``, where ``bgm_start`` is the
+presentation time of the reference's first sample (0, except for MP3 whose decoder reports its
+encoder delay as a start time). The class plays S from song time ``p0`` at dance time ``m0``
+(music_start) at speed ``k`` with phone clock drift ``d`` (ppm): ``σ = p0 + b·(t − m0)`` with
+``b = k·(1 + d·1e-6)``, until dance time ``m1`` (music_end). Hence the truth is
+``bgm_time = a + b·dance_time`` with ``a = p0 − r0 + bgm_start − b·m0``. Video frame ``n`` of the
+dance file presents at ``n / fps``; its audio starts at 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .encode import Scene, TailPlan, VideoParams, write_video_file
+from .music import Song, load_track, play, repeat_section
+from .reference import REFERENCE_KINDS, write_reference
+from .room import Room, record_in_room
+
+if TYPE_CHECKING:
+    from beatsync.engine.align import Mapping
+
+__all__ = ["KIT_VERSION", "BuiltCase", "CaseSpec", "Truth", "build_case", "load_song"]
+
+logger = logging.getLogger(__name__)
+
+# Bumped whenever generated media would change, so cached cases are rebuilt.
+KIT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSpec:
+    """Everything that decides a generated case; the same spec and seed give the same files.
+
+    Song and timing: ``track`` (a :mod:`.music` name), ``repeat`` (a section of the track played
+    twice, making a song that repeats itself), ``ref_start``/``ref_end`` (r0/r1, the reference
+    cut; None = song end), ``play_from`` (p0), ``music_start`` (m0), ``play_duration`` (dance
+    seconds of music), ``tail`` (dance seconds after the music stops; 0 = the file ends while the
+    music plays), ``speed`` (k), ``drift_ppm`` (d). ``mismatch_track``: the reference is cut
+    from this other track instead, and must be refused.
+    Picture: size, ``fps``, ``codec`` ``h264``/``hevc``, ``container`` ``mp4``/``mov``/``mkv``,
+    ``rotation`` (display-matrix degrees counter-clockwise, as :func:`probe` reports; a phone's
+    portrait clip is 270), ``gop`` frames, ``b_frames``, ``black_head`` seconds of black at the
+    start, ``black_tail`` or ``frozen_tail`` seconds at the end, ``bit_rate`` (None = constant
+    quality). Sound: ``audio_rate`` 48000/44100 and the ``room``. ``reference``: ``video`` (MP4,
+    H.264 + AAC), ``m4a`` (AAC), ``opus`` (Ogg Opus) or ``mp3``.
+    """
+
+    name: str
+    seed: int
+    track: str
+    repeat: tuple[float, float] | None = None
+    ref_start: float = 0.0
+    ref_end: float | None = None
+    play_from: float = 0.0
+    music_start: float = 3.0
+    play_duration: float = 15.0
+    tail: float = 2.0
+    speed: float = 1.0
+    drift_ppm: float = 0.0
+    mismatch_track: str | None = None
+    room: Room = field(default_factory=Room)
+    width: int = 320
+    height: int = 240
+    fps: int = 30
+    codec: str = "h264"
+    container: str = "mp4"
+    rotation: int = 0
+    gop: int = 30
+    b_frames: bool = False
+    black_head: float = 0.0
+    black_tail: float = 0.0
+    frozen_tail: float = 0.0
+    bit_rate: int | None = None
+    audio_rate: int = 48000
+    reference: str = "video"
+
+    @property
+    def scale(self) -> float:
+        """b = k·(1 + d): reference seconds per dance second."""
+        return self.speed * (1.0 + self.drift_ppm * 1e-6)
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """What a correct engine finds for a built case. Times are seconds on each file's timeline.
+
+    ``offset``/``scale`` (a, b) and ``reference_span`` are NaN and ``cut`` is None for a
+    mismatched pair.
+    ``reference_span`` is the dance-time span the reference covers (may reach outside the file);
+    ``picture_start``/``picture_end`` bound the good picture (black or frozen outside);
+    ``cut`` = music span ∩ reference span ∩ good picture ∩ file.
+    """
+
+    offset: float
+    scale: float
+    speed: float
+    drift_ppm: float
+    music_start: float
+    music_end: float
+    reference_span: tuple[float, float]
+    picture_start: float
+    picture_end: float
+    cut: tuple[float, float] | None
+    duration: float
+    fps: int
+    frames: int
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    container: str
+    audio_rate: int
+    bgm_start: float
+    bgm_duration: float
+    bgm_rate: int
+    mismatch: bool
+
+    @property
+    def mapping(self) -> Mapping:
+        """The truth as the engine's :class:`Mapping`; a mismatched pair has none."""
+        # Imported lazily: making and measuring media needs nothing else from the engine.
+        from beatsync.engine.align import Mapping
+
+        if self.mismatch:
+            raise ValueError("a mismatched pair has no mapping")
+        return Mapping(offset=self.offset, scale=self.scale)
+
+    def bgm_time(self, dance_time: float) -> float:
+        """Reference time heard at ``dance_time``."""
+        return self.offset + self.scale * dance_time
+
+    def frame_time(self, index: int) -> float:
+        """Dance time at which frame ``index`` is presented."""
+        return index / self.fps
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltCase:
+    """A generated pair on disk and its truth."""
+
+    dance: Path
+    bgm: Path
+    truth: Truth
+    spec: CaseSpec
+
+
+def load_song(spec: CaseSpec) -> Song:
+    """The master song of a case: the track, with its repeated section if the spec has one."""
+    song = load_track(spec.track)
+    if spec.repeat is not None:
+        song = repeat_section(song, *spec.repeat)
+    return song
+
+
+def _validate(spec: CaseSpec, song: Song, ref_song: Song) -> None:
+    problems = []
+    if spec.play_from < 0 or spec.play_from + spec.scale * spec.play_duration > song.duration:
+        problems.append(f"play {spec.play_from}+{spec.play_duration}×{spec.scale} outside song")
+    ref_end = ref_song.duration if spec.ref_end is None else spec.ref_end
+    if not 0 <= spec.ref_start < ref_end <= ref_song.duration + 1e-6:
+        problems.append(f"reference cut [{spec.ref_start}, {ref_end}] outside song")
+    if spec.black_tail and spec.frozen_tail:
+        problems.append("black_tail and frozen_tail are exclusive")
+    if spec.codec not in ("h264", "hevc") or spec.container not in ("mp4", "mov", "mkv"):
+        problems.append(f"unsupported {spec.codec} in {spec.container}")
+    if spec.reference not in REFERENCE_KINDS:
+        problems.append(f"unknown reference kind {spec.reference!r}")
+    if min(spec.music_start, spec.play_duration, spec.tail) < 0:
+        problems.append("negative timing")
+    if problems:
+        raise ValueError(f"case {spec.name}: " + "; ".join(problems))
+
+
+def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> BuiltCase:
+    """Generate the dance file and reference of ``spec`` in ``directory``.
+
+    Files are ``<name>.dance.<container>``, ``<name>.bgm.<ext>`` and ``<name>.truth.json``. With
+    ``reuse``, files left by an identical spec (and kit version) are kept and not rebuilt.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    dance = directory / f"{spec.name}.dance.{spec.container}"
+    bgm = directory / f"{spec.name}.bgm.{REFERENCE_KINDS[spec.reference][0]}"
+    manifest = directory / f"{spec.name}.truth.json"
+    spec_json = json.loads(json.dumps(dataclasses.asdict(spec)))
+    if reuse and manifest.is_file() and dance.is_file() and bgm.is_file():
+        saved = json.loads(manifest.read_text())
+        if saved.get("kit") == KIT_VERSION and saved.get("spec") == spec_json:
+            return BuiltCase(dance, bgm, _truth_from_json(saved["truth"]), spec)
+
+    rng = np.random.default_rng(spec.seed)
+    song = load_song(spec)
+    ref_song = load_track(spec.mismatch_track) if spec.mismatch_track else song
+    _validate(spec, song, ref_song)
+
+    frames = round((spec.music_start + spec.play_duration + spec.tail) * spec.fps)
+    duration = frames / spec.fps
+    m0 = float(spec.music_start)
+    m1 = float(min(m0 + spec.play_duration, duration))
+    n_audio = round(duration * spec.audio_rate)
+    speaker = play(
+        song.mono(), song.rate, rate=spec.audio_rate, length=n_audio,
+        start=m0, end=m1, song_start=spec.play_from, speed=spec.scale,
+    )  # fmt: skip
+    span = (math.ceil(m0 * spec.audio_rate), math.ceil(m1 * spec.audio_rate))
+    recorded = record_in_room(speaker, spec.audio_rate, rng, spec.room, music_span=span)
+
+    good_start = round(spec.black_head * spec.fps)
+    tail_frames = round((spec.black_tail + spec.frozen_tail) * spec.fps)
+    plan = TailPlan(
+        good_start=good_start,
+        good_end=frames - tail_frames if tail_frames else None,
+        tail="black" if spec.black_tail else ("frozen" if spec.frozen_tail else None),
+    )
+    video = VideoParams(
+        width=spec.width, height=spec.height, fps=Fraction(spec.fps), codec=spec.codec,
+        gop=spec.gop, b_frames=spec.b_frames, rotation=spec.rotation, bit_rate=spec.bit_rate,
+    )  # fmt: skip
+    write_video_file(
+        dance, video=video, frames=frames, scene=Scene(spec.width, spec.height, rng), plan=plan,
+        audio=np.stack([recorded, recorded], axis=1), audio_rate=spec.audio_rate,
+    )  # fmt: skip
+
+    r_first = round(spec.ref_start * ref_song.rate)
+    r_last = (
+        ref_song.samples.shape[0] if spec.ref_end is None else round(spec.ref_end * ref_song.rate)
+    )
+    r0 = r_first / ref_song.rate
+    bgm_rate, bgm_start = write_reference(
+        bgm, ref_song, r_first, r_last, spec.reference, version=KIT_VERSION
+    )
+
+    b = spec.scale
+    covered = (m0 + (r0 - spec.play_from) / b, m0 + (r_last / ref_song.rate - spec.play_from) / b)
+    pic = (good_start / spec.fps, (frames - tail_frames) / spec.fps)
+    mismatch = spec.mismatch_track is not None
+    lo = max(m0, covered[0], pic[0], 0.0)
+    hi = min(m1, covered[1], pic[1], duration)
+    truth = Truth(
+        offset=math.nan if mismatch else spec.play_from - r0 + bgm_start - b * m0,
+        scale=math.nan if mismatch else b,
+        speed=spec.speed,
+        drift_ppm=spec.drift_ppm,
+        music_start=m0,
+        music_end=m1,
+        reference_span=(math.nan, math.nan) if mismatch else covered,
+        picture_start=pic[0],
+        picture_end=pic[1],
+        cut=None if mismatch or hi <= lo else (lo, hi),
+        duration=duration,
+        fps=spec.fps,
+        frames=frames,
+        width=spec.width,
+        height=spec.height,
+        rotation=spec.rotation % 360,
+        codec=spec.codec,
+        container=spec.container,
+        audio_rate=spec.audio_rate,
+        bgm_start=bgm_start,
+        bgm_duration=(r_last - r_first) / ref_song.rate,
+        bgm_rate=bgm_rate,
+        mismatch=mismatch,
+    )
+    manifest.write_text(
+        json.dumps({"kit": KIT_VERSION, "spec": spec_json, "truth": dataclasses.asdict(truth)})
+    )
+    logger.info("built case %s (%d frames, %.1f s)", spec.name, frames, duration)
+    return BuiltCase(dance, bgm, truth, spec)
+
+
+def _truth_from_json(data: dict[str, Any]) -> Truth:
+    data = dict(data)
+    data["reference_span"] = tuple(data["reference_span"])
+    if data["cut"] is not None:
+        data["cut"] = tuple(data["cut"])
+    return Truth(**data)

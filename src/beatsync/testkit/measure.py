@@ -1,0 +1,261 @@
+"""Check output files against a built case's truth.
+
+:func:`sync_errors` measures the audio-to-picture error of an output file by itself: the frame
+code says which dance frame is on screen at output time τ, the truth says which reference time
+should sound with it, and a cross-correlation of the output's own audio against the clean
+reference says which reference time does sound. :func:`video_packets_copied` checks that the
+picture was stream-copied, byte for byte.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal as sps
+
+from .cases import BuiltCase
+from .framecode import frame_luma, read_frame_code
+from .music import cubic_at
+
+__all__ = [
+    "PacketCopy",
+    "SyncSample",
+    "decode_mono",
+    "read_frame_indices",
+    "sync_errors",
+    "sync_samples",
+    "video_packets_copied",
+]
+
+logger = logging.getLogger(__name__)
+
+# Below this normalised correlation peak the output's sound is not the reference at that point.
+_MIN_PEAK = 0.5
+
+
+def read_frame_indices(path: Path | str) -> list[tuple[float, int | None]]:
+    """(presentation time s, frame index or None if unreadable) of every frame, in display order."""
+    out: list[tuple[float, int | None]] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            out.append((float(frame.time or 0.0), read_frame_code(frame_luma(frame))))
+    out.sort(key=lambda item: item[0])
+    return out
+
+
+def decode_mono(path: Path | str) -> tuple[NDArray[np.float64], int, float]:
+    """The first audio stream as (mono samples, rate Hz, presentation time of sample 0 in s).
+
+    Samples are laid end to end from the first decoded frame's time, as a player does.
+    """
+    chunks: list[NDArray[np.float64]] = []
+    start: float | None = None
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        rate = int(stream.rate)
+        for frame in container.decode(stream):
+            if start is None:
+                start = float(frame.time or 0.0)
+            data = frame.to_ndarray().astype(np.float64)
+            if frame.format.is_planar:
+                chunks.append(data.mean(axis=0))
+            else:
+                chunks.append(data.reshape(-1, frame.layout.nb_channels).mean(axis=1))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0)
+    return samples, rate, start or 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSample:
+    """One measurement at output time ``time`` (s).
+
+    ``frame`` is the dance frame index on screen (None = unreadable code); ``expected`` the
+    reference time that should sound, ``measured`` the one that does (s); ``error_ms`` =
+    (expected − measured) / b, positive when the audio is late, NaN when not measurable;
+    ``peak`` the normalised correlation peak (0–1).
+    """
+
+    time: float
+    frame: int | None
+    expected: float
+    measured: float
+    error_ms: float
+    peak: float
+
+
+def sync_samples(
+    output: Path | str,
+    case: BuiltCase,
+    *,
+    at: Sequence[float] | None = None,
+    times: Sequence[float] | None = None,
+    window: float = 1.0,
+    search: float = 0.3,
+) -> list[SyncSample]:
+    """Measure the audio-to-picture error of ``output`` at several output times.
+
+    Parameters
+    ----------
+    output
+        A file made from ``case.dance`` and ``case.bgm`` (any container with video and audio).
+    case
+        The built case whose truth defines what should sound with each dance frame.
+    at
+        Fractions (0–1) of the output's picture span; default 0.1, 0.2, …, 0.9.
+    times
+        Output times in seconds, instead of ``at``.
+    window
+        Seconds of output audio correlated per point.
+    search
+        Largest error searched either way, seconds.
+    """
+    if case.truth.mismatch:
+        raise ValueError("a mismatched case has no sync to measure")
+    frames = read_frame_indices(output)
+    if not frames:
+        raise ValueError(f"{output}: no video frames")
+    pts = [p for p, _ in frames]
+    if times is None:
+        fractions = at if at is not None else [i / 10 for i in range(1, 10)]
+        last = pts[-1] + (pts[-1] - pts[0]) / max(1, len(pts) - 1)
+        times = [pts[0] + f * (last - pts[0]) for f in fractions]
+    out_audio, out_rate, out_start = decode_mono(output)
+    ref_audio, ref_rate, ref_start = decode_mono(case.bgm)
+    a, b, fps = case.truth.offset, case.truth.scale, case.truth.fps
+
+    results = []
+    for tau in times:
+        k = bisect.bisect_right(pts, tau + 1e-9) - 1
+        index = frames[k][1] if k >= 0 else None
+        if index is None:
+            results.append(SyncSample(tau, None, math.nan, math.nan, math.nan, 0.0))
+            continue
+        expected = a + b * (index / fps + (tau - pts[k]))
+        lag, peak = _lag(
+            out_audio, out_rate, out_start, ref_audio, ref_rate, ref_start,
+            tau=tau, beta=expected, scale=b, window=window, search=search,
+        )  # fmt: skip
+        measured = expected + b * lag
+        error = -lag * 1000.0 if peak >= _MIN_PEAK else math.nan
+        results.append(
+            SyncSample(float(tau), index, float(expected), float(measured), float(error), peak)
+        )
+    return results
+
+
+def sync_errors(
+    output: Path | str,
+    case: BuiltCase,
+    *,
+    at: Sequence[float] | None = None,
+    times: Sequence[float] | None = None,
+) -> list[float]:
+    """Audio-to-picture errors of ``output`` in ms (positive = audio late; NaN = not measurable:
+    unreadable frame code, or the output's sound there is not the reference). See
+    :func:`sync_samples` for the parameters."""
+    return [s.error_ms for s in sync_samples(output, case, at=at, times=times)]
+
+
+def _lag(
+    out: NDArray[np.float64], out_rate: int, out_start: float,
+    ref: NDArray[np.float64], ref_rate: int, ref_start: float,
+    *, tau: float, beta: float, scale: float, window: float, search: float,
+) -> tuple[float, float]:  # fmt: skip
+    """Lag L (output seconds) such that output time τ+u plays reference time β + b·(u + L)."""
+    i0 = math.ceil((tau - window / 2 - out_start) * out_rate)
+    n = int(window * out_rate)
+    if i0 < 0 or i0 + n > out.size:
+        return math.nan, 0.0
+    seg = out[i0 : i0 + n]
+    u0 = out_start + i0 / out_rate - tau
+    s = math.ceil(search * out_rate)
+    v = u0 + np.arange(-s, n + s) / out_rate
+    y = cubic_at(ref, (beta + scale * v - ref_start) * ref_rate)
+    corr = sps.correlate(y, seg, mode="valid", method="fft")
+    csum = np.concatenate([[0.0], np.cumsum(y * y)])
+    energy = csum[n:] - csum[:-n]
+    norm = np.sqrt(np.maximum(energy, 1e-20) * max(float(np.sum(seg * seg)), 1e-20))
+    score = corr / norm
+    j = int(np.argmax(score))
+    frac = 0.0
+    if 0 < j < score.size - 1:
+        ym, y0, yp = score[j - 1], score[j], score[j + 1]
+        denom = ym - 2 * y0 + yp
+        if denom < 0:
+            frac = 0.5 * (ym - yp) / denom
+    return (j - s + frac) / out_rate, float(score[j])
+
+
+@dataclass(frozen=True, slots=True)
+class PacketCopy:
+    """Whether an output's video packets are a byte-identical run of the source's.
+
+    ``source_start`` is the source packet (decode order) the output's first packet equals;
+    ``packets`` the output's packet count; ``timing_preserved`` whether the output keeps the
+    source's presentation-time differences (within 1 ms); ``reason`` says what failed.
+    Truthy when ``identical``.
+    """
+
+    identical: bool
+    source_start: int | None
+    packets: int
+    source_packets: int
+    timing_preserved: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.identical
+
+
+def _video_packets(path: Path | str) -> list[tuple[bytes, float | None]]:
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            digest = hashlib.blake2b(bytes(packet), digest_size=16).digest()
+            pts = float(packet.pts * packet.time_base) if packet.pts is not None else None
+            out.append((digest, pts))
+    return out
+
+
+def video_packets_copied(source: Path | str, output: Path | str) -> PacketCopy:
+    """Check that ``output``'s video packets equal a contiguous run of ``source``'s packets."""
+    src = _video_packets(source)
+    dst = _video_packets(output)
+    if not dst:
+        return PacketCopy(False, None, 0, len(src), False, "the output has no video packets")
+    hashes = [h for h, _ in src]
+    try:
+        j = hashes.index(dst[0][0])
+    except ValueError:
+        return PacketCopy(False, None, len(dst), len(src), False, "first packet not in source")
+    if j + len(dst) > len(src):
+        return PacketCopy(False, j, len(dst), len(src), False, "output runs past the source")
+    for i, (h, _) in enumerate(dst):
+        if src[j + i][0] != h:
+            return PacketCopy(False, j, len(dst), len(src), False, f"packet {i} differs")
+    timing = True
+    base_s, base_d = src[j][1], dst[0][1]
+    for i, (_, p) in enumerate(dst):
+        q = src[j + i][1]
+        if p is None or q is None or base_s is None or base_d is None:
+            continue
+        if abs((p - base_d) - (q - base_s)) > 1e-3:
+            timing = False
+            break
+    return PacketCopy(True, j, len(dst), len(src), timing)

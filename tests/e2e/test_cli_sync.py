@@ -1,0 +1,145 @@
+"""`beatsync sync` end to end: generated pairs with a known truth, measured on the output file."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from beatsync.testkit.cases import BuiltCase, CaseSpec, build_case
+from beatsync.testkit.measure import sync_errors, video_packets_copied
+from beatsync.testkit.mp4box import mp4_has_edit_list
+from beatsync.testkit.room import Room
+
+# Sync is judged at the start, middle and end of the cut, one correlation window inside it.
+EDGE_MARGIN_S = 0.6
+MAX_SYNC_MS = 5.0
+MAX_CUT_ERROR_S = 0.35
+
+CLASSROOM = Room(rt60=0.8, drr_db=0.0, snr_db=3.0, speech_db=-6.0, footsteps=True)
+
+CASES = {
+    "classroom": CaseSpec(
+        name="classroom",
+        seed=11,
+        track="etr/race1-jt",
+        play_from=20.0,
+        music_start=3.0,
+        play_duration=16.0,
+        tail=3.0,
+        drift_ppm=180.0,
+        room=CLASSROOM,
+        b_frames=True,
+    ),
+    "portrait-hevc-black-tail": CaseSpec(
+        name="portrait-hevc-black-tail",
+        seed=12,
+        track="etr/freezingpoint",
+        play_from=5.0,
+        music_start=2.0,
+        play_duration=16.0,
+        tail=1.0,
+        drift_ppm=-250.0,
+        room=Room(rt60=1.5, drr_db=-3.0, snr_db=0.0, clip_db=6.0),
+        codec="hevc",
+        rotation=270,
+        black_tail=3.0,
+    ),
+    "practice-speed-audio-reference": CaseSpec(
+        name="practice-speed-audio-reference",
+        seed=13,
+        track="etr/race1-jt",
+        ref_start=8.0,
+        play_from=10.0,
+        music_start=2.5,
+        play_duration=15.0,
+        speed=0.93,
+        room=Room(rt60=0.6, snr_db=6.0),
+        container="mov",
+        reference="m4a",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "beatsync.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_sync_output_matches_truth(name: str, media: Path, tmp_path: Path) -> None:
+    case: BuiltCase = build_case(CASES[name], media)
+    truth = case.truth
+    out = tmp_path / "out.mp4"
+    report = tmp_path / "report.json"
+    done = run_cli("sync", case.dance, case.bgm, "-o", out, "--report", report)
+    assert done.returncode == 0, done.stderr
+
+    facts = json.loads(report.read_text())
+    assert abs(facts["mapping"]["drift_ppm"] - (truth.scale - 1) * 1e6) < 5.0
+    assert truth.cut is not None
+    assert abs(facts["cut"]["start_s"] - truth.cut[0]) <= MAX_CUT_ERROR_S
+    assert abs(facts["cut"]["end_s"] - truth.cut[1]) <= MAX_CUT_ERROR_S
+
+    first = facts["output"]["video_start_s"]
+    start, end = facts["cut"]["start_s"] - first, facts["cut"]["end_s"] - first
+    times = (start + EDGE_MARGIN_S, (start + end) / 2, end - EDGE_MARGIN_S)
+    errors = sync_errors(out, case, times=times)
+    assert all(not math.isnan(e) for e in errors), errors
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+
+    copied = video_packets_copied(case.dance, out)
+    assert copied, copied.reason
+    assert not mp4_has_edit_list(out)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        assert audio.codec_context.sample_rate == 48000
+        assert audio.codec_context.channels == 2
+        video = container.streams.video[0]
+        assert video.codec_context.name == truth.codec
+        first = next(container.decode(video))
+        assert round(first.rotation) % 360 == truth.rotation
+
+
+def test_mismatched_songs_exit_4_and_write_nothing(media: Path, tmp_path: Path) -> None:
+    spec = CaseSpec(
+        name="mismatch",
+        seed=14,
+        track="etr/race1-jt",
+        mismatch_track="etr/freezingpoint",
+        play_from=10.0,
+        play_duration=15.0,
+        room=CLASSROOM,
+    )
+    case = build_case(spec, media)
+    out = tmp_path / "out.mp4"
+    report = tmp_path / "report.json"
+    done = run_cli("sync", case.dance, case.bgm, "-o", out, "--report", report)
+    assert done.returncode == 4, done.stderr
+    assert "MUSIC_MISMATCH" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_unusable_input_exit_3(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    done = run_cli("sync", text, text, "-o", tmp_path / "out.mp4")
+    assert done.returncode == 3
+    assert "INVALID_FORMAT" in done.stderr
+    assert not (tmp_path / "out.mp4").exists()
