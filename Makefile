@@ -29,8 +29,8 @@ sysdeps:
 	fi
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 
 typecheck: venv
 	$(VENV)/bin/mypy
