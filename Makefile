@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # Debian packages the test media is built from: real music and a speech synthesiser.
 SYSTEM_PACKAGES := extremetuxracer-data espeak-ng
 
-.PHONY: test lint typecheck imports pytest sysdeps venv bench bench-accuracy bench-speed clean
+.PHONY: serve test lint typecheck imports pytest sysdeps venv bench bench-accuracy bench-speed clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# The web service (API, job runner, web page) is the next layer to be built on the engine; until
+# it lands, this target prepares the environment and says what is there today.
+serve: venv
+	@echo "The BeatSync web service is not part of this build yet."
+	@echo "The engine and its command line are installed: $(VENV)/bin/beatsync sync --help"
+	@exit 1
 
 sysdeps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
