@@ -1,0 +1,367 @@
+"""Accuracy benchmark: every standard case through the engine, measured on the output file.
+
+For each of :func:`beatsync.testkit.standard_cases` (built once, cached in ``bench/.media``) the
+engine runs in-process and its output MP4 is measured against the case's truth: the
+audio-to-picture error at five points inside the cut, the drift (scale) error, the cut edges and
+the confidence. Mismatched pairs must be refused. The table and a summary against the §7 bars
+go to stdout and to the accuracy section of ``bench/RESULTS.md``; the exit status is 1 when a
+bar is missed, so the run can gate a change.
+
+    python bench/accuracy.py [--workers 2] [--case NAME ...]
+
+Runs limited with ``--case`` print their table but leave ``RESULTS.md`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from beatsync.engine import AlignmentError, BeatSyncError, sync
+from beatsync.testkit import BuiltCase, CaseSpec, build_cases, standard_cases, sync_errors
+
+log = logging.getLogger("bench.accuracy")
+
+BENCH = Path(__file__).resolve().parent
+MEDIA = BENCH / ".media" / "accuracy"
+OUT = BENCH / "out" / "accuracy"
+RESULTS = BENCH / "RESULTS.md"
+SECTION = "accuracy"
+
+# Sync is measured one correlation window (the checker's is 1 s) inside each cut edge, and at
+# the quarter points between them.
+EDGE_MARGIN_S = 0.6
+POINTS = ("start", "25%", "50%", "75%", "end")
+
+MEDIAN_MS = 5.0
+P95_MS = 20.0
+DRIFT_PPM = 5.0
+# Not one of the bars; the end-to-end tests hold cut edges to this, so the table flags it.
+CUT_S = 0.35
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """One case's run. ``outcome``: accepted, refused, or error; errors_ms follow POINTS."""
+
+    name: str
+    mismatch: bool
+    outcome: str
+    errors_ms: tuple[float, ...] = ()
+    drift_error_ppm: float = math.nan
+    cut_start_error_s: float = math.nan
+    cut_end_error_s: float = math.nan
+    confidence: float = math.nan
+    wall_s: float = math.nan
+    note: str = ""
+
+    @property
+    def correct(self) -> bool:
+        return self.outcome == ("refused" if self.mismatch else "accepted")
+
+    def flags(self) -> list[str]:
+        """What this case did wrong, in words ('' when nothing)."""
+        if self.outcome == "error":
+            return [f"engine error: {self.note}"]
+        if self.mismatch:
+            return [] if self.correct else ["false acceptance"]
+        if self.outcome == "refused":
+            return [f"false refusal: {self.note}"]
+        out = []
+        worst = max((abs(e) for e in self.errors_ms), default=math.inf)
+        if any(math.isnan(e) for e in self.errors_ms):
+            out.append("sync not measurable")
+        elif worst > P95_MS:
+            out.append(f"sync {worst:.1f} ms > {P95_MS:g}")
+        elif worst > MEDIAN_MS:
+            out.append(f"sync {worst:.1f} ms > {MEDIAN_MS:g}")
+        if not abs(self.drift_error_ppm) <= DRIFT_PPM:
+            out.append(f"drift {self.drift_error_ppm:+.1f} ppm")
+        for edge, err in (("start", self.cut_start_error_s), ("end", self.cut_end_error_s)):
+            if not abs(err) <= CUT_S:
+                out.append(f"cut {edge} {err:+.2f} s")
+        return out
+
+
+def measure_case(case: BuiltCase, out_dir: Path) -> CaseResult:
+    """Run the engine on ``case`` and measure its output against the truth."""
+    truth, name = case.truth, case.spec.name
+    out = out_dir / f"{name}.mp4"
+    out.unlink(missing_ok=True)
+    began = time.perf_counter()
+    try:
+        result = sync(case.dance, case.bgm, out, report=out_dir / f"{name}.report.json")
+    except AlignmentError as exc:
+        wall = time.perf_counter() - began
+        leaked = " (but wrote the output)" if out.exists() else ""
+        return CaseResult(name, truth.mismatch, "refused", wall_s=wall, note=str(exc) + leaked)
+    except BeatSyncError as exc:
+        wall = time.perf_counter() - began
+        return CaseResult(name, truth.mismatch, "error", wall_s=wall, note=f"{exc.code}: {exc}")
+    wall = time.perf_counter() - began
+    confidence = result.alignment.confidence
+    if truth.mismatch:
+        return CaseResult(name, True, "accepted", confidence=confidence, wall_s=wall)
+
+    cut = result.cut
+    # Output time τ shows dance time video_start − first_frame_time + τ (see RenderedOutput).
+    shift = result.output.first_frame_time - result.output.video_start
+    inner = (cut.start + EDGE_MARGIN_S, cut.end - EDGE_MARGIN_S)
+    span = inner[1] - inner[0]
+    dance_times = [inner[0] + f * span for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    errors = sync_errors(out, case, times=[t + shift for t in dance_times])
+    assert truth.cut is not None
+    return CaseResult(
+        name,
+        False,
+        "accepted",
+        errors_ms=tuple(errors),
+        drift_error_ppm=(result.mapping.scale / truth.scale - 1.0) * 1e6,
+        cut_start_error_s=cut.start - truth.cut[0],
+        cut_end_error_s=cut.end - truth.cut[1],
+        confidence=confidence,
+        wall_s=wall,
+    )
+
+
+def _run_one(case: BuiltCase, out_dir: str) -> CaseResult:
+    try:
+        return measure_case(case, Path(out_dir))
+    except Exception as exc:  # a crash in one case must not hide the others' numbers
+        log.exception("case %s crashed", case.spec.name)
+        return CaseResult(
+            case.spec.name, case.truth.mismatch, "error", note=f"{type(exc).__name__}: {exc}"
+        )
+
+
+def run_cases(cases: Sequence[BuiltCase], out_dir: Path, workers: int) -> list[CaseResult]:
+    """Every case in ``workers`` processes; results in the order of ``cases``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done: dict[str, CaseResult] = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_run_one, case, str(out_dir)) for case in cases]
+        for future in as_completed(futures):
+            r = future.result()
+            done[r.name] = r
+            verdict = "ok" if r.correct and not r.flags() else "; ".join(r.flags())
+            print(f"[{len(done):2d}/{len(cases)}] {r.name:<24} {r.wall_s:6.2f} s  {verdict}")
+    return [done[case.spec.name] for case in cases]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    points: int
+    unmeasurable: int
+    median_ms: float
+    p95_ms: float
+    max_drift_ppm: float
+    max_cut_s: float
+    refused: int
+    mismatches: int
+    false_refusals: int
+    false_acceptances: int
+    engine_errors: int
+
+    def bars(self) -> list[tuple[str, str, str, bool]]:
+        """(bar, measured, target, passed) for each of the accuracy bars."""
+        return [
+            ("median abs. sync error", _ms(self.median_ms), f"≤ {MEDIAN_MS:g} ms",
+             self.median_ms <= MEDIAN_MS),
+            ("p95 abs. sync error", _ms(self.p95_ms), f"≤ {P95_MS:g} ms", self.p95_ms <= P95_MS),
+            ("max abs. drift error", f"{self.max_drift_ppm:.2f} ppm", f"≤ {DRIFT_PPM:g} ppm",
+             self.max_drift_ppm <= DRIFT_PPM),
+            ("mismatches refused", f"{self.refused}/{self.mismatches}", "all",
+             self.refused == self.mismatches),
+            ("false refusals", str(self.false_refusals), "0", self.false_refusals == 0),
+            ("false acceptances", str(self.false_acceptances), "0", self.false_acceptances == 0),
+            ("engine errors", str(self.engine_errors), "0", self.engine_errors == 0),
+        ]  # fmt: skip
+
+    @property
+    def passed(self) -> bool:
+        return all(ok for *_, ok in self.bars())
+
+
+def summarize(results: Sequence[CaseResult]) -> Summary:
+    """Pool every point of every accepted true case; an unmeasurable point counts as ∞."""
+    accepted = [r for r in results if not r.mismatch and r.outcome == "accepted"]
+    errors = np.array([abs(e) for r in accepted for e in r.errors_ms], dtype=np.float64)
+    errors[np.isnan(errors)] = np.inf
+    drifts = [abs(r.drift_error_ppm) for r in accepted]
+    cuts = [abs(e) for r in accepted for e in (r.cut_start_error_s, r.cut_end_error_s)]
+    mismatched = [r for r in results if r.mismatch]
+    return Summary(
+        points=int(errors.size),
+        unmeasurable=int(np.count_nonzero(np.isinf(errors))),
+        # Nearest rank, not interpolation: a pooled ∞ must not turn into NaN.
+        median_ms=_rank(errors, 50),
+        p95_ms=_rank(errors, 95),
+        max_drift_ppm=max(drifts, default=math.inf),
+        max_cut_s=max(cuts, default=math.inf),
+        refused=sum(r.outcome == "refused" for r in mismatched),
+        mismatches=len(mismatched),
+        false_refusals=sum(not r.mismatch and r.outcome == "refused" for r in results),
+        false_acceptances=sum(r.mismatch and r.outcome == "accepted" for r in results),
+        engine_errors=sum(r.outcome == "error" for r in results),
+    )
+
+
+def _rank(values: np.ndarray, q: float) -> float:
+    if values.size == 0:
+        return math.inf
+    return float(np.percentile(values, q, method="inverted_cdf"))
+
+
+def _ms(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.2f} ms"
+
+
+def _num(value: float, fmt: str) -> str:
+    return "—" if math.isnan(value) else format(value, fmt)
+
+
+def case_table(results: Sequence[CaseResult]) -> list[str]:
+    head = ["case", *(f"{p} ms" for p in POINTS), "drift err ppm", "cut start s", "cut end s",
+            "conf", "wall s", "outcome"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        errs = list(r.errors_ms) or [math.nan] * len(POINTS)
+        flags = r.flags()
+        outcome = r.outcome + (" — " + "; ".join(flags) if flags else "")
+        cells = [
+            r.name + (" (mismatch)" if r.mismatch else ""),
+            *(_num(e, "+.2f") for e in errs),
+            _num(r.drift_error_ppm, "+.2f"),
+            _num(r.cut_start_error_s, "+.3f"),
+            _num(r.cut_end_error_s, "+.3f"),
+            _num(r.confidence, ".2f"),
+            _num(r.wall_s, ".2f"),
+            outcome.replace("|", "/"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip() + ", "
+                break
+    except OSError:
+        pass
+    ffmpeg = getattr(av, "ffmpeg_version_info", "?")
+    return (
+        f"{model}{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}, PyAV {av.__version__} (FFmpeg {ffmpeg})"
+    )
+
+
+def commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return done.stdout.strip()
+
+
+def render_section(results: Sequence[CaseResult], summary: Summary, command: str) -> str:
+    true_cases = sum(not r.mismatch for r in results)
+    lines = [
+        "## Accuracy",
+        "",
+        f"`{command}` — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}  ",
+        f"Machine: {machine()}",
+        "",
+        f"{len(results)} standard cases ({true_cases} true pairs, {summary.mismatches} "
+        "mismatched songs), run in-process by `beatsync.engine.sync`, 2 cases at a time (wall "
+        "times share the CPU). Sync error is measured on the output file at the found cut's "
+        f"start + {EDGE_MARGIN_S} s, 25 %, 50 %, 75 % and end − {EDGE_MARGIN_S} s (ms, positive "
+        "= audio late; an unmeasurable point counts as ∞). Drift error is the found scale's "
+        "error relative to the true one (ppm). Cut errors are found − true edges (s).",
+        "",
+        "| bar | measured | target | result |",
+        "|---|---|---|---|",
+        *(f"| {n} | {m} | {t} | {'PASS' if ok else 'FAIL'} |" for n, m, t, ok in summary.bars()),
+        "",
+        f"Overall: **{'PASS' if summary.passed else 'FAIL'}**. {summary.points} sync points, "
+        f"{summary.unmeasurable} unmeasurable; largest cut-edge error "
+        f"{_num(summary.max_cut_s, '.3f')} s (end-to-end tests allow {CUT_S} s).",
+        "",
+        *case_table(results),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace the ``name`` section of ``path`` (between its markers), keeping the others."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="cases run at once (default 2)")
+    parser.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this case (repeatable); RESULTS.md is not written",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    specs: list[CaseSpec] = list(standard_cases())
+    if args.case:
+        unknown = set(args.case) - {s.name for s in specs}
+        if unknown:
+            parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+        specs = [s for s in specs if s.name in args.case]
+    began = time.perf_counter()
+    cases = build_cases(specs, MEDIA, workers=args.workers)
+    print(f"{len(cases)} cases ready in {MEDIA} ({time.perf_counter() - began:.0f} s)")
+
+    results = run_cases(cases, OUT, args.workers)
+    summary = summarize(results)
+    command = "python bench/accuracy.py" + "".join(f" {a}" for a in sys.argv[1:])
+    section = render_section(results, summary, command)
+    print()
+    print(section)
+    if not args.case:
+        write_section(RESULTS, SECTION, section)
+        print(f"wrote the accuracy section of {RESULTS}")
+    return 0 if summary.passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
