@@ -1,6 +1,6 @@
 """Align a live recording to its reference: ``bgm_time = offset + scale × dance_time``.
 
-The recipe: onset features at 100 Hz find candidate lines (:mod:`.search`); frame-averaged
+The recipe: log band energies at 100 Hz find candidate lines (:mod:`.search`); frame-averaged
 GCC-PHAT in 2-second windows measures the residual lag of each window to a fraction of a sample
 (:mod:`.gcc`, :mod:`.fine`); a robust fit over the windows gives offset and scale
 (:mod:`.linefit`); the count and strength
@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from .decode import Audio, decode_audio
 from .errors import MusicMismatchError
-from .features import FEATURE_RATE, onset_bands, onset_envelope
+from .features import FEATURE_RATE, band_features, onset_envelope, power_spectrogram
 from .fine import Fit, Signals, WindowTrack, refine
 from .mapping import Mapping
 from .presence import music_span
@@ -128,13 +128,14 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
     if dance.rate != bgm.rate:
         raise ValueError("both signals must have the same sample rate")
     signals = Signals(dance, bgm)
-    dance_bands = onset_bands(dance.samples, dance.rate)
-    bgm_bands = onset_bands(bgm.samples, bgm.rate)
+    dance_power = power_spectrogram(dance.samples, dance.rate)
+    bgm_bands = band_features(power_spectrogram(bgm.samples, bgm.rate), bgm.rate)
 
     def search(speeds: tuple[float, ...]) -> list[Fit]:
         lines = coarse_lines(
-            dance_bands,
+            dance_power,
             bgm_bands,
+            rate=dance.rate,
             speeds=speeds,
             dance_start=dance.start,
             bgm_start=bgm.start,
@@ -192,7 +193,13 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         windows=best.track,
         music=music,
         activity=(times, score),
-        envelopes=_envelopes(dance_bands, bgm_bands, dance.start, bgm.start, best.mapping),
+        envelopes=_envelopes(
+            band_features(dance_power, dance.rate, pitch=best.mapping.scale),
+            bgm_bands,
+            dance.start,
+            bgm.start,
+            best.mapping,
+        ),
     )
 
 

@@ -1,82 +1,107 @@
-"""Onset features: per-band spectral flux at 100 frames per second.
+"""Coarse features: log energy in 48 narrow bands at 100 frames per second.
 
-Onsets survive what the room does to music (reverb smears their tails, not their attacks) and are
-cheap to correlate over minutes, so the coarse search runs on them; the fine search uses the
-waveform itself.
+Band energies keep what makes one bar of a song unlike the next (melody, chords, instruments) and
+lose the phase the room scrambles; high-passed over time and normalised per band, stationary noise
+and the room's colouring drop out. They are cheap to correlate over minutes, so the coarse search
+runs on them; the fine search uses the waveform itself. A practice version played faster is also
+higher in pitch, so the dance's bands can be read at a frequency scale.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-import scipy.ndimage
 from numpy.typing import NDArray
 
-__all__ = ["FEATURE_RATE", "onset_bands", "onset_envelope"]
+__all__ = ["FEATURE_RATE", "band_features", "onset_envelope", "power_spectrogram"]
 
 FEATURE_RATE = 100  # frames per second
 _N_FFT = 1024
 _BAND_EDGES_HZ = (100.0, 6000.0)
-_N_BANDS = 8
+_N_BANDS = 48
+_HIGHPASS_FRAMES = FEATURE_RATE  # one second
 _BLOCK_FRAMES = 4096
 
 
-def onset_bands(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
-    """Per-band positive spectral flux, each band centred and scaled to unit variance.
-
-    Parameters
-    ----------
-    samples
-        Mono audio, shape (n,).
-    rate
-        Sample rate in Hz; the hop is ``rate / FEATURE_RATE`` samples.
+def power_spectrogram(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
+    """Power spectrum of 64 ms Hann frames every ``rate / FEATURE_RATE`` samples.
 
     Returns
     -------
-    ndarray, shape (8, n // hop)
-        Frame ``k`` describes the audio around time ``k / FEATURE_RATE`` seconds.
+    ndarray, shape (frames, bins)
+        Frame ``k`` describes the audio around ``k / FEATURE_RATE`` seconds; only the bins up to
+        the highest band edge at the largest pitch scale are kept.
     """
     hop = rate // FEATURE_RATE
     n_frames = max(0, (len(samples) - _N_FFT) // hop + 1)
-    if n_frames < 2:
-        return np.zeros((_N_BANDS, max(n_frames, 0)), dtype=np.float32)
-    weights = _band_matrix(rate)
+    bins = min(_N_FFT // 2 + 1, int(_BAND_EDGES_HZ[1] * 1.15 * _N_FFT / rate) + 2)
+    out = np.zeros((n_frames, bins), dtype=np.float32)
     window = np.hanning(_N_FFT).astype(np.float32)
-    bands = np.empty((n_frames, _N_BANDS), dtype=np.float32)
-    padded = np.asarray(samples, dtype=np.float32)
+    signal = np.asarray(samples, dtype=np.float32)
     for first in range(0, n_frames, _BLOCK_FRAMES):
         count = min(_BLOCK_FRAMES, n_frames - first)
-        span = padded[first * hop : (first + count - 1) * hop + _N_FFT]
+        span = signal[first * hop : (first + count - 1) * hop + _N_FFT]
         frames = np.lib.stride_tricks.sliding_window_view(span, _N_FFT)[::hop][:count]
-        power = np.abs(scipy.fft.rfft(frames * window, axis=1, workers=-1)) ** 2
-        bands[first : first + count] = power @ weights
-    # Log compression relative to the loudest band level, so gain does not matter.
-    ref = float(np.percentile(bands, 99)) + 1e-12
+        spectrum = scipy.fft.rfft(frames * window, axis=1, workers=-1)[:, :bins]
+        out[first : first + count] = spectrum.real**2 + spectrum.imag**2
+    return out
+
+
+def band_features(
+    power: NDArray[np.float32], rate: int, *, pitch: float = 1.0
+) -> NDArray[np.float32]:
+    """Log band energies, high-passed over time, each band scaled to unit variance.
+
+    Parameters
+    ----------
+    power
+        From :func:`power_spectrogram`, shape (frames, bins).
+    rate
+        Sample rate of the audio the spectrogram was made from, Hz.
+    pitch
+        Read the bands at frequencies scaled by this factor (a recording played ``pitch`` times
+        faster on a varispeed player is that much higher).
+
+    Returns
+    -------
+    ndarray, shape (48, frames)
+    """
+    if power.shape[0] == 0:
+        return np.zeros((_N_BANDS, 0), dtype=np.float32)
+    bands = power @ _band_matrix(rate, power.shape[1], pitch)
+    ref = float(np.percentile(bands, 99)) + 1e-20
     logb = np.log1p(1000.0 * bands / ref)
-    flux = np.maximum(np.diff(logb, axis=0, prepend=logb[:1]), 0.0)
-    # Remove the slowly varying level per band, then scale to unit variance.
-    flux -= scipy.ndimage.uniform_filter1d(flux, size=FEATURE_RATE, axis=0, mode="nearest")
-    flux /= flux.std(axis=0, keepdims=True) + 1e-6
-    return np.ascontiguousarray(flux.T, dtype=np.float32)
+    logb -= _moving_average(logb, _HIGHPASS_FRAMES)
+    logb /= logb.std(axis=0, keepdims=True) + 1e-6
+    return np.ascontiguousarray(logb.T, dtype=np.float32)
 
 
 def onset_envelope(bands: NDArray[np.float32]) -> NDArray[np.float64]:
-    """A single onset-strength curve in [0, 1] from :func:`onset_bands`, for plotting."""
-    if bands.shape[1] == 0:
-        return np.zeros(0)
-    env = np.maximum(bands, 0.0).sum(axis=0).astype(np.float64)
-    env = scipy.ndimage.uniform_filter1d(env, size=5)
+    """An onset-strength curve in [0, 1] (summed rises of the bands), for plotting."""
+    if bands.shape[1] < 2:
+        return np.zeros(bands.shape[1])
+    rises = np.maximum(np.diff(bands, axis=1, prepend=bands[:, :1]), 0.0).sum(axis=0)
+    env = _moving_average(rises.astype(np.float64)[:, None], 5)[:, 0]
     top = float(np.percentile(env, 99.5)) or 1.0
     return np.asarray(np.clip(env / top, 0.0, 1.0), dtype=np.float64)
 
 
-def _band_matrix(rate: int) -> NDArray[np.float32]:
-    """Triangular, log-spaced band weights, shape (n_fft // 2 + 1, n_bands)."""
-    freqs = np.fft.rfftfreq(_N_FFT, 1.0 / rate)
-    lo, hi = _BAND_EDGES_HZ
-    hi = min(hi, rate / 2 * 0.95)
-    edges = np.geomspace(lo, hi, _N_BANDS + 2)
-    weights = np.zeros((len(freqs), _N_BANDS), dtype=np.float32)
+def _moving_average(x: NDArray[np.floating], size: int) -> NDArray[np.floating]:
+    """Centred moving average along axis 0, the edges averaging what they have."""
+    n = x.shape[0]
+    total = np.concatenate([np.zeros((1, *x.shape[1:]), np.float64), np.cumsum(x, 0, np.float64)])
+    i = np.arange(n)
+    lo = np.clip(i - size // 2, 0, n)
+    hi = np.clip(i + size - size // 2, 0, n)
+    shape = (n,) + (1,) * (x.ndim - 1)
+    return ((total[hi] - total[lo]) / (hi - lo).reshape(shape)).astype(x.dtype)
+
+
+def _band_matrix(rate: int, bins: int, pitch: float) -> NDArray[np.float32]:
+    """Triangular, log-spaced band weights, shape (bins, bands), edges scaled by ``pitch``."""
+    freqs = np.arange(bins) * rate / _N_FFT
+    edges = np.geomspace(*_BAND_EDGES_HZ, _N_BANDS + 2) * pitch
+    weights = np.zeros((bins, _N_BANDS), dtype=np.float32)
     for b in range(_N_BANDS):
         left, centre, right = edges[b], edges[b + 1], edges[b + 2]
         rise = (freqs - left) / (centre - left)

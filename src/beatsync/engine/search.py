@@ -1,9 +1,9 @@
-"""Coarse search: which lines ``bgm_time = a + b × dance_time`` do the onset features support?
+"""Coarse search: which lines ``bgm_time = a + b × dance_time`` do the band features support?
 
-The dance features are cut into windows of a few seconds; each window is correlated against the
-whole reference at a few candidate speeds, and the peaks vote in a Hough accumulator over
-(slope, offset). A line that many windows agree on is a candidate; a song that repeats a section
-yields several, which the fine stage tells apart.
+The dance features (:mod:`.features`) are cut into windows of a few seconds; each window is
+correlated against the whole reference at a few candidate speeds, and the peaks vote in a Hough
+accumulator over (slope, offset). A line that many windows agree on is a candidate; a song that
+repeats a section yields several, which the fine stage tells apart.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from .features import FEATURE_RATE
+from .features import FEATURE_RATE, band_features
 
 __all__ = ["Line", "coarse_lines"]
 
@@ -39,22 +39,29 @@ class Line:
 
 
 def coarse_lines(
-    dance: NDArray[np.float32],
+    dance_power: NDArray[np.float32],
     bgm: NDArray[np.float32],
     *,
+    rate: int,
     speeds: tuple[float, ...] = (1.0,),
     dance_start: float = 0.0,
     bgm_start: float = 0.0,
     max_lines: int = 4,
 ) -> list[Line]:
-    """Candidate lines from onset features, best first.
+    """Candidate lines from band features, best first.
 
     Parameters
     ----------
-    dance, bgm
-        Onset features, shape (bands, frames), at ``FEATURE_RATE`` frames per second.
+    dance_power
+        The dance recording's :func:`~.features.power_spectrogram`; its bands are read at each
+        speed's pitch.
+    bgm
+        The reference's :func:`~.features.band_features`.
+    rate
+        Sample rate of the audio both were made from, Hz.
     speeds
-        Speed ratios (reference seconds per dance second) to try; each covers ±1.2 %.
+        Speed ratios (reference seconds per dance second) to try; 1 covers clock drift, the
+        others ±1.2 % each.
     dance_start, bgm_start
         File time in seconds of each array's first frame.
     max_lines
@@ -62,11 +69,12 @@ def coarse_lines(
     """
     points: list[NDArray[np.float64]] = []
     for speed in speeds:
+        dance = band_features(dance_power, rate, pitch=speed)
         points.append(_window_peaks(dance, bgm, speed, dance_start, bgm_start))
     votes = np.concatenate(points) if points else np.zeros((0, 4))
     if len(votes) == 0:
         return []
-    span = max(float(dance.shape[1]) / FEATURE_RATE, _WINDOW_S)
+    span = max(float(dance_power.shape[0]) / FEATURE_RATE, _WINDOW_S)
     lines: list[Line] = []
     for speed in speeds:
         mine = votes[votes[:, 3] == speed]
