@@ -1,17 +1,15 @@
 """The BeatSync engine: probe, decode, align, trim and render; ``sync()`` runs them all.
 
 NumPy, SciPy and PyAV only: the engine never imports the service layer, and reads no environment.
+The alignment's names load on first use: SciPy takes a good part of a second to import, and a
+command that fails on its input should not wait for it.
 """
 
-from .align import (
-    Alignment,
-    AlignParams,
-    Candidate,
-    Mapping,
-    WindowTrack,
-    align_files,
-    align_signals,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .decode import Audio, decode_audio
 from .errors import (
     AlignmentError,
@@ -26,10 +24,23 @@ from .errors import (
     OptionsError,
     ProcessingError,
 )
+from .mapping import Mapping
 from .pipeline import STAGES, ProgressCallback, StageTiming, SyncOptions, SyncResult, sync
 from .probe import AudioInfo, MediaInfo, VideoInfo, probe
 from .render import RenderedOutput, RenderParams, render
 from .trim import Cut, find_cut
+
+if TYPE_CHECKING:
+    from .align import (
+        Alignment,
+        AlignParams,
+        Candidate,
+        WindowTrack,
+        align_files,
+        align_signals,
+    )
+
+_LAZY = {"AlignParams", "Alignment", "Candidate", "WindowTrack", "align_files", "align_signals"}
 
 __all__ = [
     "STAGES",
@@ -68,3 +79,15 @@ __all__ = [
     "render",
     "sync",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(".align", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

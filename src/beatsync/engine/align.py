@@ -84,7 +84,7 @@ class AlignParams:
     speeds: tuple[float, ...] = DEFAULT_SPEEDS
     window: float = 2.0
     hop: float = 1.0
-    max_windows: int = 400
+    max_windows: int = 60
     offset_hint: float | None = None
     hint_radius: float = 1.0
     min_windows: int = 5

@@ -20,7 +20,7 @@ _N_FFT = 1024
 _BAND_EDGES_HZ = (100.0, 6000.0)
 _N_BANDS = 48
 _HIGHPASS_FRAMES = FEATURE_RATE  # one second
-_BLOCK_FRAMES = 4096
+_BLOCK_FRAMES = 1024
 
 
 def power_spectrogram(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
@@ -94,7 +94,10 @@ def _moving_average(x: NDArray[np.floating], size: int) -> NDArray[np.floating]:
     lo = np.clip(i - size // 2, 0, n)
     hi = np.clip(i + size - size // 2, 0, n)
     shape = (n,) + (1,) * (x.ndim - 1)
-    return ((total[hi] - total[lo]) / (hi - lo).reshape(shape)).astype(x.dtype)
+    averaged: NDArray[np.floating] = ((total[hi] - total[lo]) / (hi - lo).reshape(shape)).astype(
+        x.dtype
+    )
+    return averaged
 
 
 def _band_matrix(rate: int, bins: int, pitch: float) -> NDArray[np.float32]:

@@ -20,6 +20,7 @@ __all__ = ["FrameTrack", "GccResult", "frame_agreement", "window_lags"]
 
 _BAND_HZ = (100.0, 7000.0)
 _CHUNK = 256
+_WINDOWS_PER_GROUP = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,22 +88,49 @@ def window_lags(
         empty = np.zeros(0)
         return GccResult(empty, empty, empty)
     frame = track.frame
-    needed = np.unique((starts[:, None] + np.arange(width)[None, :]).ravel())
-    cross = _cross_spectra(x, y, track, needed)
     freqs = np.fft.rfftfreq(frame, 1.0 / rate)
     band = (freqs >= _BAND_HZ[0]) & (freqs <= min(_BAND_HZ[1], rate * 0.45))
-    total = np.concatenate([np.zeros((1, cross.shape[1]), np.complex64), np.cumsum(cross, 0)])
-    first = np.searchsorted(needed, starts)
-    sums = total[first + width] - total[first]
+    reach = min(int(search * rate), frame // 2 - 2)
+    lags = np.arange(-reach, reach + 1)
+    lag = np.zeros(n)
+    strength = np.zeros(n)
+    prominence = np.zeros(n)
+    # Windows go in groups so that only one group's frame spectra are held at a time.
+    for first in range(0, n, _WINDOWS_PER_GROUP):
+        group = starts[first : first + _WINDOWS_PER_GROUP]
+        frames = (group[:, None] + np.arange(width)[None, :]).ravel()
+        if len(group) < 2 or bool(np.all(np.diff(group) >= width)):
+            # Windows that do not overlap: each frame belongs to one window.
+            cross = _cross_spectra(x, y, track, frames)
+            sums = cross.reshape(len(group), width, -1).sum(axis=1)
+        else:
+            needed = np.unique(frames)
+            cross = _cross_spectra(x, y, track, needed)
+            total = np.concatenate(
+                [np.zeros((1, cross.shape[1]), cross.dtype), np.cumsum(cross, 0)]
+            )
+            at = np.searchsorted(needed, group)
+            sums = total[at + width] - total[at]
+        sl = slice(first, first + len(group))
+        lag[sl], strength[sl], prominence[sl] = _peaks(sums, band, lags, frame, rate)
+    return GccResult(lag, strength, prominence)
+
+
+def _peaks(
+    sums: NDArray[np.complex64],
+    band: NDArray[np.bool_],
+    lags: NDArray[np.int64],
+    frame: int,
+    rate: int,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Whiten each window's summed cross-spectrum and find its correlation peak."""
     sums[:, ~band] = 0.0
     mag = np.abs(sums)
     # Silent windows must give a flat correlation, not a division by zero.
     sums /= np.maximum(mag, 1e-6 * mag.max(axis=1, keepdims=True) + 1e-20)
-    reach = min(int(search * rate), frame // 2 - 2)
-    lags = np.arange(-reach, reach + 1)
     corr = scipy.fft.irfft(sums, frame, axis=1, workers=-1) * (frame / max(int(band.sum()), 1))
     corr = corr[:, lags % frame]
-    rows = np.arange(n)
+    rows = np.arange(len(corr))
     i = np.argmax(corr, axis=1)
     peak = corr[rows, i]
     left = corr[rows, np.maximum(i - 1, 0)]
@@ -112,10 +140,10 @@ def window_lags(
     shift = np.where(interior, 0.5 * (left - right) / np.where(interior, denom, -1.0), 0.0)
     median = np.median(corr, axis=1)
     spread = 1.4826 * np.median(np.abs(corr - median[:, None]), axis=1) + 1e-12
-    return GccResult(
-        lag=(lags[i] + shift) / rate,
-        strength=np.clip(peak / 2.0, 0.0, 1.0),
-        prominence=(peak - median) / spread,
+    return (
+        (lags[i] + shift) / rate,
+        np.clip(peak / 2.0, 0.0, 1.0),
+        (peak - median) / spread,
     )
 
 

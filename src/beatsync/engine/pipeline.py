@@ -11,13 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .align import Alignment, AlignParams, Mapping, align_signals
 from .decode import decode_audio
 from .errors import BeatSyncError, OptionsError, ProcessingError
+from .mapping import Mapping
 from .probe import MediaInfo, probe
 from .render import RenderedOutput, RenderParams, render
 from .trim import Cut, find_cut
+
+if TYPE_CHECKING:
+    from .align import Alignment
 
 __all__ = ["STAGES", "ProgressCallback", "StageTiming", "SyncOptions", "SyncResult", "sync"]
 
@@ -159,6 +163,8 @@ def sync(
         bgm_job = pool.submit(decode_audio, bgm_info.path)
         dance_audio, bgm_audio = dance_job.result(), bgm_job.result()
     with progress.stage("align", "finding the music in the recording"):
+        from .align import AlignParams, align_signals
+
         alignment = align_signals(
             dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
         )

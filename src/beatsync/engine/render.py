@@ -34,7 +34,6 @@ import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 from av.stream import Discard
 from numpy.typing import NDArray
-from scipy.signal import firwin, resample_poly
 
 from .errors import (
     BeatSyncError,
@@ -497,6 +496,9 @@ class _Resampled:
         self.up, self.down = ratio.numerator, ratio.denominator
         widest = max(self.up, self.down)
         self.half = 10 * widest if widest > 1 else 0  # scipy's own choice of filter length
+        # scipy.signal takes most of a second to import; the pipeline loads it in the background.
+        from scipy.signal import firwin
+
         taps = firwin(2 * self.half + 1, 1 / widest, window=("kaiser", 5.0)) if self.half else 1
         self.taps = np.asarray(taps, np.float32)
         self.origin = round(source.t0 * rate * self.up)
@@ -558,6 +560,8 @@ class _Resampled:
         skip = (first - start * self.up) // self.down
         if self.up == self.down == 1:
             return data[:, skip : skip + n1 - n0]
+        from scipy.signal import resample_poly
+
         out = resample_poly(data, self.up, self.down, axis=1, window=self.taps)
         return np.ascontiguousarray(out[:, skip : skip + n1 - n0], dtype=np.float32)
 

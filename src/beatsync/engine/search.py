@@ -26,7 +26,7 @@ _OFFSET_BIN_S = 0.04
 _SLOPE_SPAN = 0.012  # each speed candidate other than 1 covers ±1.2 %
 _DRIFT_SPAN = 0.001  # at speed 1 only clock drift: phones stay within a few hundred ppm
 _MIN_DISTINCT_OFFSET_S = 0.3
-_BATCH = 16
+_BATCH = 4
 
 
 @dataclass(frozen=True, slots=True)
