@@ -1,0 +1,107 @@
+"""sync(): stages and progress, options that change the answer, and nothing left on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from beatsync.engine import (
+    STAGES,
+    MusicMismatchError,
+    OptionsError,
+    RenderParams,
+    SyncOptions,
+    sync,
+)
+from beatsync.testkit import sync_errors
+
+
+def test_progress_runs_through_every_stage_once_and_never_backwards(
+    small_case, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    case = small_case("small-clean")
+    seen: list[tuple[str, float]] = []
+    result = sync(
+        case.dance,
+        case.bgm,
+        tmp_path / "out.mp4",
+        on_progress=lambda stage, fraction, message: seen.append((stage, fraction)),
+        report=tmp_path / "report.json",
+        plot=tmp_path / "plot.png",
+        poster=tmp_path / "poster.jpg",
+    )
+    stages = [s for i, (s, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != s]
+    assert stages == list(STAGES)
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
+    assert [t.stage for t in result.timings] == list(STAGES[:-1])
+    assert result.report_path == tmp_path / "report.json"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["mapping"]["offset_s"] == pytest.approx(case.truth.offset, abs=1e-3)
+    with av.open(str(tmp_path / "plot.png")) as png:
+        assert next(png.decode(video=0)).width > 600
+    with av.open(str(tmp_path / "poster.jpg")) as jpg:
+        poster = next(jpg.decode(video=0))
+        assert (poster.width, poster.height) == (case.truth.width, case.truth.height)
+
+
+def test_nudge_moves_the_music_against_the_picture(small_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    case = small_case("small-clean")
+    result = sync(case.dance, case.bgm, tmp_path / "out.mp4", options=SyncOptions(nudge_ms=12.0))
+    assert result.mapping.offset == pytest.approx(result.alignment.mapping.offset - 0.012)
+    first = result.output.video_start
+    middle = (result.cut.start + result.cut.end) / 2 - first
+    (error,) = sync_errors(tmp_path / "out.mp4", case, times=[middle])
+    assert error == pytest.approx(12.0, abs=0.5)
+
+
+def test_another_candidate_mapping_is_used_as_given(small_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    case = small_case("small-clean")
+    chosen = case.truth.mapping.nudged(-40.0)
+    result = sync(case.dance, case.bgm, tmp_path / "out.mp4", options=SyncOptions(mapping=chosen))
+    assert result.mapping == chosen
+    middle = (result.cut.start + result.cut.end) / 2 - result.output.video_start
+    (error,) = sync_errors(tmp_path / "out.mp4", case, times=[middle])
+    assert error == pytest.approx(-40.0, abs=0.5)
+
+
+def test_reencode(small_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    case = small_case("small-clean")
+    options = SyncOptions(render=RenderParams(reencode=True))
+    result = sync(case.dance, case.bgm, tmp_path / "out.mp4", options=options)
+    assert not result.output.video_copied
+    middle = (result.cut.start + result.cut.end) / 2 - result.output.video_start
+    (error,) = sync_errors(tmp_path / "out.mp4", case, times=[middle])
+    assert abs(error) < 1.0
+    # Smaller: the frame code no longer reads at this size, so only the picture is checked.
+    small = SyncOptions(render=RenderParams(reencode=True, max_height=120))
+    result = sync(case.dance, case.bgm, tmp_path / "small.mp4", options=small)
+    assert (result.output.width, result.output.height) == (160, 120)
+    with av.open(str(tmp_path / "small.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.video[0].codec_context.height == 120
+
+
+def test_mismatch_leaves_nothing(small_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    case = small_case("small-mismatch")
+    with pytest.raises(MusicMismatchError):
+        sync(
+            case.dance,
+            case.bgm,
+            tmp_path / "out.mp4",
+            report=tmp_path / "r.json",
+            plot=tmp_path / "p.png",
+            poster=tmp_path / "p.jpg",
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_contradictory_edges_are_refused_before_any_work(small_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    case = small_case("small-clean")
+    with pytest.raises(OptionsError):
+        sync(case.dance, case.bgm, tmp_path / "out.mp4", options=SyncOptions(start=5.0, end=4.0))
+    assert list(tmp_path.iterdir()) == []
