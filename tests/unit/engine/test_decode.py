@@ -76,3 +76,37 @@ def test_span_and_stereo(small_case) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_allclose(
         part.samples[:, 1000:5000], whole.samples[:, offset + 1000 : offset + 5000], atol=5e-3
     )
+
+
+def test_ten_minutes_decode_in_bounded_memory(tmp_path: Path) -> None:
+    """A 10-minute 48 kHz stereo file decodes to 16 kHz mono without holding the whole source."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "long.mkv"
+    rate, seconds = 48000, 600
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        block = np.zeros((1, rate * 2), dtype=np.int16)
+        rng = np.random.default_rng(3)
+        for second in range(seconds):
+            block[0] = rng.integers(-3000, 3000, rate * 2, dtype=np.int16)
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="stereo")
+            frame.sample_rate = rate
+            frame.time_base = Fraction(1, rate)
+            frame.pts = second * rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    code = (
+        "import resource, sys\n"
+        "from beatsync.engine import decode_audio\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"audio = decode_audio({str(path)!r})\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(audio.duration, before // 1024, after // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    duration, before_mb, after_mb = done.stdout.split()
+    assert float(duration) == pytest.approx(seconds, abs=0.01)
+    # The result itself is 38 MB; the 230 MB of decoded source audio must never be held at once.
+    assert int(after_mb) - int(before_mb) < 120, done.stdout
