@@ -38,9 +38,18 @@ if TYPE_CHECKING:
         WindowTrack,
         align_files,
         align_signals,
+        assess_mapping,
     )
 
-_LAZY = {"AlignParams", "Alignment", "Candidate", "WindowTrack", "align_files", "align_signals"}
+_LAZY = {
+    "AlignParams",
+    "Alignment",
+    "Candidate",
+    "WindowTrack",
+    "align_files",
+    "align_signals",
+    "assess_mapping",
+}
 
 __all__ = [
     "STAGES",
@@ -73,6 +82,7 @@ __all__ = [
     "WindowTrack",
     "align_files",
     "align_signals",
+    "assess_mapping",
     "decode_audio",
     "find_cut",
     "probe",

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from .decode import Audio, decode_audio
 from .errors import MusicMismatchError
 from .features import FEATURE_RATE, band_features, onset_envelope, power_spectrogram
-from .fine import Fit, Signals, WindowTrack, refine
+from .fine import Fit, Signals, WindowTrack, measure_mapping, refine
 from .mapping import Mapping
 from .presence import music_span
 from .search import Line, coarse_lines
@@ -33,6 +33,7 @@ __all__ = [
     "WindowTrack",
     "align_files",
     "align_signals",
+    "assess_mapping",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,19 @@ class AlignParams:
     """Knobs of the alignment; the defaults are the tested ones.
 
     ``speeds``: speed ratios tried when the recording is not at the reference's speed (1.0 is
-    always tried first). ``offset_hint``: a reference time (s) at dance time 0 given by a person;
-    only lines within ``hint_radius`` seconds of it are considered. ``min_windows``: agreeing
-    windows needed to accept an answer. ``min_confidence``: below this, refuse.
+    always tried first). ``window`` and ``hop``: length and spacing of the measuring windows,
+    seconds; ``max_windows`` caps their number (spreading them further apart). ``offset_hint``:
+    a reference time (s) at dance time 0 given by a person; only lines within ``hint_radius``
+    seconds of it are considered. ``min_windows``: agreeing windows needed to accept an answer.
+    ``min_confidence``: refuse when the answer's own evidence is below this (the confidence
+    reported also divides it with equally good runner-ups, and may be lower). ``candidates``:
+    how many coarse lines are locked and compared.
     """
 
     speeds: tuple[float, ...] = DEFAULT_SPEEDS
     window: float = 2.0
     hop: float = 1.0
-    max_windows: int = 60
+    max_windows: int = 600
     offset_hint: float | None = None
     hint_radius: float = 1.0
     min_windows: int = 5
@@ -144,7 +149,8 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         if p.offset_hint is not None:
             hint = p.offset_hint
             lines = [ln for ln in lines if abs(ln.offset - hint) <= p.hint_radius]
-            lines = lines or [Line(hint, 1.0, 0.0)]
+            if not lines and speeds == (1.0,):
+                lines = [Line(hint, 1.0, 0.0)]
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
@@ -155,27 +161,17 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         return [f for f in fits if f is not None]
 
     fits = search((1.0,))
-    if not _accepted(_best(fits), p) and p.offset_hint is None:
+    if not _accepted(_best(fits), p):
         fits += search(tuple(s for s in p.speeds if s != 1.0))
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
     if best is None or not _accepted(best, p):
-        found = (
-            f"{best.hits} of {best.windows} windows agree, "
-            f"{max(p.min_windows, _chance_hits(best.windows)):.0f} needed"
-            if best
-            else "no candidate line"
-        )
-        raise MusicMismatchError(f"the recordings do not share the music ({found})")
-    runner_up = fits[1].score if len(fits) > 1 else 0.0
-    confidence = _confidence(best) * _distinctness(best.score, runner_up)
+        raise MusicMismatchError(_refusal(best, dance, bgm, p))
+    shares = _shares([f.score for f in fits])
+    confidence = _confidence(best) * shares[0]
     candidates = tuple(
-        Candidate(
-            f.mapping,
-            round(_confidence(f) * _distinctness(f.score, best.score), 4),
-            f.hits / max(f.windows, 1),
-        )
-        for f in fits[1:]
+        Candidate(f.mapping, round(_confidence(f) * share, 4), f.hits / max(f.windows, 1))
+        for f, share in zip(fits[1:], shares[1:], strict=True)
     )
     times, score, music = music_span(signals, best.mapping, best)
     log.debug(
@@ -203,40 +199,72 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
     )
 
 
+def assess_mapping(
+    dance: Audio, bgm: Audio, mapping: Mapping, *, params: AlignParams | None = None
+) -> Alignment:
+    """Describe a mapping chosen by a person (another candidate, an earlier answer) without
+    searching: how many windows agree with it, its confidence, and where the music is heard.
+
+    Never refuses: the choice is the caller's. Parameters as for :func:`align_signals`.
+    """
+    p = params or AlignParams()
+    if dance.rate != bgm.rate:
+        raise ValueError("both signals must have the same sample rate")
+    signals = Signals(dance, bgm)
+    fit = measure_mapping(signals, mapping, window=p.window, hop=p.hop, max_windows=p.max_windows)
+    times, score, music = music_span(signals, mapping, fit)
+    return Alignment(
+        mapping=mapping,
+        confidence=round(_confidence(fit), 4),
+        candidates=(),
+        windows=fit.track,
+        music=music,
+        activity=(times, score),
+        envelopes=_envelopes(
+            band_features(
+                power_spectrogram(dance.samples, dance.rate), dance.rate, pitch=mapping.scale
+            ),
+            band_features(power_spectrogram(bgm.samples, bgm.rate), bgm.rate),
+            dance.start,
+            bgm.start,
+            mapping,
+        ),
+    )
+
+
 def _best(fits: list[Fit]) -> Fit | None:
     return max(fits, key=lambda f: f.score, default=None)
 
 
 def _accepted(fit: Fit | None, p: AlignParams) -> bool:
-    return (
-        fit is not None
-        and fit.hits >= max(p.min_windows, _chance_hits(fit.windows))
-        and _confidence(fit) >= p.min_confidence
-    )
-
-
-def _chance_hits(windows: int) -> float:
-    """Agreeing windows that two unrelated recordings reach by chance, with a wide margin.
-
-    A window agrees by chance with probability about 1/40 (±2 ms of ±80 ms searched); the fitted
-    line is chosen to maximise agreement, so four standard deviations and three more are added.
-    """
-    expected = windows / 40.0
-    return expected + 4.0 * float(np.sqrt(expected)) + 3.0
+    return fit is not None and fit.hits >= p.min_windows and _confidence(fit) >= p.min_confidence
 
 
 def _confidence(fit: Fit) -> float:
-    """Evidence beyond chance to [0, 1]: 3 strong windows more than chance ≈ 0.63, 9 ≈ 0.95."""
-    excess = fit.evidence - _chance_hits(fit.windows) / 2.0
-    return float(1.0 - np.exp(-max(excess, 0.0) / 3.0))
+    """Evidence (agreeing windows weighted by peak prominence) to [0, 1]: about 4 clear windows
+    give 0.63, 8 give 0.9. One window's worth is discounted for what chance can bring."""
+    return float(1.0 - np.exp(-max(fit.evidence - 1.0, 0.0) / 3.0))
 
 
-def _distinctness(score: float, other: float) -> float:
-    """1 when the runner-up matches nowhere, 0 when it matches as well as the answer."""
-    if score <= 0:
-        return 0.0
-    ratio = min(other / score, 1.0)
-    return float(np.sqrt(1.0 - ratio**2))
+def _shares(scores: list[float]) -> list[float]:
+    """Each answer's share of the support (by squared score): 1 for an answer alone, ½ each for
+    two that match equally well (a section the song repeats exactly)."""
+    squares = np.square(np.asarray(scores, dtype=np.float64))
+    total = float(squares.sum())
+    return [float(v / total) if total > 0 else 0.0 for v in squares]
+
+
+def _refusal(best: Fit | None, dance: Audio, bgm: Audio, p: AlignParams) -> str:
+    shortest = min(dance.duration, bgm.duration)
+    if shortest < 2 * p.window + p.hop * (p.min_windows - 1):
+        return f"the recordings are too short to compare ({shortest:.1f} s)"
+    if best is None or best.hits == 0:
+        return "the recordings do not share the music (no stretch of one matches the other)"
+    return (
+        "the recordings do not share the music "
+        f"({best.hits} of {best.windows} windows agree with the best candidate, too few "
+        "or too faint to be sure)"
+    )
 
 
 def _distinct(fits: list[Fit]) -> list[Fit]:

@@ -20,9 +20,23 @@ from .linefit import AGREE_PROMINENCE, fit_line
 from .mapping import Mapping
 from .search import Line
 
-__all__ = ["Fit", "Signals", "WindowTrack", "measure", "refine", "stretched"]
+__all__ = [
+    "MIN_RUN",
+    "Fit",
+    "Signals",
+    "WindowTrack",
+    "assess",
+    "measure",
+    "measure_mapping",
+    "refine",
+    "stretched",
+]
 
 _STRETCH_GRID = 0.001
+# Slopes closer to 1 than this are clock drift (phones stay within a few hundred ppm).
+_DRIFT_ONLY = 0.0015
+# Agreeing windows must come at least this many together to count as music.
+MIN_RUN = 4
 # Clock drift (and the slope trials around it) stays within this of 1: no resampling needed.
 _NO_STRETCH = 0.003
 _RESAMPLE_BLOCK = 1 << 18
@@ -121,9 +135,12 @@ def measure(
     y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * rate
     track = FrameTrack(frame=frame, hop=frame_hop, y_first=y_first, step=step)
     n_frames = track.frame_count(len(x))
-    width = max(1, round((window * rate - frame) / frame_hop) + 1)
-    span = (width - 1) * frame_hop + frame
     every = max(1, round(hop * rate / frame_hop))
+    width = max(1, round((window * rate - frame) / frame_hop) + 1)
+    if window > hop and abs(window / hop - round(window / hop)) < 1e-6:
+        # A whole number of hops per window lets the windows share their frames' sums.
+        width = every * round(window / hop)
+    span = (width - 1) * frame_hop + frame
     count = (n_frames - width) // every + 1 if n_frames >= width else 0
     if count > max_windows:
         every = max(1, (n_frames - width) // max(max_windows - 1, 1))
@@ -148,46 +165,109 @@ def refine(
 
     ``window`` and ``hop`` are the measuring windows' length and spacing in seconds.
     """
-    # At speed 1 only clock drift is possible; a practice version's speed is known less well.
-    reach = 0.0015 if abs(line.scale - 1.0) < 0.0015 else 0.006
-    mapping = _scan_slope(signals, Mapping(line.offset, line.scale), reach=reach)
+    guess = Mapping(line.offset, line.scale)
+    if abs(line.scale - 1.0) < _DRIFT_ONLY:
+        # Clock drift only, and the coarse slope knows it no better than the drift itself: try
+        # the drifts a phone can have, 150 ppm apart, on two-second windows.
+        drifts = np.arange(-450.0, 451.0, 150.0, dtype=np.float64) * 1e-6
+        mapping = _best_slope(signals, guess, 1.0 + drifts, 2.0)
+    else:
+        mapping = _scan_slope(signals, guess, reach=0.006)
     fit: Fit | None = None
+    region: tuple[float, float] | None = None
     # The search stays wide in both passes: a window that lands within 2 ms of the line by
     # chance then has a 1-in-40 probability, so agreeing windows are evidence.
     for gate in (0.08, 0.01):
         t, beta, strength, prom = measure(
             signals, mapping, window=window, hop=hop, max_windows=max_windows, search=0.08
         )
+        if region is not None:
+            # Refit only where the music was found: stray chance agreements elsewhere would
+            # tilt the line.
+            prom = np.where((t >= region[0]) & (t <= region[1]), prom, 0.0)
         fitted = fit_line(t, beta, prom, mapping, gate=gate)
         if fitted is None:
             return fit
         mapping, inlier = fitted
-        strong = inlier & (prom >= AGREE_PROMINENCE)
-        evidence = float(np.minimum(1.0, (prom[strong] - 3.0) / 6.0).sum())
-        track = WindowTrack(times=t, lags=beta - t, strength=strength, inlier=strong)
-        score = float(strength[strong].sum())
-        fit = Fit(mapping, track, evidence, score, int(strong.sum()), len(t))
+        fit = assess(mapping, t, beta, strength, prom, inlier)
+        agreed = fit.track.times[fit.track.inlier]
+        if len(agreed) == 0:
+            return fit
+        region = (float(agreed.min()) - window, float(agreed.max()) + window)
     return fit
+
+
+def assess(
+    mapping: Mapping,
+    t: NDArray[np.float64],
+    beta: NDArray[np.float64],
+    strength: NDArray[np.float64],
+    prom: NDArray[np.float64],
+    inlier: NDArray[np.bool_],
+) -> Fit:
+    """Score a fitted line: its agreeing windows are the strong inliers that come in runs.
+
+    Music is heard for seconds at a time, so its windows agree in runs; a window of unrelated
+    sound agrees by chance (1 in 40) and alone. Only windows in runs of at least ``MIN_RUN``
+    strong inliers (a gap of one window allowed) count.
+    """
+    strong = _in_runs(inlier & (prom >= AGREE_PROMINENCE))
+    evidence = float(np.minimum(1.0, (prom[strong] - 3.0) / 6.0).sum())
+    track = WindowTrack(times=t, lags=beta - t, strength=strength, inlier=strong)
+    score = float(strength[strong].sum())
+    return Fit(mapping, track, evidence, score, int(strong.sum()), len(t))
+
+
+def measure_mapping(
+    signals: Signals, mapping: Mapping, *, window: float, hop: float, max_windows: int
+) -> Fit:
+    """How well a given mapping (not searched for) is supported, window by window."""
+    t, beta, strength, prom = measure(
+        signals, mapping, window=window, hop=hop, max_windows=max_windows, search=0.08
+    )
+    inlier = np.abs(beta - mapping.bgm_time_array(t)) <= 0.002
+    return assess(mapping, t, beta, strength, prom, inlier)
+
+
+def _in_runs(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask`` keeping only runs of at least ``MIN_RUN`` set entries (one-entry gaps allowed)."""
+    out = np.zeros_like(mask)
+    idx = np.flatnonzero(mask)
+    if len(idx) == 0:
+        return out
+    breaks = np.flatnonzero(np.diff(idx) > 2) + 1
+    for run in np.split(idx, breaks):
+        if len(run) >= MIN_RUN:
+            out[run] = True
+    return out
 
 
 def _scan_slope(signals: Signals, guess: Mapping, *, reach: float) -> Mapping:
     """The slope within ``reach`` (relative) of the coarse guess under which one-second windows
     match best, in steps of 0.05 %.
 
-    The coarse search knows the slope to a few tenths of a percent at worst; the fine correlation
-    needs it to a few hundredths, or the frames of a window stop adding up in phase.
+    The coarse search knows the speed to a few tenths of a percent at worst; the fine
+    correlation needs it to a few hundredths, or the frames of a window stop adding up in phase.
     """
-    duration = signals.dance.duration
-    mid = signals.dance.start + duration / 2
     steps = max(1, round(reach / 0.0005))
+    return _best_slope(
+        signals, guess, guess.scale * (1.0 + np.linspace(-reach, reach, 2 * steps + 1)), 1.0
+    )
+
+
+def _best_slope(
+    signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float
+) -> Mapping:
+    """Of lines through the guess's middle with these slopes, the one whose windows match best."""
+    mid = signals.dance.start + signals.dance.duration / 2
+    frame = 4096 if window >= 2.0 else 2048
     best, best_score = guess, -1.0
-    for delta in np.linspace(-reach, reach, 2 * steps + 1):
-        scale = guess.scale * (1.0 + delta)
-        trial = Mapping(guess.bgm_time(mid) - scale * mid, scale)
+    for scale in scales:
+        trial = Mapping(guess.bgm_time(mid) - float(scale) * mid, float(scale))
         *_, prom = measure(
-            signals, trial, window=1.0, hop=1.0, max_windows=40, search=0.08, frame=2048
+            signals, trial, window=window, hop=window, max_windows=40, search=0.08, frame=frame
         )
-        score = float(np.clip(prom - 5.0, 0.0, 10.0).sum())
+        score = float(np.clip(prom - 4.0, 0.0, 10.0).sum())
         if score > best_score:
             best, best_score = trial, score
     return best

@@ -99,7 +99,21 @@ def window_lags(
     for first in range(0, n, _WINDOWS_PER_GROUP):
         group = starts[first : first + _WINDOWS_PER_GROUP]
         frames = (group[:, None] + np.arange(width)[None, :]).ravel()
-        if len(group) < 2 or bool(np.all(np.diff(group) >= width)):
+        step = int(group[1] - group[0]) if len(group) > 1 else width
+        if (
+            len(group) > 1
+            and step < width
+            and width % step == 0
+            and bool(np.all(np.diff(group) == step))
+        ):
+            # Evenly overlapping windows: sum frames in blocks of one hop, then add the blocks.
+            cross = _cross_spectra(x, y, track, np.arange(group[0], group[-1] + width))
+            blocks = cross.reshape(-1, step, cross.shape[1]).sum(axis=1)
+            per = width // step
+            sums = blocks[: len(group)].copy()
+            for j in range(1, per):
+                sums += blocks[j : j + len(group)]
+        elif len(group) < 2 or bool(np.all(np.diff(group) >= width)):
             # Windows that do not overlap: each frame belongs to one window.
             cross = _cross_spectra(x, y, track, frames)
             sums = cross.reshape(len(group), width, -1).sum(axis=1)

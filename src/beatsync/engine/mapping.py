@@ -22,16 +22,20 @@ class Mapping:
     scale: float = 1.0
 
     def bgm_time(self, dance_time: float) -> float:
+        """Reference time (s) heard at ``dance_time`` (s)."""
         return self.offset + self.scale * dance_time
 
     def bgm_time_array(self, dance_time: NDArray[np.float64]) -> NDArray[np.float64]:
+        """:meth:`bgm_time` of each element (s)."""
         return self.offset + self.scale * dance_time
 
     def dance_time(self, bgm_time: float) -> float:
+        """Dance time (s) at which reference time ``bgm_time`` (s) is heard."""
         return (bgm_time - self.offset) / self.scale
 
     @property
     def drift_ppm(self) -> float:
+        """The scale's departure from 1 in parts per million (clock drift, or a speed change)."""
         return (self.scale - 1.0) * 1e6
 
     def nudged(self, milliseconds: float) -> Mapping:

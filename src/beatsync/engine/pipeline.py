@@ -164,11 +164,14 @@ def sync(
         progress.report("decode", 0.5, "decoding the audio")
         bgm_audio = decode_audio(bgm_info.path)
     with progress.stage("align", "finding the music in the recording"):
-        from .align import AlignParams, align_signals
+        from .align import AlignParams, align_signals, assess_mapping
 
-        alignment = align_signals(
-            dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
-        )
+        if opts.mapping is not None:
+            alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
+        else:
+            alignment = align_signals(
+                dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
+            )
         del dance_audio, bgm_audio
         mapping = (opts.mapping or alignment.mapping).nudged(opts.nudge_ms)
     with progress.stage("trim", "choosing the cut"):

@@ -33,7 +33,9 @@ def music_span(
     smooth = np.convolve(agree, np.ones(5) / 5, mode="same")
     centres = dance.start + (np.arange(count) * track.hop + frame / 2) / rate / stretch
     agreed = fit.track.times[fit.track.inlier]
-    core = (centres >= agreed.min()) & (centres <= agreed.max()) if len(agreed) else smooth > 0
+    if len(agreed) == 0:
+        agreed = fit.track.times if len(fit.track.times) else centres
+    core = (centres >= agreed.min()) & (centres <= agreed.max())
     level = float(np.median(smooth[core])) if core.any() else float(smooth.max(initial=0.0))
     score = np.clip(smooth / max(level, 1e-9), 0.0, 1.0)
     lo, hi = _largest_run(smooth - 0.5 * level)

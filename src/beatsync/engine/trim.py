@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import OptionsError
+from .errors import AlignmentError, OptionsError
 from .mapping import Mapping
 from .picture import good_picture_span
 from .probe import MediaInfo
@@ -50,6 +50,8 @@ def find_cut(
     ------
     OptionsError
         When the edges given lie outside the video or leave nothing.
+    AlignmentError
+        When, without edges given, the music, the reference and the picture leave nothing.
     """
     video = dance.video
     v_start = video.start_time if video else dance.start_time
@@ -82,5 +84,10 @@ def find_cut(
     if end is not None:
         hi, hi_why = end, "user"
     if hi - lo <= 0.0:
-        raise OptionsError(f"the cut is empty ({lo:.3f}–{hi:.3f} s)")
+        if start is not None or end is not None:
+            raise OptionsError(f"the cut is empty ({lo:.3f}–{hi:.3f} s)")
+        raise AlignmentError(
+            "the music is not heard where the reference covers the video "
+            f"({lo:.3f}–{hi:.3f} s is empty)"
+        )
     return Cut(lo, hi, lo_why, hi_why)

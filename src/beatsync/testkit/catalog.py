@@ -34,13 +34,14 @@ def _std(name: str, seed: int, **kw: object) -> CaseSpec:
 
 
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 46 pairs at 512×288, 17–65 s of dance.
+    """The accuracy benchmark's cases: 48 pairs at 512×288, 17–110 s of dance.
 
     Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music,
     clipping and phone AGC, songs that repeat a section, a class playing only a section, a
     reference that starts late or ends early, drift to ±300 ppm, speed ×0.90–×1.10, black and
     frozen tails, a black start, portrait rotation, HEVC, MOV and MKV, audio-only references
-    (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, and five mismatched songs that must be refused.
+    (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, and five
+    mismatched songs that must be refused.
     """
     quiet = Room()
     rev = Room
@@ -102,6 +103,12 @@ def standard_cases() -> tuple[CaseSpec, ...]:
         _std("kitchen-sink", 221, room=rev(rt60=1.2, drr_db=0.0, snr_db=0.0, speech_db=0.0,
              footsteps=True, clip_db=6.0, agc=True), drift_ppm=200.0, codec="hevc",
              rotation=270, black_tail=3.0, track="etr/spunkyrace-ks", play_from=20.0),
+        # The class used the music for a short stretch of a long recording.
+        _std("sparse-music", 241, music_start=50.0, play_duration=20.0, tail=40.0,
+             track="etr/credits1-cp", play_from=30.0),
+        _std("sparse-music-noisy", 242, music_start=35.0, play_duration=18.0, tail=50.0,
+             track="etr/spunkyrace-ks", play_from=40.0,
+             room=rev(rt60=1.0, snr_db=3.0, speech_db=-3.0, footsteps=True)),
         _std("mismatch-etr-vs-immich", 231, mismatch_track="immich/calm/calm_acoustic_1"),
         _std("mismatch-immich-moods", 232, track="immich/energetic/energetic_electronic_2",
              play_from=1.0, play_duration=25.0, mismatch_track="immich/tender/tender_acoustic_1"),

@@ -162,6 +162,9 @@ def test_looped_section_reports_the_other_loop_as_candidate() -> None:
     assert any(error_ms(m, take.mapping, (4.0, 12.0, 20.0)) < 1.0 for m in answers)
     assert found.candidates, "an ambiguous answer must come with its runner-up"
     assert found.confidence < 0.5
+    # The loop copy is as plausible as the answer: each gets a real share, not zero.
+    assert found.candidates[0].confidence > 0.2
+    assert found.confidence + found.candidates[0].confidence <= 1.0
 
 
 def test_offset_hint_keeps_the_search_near_it() -> None:
@@ -184,3 +187,22 @@ def test_start_times_of_both_signals_are_honoured() -> None:
     # dance time t' = t + 1.5, reference time β' = β - 0.25
     expected = Mapping(take.mapping.offset - 0.25 - 1.5 * take.mapping.scale, take.mapping.scale)
     assert error_ms(found.mapping, expected, (5.0, 15.0)) < 1.0
+
+
+def test_music_for_a_short_stretch_of_a_long_recording() -> None:
+    # 20 s of music in the middle of 110 s of room noise and talking.
+    take = record(
+        "etr/credits1-cp", play_from=30.0, music_start=50.0, duration=20.0, tail=40.0, snr_db=3.0
+    )
+    found = align_signals(take.dance, reference("etr/credits1-cp"))
+    assert error_ms(found.mapping, take.mapping, (52.0, 60.0, 68.0)) < 1.0
+    assert abs(found.mapping.drift_ppm - take.mapping.drift_ppm) < 5.0
+    assert abs(found.music[0] - 50.0) < 0.5
+    assert abs(found.music[1] - 70.0) < 0.5
+
+
+def test_offset_hint_with_a_practice_version() -> None:
+    take = record("etr/freezingpoint", play_from=5.0, music_start=3.0, duration=25.0, speed=0.93)
+    hint = AlignParams(offset_hint=take.mapping.offset + 0.2)
+    found = align_signals(take.dance, reference("etr/freezingpoint"), params=hint)
+    assert error_ms(found.mapping, take.mapping, (5.0, 15.0, 25.0)) < 1.0

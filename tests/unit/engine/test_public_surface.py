@@ -13,7 +13,8 @@ PUBLIC = {
     "MediaInfo", "MediaNotFoundError", "MusicMismatchError", "NoAudioTrackError",
     "NoVideoTrackError", "OptionsError", "ProcessingError", "ProgressCallback", "RenderParams",
     "RenderedOutput", "StageTiming", "SyncOptions", "SyncResult", "VideoInfo", "WindowTrack",
-    "align_files", "align_signals", "decode_audio", "find_cut", "probe", "render", "sync",
+    "align_files", "align_signals", "assess_mapping", "decode_audio", "find_cut", "probe",
+    "render", "sync",
 }  # fmt: skip
 
 
