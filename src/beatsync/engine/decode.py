@@ -1,8 +1,9 @@
 """Decode audio by presentation time into a float32 array.
 
 Each decoded frame is placed at the sample its timestamp names, so gaps in the stream stay silent
-and the array's time axis is the file's own timeline. Memory is bounded by the output array plus
-one block of frames: a 10-minute file at 16 kHz mono is 38 MB.
+and the array's time axis is the file's own timeline. Only resampled audio is kept, never the
+source's: memory is about twice the output (the resampled blocks, then the assembled array), so a
+10-minute file at 16 kHz mono needs about 80 MB.
 """
 
 from __future__ import annotations
