@@ -26,6 +26,7 @@ __all__ = [
     "Signals",
     "WindowTrack",
     "assess",
+    "frame_track",
     "measure",
     "measure_mapping",
     "refine",
@@ -112,6 +113,18 @@ def _cubic_resample(x: NDArray[np.float32], ratio: float) -> NDArray[np.float32]
     return out
 
 
+def frame_track(
+    signals: Signals, mapping: Mapping, *, frame: int, hop: int
+) -> tuple[NDArray[np.float32], float, FrameTrack]:
+    """The dance signal (resampled if the speed differs), its ratio, and the frames of the
+    reference that ``mapping`` pairs with its frames of ``frame`` samples every ``hop``."""
+    dance, bgm = signals.dance, signals.bgm
+    x, stretch = stretched(signals, mapping.scale)
+    y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * dance.rate
+    track = FrameTrack(frame=frame, hop=hop, y_first=y_first, step=mapping.scale / stretch)
+    return x, stretch, track
+
+
 def measure(
     signals: Signals,
     mapping: Mapping,
@@ -129,11 +142,8 @@ def measure(
     """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
-    x, stretch = stretched(signals, mapping.scale)
     frame_hop = frame // 4
-    step = mapping.scale / stretch
-    y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * rate
-    track = FrameTrack(frame=frame, hop=frame_hop, y_first=y_first, step=step)
+    x, stretch, track = frame_track(signals, mapping, frame=frame, hop=frame_hop)
     n_frames = track.frame_count(len(x))
     every = max(1, round(hop * rate / frame_hop))
     width = max(1, round((window * rate - frame) / frame_hop) + 1)

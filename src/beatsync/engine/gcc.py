@@ -88,8 +88,7 @@ def window_lags(
         empty = np.zeros(0)
         return GccResult(empty, empty, empty)
     frame = track.frame
-    freqs = np.fft.rfftfreq(frame, 1.0 / rate)
-    band = (freqs >= _BAND_HZ[0]) & (freqs <= min(_BAND_HZ[1], rate * 0.45))
+    band = _band(frame, rate)
     reach = min(int(search * rate), frame // 2 - 2)
     lags = np.arange(-reach, reach + 1)
     lag = np.zeros(n)
@@ -177,8 +176,7 @@ def frame_agreement(
     """
     k = np.arange(count, dtype=np.int64)
     cross = _cross_spectra(x, y, track, k)
-    freqs = np.fft.rfftfreq(track.frame, 1.0 / rate)
-    band = (freqs >= _BAND_HZ[0]) & (freqs <= min(_BAND_HZ[1], rate * 0.45))
+    band = _band(track.frame, rate)
     cross = cross[:, band]
     total = cross.sum(axis=0)
     phase = np.conj(total) / np.maximum(np.abs(total), 1e-30)
@@ -186,6 +184,13 @@ def frame_agreement(
     agree = (cross * phase[None, :]).real.sum(axis=1) / np.maximum(mag, 1e-30)
     audible = mag > 1e-3 * float(np.median(mag[mag > 0])) if (mag > 0).any() else mag > 0
     return np.where(audible, agree, 0.0).astype(np.float64)
+
+
+def _band(frame: int, rate: int) -> NDArray[np.bool_]:
+    """The bins used: the music's body, below the speaker's rumble and above the phone's cut."""
+    freqs = np.fft.rfftfreq(frame, 1.0 / rate)
+    band: NDArray[np.bool_] = (freqs >= _BAND_HZ[0]) & (freqs <= min(_BAND_HZ[1], rate * 0.45))
+    return band
 
 
 def _cross_spectra(

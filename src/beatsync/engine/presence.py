@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .fine import Fit, Signals, stretched
-from .gcc import FrameTrack, frame_agreement
+from .fine import Fit, Signals, frame_track
+from .gcc import frame_agreement
 from .mapping import Mapping
 
 __all__ = ["music_span"]
@@ -24,10 +24,8 @@ def music_span(
     """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
-    x, stretch = stretched(signals, mapping.scale)
     frame = 1024
-    y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * rate
-    track = FrameTrack(frame=frame, hop=frame // 2, y_first=y_first, step=mapping.scale / stretch)
+    x, stretch, track = frame_track(signals, mapping, frame=frame, hop=frame // 2)
     count = track.frame_count(len(x))
     agree = frame_agreement(x, bgm.samples, track, count, rate=rate)
     smooth = np.convolve(agree, np.ones(5) / 5, mode="same")
