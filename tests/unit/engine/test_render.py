@@ -34,7 +34,9 @@ from beatsync.engine import (
     render,
 )
 
-render_module = importlib.import_module("beatsync.engine.render")
+audiosource = importlib.import_module("beatsync.engine.audiosource")
+audiotrack = importlib.import_module("beatsync.engine.audiotrack")
+videocopy = importlib.import_module("beatsync.engine.videocopy")
 
 FPS = 30
 TB = Fraction(1, 15360)
@@ -368,8 +370,8 @@ def test_stitched_audio_segments_stay_continuous_and_in_sync(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(render_module, "_SEGMENT_MIN_SECONDS", 1.0)
-    monkeypatch.setattr(render_module, "_workers", lambda: 3)
+    monkeypatch.setattr(audiotrack, "_SEGMENT_MIN_SECONDS", 1.0)
+    monkeypatch.setattr(audiotrack, "_workers", lambda: 3)
     mapping, cut = Mapping(1.2, 1.0001), Cut(1.0, 7.5, "music", "music")
     result = render(
         render_media["h264"], render_media["bgm"], tmp_path / "out.mp4", mapping=mapping, cut=cut
@@ -577,7 +579,7 @@ def test_failure_in_the_audio_workers_leaves_no_partial_file(
     def broken(self: object, n0: int, n1: int) -> None:
         raise av.error.InvalidDataError(1094995529, "broken reference")
 
-    monkeypatch.setattr(render_module._Resampled, "take", broken)
+    monkeypatch.setattr(audiosource.ResampledSource, "take", broken)
     with pytest.raises(ProcessingError):
         render(
             render_media["h264"],
@@ -598,7 +600,7 @@ def test_run_keeps_b_frame_anchors_and_closes_the_gap_after_the_end() -> None:
     # A B-pyramid: decode order I0 P4 B2 b1 b3 P8 B6 b5 b7 P12 …, decode times from −1.
     shown = [0, 4, 2, 1, 3, 8, 6, 5, 7, 12, 10, 9, 11]
     run = fake_packets([(p, d - 1, d == 0) for d, p in enumerate(shown)])
-    selector = render_module._RunSelector(0, 6)  # keep what is shown before 6
+    selector = videocopy.RunSelector(0, 6)  # keep what is shown before 6
     kept: list[SimpleNamespace] = []
     for packet in run:
         chosen = selector.feed(packet)
@@ -611,10 +613,10 @@ def test_run_keeps_b_frame_anchors_and_closes_the_gap_after_the_end() -> None:
 
 def test_keyframe_search_takes_the_last_one_shown_at_or_before_the_time() -> None:
     gop = [(0, -1, True), (2, 0, False), (1, 1, False), (3, 2, True), (5, 3, False), (4, 4, False)]
-    found = render_module._scan_keyframe(iter(fake_packets(gop)), 4, from_start=False)
+    found = videocopy.scan_keyframe(iter(fake_packets(gop)), 4, from_start=False)
     assert [p.pts for p in found] == [3, 5, 4]
     # A seek that lands on a keyframe shown after the time must be retried further back …
     late = fake_packets([(5, 3, True), (7, 4, False)])
-    assert render_module._scan_keyframe(iter(late), 4, from_start=False) is None
+    assert videocopy.scan_keyframe(iter(late), 4, from_start=False) is None
     # … and from the start of the file, a time before the first frame starts at the first frame.
-    assert [p.pts for p in render_module._scan_keyframe(iter(late), 4, from_start=True)] == [5, 7]
+    assert [p.pts for p in videocopy.scan_keyframe(iter(late), 4, from_start=True)] == [5, 7]

@@ -1,0 +1,192 @@
+"""One audio stream decoded at its own rate and resampled, block by block, onto the output grid.
+
+The output is 48 kHz stereo; a source is laid on it by a start time and a speed (the mapping's
+scale), so each source sample lands where the mapping puts it, to a fraction of a sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import av
+import numpy as np
+from av.stream import Discard
+from numpy.typing import NDArray
+
+from .errors import ProcessingError
+from .probe import open_media
+from .resample import PolyphaseResampler, kaiser_lowpass
+
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.container import InputContainer
+
+__all__ = ["OUTPUT_RATE", "Audio", "ResampledSource", "Source"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RATE = 48_000
+_SEEK_MARGIN = 1.0  # seconds decoded before the first sample needed (decoder warm-up)
+# Containers whose seeks give exact timestamps; elsewhere (MP3, raw AAC) a seek estimates the
+# time from the byte position, so the audio is decoded from the start instead.
+_EXACT_SEEK = ("mov", "mp4", "matroska", "webm", "ogg", "wav", "flac", "aiff", "caf")
+
+Audio = NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An audio stream laid on the output: output sample n is source time t0 + scale·n/48000 s.
+
+    ``span`` (output samples) is where the source has sound; its edges are faded.
+    """
+
+    path: str
+    index: int
+    t0: float
+    scale: float
+    gain: float = 1.0
+    span: tuple[float, float] | None = None
+
+
+_FULL_SCALE = {
+    np.dtype(np.int16): 2.0**-15,
+    np.dtype(np.int32): 2.0**-31,
+    np.dtype(np.uint8): 2.0**-7,
+}
+
+
+def _as_stereo(frame: av.AudioFrame) -> Audio:
+    """A decoded frame as float32 (2, samples): mono duplicated, more channels folded down."""
+    data = frame.to_ndarray()
+    channels = frame.layout.nb_channels
+    if not frame.format.is_planar:
+        data = data.reshape(-1, channels).T
+    full_scale = _FULL_SCALE.get(data.dtype, 1.0)
+    if data.dtype == np.uint8:
+        data = data.astype(np.float32) - np.float32(128)
+    floats = (data * np.float32(full_scale)).astype(np.float32, copy=False)
+    if channels <= 2:
+        return np.repeat(floats, 2 // channels, axis=0)
+    weights = np.array([[_weight(c.name, side) for c in frame.layout.channels] for side in "LR"])
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+    return (weights.astype(np.float32) @ floats).astype(np.float32)
+
+
+def _weight(name: str, side: str) -> float:
+    if name.startswith("LFE"):
+        return 0.0
+    if name == "F" + side:
+        return 1.0
+    if name.endswith(side):
+        return 0.7071
+    return 0.0 if name.endswith("R" if side == "L" else "L") else 0.7071  # centres: both
+
+
+def _audio_stream(container: InputContainer, index: int) -> AudioStream:
+    for stream in container.streams.audio:
+        if stream.index == index:
+            return stream
+    raise ProcessingError(f"the file has no audio stream #{index}")
+
+
+class ResampledSource:
+    """A source decoded at its native rate and resampled, block by block, onto the output grid.
+
+    ``up/down`` approximates 48 kHz / (scale × source rate) to 1 ppm; output sample n sits at
+    ``origin + n·down`` on the source grid upsampled ``up`` times. Each block is cut from the
+    source where its ``resample_poly`` output lands exactly on those positions, so blocks join
+    without seams and the start is placed to 1/``up`` of a source sample.
+    """
+
+    def __init__(self, source: Source, first: int) -> None:
+        self.source = source
+        self.container = open_media(source.path)
+        self.stream = _audio_stream(self.container, source.index)
+        for other in self.container.streams:
+            if other.index != source.index:
+                other.discard = Discard.all  # an MP4 demuxer then skips their bytes
+        self.rate = rate = self.stream.codec_context.sample_rate
+        if not rate:
+            raise ProcessingError("the audio stream has no sample rate", path=source.path)
+        target = OUTPUT_RATE / (source.scale * rate)
+        for limit in (64, 256, 1024, 4096, 16384):
+            ratio = Fraction(target).limit_denominator(limit)
+            if abs(float(ratio) / target - 1) <= 1e-6:
+                break
+        self.up, self.down = ratio.numerator, ratio.denominator
+        widest = max(self.up, self.down)
+        self.half = 10 * widest if widest > 1 else 0  # scipy.signal.resample_poly's own choice
+        self.resampler: PolyphaseResampler | None = None
+        if self.half:
+            taps = kaiser_lowpass(2 * self.half + 1, 1 / widest, 5.0).astype(np.float32)
+            self.resampler = PolyphaseResampler(self.up, self.down, taps)
+        self.origin = round(source.t0 * rate * self.up)
+        self.phase = int(self.origin * pow(self.up, -1, self.down)) % self.down
+        self.blocks: list[tuple[int, Audio]] = []
+        start = (self.origin + first * self.down) // self.up - int(_SEEK_MARGIN * rate)
+        self.frames = self._decode(start)
+
+    def _decode(self, start: int) -> Iterator[tuple[int, Audio]]:
+        """(first sample index, samples) per frame, indices on the source's own timeline."""
+        tb = self.stream.time_base or Fraction(1, self.rate)
+        scale = Fraction(tb) * self.rate
+        exact = any(name in self.container.format.name for name in _EXACT_SEEK)
+        if exact and start / self.rate > float((self.stream.start_time or 0) * tb):
+            target = math.floor(Fraction(start, self.rate) / tb)
+            self.container.seek(target, backward=True, stream=self.stream)
+        tolerance = math.ceil(1.5 * scale) + 2  # timestamps rounded to a coarse tick jitter
+        expected: int | None = None
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                log.warning("skipping an undecodable audio packet in %s", self.source.path)
+                continue
+            for frame in frames:
+                if frame.sample_rate != self.rate:
+                    raise ProcessingError("the sample rate changes", path=self.source.path)
+                if frame.pts is None:
+                    position = expected or 0
+                else:
+                    position = round(frame.pts * scale)
+                    if expected is not None and abs(position - expected) <= tolerance:
+                        position = expected
+                expected = position + frame.samples
+                yield position, _as_stereo(frame)
+
+    def _fetch(self, start: int, stop: int) -> Audio:
+        """Source samples [start, stop); silence where the source has none."""
+        while not self.blocks or self.blocks[-1][0] + self.blocks[-1][1].shape[1] < stop:
+            block = next(self.frames, None)
+            if block is None:
+                break
+            self.blocks.append(block)
+        self.blocks = [b for b in self.blocks if b[0] + b[1].shape[1] > start]
+        out = np.zeros((2, stop - start), np.float32)
+        for position, data in self.blocks:
+            lo, hi = max(position, start), min(position + data.shape[1], stop)
+            if lo < hi:
+                out[:, lo - start : hi - start] = data[:, lo - position : hi - position]
+        return out
+
+    def take(self, n0: int, n1: int) -> Audio:
+        """Output samples [n0, n1) as (2, n1 − n0); successive calls move forward."""
+        first = self.origin + n0 * self.down
+        last = self.origin + (n1 - 1) * self.down
+        lowest = (first - self.half) // self.up - 1
+        start = lowest - (lowest - self.phase) % self.down  # where the phases line up
+        data = self._fetch(start, (last + self.half) // self.up + 2)
+        skip = (first - start * self.up) // self.down
+        if self.resampler is None:
+            return data[:, skip : skip + n1 - n0]
+        out = self.resampler(data, axis=1)
+        return np.ascontiguousarray(out[:, skip : skip + n1 - n0], dtype=np.float32)
+
+    def close(self) -> None:
+        self.container.close()
