@@ -36,7 +36,8 @@ class GccResult:
 
 @dataclass(frozen=True, slots=True)
 class FrameTrack:
-    """Frames of ``x`` at ``k × hop`` paired with frames of ``y`` at ``y_first + k × hop × step``.
+    """Frames of ``x`` at ``k × hop`` paired with the frames of ``y`` whose centres sit at
+    ``y_first + (k × hop + frame / 2) × step``, where the prediction puts the centres of x's.
 
     ``frame`` and ``hop`` are in samples of ``x``; ``step`` is samples of ``y`` per sample of ``x``
     along the prediction; ``y_first`` may be fractional (each frame is rounded to the sample,
@@ -52,9 +53,12 @@ class FrameTrack:
         return max(0, (x_len - self.frame) // self.hop + 1)
 
     def y_starts(self, k: NDArray[np.int64]) -> NDArray[np.int64]:
-        starts: NDArray[np.int64] = np.rint(self.y_first + k * self.hop * self.step).astype(
-            np.int64
-        )
+        # Frames are paired by their centres: pairing by their first samples would put the
+        # centres (step − 1) × frame / 2 samples apart.
+        centre = self.frame / 2
+        starts: NDArray[np.int64] = np.rint(
+            self.y_first + (k * self.hop + centre) * self.step - centre
+        ).astype(np.int64)
         return starts
 
 
