@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,10 +155,15 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
-        fits = [
-            refine(signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows)
-            for line in worth
-        ]
+        with ThreadPoolExecutor(max(1, min(2, len(worth)))) as pool:
+            fits = list(
+                pool.map(
+                    lambda line: refine(
+                        signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
+                    ),
+                    worth,
+                )
+            )
         return [f for f in fits if f is not None]
 
     fits = search((1.0,))
