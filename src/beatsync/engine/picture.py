@@ -122,18 +122,7 @@ def _keyframes_from(
     info: MediaInfo, start: float, end: float
 ) -> Generator[tuple[float, NDArray[np.int16]], None, None]:
     """Keyframes from the one at or before ``start`` on, lazily."""
-    with open_media(info.path) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.skip_frame = "NONKEY"
-        tb = _time_base(stream)
-        container.seek(int(max(start, 0.0) / tb), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            t = float(frame.pts * tb)
-            if t > end or t > start + _SCAN_SECONDS:
-                return
-            yield t, _thumb(frame)
+    return _thumbnails(info, start, min(end, start + _SCAN_SECONDS), keyframes_only=True)
 
 
 def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
@@ -161,7 +150,12 @@ def _decode(
 ) -> list[tuple[float, NDArray[np.int16]]]:
     """(time, thumbnail) of the frames (or only keyframes) from the keyframe at or before
     ``start`` up to ``end``, in presentation order."""
-    out: list[tuple[float, NDArray[np.int16]]] = []
+    return sorted(_thumbnails(info, start, end, keyframes_only=keyframes_only), key=lambda i: i[0])
+
+
+def _thumbnails(
+    info: MediaInfo, start: float, end: float, *, keyframes_only: bool
+) -> Generator[tuple[float, NDArray[np.int16]], None, None]:
     with open_media(info.path) as container:
         stream = container.streams.video[0]
         if keyframes_only:
@@ -175,7 +169,5 @@ def _decode(
                 continue
             t = float(frame.pts * tb)
             if t > end:
-                break
-            out.append((t, _thumb(frame)))
-    out.sort(key=lambda item: item[0])
-    return out
+                return
+            yield t, _thumb(frame)
