@@ -143,7 +143,7 @@ IMPORTS_ARGV = [
 
 def cli_argv(case: BuiltCase) -> list[str]:
     script = Path(sys.executable).with_name("beatsync")
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "beatsync.cli"]
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "beatsync"]
     return [
         *command, "sync", str(case.dance), str(case.bgm),
         "-o", str(OUT / "out.mp4"), "--report", str(OUT / "report.json"), "-q",

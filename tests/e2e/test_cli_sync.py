@@ -73,7 +73,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "beatsync.cli", *map(str, args)],
+        [sys.executable, "-m", "beatsync", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,

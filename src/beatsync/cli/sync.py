@@ -1,162 +1,27 @@
-"""The ``beatsync`` command: parse, call the engine, print.
-
-Each subcommand is one ``_add_<name>`` function in :data:`COMMANDS` that adds its parser and sets
-its handler; handlers import what they need when they run, so ``beatsync --help`` starts fast.
-This is the only place where domain errors become exit codes:
-
-    0  success
-    2  usage: bad arguments or contradictory options (VALIDATION_ERROR)
-    3  unusable input: missing, unreadable, no audio or video track, too long
-    4  no confident alignment (MUSIC_MISMATCH)
-    5  internal error (PROCESSING_FAILED), including anything unexpected
-
-Errors are printed as ``beatsync: error [CODE]: message`` on stderr; with ``BEATSYNC_DEBUG=1`` the
-stack trace is printed too.
-"""
+"""``beatsync sync``: align, trim and render one class video from the command line."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import logging
 import math
-import os
 import shutil
 import sys
 import time
-import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from beatsync import __version__
+from ._common import EXIT_OK, SubParsers, finite_number
 
 if TYPE_CHECKING:
     from beatsync.engine.pipeline import SyncResult
 
-__all__ = [
-    "COMMANDS",
-    "EXIT_ALIGNMENT",
-    "EXIT_INPUT",
-    "EXIT_INTERNAL",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "ProgressBar",
-    "build_parser",
-    "exit_code",
-    "main",
-    "summary_line",
-]
-
-logger = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_INPUT = 3
-EXIT_ALIGNMENT = 4
-EXIT_INTERNAL = 5
-_EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
-
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["ProgressBar", "add_sync", "summary_line"]
 
 
-class _UsageError(Exception):
-    """Bad command-line arguments, found by argparse."""
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse would print its own error format and exit; route it through main() instead.
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        raise _UsageError(message)
-
-
-if TYPE_CHECKING:
-    _SubParsers = argparse._SubParsersAction[_Parser]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``beatsync`` command and return its exit code (the console script exits with it)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as exc:
-        _print_error("VALIDATION_ERROR", str(exc))
-        return EXIT_USAGE
-    except SystemExit as exc:  # --help and --version print and exit 0
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    _configure_logging(quiet=bool(getattr(args, "quiet", False)))
-    try:
-        return handler(args)
-    except KeyboardInterrupt:
-        print("beatsync: interrupted", file=sys.stderr)
-        return _EXIT_INTERRUPTED
-    except Exception as exc:
-        return _fail(exc)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``beatsync`` parser with every subcommand in :data:`COMMANDS`."""
-    parser = _Parser(
-        prog="beatsync",
-        description="Put the clean reference track under a dance class video, in sync.",
-    )
-    parser.add_argument("--version", action="version", version=f"beatsync {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in COMMANDS:
-        add(subparsers)
-    return parser
-
-
-def exit_code(exc: BaseException) -> int:
-    """The exit code for an error: 2 options, 3 input, 4 alignment, 5 anything else."""
-    from beatsync.engine.errors import AlignmentError, InputError, OptionsError
-
-    if isinstance(exc, OptionsError):
-        return EXIT_USAGE
-    if isinstance(exc, InputError):
-        return EXIT_INPUT
-    if isinstance(exc, AlignmentError):
-        return EXIT_ALIGNMENT
-    return EXIT_INTERNAL
-
-
-def _fail(exc: Exception) -> int:
-    from beatsync.engine.errors import BeatSyncError
-
-    if isinstance(exc, BeatSyncError):
-        code, message = exc.code, str(exc)
-    else:
-        code, message = "PROCESSING_FAILED", f"unexpected {type(exc).__name__}: {exc}"
-    if _debug():
-        traceback.print_exception(exc, file=sys.stderr)
-    _print_error(code, message)
-    return exit_code(exc)
-
-
-def _print_error(code: str, message: str) -> None:
-    # One line, whatever FFmpeg or the OS put into the message.
-    print(f"beatsync: error [{code}]: {' '.join(message.split())}", file=sys.stderr)
-
-
-def _debug() -> bool:
-    return os.environ.get("BEATSYNC_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _configure_logging(*, quiet: bool) -> None:
-    level = logging.DEBUG if _debug() else logging.ERROR if quiet else logging.WARNING
-    logging.basicConfig(level=level, format="beatsync: %(levelname)s: %(name)s: %(message)s")
-
-
-# --- beatsync sync ------------------------------------------------------------------------------
-
-
-def _add_sync(subparsers: _SubParsers) -> None:
+def add_sync(subparsers: SubParsers) -> None:
     p = subparsers.add_parser(
         "sync",
         help="replace a dance video's live sound with the reference track, in sync",
@@ -171,12 +36,12 @@ def _add_sync(subparsers: _SubParsers) -> None:
     p.add_argument("--poster", type=Path, metavar="FILE", help="write a poster frame (JPEG)")
     p.add_argument(
         "--offset",
-        type=_finite,
+        type=finite_number,
         metavar="S",
         help="reference time (s) at the dance video's start, if known; the search stays near it",
     )
-    p.add_argument("--start", type=_finite, metavar="S", help="cut start, dance seconds")
-    p.add_argument("--end", type=_finite, metavar="S", help="cut end, dance seconds")
+    p.add_argument("--start", type=finite_number, metavar="S", help="cut start, dance seconds")
+    p.add_argument("--end", type=finite_number, metavar="S", help="cut end, dance seconds")
     p.add_argument(
         "--no-trim",
         action="store_true",
@@ -191,14 +56,14 @@ def _add_sync(subparsers: _SubParsers) -> None:
     )
     p.add_argument(
         "--nudge-ms",
-        type=_finite,
+        type=finite_number,
         default=0.0,
         metavar="MS",
         help="play the music MS later (negative: earlier) than the found sync",
     )
     p.add_argument(
         "--mix-live",
-        type=_finite,
+        type=finite_number,
         metavar="DB",
         help="mix the live room sound under the music at DB (e.g. -18)",
     )
@@ -368,16 +233,6 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
-
-
 def _height(text: str) -> int:
     try:
         value = int(text)
@@ -386,11 +241,3 @@ def _height(text: str) -> int:
     if value < 16:
         raise argparse.ArgumentTypeError(f"at least 16 pixels (got {value})")
     return value
-
-
-COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (_add_sync,)
-"""Every subcommand's parser-adding function, in ``--help`` order."""
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m beatsync`` runs the ``beatsync`` command."""
+
+from beatsync.cli import main
+
+raise SystemExit(main())
