@@ -1,0 +1,95 @@
+"""``create_app(settings)``: the FastAPI application with its routers, errors and the web page.
+
+Nothing here runs at import time. The lifespan brings the database to the current migration,
+starts the job dispatcher (the embedded worker pool by default) and stops it on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from beatsync import __version__
+from beatsync.service.config import Settings
+from beatsync.service.db import Database, migrate
+from beatsync.service.jobs.dispatch import Dispatcher
+from beatsync.service.storage import Storage, open_storage
+
+from . import events, files, health, jobs, problems, sessions, tus, uploads
+from .context import ServiceContext
+from .middleware import RequestContextMiddleware
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    dispatcher: Dispatcher | None = None,
+    storage: Storage | None = None,
+) -> FastAPI:
+    """The application for ``settings``; ``dispatcher`` and ``storage`` replace the defaults."""
+    for folder in (settings.data_dir, settings.spool_root):
+        folder.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database)
+    store = storage or open_storage(settings)
+    if dispatcher is None:
+        from beatsync.service.jobs.factory import make_dispatcher
+
+        dispatcher = make_dispatcher(settings, db, store)
+    context = ServiceContext(settings=settings, db=db, storage=store, dispatcher=dispatcher)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            migrate(settings.database)
+        context.dispatcher.start()
+        try:
+            yield
+        finally:
+            context.dispatcher.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="BeatSync",
+        version=__version__,
+        summary="Put the clean reference track under a dance class video, in sync.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.context = context
+    problems.install(app)
+    for module in (sessions, uploads, tus, jobs, events, files, health):
+        app.include_router(module.router)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[
+                "Location",
+                "Upload-Offset",
+                "Upload-Length",
+                "Upload-Expires",
+                "Tus-Resumable",
+                "Tus-Version",
+                "Tus-Extension",
+                "Tus-Max-Size",
+                "Tus-Checksum-Algorithm",
+                "Upload-Metadata",
+                "X-Request-ID",
+                "Retry-After",
+            ],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    web = resources.files("beatsync") / "web"
+    app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
+    return app

@@ -1,0 +1,85 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the context, a database session, the owner.
+
+Routers declare what they need (``owner: OwnerId``, ``session: DbSession``) and call service
+functions; only this module knows how the pieces are found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from beatsync.service.auth import authenticate
+from beatsync.service.codes import Locale, negotiate_locale
+from beatsync.service.config import Settings
+from beatsync.service.errors import ServiceError
+
+from .context import ServiceContext
+
+__all__ = ["Context", "DbSession", "LocaleDep", "OwnerId", "SettingsDep", "bearer_token"]
+
+
+def _context(request: Request) -> ServiceContext:
+    context: ServiceContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ServiceContext, Depends(_context)]
+
+
+def _settings(context: Context) -> Settings:
+    return context.settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _session(context: Context) -> Iterator[Session]:
+    with context.db.session() as session:
+        yield session
+
+
+# Committed before the response leaves ("function" scope): with the default "request" scope
+# the commit ran after the client had the answer, so a token or job it had just been given
+# could be unknown to its next request.
+DbSession = Annotated[Session, Depends(_session, scope="function")]
+
+
+def bearer_token(authorization: str | None, query_token: str | None = None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, else of an ``access_token`` parameter.
+
+    The parameter exists for clients that cannot set headers (``EventSource``, WebSocket).
+    """
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    return query_token or None
+
+
+def _owner(request: Request, context: Context) -> str:
+    token = bearer_token(
+        request.headers.get("authorization"), request.query_params.get("access_token")
+    )
+    if token is None:
+        raise ServiceError("UNAUTHORIZED", "send Authorization: Bearer <token>")
+    with context.db.session() as session:
+        owner_id = authenticate(session, token, context.settings.operator_keys)
+    if owner_id is None:
+        raise ServiceError("UNAUTHORIZED", "the token is not known")
+    request.state.owner_id = owner_id
+    return owner_id
+
+
+OwnerId = Annotated[str, Depends(_owner)]
+
+
+def _locale(request: Request, settings: SettingsDep) -> Locale:
+    return negotiate_locale(request.headers.get("accept-language"), settings.default_locale)
+
+
+LocaleDep = Annotated[Locale, Depends(_locale)]

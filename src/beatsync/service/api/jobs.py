@@ -1,0 +1,155 @@
+"""``/api/v1/jobs``: create, read, list, cancel, delete, retry and render variants of jobs.
+
+Handlers parse, call :mod:`beatsync.service.jobs.lifecycle` and answer with
+:func:`~beatsync.service.jobs.views.job_json`; every rule (ownership, quotas, the result cache,
+which state allows what) lives in the lifecycle.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from beatsync.service.codes import Locale
+from beatsync.service.db.models import Job
+from beatsync.service.jobs import lifecycle
+from beatsync.service.jobs.options import JobOptions, RenderRequest
+from beatsync.service.jobs.views import job_json
+
+from .context import ServiceContext
+from .deps import Context, DbSession, LocaleDep, OwnerId
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+_ID = Field(min_length=1, max_length=40)
+
+
+class JobCreate(BaseModel):
+    """Two ready uploads of the caller and the options of the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dance_upload_id: str = _ID
+    bgm_upload_id: str = _ID
+    options: JobOptions = JobOptions()  # frozen, so one shared default is safe
+
+
+def _job(
+    job: Job, context: ServiceContext, locale: Locale, *, status: int = 200, located: bool = False
+) -> JSONResponse:
+    body = job_json(job, settings=context.settings, storage=context.storage, locale=locale)
+    headers = {"Location": body["links"]["self"]} if located else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_JOB: dict[str, Any] = {"description": "The job (see the Job schema in the documentation)."}
+_CREATED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A finished job with the same inputs and options (result cache)."},
+    202: {"description": "The job was queued; `Location` is its address."},
+}
+
+
+@router.post("", status_code=202, responses=_CREATED)
+def create_job(
+    body: JobCreate, owner: OwnerId, session: DbSession, context: Context, locale: LocaleDep
+) -> JSONResponse:
+    """Queue a job for two ready uploads (202), or answer with an identical finished job (200)."""
+    job, created = lifecycle.create_job(
+        session,
+        settings=context.settings,
+        storage=context.storage,
+        dispatcher=context.dispatcher,
+        owner_id=owner,
+        dance_upload_id=body.dance_upload_id,
+        bgm_upload_id=body.bgm_upload_id,
+        options=body.options,
+    )
+    return _job(job, context, locale, status=202 if created else 200, located=True)
+
+
+@router.get("", responses={200: {"description": "`{items: [Job], next_cursor}`"}})
+def list_jobs(
+    owner: OwnerId,
+    session: DbSession,
+    context: Context,
+    locale: LocaleDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """My jobs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    page = lifecycle.list_jobs(session, owner, limit=limit, cursor=cursor)
+    items = [
+        job_json(j, settings=context.settings, storage=context.storage, locale=locale)
+        for j in page.items
+    ]
+    return {"items": items, "next_cursor": page.next_cursor}
+
+
+@router.get("/{job_id}", responses={200: _JOB})
+def get_job(
+    job_id: str, owner: OwnerId, session: DbSession, context: Context, locale: LocaleDep
+) -> JSONResponse:
+    """The job now: the truth that the progress streams only repeat."""
+    return _job(lifecycle.get_job(session, owner, job_id), context, locale)
+
+
+@router.post("/{job_id}/cancel", responses={200: _JOB})
+def cancel_job(
+    job_id: str, owner: OwnerId, session: DbSession, context: Context, locale: LocaleDep
+) -> JSONResponse:
+    """Stop a queued or running job (409 ``JOB_NOT_CANCELLABLE`` once it has finished)."""
+    job = lifecycle.cancel_job(session, context.dispatcher, owner, job_id)
+    return _job(job, context, locale)
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_job(job_id: str, owner: OwnerId, session: DbSession, context: Context) -> Response:
+    """Cancel the job if needed and delete it with its files."""
+    lifecycle.delete_job(session, context.storage, context.dispatcher, owner, job_id)
+    return Response(status_code=204)
+
+
+@router.post("/{job_id}/retry", status_code=202, responses={202: _JOB})
+def retry_job(
+    job_id: str, owner: OwnerId, session: DbSession, context: Context, locale: LocaleDep
+) -> JSONResponse:
+    """Queue a failed or canceled job again (409 ``JOB_NOT_RETRYABLE`` otherwise)."""
+    job = lifecycle.retry_job(
+        session,
+        settings=context.settings,
+        storage=context.storage,
+        dispatcher=context.dispatcher,
+        owner_id=owner,
+        job_id=job_id,
+    )
+    return _job(job, context, locale, status=202, located=True)
+
+
+@router.post("/{job_id}/render", status_code=202, responses=_CREATED)
+def render_variant(
+    job_id: str,
+    owner: OwnerId,
+    session: DbSession,
+    context: Context,
+    locale: LocaleDep,
+    body: RenderRequest | None = None,
+) -> JSONResponse:
+    """Render a succeeded job again with another candidate, a nudge or another cut.
+
+    The new job's ``parent_id`` is this job; it reuses the mapping, so no search runs again.
+    """
+    job, created = lifecycle.render_variant(
+        session,
+        settings=context.settings,
+        storage=context.storage,
+        dispatcher=context.dispatcher,
+        owner_id=owner,
+        job_id=job_id,
+        request=body or RenderRequest(),
+    )
+    return _job(job, context, locale, status=202 if created else 200, located=True)

@@ -1,0 +1,122 @@
+"""Errors as RFC 9457 problem documents — the one place where errors become HTTP.
+
+Every refusal has ``type``, ``title``, ``status``, ``detail``, a stable ``code``, a ``message``
+in the client's language (zh-CN unless ``Accept-Language`` prefers English) and the
+``request_id`` that the logs carry too. No stack trace ever leaves the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from beatsync.engine.errors import BeatSyncError
+from beatsync.service.codes import CODES, Locale, message, negotiate_locale
+from beatsync.service.errors import ServiceError, from_engine
+from beatsync.service.storage import StorageUnavailable
+
+__all__ = ["install", "problem_body", "problem_response"]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_HTTP_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "FILE_TOO_LARGE",
+    416: "RANGE_NOT_SATISFIABLE",
+    422: "VALIDATION_ERROR",
+    431: "VALIDATION_ERROR",
+}
+
+
+def problem_body(request: Request, error: ServiceError) -> dict[str, Any]:
+    """The problem document of ``error`` answering ``request``."""
+    context = getattr(request.app.state, "context", None)
+    default: Locale = context.settings.default_locale if context is not None else "zh-CN"
+    locale = negotiate_locale(request.headers.get("accept-language"), default)
+    body: dict[str, Any] = {
+        "type": f"https://beatsync.dev/errors/{error.code.lower().replace('_', '-')}",
+        "title": CODES[error.code].en,
+        "status": error.status,
+        "detail": error.detail or CODES[error.code].en,
+        "code": error.code,
+        "message": message(error.code, locale),
+        "retryable": CODES[error.code].retryable,
+        "request_id": getattr(request.state, "request_id", None),
+        "instance": request.url.path,
+    }
+    body.update(error.extra)
+    return body
+
+
+def problem_response(request: Request, error: ServiceError) -> JSONResponse:
+    return JSONResponse(
+        problem_body(request, error),
+        status_code=error.status,
+        headers=error.headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return problem_response(request, exc)
+
+
+async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BeatSyncError)
+    return problem_response(request, from_engine(exc))
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("storage unavailable: %s", exc)
+    return problem_response(
+        request, ServiceError("STORAGE_UNAVAILABLE", str(exc), headers={"Retry-After": "5"})
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
+    return problem_response(
+        request, ServiceError("VALIDATION_ERROR", detail, extra={"errors": errors[:20]})
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(
+        exc.status_code, "INTERNAL_ERROR" if exc.status_code >= 500 else "VALIDATION_ERROR"
+    )
+    error = ServiceError(
+        code, str(exc.detail), status=exc.status_code, headers=dict(exc.headers or {})
+    )
+    return problem_response(request, error)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem_response(request, ServiceError("INTERNAL_ERROR", "internal server error"))
+
+
+def install(app: FastAPI) -> None:
+    """Route every error class to its problem document."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(BeatSyncError, _engine_error)
+    app.add_exception_handler(StorageUnavailable, _storage_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,57 @@
+"""Owners and their bearer tokens: anonymous client tokens and operator API keys.
+
+A token is shown to its client once and stored only as its SHA-256, so a copy of the database
+gives no one access. Operator keys come from the settings and get a stable owner each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .db.models import Owner, Token, new_id, utcnow
+
+__all__ = ["IssuedToken", "authenticate", "issue_token", "token_hash"]
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class IssuedToken:
+    __slots__ = ("owner_id", "token")
+
+    def __init__(self, token: str, owner_id: str) -> None:
+        self.token = token
+        self.owner_id = owner_id
+
+
+def issue_token(session: Session) -> IssuedToken:
+    """A new anonymous owner and its token (``bst_…``)."""
+    owner = Owner(id=new_id("own"), kind="anonymous")
+    token = "bst_" + secrets.token_urlsafe(32)
+    session.add(owner)
+    session.flush()
+    session.add(Token(hash=token_hash(token), owner_id=owner.id))
+    return IssuedToken(token, owner.id)
+
+
+def authenticate(session: Session, token: str, operator_keys: tuple[str, ...]) -> str | None:
+    """The owner id of ``token``, or None when it is unknown."""
+    if not token or len(token) > 512:
+        return None
+    digest = token_hash(token)
+    for key in operator_keys:
+        if secrets.compare_digest(token_hash(key), digest):
+            owner_id = "op_" + digest[:24]
+            if session.get(Owner, owner_id) is None:
+                session.add(Owner(id=owner_id, kind="operator"))
+                session.flush()
+            return owner_id
+    owner = session.scalar(select(Token.owner_id).where(Token.hash == digest))
+    if owner is not None:
+        session.execute(update(Token).where(Token.hash == digest).values(last_used_at=utcnow()))
+    return owner

@@ -1,0 +1,158 @@
+"""Settings: every knob of the service, from ``BEATSYNC_*`` environment variables.
+
+One class, built by :func:`load_settings` and passed down; nothing reads the environment
+elsewhere. ``docs/configuration.md`` is generated from this class (``python -m
+beatsync.service.docs``), so each field's description is its documentation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_SECRET", "Settings", "load_settings"]
+
+DEFAULT_SECRET = "beatsync-development-secret-change-me"
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Sizes in bytes, durations in seconds unless named otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="BEATSYNC_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses to start with the default secret key.",
+    )
+    host: str = Field("127.0.0.1", description="Address `beatsync serve` listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `beatsync serve` listens on.")
+    data_dir: Path = Field(
+        Path("data"),
+        description="Where the embedded mode keeps its SQLite database, files and spool.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL; empty means SQLite at `<data_dir>/beatsync.db`.",
+    )
+    storage_dir: Path | None = Field(
+        None, description="Local storage root; empty means `<data_dir>/files`."
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Where uploads in progress are written before they are stored; "
+        "empty means `<data_dir>/spool`. Must be shared by API replicas.",
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(DEFAULT_SECRET),
+        description="Signs result URLs. Set a long random value in production.",
+    )
+    api_keys: str = Field(
+        "",
+        description="Comma-separated operator API keys (`Authorization: Bearer <key>`).",
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed to call the API from a browser."
+    )
+    default_locale: Literal["zh-CN", "en"] = Field(
+        "zh-CN", description="Language of error messages when Accept-Language names neither."
+    )
+    log_level: str = Field("INFO", description="Python logging level of the service.")
+    log_json: bool = Field(True, description="Log one JSON object per line (else plain text).")
+    migrate_on_start: bool = Field(
+        True, description="Bring the database to the latest migration when the API starts."
+    )
+    queue: Literal["embedded", "celery"] = Field(
+        "embedded",
+        description="`embedded`: worker processes inside `beatsync serve`; "
+        "`celery`: `beatsync worker` processes through a broker.",
+    )
+
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Job worker processes in the embedded mode (default: one per core).",
+    )
+    max_upload_bytes: int = Field(500 * 1024 * 1024, ge=1, description="Largest upload accepted.")
+    max_duration_s: float = Field(600.0, gt=0, description="Longest media accepted (seconds).")
+    max_video_pixels: int = Field(
+        4096 * 2304, ge=1, description="Largest picture accepted (width × height)."
+    )
+    job_soft_time_limit_s: float = Field(
+        300.0, gt=0, description="A job is asked to stop after this long (`TIMEOUT`)."
+    )
+    job_time_limit_s: float = Field(
+        360.0, gt=0, description="A job's process is killed after this long (`TIMEOUT`)."
+    )
+    job_memory_limit_mb: int = Field(
+        2048, ge=64, description="Memory limit of a job's process (`RESOURCE_LIMIT`)."
+    )
+    job_max_attempts: int = Field(
+        2, ge=1, description="Starts a job gets when its worker dies; then `WORKER_LOST`."
+    )
+    max_running_jobs_per_owner: int = Field(
+        2, ge=1, description="Queued or running jobs one owner may have (`QUOTA_EXCEEDED`)."
+    )
+    max_daily_jobs_per_owner: int = Field(
+        200, ge=1, description="Jobs one owner may create per 24 h (`QUOTA_EXCEEDED`)."
+    )
+    max_queued_jobs: int = Field(
+        100, ge=1, description="Queued jobs in all; beyond it `SERVER_BUSY` (503)."
+    )
+    min_free_disk_mb: int = Field(
+        512, ge=0, description="Uploads are refused when the data disk has less free space."
+    )
+    upload_ttl_h: float = Field(24.0, gt=0, description="Hours an upload is kept.")
+    result_ttl_h: float = Field(72.0, gt=0, description="Hours a job's results are kept.")
+    tus_expiry_h: float = Field(
+        24.0, gt=0, description="Hours an unfinished resumable upload is kept."
+    )
+    signed_url_ttl_s: int = Field(
+        6 * 3600, ge=60, description="Lifetime of a signed result URL (seconds)."
+    )
+    sweep_interval_s: float = Field(600.0, gt=0, description="Seconds between two cleanup sweeps.")
+    progress_interval_s: float = Field(
+        0.25, gt=0, description="Least time between two progress writes of one job."
+    )
+    event_poll_s: float = Field(
+        0.25, gt=0, description="How often SSE and WebSocket streams look for news."
+    )
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Settings:
+        if self.job_time_limit_s < self.job_soft_time_limit_s:
+            raise ValueError("job_time_limit_s must not be below job_soft_time_limit_s")
+        if self.environment == "production" and (
+            self.secret_key.get_secret_value() == DEFAULT_SECRET
+        ):
+            raise ValueError("BEATSYNC_SECRET_KEY must be set to a private value in production")
+        return self
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL in use."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'beatsync.db').resolve()}"
+
+    @property
+    def storage_root(self) -> Path:
+        return (self.storage_dir or self.data_dir / "files").resolve()
+
+    @property
+    def spool_root(self) -> Path:
+        return (self.spool_dir or self.data_dir / "spool").resolve()
+
+    @property
+    def operator_keys(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with ``overrides`` (field names) taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Running jobs: ``run_job(job_id)`` and the dispatchers that decide where it runs."""

@@ -1,0 +1,521 @@
+"""``run_job(job_id)``: one job from its row to its stored results, the same in every mode.
+
+The job row is the truth. :func:`run_job` fetches both uploads into a private work folder, runs
+:func:`beatsync.engine.sync` with a progress callback that writes the row, stores the four
+results under ``jobs/{id}/`` and finishes the row. Every write after the claim is conditional
+(``WHERE status = 'running'``), so a job that was canceled meanwhile is never brought back: the
+next progress write finds it and stops the run, and a finished run discards what it stored.
+
+How a run ends::
+
+    succeeded                    result, stage done, progress 1, expires_at
+    failed  <engine code>        BeatSyncError (bad media never retries)
+            RESOURCE_LIMIT       MemoryError (the process's memory limit)
+            TIMEOUT              JobTimeLimit (the soft time limit, raised inside the run)
+            STORAGE_UNAVAILABLE  StorageUnavailable, after a few retries with backoff
+            FILE_NOT_FOUND       an upload that is gone
+            VALIDATION_ERROR     options the engine cannot take
+            PROCESSING_FAILED    anything else (summarised in the row, logged in full)
+    canceled                     the row said so; nothing is kept
+    (row untouched)              JobInterrupted: the process is being stopped, recovery decides
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Table, select, update
+
+from beatsync.engine import Mapping, RenderParams, SyncOptions, SyncResult, sync
+from beatsync.engine.errors import BeatSyncError
+from beatsync.engine.report import report_dict
+from beatsync.service.config import Settings
+from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
+from beatsync.service.db.models import utcnow
+from beatsync.service.storage import Storage, StorageUnavailable, open_storage
+
+__all__ = [
+    "ARTIFACTS",
+    "JobInterrupted",
+    "JobTimeLimit",
+    "claim_job",
+    "fail_job",
+    "run_job",
+    "sync_options",
+    "worker_name",
+]
+
+log = logging.getLogger(__name__)
+
+# Result name in the row's ``files`` → file name under ``jobs/{id}/``.
+ARTIFACTS = {
+    "video": "output.mp4",
+    "report": "report.json",
+    "plot": "plot.png",
+    "poster": "poster.jpg",
+}
+
+_JOBS = cast(Table, Job.__table__)
+_MAX_DETAIL = 500
+_T = TypeVar("_T")
+
+
+class JobInterrupted(BaseException):
+    """The process running the job is being stopped: unwind, clean up, leave the row alone.
+
+    A ``BaseException`` so that no ``except Exception`` on the way turns it into a failure.
+    """
+
+
+class JobTimeLimit(BaseException):
+    """The job's soft time limit has passed; raised inside the run, which then fails ``TIMEOUT``."""
+
+
+class _Canceled(BaseException):
+    """A conditional write found the job no longer running: stop the run where it is."""
+
+
+class _ClaimLostError(Exception):
+    """Another worker claimed the queued job first."""
+
+
+class _RunError(Exception):
+    """A failure the service names itself (not the engine's)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def worker_name(pid: int | None = None) -> str:
+    """``host:pid`` of the process holding a job (this one by default)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def claim_job(db: Database, job_id: str, worker: str) -> bool:
+    """Take the queued job ``job_id`` for ``worker``; False when someone else took it first."""
+    now = utcnow()
+    with db.engine.begin() as conn:
+        claimed = conn.execute(
+            update(_JOBS)
+            .where(_JOBS.c.id == job_id, _JOBS.c.status == JobStatus.QUEUED.value)
+            .values(
+                status=JobStatus.RUNNING.value,
+                attempts=_JOBS.c.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                finished_at=None,
+                worker=worker,
+                stage=None,
+                progress=0.0,
+                message=None,
+                error_code=None,
+                error_message=None,
+            )
+        )
+    return claimed.rowcount == 1
+
+
+def fail_job(db: Database, job_id: str, code: str, detail: str) -> bool:
+    """Mark the running job ``job_id`` failed with ``code``; False when it was not running."""
+    now = utcnow()
+    with db.engine.begin() as conn:
+        done = conn.execute(
+            update(_JOBS)
+            .where(_JOBS.c.id == job_id, _JOBS.c.status == JobStatus.RUNNING.value)
+            .values(
+                status=JobStatus.FAILED.value,
+                error_code=code,
+                error_message=detail[:_MAX_DETAIL],
+                finished_at=now,
+                heartbeat_at=now,
+            )
+        )
+    if done.rowcount == 1:
+        log.info("job %s failed: %s: %s", job_id, code, detail, extra={"job_id": job_id})
+        return True
+    return False
+
+
+def sync_options(options: dict[str, Any]) -> SyncOptions:
+    """The engine's options from a job's ``options`` column (already validated by the API).
+
+    Raises ``ValueError``, ``TypeError`` or ``KeyError`` for a column that does not fit.
+    """
+    given = options.get("mapping")
+    mapping = (
+        None
+        if given is None
+        else Mapping(offset=float(given["offset_s"]), scale=float(given.get("scale", 1.0)))
+    )
+    max_height = options.get("max_height")
+    return SyncOptions(
+        offset=_float_or_none(options.get("offset_s")),
+        mapping=mapping,
+        nudge_ms=float(options.get("nudge_ms") or 0.0),
+        start=_float_or_none(options.get("start_s")),
+        end=_float_or_none(options.get("end_s")),
+        trim=bool(options.get("trim", True)),
+        render=RenderParams(
+            reencode=bool(options.get("reencode", False)),
+            max_height=None if max_height is None else int(max_height),
+            live_mix_db=_float_or_none(options.get("mix_live_db")),
+        ),
+    )
+
+
+def run_job(
+    job_id: str,
+    *,
+    settings: Settings,
+    db: Database | None = None,
+    storage: Storage | None = None,
+    storage_backoff_s: Sequence[float] = (0.5, 2.0, 5.0),
+    stop_requested: Callable[[], BaseException | None] | None = None,
+) -> str:
+    """Run the job ``job_id`` to its end and return its final status.
+
+    The row must be ``running`` (claimed by a dispatcher) or ``queued`` (claimed here). A job
+    that is already finished is left as it is and its status returned. ``storage_backoff_s``
+    are the pauses between attempts of a storage operation that found the backend unavailable.
+
+    ``stop_requested`` is asked at every progress report and before every storage operation;
+    the exception it returns (:class:`JobInterrupted`, :class:`JobTimeLimit`) is raised there.
+    Signal handlers set what it returns rather than raising themselves: an exception raised
+    from a handler lands wherever the main thread happens to be, and inside PyAV it can be lost.
+    """
+    database = db or Database(settings.database)
+    try:
+        work = settings.spool_root / "work" / job_id
+        run = _Run(
+            job_id,
+            settings=settings,
+            db=database,
+            storage=storage or open_storage(settings),
+            work=work,
+            backoff=tuple(storage_backoff_s),
+            stop_requested=stop_requested,
+        )
+        try:
+            return run.run()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if db is None:
+            database.dispose()
+
+
+class _Run:
+    def __init__(
+        self,
+        job_id: str,
+        *,
+        settings: Settings,
+        db: Database,
+        storage: Storage,
+        work: Path,
+        backoff: tuple[float, ...],
+        stop_requested: Callable[[], BaseException | None] | None,
+    ) -> None:
+        self.job_id = job_id
+        self.settings = settings
+        self.db = db
+        self.storage = storage
+        self.work = work
+        self.backoff = backoff
+        self.stop_requested = stop_requested
+        self.prefix = f"jobs/{job_id}"
+        self._stage: str | None = None
+        self._message: str | None = None
+        self._last_write = 0.0
+        self._last_fraction = 0.0
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> str:
+        try:
+            job = self._begin()
+        except _ClaimLostError:
+            return self._current_status()
+        if job.status != JobStatus.RUNNING.value:
+            return job.status
+        began = time.monotonic()
+        log.info(
+            "job %s running (attempt %d)", self.job_id, job.attempts, extra={"job_id": self.job_id}
+        )
+        try:
+            result = self._work(job)
+            return self._succeed(result, time.monotonic() - began)
+        except _Canceled:
+            return self._canceled()
+        except JobInterrupted:
+            self._discard()
+            log.debug("job %s interrupted", self.job_id, extra={"job_id": self.job_id})
+            raise
+        except JobTimeLimit:
+            limit = self.settings.job_soft_time_limit_s
+            return self._fail("TIMEOUT", f"the job ran longer than {limit:g} s")
+        except _RunError as exc:
+            return self._fail(exc.code, exc.detail)
+        except MemoryError as exc:
+            return self._fail("RESOURCE_LIMIT", _memory_detail(self.settings, exc))
+        except BeatSyncError as exc:
+            if _in_chain(exc, MemoryError):
+                return self._fail("RESOURCE_LIMIT", _memory_detail(self.settings, exc))
+            return self._fail(exc.code, exc.message)
+        except Exception as exc:
+            log.exception("job %s broke", self.job_id, extra={"job_id": self.job_id})
+            return self._fail("PROCESSING_FAILED", _summary(exc))
+
+    def _begin(self) -> Job:
+        with self.db.session() as session:
+            job = session.get(Job, self.job_id)
+            if job is None:
+                raise LookupError(f"no job {self.job_id}")
+            status = job.status
+        if status == JobStatus.QUEUED.value and not claim_job(self.db, self.job_id, worker_name()):
+            raise _ClaimLostError
+        with self.db.session() as session:
+            job = session.get(Job, self.job_id)
+            assert job is not None
+            return job
+
+    def _work(self, job: Job) -> SyncResult:
+        try:
+            options = sync_options(job.options or {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _RunError("VALIDATION_ERROR", f"the job's options cannot be used: {exc}") from exc
+        shutil.rmtree(self.work, ignore_errors=True)  # a crashed attempt's leftovers
+        self.work.mkdir(parents=True)
+        dance = self._fetch(job.dance_upload_id, "dance")
+        bgm = self._fetch(job.bgm_upload_id, "bgm")
+        result = sync(
+            dance,
+            bgm,
+            self.work / ARTIFACTS["video"],
+            options=options,
+            on_progress=self._progress,
+            report=self.work / ARTIFACTS["report"],
+            plot=self.work / ARTIFACTS["plot"],
+            poster=self.work / ARTIFACTS["poster"],
+        )
+        # Storing may take a while on a remote store; say so, and stop here if canceled.
+        self._write_progress("render", max(self._last_fraction, 0.97), "storing the results")
+        return result
+
+    def _fetch(self, upload_id: str, role: str) -> Path:
+        with self.db.session() as session:
+            upload = session.get(Upload, upload_id)
+            if upload is None or upload.status != UploadStatus.READY.value:
+                raise _RunError("FILE_NOT_FOUND", f"the {role} upload {upload_id} is not available")
+            key = upload.storage_key or f"uploads/{upload_id}/data"
+            suffix = _safe_suffix(upload.filename)
+        dest = self.work / f"{role}{suffix}"
+        try:
+            return self._retry(
+                f"fetching the {role} upload", partial(self.storage.fetch, key, dest)
+            )
+        except FileNotFoundError as exc:
+            raise _RunError("FILE_NOT_FOUND", f"the {role} upload {upload_id} is gone") from exc
+
+    # -- progress --------------------------------------------------------------------------
+
+    def _check_stop(self) -> None:
+        stop = self.stop_requested() if self.stop_requested is not None else None
+        if stop is not None:
+            raise stop
+
+    def _progress(self, stage: str, fraction: float, message: str) -> None:
+        self._check_stop()
+        if stage == "done":
+            return  # written with the final status, once the results are stored
+        # A new stage (or message) is written at once, more of the same at most every interval.
+        same = (stage, message) == (self._stage, self._message)
+        if same and time.monotonic() - self._last_write < self.settings.progress_interval_s:
+            return
+        self._write_progress(stage, fraction, message)
+
+    def _write_progress(self, stage: str, fraction: float, message: str) -> None:
+        self._stage, self._message, self._last_write = stage, message, time.monotonic()
+        self._last_fraction = fraction
+        with self.db.engine.begin() as conn:
+            written = conn.execute(
+                update(_JOBS)
+                .where(_JOBS.c.id == self.job_id, _JOBS.c.status == JobStatus.RUNNING.value)
+                .values(stage=stage, progress=fraction, message=message, heartbeat_at=utcnow())
+            )
+        if written.rowcount != 1:
+            raise _Canceled
+
+    # -- endings ---------------------------------------------------------------------------
+
+    def _succeed(self, result: SyncResult, seconds: float) -> str:
+        report = self._public_report(result)
+        self.work.joinpath(ARTIFACTS["report"]).write_text(
+            json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+            encoding="utf-8",
+        )
+        files: dict[str, str] = {}
+        try:
+            for name, filename in ARTIFACTS.items():
+                key = f"{self.prefix}/{filename}"
+                self._retry(
+                    f"storing {filename}", partial(self.storage.put_file, key, self.work / filename)
+                )
+                files[name] = key
+        except BaseException:
+            self._discard()
+            raise
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            done = conn.execute(
+                update(_JOBS)
+                .where(_JOBS.c.id == self.job_id, _JOBS.c.status == JobStatus.RUNNING.value)
+                .values(
+                    status=JobStatus.SUCCEEDED.value,
+                    stage="done",
+                    progress=1.0,
+                    message="done",
+                    result=_result_row(report, files),
+                    finished_at=now,
+                    heartbeat_at=now,
+                    expires_at=now + timedelta(hours=self.settings.result_ttl_h),
+                )
+            )
+        if done.rowcount != 1:
+            return self._canceled()
+        log.info(
+            "job %s succeeded in %.1f s: offset %.4f s, confidence %.2f",
+            self.job_id,
+            seconds,
+            result.mapping.offset,
+            result.alignment.confidence,
+            extra={"job_id": self.job_id},
+        )
+        return JobStatus.SUCCEEDED.value
+
+    def _fail(self, code: str, detail: str) -> str:
+        self._discard()
+        if fail_job(self.db, self.job_id, code, detail):
+            return JobStatus.FAILED.value
+        return self._current_status()
+
+    def _canceled(self) -> str:
+        self._discard()
+        status = self._current_status()
+        log.debug("job %s stopped: it is %s", self.job_id, status, extra={"job_id": self.job_id})
+        return status
+
+    def _discard(self) -> None:
+        """Remove whatever this run stored; a run that did not succeed keeps nothing."""
+        try:
+            self.storage.delete_prefix(self.prefix)
+        except Exception:
+            log.warning(
+                "job %s: could not remove its stored files",
+                self.job_id,
+                exc_info=True,
+                extra={"job_id": self.job_id},
+            )
+
+    def _current_status(self) -> str:
+        with self.db.engine.connect() as conn:
+            status = conn.execute(select(_JOBS.c.status).where(_JOBS.c.id == self.job_id)).scalar()
+        return str(status) if status is not None else JobStatus.CANCELED.value
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _retry(self, what: str, operation: Callable[[], _T]) -> _T:
+        for pause in (*self.backoff, None):
+            self._check_stop()
+            try:
+                return operation()
+            except StorageUnavailable as exc:
+                if pause is None:
+                    raise _RunError("STORAGE_UNAVAILABLE", f"{what}: {exc}") from exc
+                log.warning(
+                    "job %s: %s: storage unavailable (%s), again in %g s",
+                    self.job_id,
+                    what,
+                    exc,
+                    pause,
+                    extra={"job_id": self.job_id},
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _public_report(self, result: SyncResult) -> dict[str, Any]:
+        """The engine's report with this server's paths replaced by the stored files' names."""
+        report = report_dict(result)
+        report["inputs"]["dance"]["path"] = "dance"
+        report["inputs"]["bgm"]["path"] = "bgm"
+        report["output"]["path"] = ARTIFACTS["video"]
+        report["artifacts"] = dict(ARTIFACTS)
+        return report
+
+
+def _result_row(report: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+    """The row's ``result``: what the API shows, with storage keys for the files."""
+    alignment = report["alignment"]
+    output = report["output"]
+    return {
+        "confidence": alignment["confidence"],
+        "mapping": report["mapping"],
+        "candidates": [
+            {
+                "index": index,
+                "offset_s": c["offset_s"],
+                "scale": c["scale"],
+                "drift_ppm": c["drift_ppm"],
+                "confidence": c["confidence"],
+                "support": c["support"],
+            }
+            for index, c in enumerate(alignment["candidates"])
+        ],
+        "cut": {k: report["cut"][k] for k in ("start_s", "end_s", "duration_s")},
+        "music": report["music"],
+        "output": {k: output[k] for k in ("duration_s", "size_bytes", "width", "height")},
+        "timings": report["timings"],
+        "files": files,
+    }
+
+
+def _float_or_none(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _safe_suffix(filename: str | None) -> str:
+    """The upload's extension when it is plain (helps the demuxer guess), else none."""
+    suffix = Path(filename or "").suffix.lower()
+    return suffix if 1 < len(suffix) <= 6 and suffix[1:].isalnum() else ""
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _memory_detail(settings: Settings, exc: BaseException) -> str:
+    return f"the job needed more than {settings.job_memory_limit_mb} MB of memory ({exc})"
+
+
+def _summary(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:_MAX_DETAIL] if text else type(exc).__name__

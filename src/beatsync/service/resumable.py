@@ -1,0 +1,307 @@
+"""Resumable uploads (tus 1.0): creation, appends at an offset, completion.
+
+Appends hold an exclusive lock on the upload (in this process and, through ``flock``, across
+processes on the host) and record the new offset with a conditional UPDATE on the old one, so two
+writers can never both win. Bytes that arrived before a client went away are kept and counted:
+that is what lets the client resume. Completion hashes, probes and stores the file exactly as
+:func:`beatsync.service.uploads.accept_file` does for a whole one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, cast
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .db import Database, Upload, UploadStatus
+from .db.models import new_id, utcnow
+from .errors import ServiceError
+from .storage import Storage
+from .uploads import (
+    READ_CHUNK,
+    data_key,
+    inspect_media,
+    require_free_disk,
+    require_size_allowed,
+    spool_path,
+)
+
+try:  # POSIX; elsewhere the in-process lock alone guards an upload
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CHECKSUM_ALGORITHMS",
+    "ChunkAppender",
+    "commit_offset",
+    "create_resumable",
+    "finish_resumable",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
+
+
+def create_resumable(
+    session: Session,
+    settings: Settings,
+    *,
+    owner_id: str,
+    length: int,
+    filename: str,
+    content_type: str | None,
+    metadata_header: str | None,
+    expected_sha256: str | None,
+) -> Upload:
+    """A ``receiving`` upload of ``length`` bytes and its empty part file."""
+    require_size_allowed(length, settings)
+    require_free_disk(settings)
+    now = utcnow()
+    row = Upload(
+        id=new_id("upl"),
+        owner_id=owner_id,
+        filename=filename,
+        content_type=content_type,
+        size=length,
+        offset=0,
+        status=UploadStatus.RECEIVING.value,
+        tus_metadata={"upload_metadata": metadata_header, "sha256": expected_sha256},
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(hours=settings.tus_expiry_h),
+    )
+    part = spool_path(settings, row.id)
+    part.touch(exist_ok=False)
+    try:
+        session.add(row)
+        session.flush()
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return row
+
+
+_busy: set[str] = set()
+_busy_lock = threading.Lock()
+
+
+class ChunkAppender:
+    """One request's bytes appended to a resumable upload's part file, holding its lock.
+
+    Entering takes the lock; a second writer of the same upload is refused with
+    UPLOAD_CONFLICT instead of waiting (its client resumes from the offset a HEAD reports).
+    :meth:`begin` cuts the file back to the recorded offset, which the caller reads under the
+    lock: bytes written by a request that died before its offset was recorded are not part of
+    the upload.
+    """
+
+    def __init__(
+        self, path: Path, upload_id: str, *, checksum: tuple[str, bytes] | None = None
+    ) -> None:
+        self.path = path
+        self.upload_id = upload_id
+        self.offset = 0
+        self.length = 0
+        self.received = 0
+        self._checksum = checksum
+        self._hash = hashlib.new(checksum[0], usedforsecurity=False) if checksum else None
+        self._handle: IO[bytes] | None = None
+        self._claimed = False
+
+    def __enter__(self) -> ChunkAppender:
+        with _busy_lock:
+            if self.upload_id in _busy:
+                raise _conflict()
+            _busy.add(self.upload_id)
+            self._claimed = True
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR)
+            except FileNotFoundError:
+                raise ServiceError(
+                    "NOT_FOUND", "the received part of this upload is gone", status=410
+                ) from None
+            self._handle = os.fdopen(fd, "r+b")
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise _conflict() from None
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and self.received:
+            self.discard()
+        self._release()
+
+    def begin(self, offset: int, length: int) -> None:
+        """Start appending at ``offset`` (the recorded one) of a ``length``-byte upload."""
+        assert self._handle is not None, "the appender is not open"
+        self.offset = offset
+        self.length = length
+        self._handle.truncate(offset)
+        self._handle.seek(offset)
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; FILE_TOO_LARGE when it would pass the declared length."""
+        if self.offset + self.received + len(data) > self.length:
+            raise ServiceError(
+                "FILE_TOO_LARGE",
+                f"the data goes past Upload-Length ({self.length} bytes)",
+                extra={"max_bytes": self.length},
+            )
+        assert self._handle is not None, "the appender is not open"
+        self._handle.write(data)
+        if self._hash is not None:
+            self._hash.update(data)
+        self.received += len(data)
+
+    def seal(self, *, complete: bool) -> int:
+        """Make the received bytes durable; the new offset.
+
+        A chunk with a checksum is kept only whole and matching (CHECKSUM_MISMATCH otherwise);
+        a chunk without one keeps whatever arrived, even from a client that went away.
+        """
+        assert self._handle is not None, "the appender is not open"
+        if self._checksum is not None and self._hash is not None:
+            if not complete:
+                self.discard()
+            elif self._hash.digest() != self._checksum[1]:
+                self.discard()
+                raise ServiceError(
+                    "CHECKSUM_MISMATCH",
+                    f"the chunk's {self._checksum[0]} does not match Upload-Checksum",
+                )
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        return self.offset + self.received
+
+    def record(self, db: Database, settings: Settings) -> datetime | None:
+        """Record the sealed bytes as received (see :func:`commit_offset`); the new expiry,
+        or None when the upload moved on without them (they are then discarded on exit)."""
+        new = self.offset + self.received
+        with db.session() as session:
+            expires = commit_offset(session, settings, self.upload_id, old=self.offset, new=new)
+        if expires is not None:
+            self.offset, self.received = new, 0
+        return expires
+
+    def discard(self) -> None:
+        """Forget this request's bytes."""
+        if self._handle is not None and not self._handle.closed:
+            self._handle.truncate(self.offset)
+            self._handle.seek(self.offset)
+        self.received = 0
+        if self._checksum is not None:
+            self._hash = hashlib.new(self._checksum[0], usedforsecurity=False)
+
+    def _release(self) -> None:
+        if self._handle is not None and not self._handle.closed:
+            self._handle.close()  # also releases the flock
+        if self._claimed:
+            with _busy_lock:
+                _busy.discard(self.upload_id)
+            self._claimed = False
+
+
+def _conflict() -> ServiceError:
+    return ServiceError("UPLOAD_CONFLICT", "another request is writing this upload")
+
+
+def commit_offset(
+    session: Session, settings: Settings, upload_id: str, *, old: int, new: int
+) -> datetime | None:
+    """Record ``new`` bytes received if the upload still stands at ``old``; the new expiry,
+    or None when another writer moved the offset (or the upload is gone or finished)."""
+    expires = utcnow() + timedelta(hours=settings.tus_expiry_h)
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Upload)
+            .where(
+                Upload.id == upload_id,
+                Upload.offset == old,
+                Upload.status == UploadStatus.RECEIVING.value,
+            )
+            .values(offset=new, expires_at=expires, updated_at=utcnow())
+        ),
+    )
+    return expires if result.rowcount == 1 else None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_id: str) -> Upload:
+    """Settle a resumable upload whose last byte arrived: ``ready`` (stored, with its media
+    facts) or ``rejected`` (with the code and detail of the refusal). Idempotent."""
+    with db.session() as session:
+        row = session.get(Upload, upload_id)
+    if row is None:
+        raise ServiceError("NOT_FOUND", f"no upload {upload_id}")
+    if row.status != UploadStatus.RECEIVING or row.offset != row.size:
+        return row
+    path = spool_path(settings, upload_id)
+    digest = _file_sha256(path)
+    expected = (row.tus_metadata or {}).get("sha256")
+    values: dict[str, Any] = {"sha256": digest, "updated_at": utcnow()}
+    try:
+        if expected and expected != digest:
+            raise ServiceError(
+                "CHECKSUM_MISMATCH",
+                f"the file's sha256 is {digest}, not the {expected} declared at creation",
+            )
+        values["media"] = inspect_media(path, settings)
+    except ServiceError as exc:
+        values.update(
+            status=UploadStatus.REJECTED.value, error_code=exc.code, error_message=exc.detail
+        )
+        path.unlink(missing_ok=True)
+    else:
+        key = data_key(upload_id)
+        storage.put_file(key, path)
+        path.unlink(missing_ok=True)
+        values.update(status=UploadStatus.READY.value, storage_key=key)
+    values["expires_at"] = utcnow() + timedelta(hours=settings.upload_ttl_h)
+    with db.session() as session:
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Upload)
+                .where(Upload.id == upload_id, Upload.status == UploadStatus.RECEIVING.value)
+                .values(**values)
+            ),
+        )
+        settled = session.get(Upload, upload_id)
+    if result.rowcount != 1 or settled is None:
+        # Terminated while it was being probed: nothing of it may stay.
+        with contextlib.suppress(Exception):
+            storage.delete_prefix(f"uploads/{upload_id}")
+        raise ServiceError("NOT_FOUND", f"upload {upload_id} was deleted")
+    logger.info("upload %s %s", upload_id, settled.status)
+    return settled

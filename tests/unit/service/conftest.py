@@ -1,0 +1,88 @@
+"""Fixtures for the service's tests: settings in a temporary folder, an app, a client, a token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from beatsync.service.api.app import create_app
+from beatsync.service.config import Settings, load_settings
+
+
+class ManualDispatcher:
+    """Records what the API submits and cancels; tests run the jobs themselves (``drain``)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.canceled: list[str] = []
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def submit(self, job_id: str) -> None:
+        self.submitted.append(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        self.canceled.append(job_id)
+
+    def check(self) -> None:
+        return None
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        workers=1,
+        min_free_disk_mb=0,
+        log_json=False,
+    )
+
+
+@pytest.fixture
+def dispatcher() -> ManualDispatcher:
+    return ManualDispatcher()
+
+
+@pytest.fixture
+def make_client(
+    dispatcher: ManualDispatcher,
+) -> Iterator[Callable[..., TestClient]]:
+    """``make_client(settings)``: a started app around a :class:`ManualDispatcher`."""
+    clients: list[TestClient] = []
+
+    def make(settings: Settings) -> TestClient:
+        client = TestClient(create_app(settings, dispatcher=dispatcher))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient], settings: Settings) -> TestClient:
+    return make_client(settings)
+
+
+@pytest.fixture
+def auth(client: TestClient) -> dict[str, str]:
+    """Headers of a fresh anonymous owner."""
+    token = client.post("/api/v1/sessions").json()["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def other_auth(client: TestClient) -> dict[str, str]:
+    """Headers of a second owner, for isolation tests."""
+    token = client.post("/api/v1/sessions").json()["token"]
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,390 @@
+"""``run_job``: a job row in, stored results and a finished row out, measured against the truth."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, update
+from sqlalchemy.sql import Update
+
+from beatsync.engine import STAGES
+from beatsync.service.config import Settings, load_settings
+from beatsync.service.db import Database, Job, Owner, Upload, UploadStatus, migrate
+from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.jobs.run import claim_job, run_job
+from beatsync.service.storage import LocalStorage, StorageUnavailable
+from beatsync.testkit import BuiltCase, build_case, case_named
+from beatsync.testkit.measure import sync_errors
+
+MAX_SYNC_MS = 5.0
+EDGE_MARGIN_S = 0.6
+CANDIDATE_KEYS = {"index", "offset_s", "scale", "drift_ppm", "confidence", "support"}
+FILES = {
+    "video": "output.mp4",
+    "report": "report.json",
+    "plot": "plot.png",
+    "poster": "poster.jpg",
+}
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kit")
+
+
+@pytest.fixture(scope="module")
+def clean(kit: Path) -> BuiltCase:
+    return build_case(case_named("small-clean"), kit)
+
+
+@pytest.fixture(scope="module")
+def mismatch(kit: Path) -> BuiltCase:
+    return build_case(case_named("small-mismatch"), kit)
+
+
+class Env:
+    """A migrated database, local storage and helpers to make owners, uploads and jobs."""
+
+    def __init__(self, root: Path, **overrides: Any) -> None:
+        self.settings: Settings = load_settings(
+            data_dir=root / "data", workers=1, min_free_disk_mb=0, log_json=False, **overrides
+        )
+        self.settings.data_dir.mkdir(parents=True)
+        migrate(self.settings.database)
+        self.db = Database(self.settings.database)
+        self.storage = LocalStorage(self.settings.storage_root)
+        self.owner = new_id("own")
+        with self.db.session() as session:
+            session.add(Owner(id=self.owner, kind="anonymous"))
+
+    def upload(self, path: Path) -> str:
+        upload_id = new_id("upl")
+        copy = self.settings.data_dir / f"{upload_id}.part"
+        shutil.copyfile(path, copy)
+        key = f"uploads/{upload_id}/data"
+        size = self.storage.put_file(key, copy)
+        with self.db.session() as session:
+            session.add(
+                Upload(
+                    id=upload_id,
+                    owner_id=self.owner,
+                    filename=path.name,
+                    size=size,
+                    offset=size,
+                    status=UploadStatus.READY.value,
+                    storage_key=key,
+                    expires_at=utcnow() + timedelta(hours=24),
+                )
+            )
+        return upload_id
+
+    def job(self, case: BuiltCase, options: dict[str, Any] | None = None) -> str:
+        job_id = new_id("job")
+        dance, bgm = self.upload(case.dance), self.upload(case.bgm)
+        with self.db.session() as session:
+            session.add(
+                Job(
+                    id=job_id,
+                    owner_id=self.owner,
+                    dance_upload_id=dance,
+                    bgm_upload_id=bgm,
+                    options={"nudge_ms": 0.0, "trim": True, **(options or {})},
+                    cache_key=job_id,
+                )
+            )
+        return job_id
+
+    def row(self, job_id: str) -> Job:
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job
+
+    def work(self, job_id: str) -> Path:
+        return self.settings.spool_root / "work" / job_id
+
+    def stored(self, job_id: str) -> list[str]:
+        return list(self.storage.keys(f"jobs/{job_id}"))
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    made = Env(tmp_path)
+    yield made
+    made.close()
+
+
+def sync_errors_of(env: Env, job_id: str, case: BuiltCase) -> list[float]:
+    """The audio-to-picture error at the start, middle and end of the stored output's cut."""
+    report = json.loads(b"".join(env.storage.read(f"jobs/{job_id}/report.json")))
+    first = report["output"]["video_start_s"]
+    start, end = report["cut"]["start_s"] - first, report["cut"]["end_s"] - first
+    times = (start + EDGE_MARGIN_S, (start + end) / 2, end - EDGE_MARGIN_S)
+    return sync_errors(env.storage.path(f"jobs/{job_id}/output.mp4"), case, times=times)
+
+
+def test_success_stores_the_results_and_finishes_the_row(env: Env, clean: BuiltCase) -> None:
+    job_id = env.job(clean)
+    before = utcnow()
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=env.storage) == "succeeded"
+
+    job = env.row(job_id)
+    assert (job.status, job.stage, job.progress, job.attempts) == ("succeeded", "done", 1.0, 1)
+    assert job.error_code is None
+    assert job.error_message is None
+    assert job.worker == f"{socket.gethostname()}:{os.getpid()}"
+    assert job.started_at is not None
+    assert job.finished_at is not None
+    assert before <= job.started_at <= job.finished_at <= utcnow()
+    assert job.expires_at == job.finished_at + timedelta(hours=env.settings.result_ttl_h)
+
+    result = job.result
+    assert result is not None
+    truth = clean.truth
+    assert abs(result["mapping"]["offset_s"] - truth.offset) <= 0.005
+    assert abs(result["mapping"]["drift_ppm"] - truth.drift_ppm) <= 5.0
+    assert truth.cut is not None
+    assert abs(result["cut"]["start_s"] - truth.cut[0]) <= 0.35
+    assert abs(result["cut"]["end_s"] - truth.cut[1]) <= 0.35
+    assert 0.0 < result["confidence"] <= 1.0
+    assert [c["index"] for c in result["candidates"]] == list(range(len(result["candidates"])))
+    for candidate in result["candidates"]:  # the runners-up, each a whole mapping
+        assert set(candidate) == CANDIDATE_KEYS
+        assert 0.0 <= candidate["confidence"] <= 1.0
+        assert 0.0 <= candidate["support"] <= 1.0
+    assert result["files"] == {name: f"jobs/{job_id}/{f}" for name, f in FILES.items()}
+    assert sorted(env.stored(job_id)) == sorted(result["files"].values())
+    assert (result["output"]["width"], result["output"]["height"]) == (320, 240)
+    assert result["output"]["size_bytes"] == env.storage.size(f"jobs/{job_id}/output.mp4")
+
+    errors = sync_errors_of(env, job_id, clean)
+    assert all(not math.isnan(e) for e in errors), errors
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+
+    report = json.loads(b"".join(env.storage.read(f"jobs/{job_id}/report.json")))
+    assert report["mapping"] == result["mapping"]
+    assert report["cut"]["start_s"] == result["cut"]["start_s"]
+    # The stored report names the stored files, not the server's folders.
+    assert report["inputs"]["dance"]["path"] == "dance"
+    assert report["artifacts"] == {name: f for name, f in FILES.items()}
+    assert str(env.settings.data_dir) not in json.dumps(report)
+    png = b"".join(env.storage.read(f"jobs/{job_id}/plot.png"))
+    jpeg = b"".join(env.storage.read(f"jobs/{job_id}/poster.jpg"))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 10_000
+    assert jpeg.startswith(b"\xff\xd8\xff")
+    assert jpeg.endswith(b"\xff\xd9")
+    assert not env.work(job_id).exists()
+
+
+def test_progress_writes_are_monotonic_and_throttled(tmp_path: Path, clean: BuiltCase) -> None:
+    env = Env(tmp_path, progress_interval_s=0.2)
+    writes: list[tuple[float, dict[str, Any]]] = []
+
+    @event.listens_for(env.db.engine, "after_execute")
+    def record(conn: Any, clause: Any, multiparams: Any, params: Any, *rest: Any) -> None:
+        if isinstance(clause, Update) and clause.table.name == "jobs":
+            writes.append((time.monotonic(), clause.compile().params))
+
+    job_id = env.job(clean)
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=env.storage) == "succeeded"
+    env.close()
+
+    progress = [(t, p) for t, p in writes if p.get("stage") is not None]
+    stages = [p["stage"] for _, p in progress]
+    fractions = [p["progress"] for _, p in progress]
+    # Every stage is written, in order, and the last write is the finished row.
+    assert list(dict.fromkeys(stages)) == list(STAGES)
+    assert progress[-1][1]["status"] == "succeeded"
+    assert fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[0] == 0.0
+    assert 0.9 < fractions[-2] < 1.0
+    # Within a stage (and message) at most one write per progress_interval_s.
+    for (t0, p0), (t1, p1) in itertools.pairwise(progress):
+        if (p0["stage"], p0["message"]) == (p1["stage"], p1["message"]):
+            assert t1 - t0 >= 0.2 - 1e-3, (p0, p1)
+    assert all("heartbeat_at" in p for _, p in progress)
+
+
+def test_mismatched_songs_fail_and_store_nothing(env: Env, mismatch: BuiltCase) -> None:
+    job_id = env.job(mismatch)
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=env.storage) == "failed"
+
+    job = env.row(job_id)
+    assert (job.status, job.error_code, job.attempts) == ("failed", "MUSIC_MISMATCH", 1)
+    assert job.error_message
+    assert "Traceback" not in job.error_message
+    assert job.result is None
+    assert job.finished_at is not None
+    assert env.stored(job_id) == []
+    assert not env.work(job_id).exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "offset_shift_ms", "sync_ms"),
+    [
+        ({"nudge_ms": 30.0}, -30.0, 30.0),  # the reference plays 30 ms later
+        ({"trim": False}, 0.0, 0.0),
+        ({"mapping": "truth+40ms"}, 40.0, -40.0),  # used as given: no search
+    ],
+    ids=["nudge", "no-trim", "given-mapping"],
+)
+def test_options_are_honoured(
+    env: Env,
+    clean: BuiltCase,
+    options: dict[str, Any],
+    offset_shift_ms: float,
+    sync_ms: float,
+) -> None:
+    truth = clean.truth
+    if options.get("mapping") == "truth+40ms":
+        options = {"mapping": {"offset_s": truth.offset + 0.040, "scale": truth.scale}}
+    job_id = env.job(clean, options)
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=env.storage) == "succeeded"
+
+    result = env.row(job_id).result
+    assert result is not None
+    assert abs(result["mapping"]["offset_s"] - (truth.offset + offset_shift_ms / 1000)) <= 0.005
+    errors = sync_errors_of(env, job_id, clean)
+    assert max(abs(e - sync_ms) for e in errors) <= MAX_SYNC_MS, errors
+    if "mapping" in options:
+        assert result["mapping"]["offset_s"] == round(truth.offset + 0.040, 6)
+        assert result["candidates"] == []  # assessed, not searched
+    else:
+        assert len(result["candidates"]) >= 1
+    if options.get("trim") is False:
+        assert (result["cut"]["start_s"], result["cut"]["end_s"]) == (0.0, truth.duration)
+        assert abs(result["output"]["duration_s"] - truth.duration) < 0.05
+    else:
+        assert truth.cut is not None
+        assert abs(result["cut"]["end_s"] - truth.cut[1]) <= 0.35
+
+
+def test_a_claimed_job_runs_without_a_second_claim(env: Env, clean: BuiltCase) -> None:
+    job_id = env.job(clean, {"mapping": {"offset_s": clean.truth.offset, "scale": 1.0}})
+    assert claim_job(env.db, job_id, "runner-host:4242")
+    assert not claim_job(env.db, job_id, "other-host:1")  # a claim is exclusive
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=env.storage) == "succeeded"
+
+    job = env.row(job_id)
+    assert (job.attempts, job.worker) == (1, "runner-host:4242")
+
+
+def test_cancel_seen_by_a_progress_write_stops_the_run(env: Env, clean: BuiltCase) -> None:
+    job_id = env.job(clean)
+
+    # The API cancels the job while it decodes (written in the decode write's transaction).
+    @event.listens_for(env.db.engine, "after_execute")
+    def cancel(conn: Any, clause: Any, multiparams: Any, params: Any, *rest: Any) -> None:
+        if isinstance(clause, Update) and clause.compile().params.get("stage") == "decode":
+            conn.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status="canceled", cancel_requested=True, finished_at=utcnow())
+            )
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=env.storage) == "canceled"
+
+    job = env.row(job_id)
+    assert (job.status, job.stage, job.error_code, job.result) == ("canceled", "decode", None, None)
+    assert env.stored(job_id) == []
+    assert not env.work(job_id).exists()
+
+
+def test_a_finished_job_is_left_alone(env: Env, clean: BuiltCase) -> None:
+    job_id = env.job(clean)
+    with env.db.session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(status="canceled"))
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=env.storage) == "canceled"
+
+    job = env.row(job_id)
+    assert (job.status, job.attempts, job.started_at) == ("canceled", 0, None)
+
+
+class FlakyStorage(LocalStorage):
+    """Local storage whose ``fetch`` or ``put_file`` raises ``errors`` one after the other."""
+
+    def __init__(self, root: Path, *, fetch: list[BaseException], put: list[BaseException]):
+        super().__init__(root)
+        self.fetch_errors, self.put_errors = fetch, put
+        self.calls = {"fetch": 0, "put_file": 0}
+
+    def fetch(self, key: str, dest: Path) -> Path:
+        self.calls["fetch"] += 1
+        if self.fetch_errors:
+            raise self.fetch_errors.pop(0)
+        return super().fetch(key, dest)
+
+    def put_file(self, key: str, path: Path) -> int:
+        self.calls["put_file"] += 1
+        if self.put_errors:
+            raise self.put_errors.pop(0)
+        return super().put_file(key, path)
+
+
+def test_transient_storage_errors_are_retried(env: Env, clean: BuiltCase) -> None:
+    job_id = env.job(clean, {"mapping": {"offset_s": clean.truth.offset, "scale": 1.0}})
+    down = StorageUnavailable("connection reset")
+    storage = FlakyStorage(env.storage.root, fetch=[down, down], put=[down])
+
+    status = run_job(
+        job_id, settings=env.settings, db=env.db, storage=storage, storage_backoff_s=(0.01, 0.01)
+    )
+
+    assert status == "succeeded"
+    assert storage.calls == {"fetch": 4, "put_file": 5}
+    assert len(env.stored(job_id)) == 4
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "detail"),
+    [
+        (StorageUnavailable("bucket unreachable"), "STORAGE_UNAVAILABLE", "bucket unreachable"),
+        (FileNotFoundError("uploads/x/data"), "FILE_NOT_FOUND", "is gone"),
+        (MemoryError(), "RESOURCE_LIMIT", "2048 MB"),
+        (RuntimeError("disk on fire\n  at line 2"), "PROCESSING_FAILED", None),
+    ],
+    ids=["storage-down", "upload-gone", "memory", "unexpected"],
+)
+def test_failures_are_named(
+    env: Env, clean: BuiltCase, error: BaseException, code: str, detail: str | None
+) -> None:
+    job_id = env.job(clean)
+    storage = FlakyStorage(env.storage.root, fetch=[error] * 3, put=[])
+
+    status = run_job(
+        job_id, settings=env.settings, db=env.db, storage=storage, storage_backoff_s=(0.01, 0.01)
+    )
+
+    job = env.row(job_id)
+    assert (status, job.status, job.error_code) == ("failed", "failed", code)
+    assert job.error_message is not None
+    assert "Traceback" not in job.error_message
+    if detail is None:
+        assert job.error_message == "RuntimeError: disk on fire at line 2"
+    else:
+        assert detail in job.error_message
+    # Only a storage outage is retried (three attempts, then the code); the rest fail at once.
+    assert storage.calls["fetch"] == (3 if code == "STORAGE_UNAVAILABLE" else 1)
+    assert env.stored(job_id) == []
+    assert not env.work(job_id).exists()
