@@ -1,0 +1,31 @@
+"""The real service for end-to-end tests: ``beatsync serve`` in a subprocess on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from service_process import ServiceProcess
+
+
+class Served(NamedTuple):
+    """A running service: its base URL (no trailing slash) and its data folder."""
+
+    url: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``beatsync serve`` with one worker and its own data folder, ready to answer."""
+    service = ServiceProcess(tmp_path_factory.mktemp("served"), workers=1)
+    try:
+        service.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield Served(url=service.url, data_dir=service.data_dir)
+    finally:
+        service.stop()
