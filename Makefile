@@ -4,10 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-# Debian packages the test media is built from: real music and a speech synthesiser.
-SYSTEM_PACKAGES := extremetuxracer-data espeak-ng
+# Debian packages the tests need: real music and a speech synthesiser to build the test media
+# from, and the Chromium that drives the web page in the browser tests.
+SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium
 
-.PHONY: serve test lint typecheck imports pytest sysdeps venv bench bench-accuracy bench-speed clean
+.PHONY: serve docs test lint typecheck imports pytest sysdeps venv bench bench-accuracy bench-speed clean
 
 venv: $(STAMP)
 
@@ -18,12 +19,11 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# The web service (API, job runner, web page) is the next layer to be built on the engine; until
-# it lands, this target prepares the environment and says what is there today.
+# The web service on its embedded default: SQLite, files and worker processes under ./data.
+# BEATSYNC_* variables configure it (docs/configuration.md); HOST/PORT/WORKERS are shortcuts.
 serve: venv
-	@echo "The BeatSync web service is not part of this build yet."
-	@echo "The engine and its command line are installed: $(VENV)/bin/beatsync sync --help"
-	@exit 1
+	$(VENV)/bin/beatsync serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) \
+		$(if $(WORKERS),--workers $(WORKERS))
 
 sysdeps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -57,6 +57,9 @@ bench-accuracy: venv sysdeps
 
 bench-speed: venv sysdeps
 	$(PY) bench/speed.py
+
+docs: venv
+	$(PY) -m beatsync.service.docs docs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/.media
