@@ -71,6 +71,41 @@ class Settings(BaseSettings):
         "`celery`: `beatsync worker` processes through a broker.",
     )
 
+    storage: Literal["local", "s3"] = Field(
+        "local", description="Where files are kept: the local disk or an S3-compatible store."
+    )
+    s3_endpoint_url: str = Field(
+        "", description="S3 endpoint (MinIO, Aliyun OSS, Tencent COS…); empty means AWS."
+    )
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_bucket: str = Field("beatsync", description="S3 bucket holding uploads and results.")
+    s3_access_key_id: str = Field("", description="S3 access key id (empty: the AWS chain).")
+    s3_secret_access_key: SecretStr = Field(SecretStr(""), description="S3 secret access key.")
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="S3 addressing style; `path` for MinIO, `virtual` for OSS/COS."
+    )
+    s3_presigned_downloads: bool = Field(
+        True, description="Send clients to presigned S3 URLs for results instead of proxying."
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis for the Celery broker, shared rate limits and progress (distributed).",
+    )
+    celery_queue: str = Field("beatsync", description="Celery queue the jobs go through.")
+    worker_max_tasks_per_child: int = Field(
+        50, ge=1, description="A Celery worker process is replaced after this many jobs."
+    )
+    worker_max_memory_per_child_mb: int = Field(
+        1536, ge=64, description="A Celery worker process is replaced above this resident memory."
+    )
+    rate_limit_per_owner: int = Field(
+        600, ge=1, description="Requests per minute one owner may make (`RATE_LIMITED`)."
+    )
+    rate_limit_per_address: int = Field(
+        1200, ge=1, description="Requests per minute one client address may make (`RATE_LIMITED`)."
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
+
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
