@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from factories import Rows
 from fastapi.testclient import TestClient
 
 from beatsync.service.api.app import create_app
@@ -86,3 +87,11 @@ def other_auth(client: TestClient) -> dict[str, str]:
     """Headers of a second owner, for isolation tests."""
     token = client.post("/api/v1/sessions").json()["token"]
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def rows(settings: Settings, client: TestClient) -> Iterator[Rows]:
+    """Rows and stored files made directly, as a worker or an earlier upload would leave them."""
+    made = Rows(settings)
+    yield made
+    made.close()

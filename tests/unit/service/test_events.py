@@ -45,13 +45,6 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def rows(settings: Settings, client: TestClient) -> Iterator[Rows]:
-    made = Rows(settings)
-    yield made
-    made.close()
-
-
 def _session(client: TestClient) -> tuple[str, dict[str, str]]:
     token: str = client.post("/api/v1/sessions").json()["token"]
     return token, {"Authorization": f"Bearer {token}"}

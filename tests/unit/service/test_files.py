@@ -58,13 +58,6 @@ def client(settings: Settings, dispatcher: Any, storage: RecordingStorage) -> It
         yield made
 
 
-@pytest.fixture
-def rows(settings: Settings, client: TestClient) -> Iterator[Rows]:
-    made = Rows(settings)
-    yield made
-    made.close()
-
-
 class Finished:
     def __init__(self, job_id: str, contents: dict[str, bytes], urls: dict[str, str]) -> None:
         self.id = job_id

@@ -3,7 +3,7 @@ canceling, deleting, retrying and rendering variants; another owner's jobs never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,13 +44,6 @@ def settings(tmp_path: Path) -> Settings:
         log_json=False,
         max_running_jobs_per_owner=10,
     )
-
-
-@pytest.fixture
-def rows(settings: Settings, client: TestClient) -> Iterator[Rows]:
-    made = Rows(settings)
-    yield made
-    made.close()
 
 
 class Owner:
