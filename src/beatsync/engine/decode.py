@@ -8,9 +8,12 @@ source's: memory is about twice the output (the resampled blocks, then the assem
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.error
@@ -20,7 +23,9 @@ from numpy.typing import NDArray
 from .errors import InvalidFormatError, NoAudioTrackError
 from .probe import open_media
 
-__all__ = ["Audio", "decode_audio"]
+__all__ = ["Audio", "decode_audio", "decoded_frames"]
+
+log = logging.getLogger(__name__)
 
 ANALYSIS_RATE = 16_000
 
@@ -88,8 +93,9 @@ def decode_audio(
         if start is not None and start > 1.0:
             # Seek a little early: audio packets are not all key packets in every container.
             container.seek(int(max(0.0, start - 1.0) / time_base), stream=stream)
+        failure: av.error.FFmpegError | None = None
         try:
-            for frame in container.decode(stream):
+            for frame in decoded_frames(container, stream):
                 if end is not None and frame.pts is not None and frame.pts * time_base > end:
                     break
                 for out in resampler.resample(frame):
@@ -97,13 +103,31 @@ def decode_audio(
             for out in resampler.resample(None):
                 blocks.append(_block(out, rate))
         except av.error.FFmpegError as exc:
-            if not blocks:
-                msg = f"the audio cannot be decoded: {exc}"
-                raise InvalidFormatError(msg, path=str(path)) from exc
-            # A damaged tail: keep what decoded, as a player would.
+            # The file itself cannot be read on (a truncated or damaged tail): keep what
+            # decoded, as a player would.
+            failure = exc
+        if not blocks and failure is not None:
+            msg = f"the audio cannot be decoded: {failure}"
+            raise InvalidFormatError(msg, path=str(path)) from failure
     if not blocks:
         raise NoAudioTrackError("the audio track holds no samples", path=str(path))
     return _assemble(blocks, rate, channels=1 if mono else 2, start=start, end=end)
+
+
+def decoded_frames(container: Any, stream: Any) -> Iterator[Any]:
+    """The frames of ``stream``, skipping packets the decoder refuses.
+
+    A damaged packet in the middle of a file (a phone's glitch, a bad copy) costs its own frame
+    and, for video, the pictures that depend on it, as in a player; it does not end the stream.
+    The file's own read errors (a truncated tail) still raise ``av.error.FFmpegError``.
+    """
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            log.debug("skipped an undecodable packet at pts %s", packet.pts)
+            continue
+        yield from frames
 
 
 def _block(frame: av.AudioFrame, rate: int) -> tuple[int, NDArray[np.float32]]:

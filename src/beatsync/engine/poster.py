@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
+from .decode import decoded_frames
 from .errors import BeatSyncError, NoVideoTrackError, OptionsError, ProcessingError
 from .probe import MediaInfo, open_media
 
@@ -93,7 +94,7 @@ def _frame_at(path: str, index: int, at: float) -> av.VideoFrame:
             if back is not None:
                 container.seek(math.floor((at - back) / tb), backward=True, stream=stream)
             shown: av.VideoFrame | None = None
-            for frame in container.decode(stream):
+            for frame in decoded_frames(container, stream):
                 if frame.pts is None:
                     continue
                 if frame.pts > target:

@@ -110,3 +110,44 @@ def test_ten_minutes_decode_in_bounded_memory(tmp_path: Path) -> None:
     assert float(duration) == pytest.approx(seconds, abs=0.01)
     # The result itself is 38 MB; the 230 MB of decoded source audio must never be held at once.
     assert int(after_mb) - int(before_mb) < 120, done.stdout
+
+
+def _damage(source: Path, target: Path, *, kind: str, span: tuple[float, float]) -> int:
+    """Copy ``source`` with the packets of its first ``kind`` stream in ``span`` (s) overwritten
+    by seeded noise; how many packets were damaged."""
+    data = bytearray(source.read_bytes())
+    rng = np.random.default_rng(5)
+    hit = 0
+    with av.open(str(source)) as container:
+        stream = container.streams.audio[0] if kind == "audio" else container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.pos is None or packet.time_base is None:
+                continue
+            if span[0] <= packet.pts * packet.time_base < span[1]:
+                noise = rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes()
+                data[packet.pos : packet.pos + packet.size] = noise
+                hit += 1
+    target.write_bytes(bytes(data))
+    return hit
+
+
+def test_a_damaged_packet_costs_its_own_samples_only(small_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = small_case("small-clean").dance
+    damaged = tmp_path / "damaged.mp4"
+    assert _damage(source, damaged, kind="audio", span=(6.0, 6.03)) >= 1
+
+    clean = decode_audio(source)
+    hurt = decode_audio(damaged)
+    assert hurt.start == clean.start
+    assert len(hurt.samples) == len(clean.samples)
+    rate = clean.rate
+    before = int(5.8 * rate)
+    np.testing.assert_allclose(hurt.samples[:before], clean.samples[:before], atol=1e-4)
+    # After it the sound is the same, in the same place: the decoder may restart its
+    # resampling a fraction of a sample apart, which moves nothing a person could hear.
+    after = slice(int(6.3 * rate), int(12.5 * rate))
+    x, y = clean.samples[after].astype(np.float64), hurt.samples[after].astype(np.float64)
+    lags = range(-8, 9)
+    scores = [float(np.dot(x[8:-8], y[8 + lag : len(y) - 8 + lag])) for lag in lags]
+    assert lags[int(np.argmax(scores))] == 0
+    assert max(scores) / float(np.dot(x[8:-8], x[8:-8])) > 0.95
