@@ -35,8 +35,11 @@ from ._common import (
     SubParsers,
     UsageError,
 )
+from .cleanup import add_cleanup
+from .migrate import add_migrate
 from .serve import add_serve
 from .sync import ProgressBar, add_sync, summary_line
+from .worker import add_worker
 
 __all__ = [
     "COMMANDS",
@@ -58,7 +61,13 @@ _EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 Handler = Callable[[argparse.Namespace], int]
 
-COMMANDS: tuple[Callable[[SubParsers], None], ...] = (add_sync, add_serve)
+COMMANDS: tuple[Callable[[SubParsers], None], ...] = (
+    add_sync,
+    add_serve,
+    add_worker,
+    add_cleanup,
+    add_migrate,
+)
 """Every subcommand's parser-adding function, in ``--help`` order."""
 
 

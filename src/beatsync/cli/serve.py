@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._common import EXIT_OK, SubParsers
 
-__all__ = ["add_serve"]
+if TYPE_CHECKING:
+    from beatsync.service.config import Settings
+
+__all__ = ["add_serve", "service_settings"]
 
 
 def add_serve(subparsers: SubParsers) -> None:
@@ -29,8 +33,26 @@ def add_serve(subparsers: SubParsers) -> None:
     p.set_defaults(handler=_run_serve, configures_logging=True)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def service_settings(**overrides: object) -> Settings:
+    """The service's settings; a bad value (or the default secret in production) is a usage
+    error naming its ``BEATSYNC_*`` variable, not a crash."""
+    from pydantic import ValidationError
+
+    from beatsync.engine.errors import OptionsError
     from beatsync.service.config import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            text = str(error.get("msg", "")).removeprefix("Value error, ")
+            problems.append(f"BEATSYNC_{where.upper()}: {text}" if where else text)
+        raise OptionsError("; ".join(problems) or str(exc)) from None
+
+
+def _run_serve(args: argparse.Namespace) -> int:
     from beatsync.service.server import serve
 
     overrides = {
@@ -43,7 +65,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    serve(load_settings(**overrides))
+    serve(service_settings(**overrides))
     return EXIT_OK
 
 

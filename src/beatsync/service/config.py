@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     s3_presigned_downloads: bool = Field(
         True, description="Send clients to presigned S3 URLs for results instead of proxying."
     )
+    s3_public_endpoint_url: str = Field(
+        "",
+        description="Endpoint written into presigned URLs when clients reach the store by "
+        "another address than the service (e.g. `http://minio:9000` inside, a public host "
+        "outside); empty means `s3_endpoint_url`.",
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="Redis for the Celery broker, shared rate limits and progress (distributed).",
@@ -105,6 +111,10 @@ class Settings(BaseSettings):
         1200, ge=1, description="Requests per minute one client address may make (`RATE_LIMITED`)."
     )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="When set, `/metrics` answers only `Authorization: Bearer <this token>`.",
+    )
 
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1,

@@ -25,9 +25,10 @@ from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, Owner, Upload, UploadStatus, migrate
 from beatsync.service.db.models import new_id, utcnow
 from beatsync.service.jobs import run as run_module
+from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.service.jobs.dispatch import Dispatcher, DispatchUnavailable
 from beatsync.service.jobs.embedded import EmbeddedRunner
-from beatsync.service.jobs.factory import DistributedModeUnavailableError, make_dispatcher
+from beatsync.service.jobs.factory import make_dispatcher
 from beatsync.service.storage import LocalStorage
 from beatsync.testkit import BuiltCase, build_case, case_named
 
@@ -514,7 +515,9 @@ def test_make_dispatcher(tmp_path: Path) -> None:
     with pytest.raises(DispatchUnavailable):
         dispatcher.check()  # not started
 
+    # The distributed mode sends jobs to Celery workers; nothing connects until it is used.
     celery = load_settings(data_dir=tmp_path / "data", queue="celery")
-    with pytest.raises(DistributedModeUnavailableError, match="distributed mode"):
-        make_dispatcher(celery, env.db, env.storage)
+    distributed = make_dispatcher(celery, env.db, env.storage)
+    assert isinstance(distributed, CeleryDispatcher)
+    assert isinstance(distributed, Dispatcher)
     env.db.dispose()

@@ -23,6 +23,13 @@ def test_migrations_build_the_models_schema(tmp_path: Path) -> None:
             differences = compare_metadata(context, Base.metadata)
         assert differences == []
         tables = set(inspect(db.engine).get_table_names())
-        assert tables == {"alembic_version", "owners", "tokens", "uploads", "jobs"}
+        assert tables == {
+            "alembic_version",
+            "owners",
+            "tokens",
+            "uploads",
+            "jobs",
+            "metric_samples",
+        }
     finally:
         db.dispose()

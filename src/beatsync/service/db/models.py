@@ -1,4 +1,4 @@
-"""The tables: owners and their tokens, uploads, jobs.
+"""The tables: owners and their tokens, uploads, jobs, and the metrics workers record.
 
 Times are timezone-aware UTC. Ids are random URL-safe strings, so they can be handed to clients
 without revealing how many rows exist. The job row is the truth about a job: queue messages and
@@ -32,6 +32,7 @@ __all__ = [
     "Base",
     "Job",
     "JobStatus",
+    "MetricSample",
     "Owner",
     "Token",
     "Upload",
@@ -51,7 +52,8 @@ def new_id(prefix: str) -> str:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend (SQLite forgets the zone)."""
+    """Aware UTC datetimes on every backend (SQLite forgets the zone; PostgreSQL answers in
+    the session's zone, which a server configured for local time makes other than UTC)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -62,9 +64,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -159,3 +163,18 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class MetricSample(Base):
+    """A running total that any process adds to: a counter, or a histogram's bucket or sum.
+
+    Jobs end in worker processes that Prometheus cannot scrape, so they add their observations
+    here and every API replica reads them back at ``/metrics`` (:mod:`beatsync.service.metrics`).
+    ``labels`` is the canonical JSON of the sample's labels.
+    """
+
+    __tablename__ = "metric_samples"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)

@@ -45,7 +45,15 @@ from beatsync.service.storage import Storage
 
 from .dispatch import DispatchUnavailable
 from .recovery import recover_orphans, requeue_or_lose
-from .run import JobInterrupted, JobTimeLimit, claim_job, fail_job, run_job, worker_name
+from .run import (
+    JOB_NICENESS,
+    JobInterrupted,
+    JobTimeLimit,
+    claim_job,
+    fail_job,
+    run_job,
+    worker_name,
+)
 
 __all__ = ["PRELOAD", "EmbeddedRunner", "JobTarget", "limit_memory"]
 
@@ -420,6 +428,8 @@ def _child_main(job_id: str, settings: Settings, target: JobTarget, lifeline: Co
     threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     limit_memory(settings.job_memory_limit_mb)
+    # Below the API in the scheduler's eyes: a status poll must not wait behind a render.
+    os.nice(JOB_NICENESS)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGALRM, _soft_time_limit)
     signal.setitimer(signal.ITIMER_REAL, settings.job_soft_time_limit_s)

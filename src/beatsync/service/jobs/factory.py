@@ -8,21 +8,16 @@ from beatsync.service.storage import Storage
 
 from .dispatch import Dispatcher
 
-__all__ = ["DistributedModeUnavailableError", "make_dispatcher"]
-
-
-class DistributedModeUnavailableError(RuntimeError):
-    """``BEATSYNC_QUEUE=celery`` names a mode this build does not contain."""
+__all__ = ["make_dispatcher"]
 
 
 def make_dispatcher(settings: Settings, db: Database, storage: Storage) -> Dispatcher:
-    """The embedded runner for ``queue = "embedded"``; the distributed mode is refused here, at
-    start-up, rather than when the first job is submitted."""
-    if settings.queue == "embedded":
-        from .embedded import EmbeddedRunner
+    """The embedded runner for ``queue = "embedded"``, Celery workers through Redis for
+    ``queue = "celery"`` (then ``beatsync serve`` runs no job itself)."""
+    if settings.queue == "celery":
+        from .celery_dispatch import CeleryDispatcher
 
-        return EmbeddedRunner(settings, db, storage)
-    raise DistributedModeUnavailableError(
-        f"BEATSYNC_QUEUE={settings.queue!r} configures the distributed mode (Celery workers "
-        "through a broker), which this build does not include; use BEATSYNC_QUEUE=embedded"
-    )
+        return CeleryDispatcher(settings, db)
+    from .embedded import EmbeddedRunner
+
+    return EmbeddedRunner(settings, db, storage)

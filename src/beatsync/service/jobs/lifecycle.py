@@ -24,6 +24,7 @@ from beatsync.service.codes import CODES
 from beatsync.service.config import Settings
 from beatsync.service.db.models import Job, JobStatus, Upload, UploadStatus, new_id, utcnow
 from beatsync.service.errors import ServiceError
+from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage
 
 from .dispatch import Dispatcher, DispatchUnavailable
@@ -296,6 +297,7 @@ def _mark_canceled(session: Session, job: Job) -> bool:
     done = bool(getattr(changed, "rowcount", 0))
     if done:
         logger.info("job %s canceled", job.id, extra={"job_id": job.id})
+        record_job_end(session.get_bind().engine, job.id)
     return done
 
 

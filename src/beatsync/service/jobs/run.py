@@ -18,6 +18,10 @@ How a run ends::
             PROCESSING_FAILED    anything else (summarised in the row, logged in full)
     canceled                     the row said so; nothing is kept
     (row untouched)              JobInterrupted: the process is being stopped, recovery decides
+
+With ``holder`` (the distributed mode), every write also requires the row to still name that
+worker: a run whose job was given to another worker (its heartbeat went stale) can neither
+report progress nor finish the job, and leaves the other run's files alone.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from beatsync.engine.report import report_dict
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
 from beatsync.service.db.models import utcnow
+from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage, StorageUnavailable, open_storage
 
 __all__ = [
@@ -98,6 +103,10 @@ class _RunError(Exception):
         self.detail = detail
 
 
+JOB_NICENESS = 10
+"""Job processes run this much nicer than the API, so status reads stay fast under load."""
+
+
 def worker_name(pid: int | None = None) -> str:
     """``host:pid`` of the process holding a job (this one by default)."""
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
@@ -127,13 +136,16 @@ def claim_job(db: Database, job_id: str, worker: str) -> bool:
     return claimed.rowcount == 1
 
 
-def fail_job(db: Database, job_id: str, code: str, detail: str) -> bool:
-    """Mark the running job ``job_id`` failed with ``code``; False when it was not running."""
+def fail_job(
+    db: Database, job_id: str, code: str, detail: str, *, holder: str | None = None
+) -> bool:
+    """Mark the running job ``job_id`` failed with ``code``; False when it was not running (or,
+    with ``holder``, when another worker holds it)."""
     now = utcnow()
     with db.engine.begin() as conn:
         done = conn.execute(
             update(_JOBS)
-            .where(_JOBS.c.id == job_id, _JOBS.c.status == JobStatus.RUNNING.value)
+            .where(*_held(job_id, holder))
             .values(
                 status=JobStatus.FAILED.value,
                 error_code=code,
@@ -144,6 +156,7 @@ def fail_job(db: Database, job_id: str, code: str, detail: str) -> bool:
         )
     if done.rowcount == 1:
         log.info("job %s failed: %s: %s", job_id, code, detail, extra={"job_id": job_id})
+        record_job_end(db, job_id)
         return True
     return False
 
@@ -183,6 +196,7 @@ def run_job(
     storage: Storage | None = None,
     storage_backoff_s: Sequence[float] = (0.5, 2.0, 5.0),
     stop_requested: Callable[[], BaseException | None] | None = None,
+    holder: str | None = None,
 ) -> str:
     """Run the job ``job_id`` to its end and return its final status.
 
@@ -194,6 +208,9 @@ def run_job(
     the exception it returns (:class:`JobInterrupted`, :class:`JobTimeLimit`) is raised there.
     Signal handlers set what it returns rather than raising themselves: an exception raised
     from a handler lands wherever the main thread happens to be, and inside PyAV it can be lost.
+
+    ``holder`` (``host:pid``) makes every write conditional on the row naming that worker; a
+    row that names another one is not run.
     """
     database = db or Database(settings.database)
     try:
@@ -206,6 +223,7 @@ def run_job(
             work=work,
             backoff=tuple(storage_backoff_s),
             stop_requested=stop_requested,
+            holder=holder,
         )
         try:
             return run.run()
@@ -227,6 +245,7 @@ class _Run:
         work: Path,
         backoff: tuple[float, ...],
         stop_requested: Callable[[], BaseException | None] | None,
+        holder: str | None = None,
     ) -> None:
         self.job_id = job_id
         self.settings = settings
@@ -235,6 +254,7 @@ class _Run:
         self.work = work
         self.backoff = backoff
         self.stop_requested = stop_requested
+        self.holder = holder
         self.prefix = f"jobs/{job_id}"
         self._stage: str | None = None
         self._message: str | None = None
@@ -284,12 +304,16 @@ class _Run:
             if job is None:
                 raise LookupError(f"no job {self.job_id}")
             status = job.status
-        if status == JobStatus.QUEUED.value and not claim_job(self.db, self.job_id, worker_name()):
+        worker = self.holder or worker_name()
+        if status == JobStatus.QUEUED.value and not claim_job(self.db, self.job_id, worker):
             raise _ClaimLostError
         with self.db.session() as session:
             job = session.get(Job, self.job_id)
             assert job is not None
-            return job
+        running = job.status == JobStatus.RUNNING.value
+        if running and self.holder is not None and job.worker != self.holder:
+            raise _ClaimLostError
+        return job
 
     def _work(self, job: Job) -> SyncResult:
         try:
@@ -352,7 +376,7 @@ class _Run:
         with self.db.engine.begin() as conn:
             written = conn.execute(
                 update(_JOBS)
-                .where(_JOBS.c.id == self.job_id, _JOBS.c.status == JobStatus.RUNNING.value)
+                .where(*_held(self.job_id, self.holder))
                 .values(stage=stage, progress=fraction, message=message, heartbeat_at=utcnow())
             )
         if written.rowcount != 1:
@@ -377,11 +401,14 @@ class _Run:
         except BaseException:
             self._discard()
             raise
+        # Scratch space goes before the row says the job is over: a client that sees the end
+        # sees nothing left behind.
+        shutil.rmtree(self.work, ignore_errors=True)
         now = utcnow()
         with self.db.engine.begin() as conn:
             done = conn.execute(
                 update(_JOBS)
-                .where(_JOBS.c.id == self.job_id, _JOBS.c.status == JobStatus.RUNNING.value)
+                .where(*_held(self.job_id, self.holder))
                 .values(
                     status=JobStatus.SUCCEEDED.value,
                     stage="done",
@@ -395,6 +422,7 @@ class _Run:
             )
         if done.rowcount != 1:
             return self._canceled()
+        record_job_end(self.db, self.job_id)
         log.info(
             "job %s succeeded in %.1f s: offset %.4f s, confidence %.2f",
             self.job_id,
@@ -407,7 +435,8 @@ class _Run:
 
     def _fail(self, code: str, detail: str) -> str:
         self._discard()
-        if fail_job(self.db, self.job_id, code, detail):
+        shutil.rmtree(self.work, ignore_errors=True)
+        if fail_job(self.db, self.job_id, code, detail, holder=self.holder):
             return JobStatus.FAILED.value
         return self._current_status()
 
@@ -418,8 +447,25 @@ class _Run:
         return status
 
     def _discard(self) -> None:
-        """Remove whatever this run stored; a run that did not succeed keeps nothing."""
+        """Remove whatever this run stored; a run that did not succeed keeps nothing.
+
+        The files are the job's, not the run's: when another run has since finished the job, or
+        (with ``holder``) holds it now, they are that run's and stay.
+        """
         try:
+            with self.db.engine.connect() as conn:
+                row = conn.execute(
+                    select(_JOBS.c.status, _JOBS.c.worker).where(_JOBS.c.id == self.job_id)
+                ).first()
+            if row is not None and (
+                row.status == JobStatus.SUCCEEDED.value
+                or (
+                    self.holder is not None
+                    and row.status == JobStatus.RUNNING.value
+                    and row.worker != self.holder
+                )
+            ):
+                return
             self.storage.delete_prefix(self.prefix)
         except Exception:
             log.warning(
@@ -443,7 +489,9 @@ class _Run:
                 return operation()
             except StorageUnavailable as exc:
                 if pause is None:
-                    raise _RunError("STORAGE_UNAVAILABLE", f"{what}: {exc}") from exc
+                    # The cause names internal endpoints: the log has it, the row does not.
+                    log.error("job %s: %s: storage unavailable: %s", self.job_id, what, exc)
+                    raise _RunError("STORAGE_UNAVAILABLE", f"{what}: storage unavailable") from exc
                 log.warning(
                     "job %s: %s: storage unavailable (%s), again in %g s",
                     self.job_id,
@@ -489,6 +537,12 @@ def _result_row(report: dict[str, Any], files: dict[str, str]) -> dict[str, Any]
         "timings": report["timings"],
         "files": files,
     }
+
+
+def _held(job_id: str, holder: str | None) -> tuple[Any, ...]:
+    """The conditions of a write to a running job: running, and held by ``holder`` if given."""
+    running = (_JOBS.c.id == job_id, _JOBS.c.status == JobStatus.RUNNING.value)
+    return running if holder is None else (*running, _JOBS.c.worker == holder)
 
 
 def _float_or_none(value: object) -> float | None:

@@ -60,6 +60,10 @@ class Storage(Protocol):
 
 def open_storage(settings: Settings) -> Storage:
     """The storage the settings describe (local disk by default)."""
+    if settings.storage == "s3":
+        from .s3 import S3Storage
+
+        return S3Storage(settings)
     from .local import LocalStorage
 
     return LocalStorage(settings.storage_root)

@@ -1,0 +1,57 @@
+"""``beatsync worker``: a Celery worker that runs the jobs of the distributed mode."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import SubParsers
+
+__all__ = ["add_worker"]
+
+
+def add_worker(subparsers: SubParsers) -> None:
+    p = subparsers.add_parser(
+        "worker",
+        help="run jobs taken from the queue (the distributed mode)",
+        description="Run a Celery worker: it takes job ids from Redis (BEATSYNC_REDIS_URL) and "
+        "runs each job against the shared database (BEATSYNC_DATABASE_URL) and storage "
+        "(BEATSYNC_STORAGE, BEATSYNC_S3_*). Start the API with BEATSYNC_QUEUE=celery. SIGTERM "
+        "lets running jobs finish; every option has a BEATSYNC_* environment variable "
+        "(docs/configuration.md).",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive,
+        help="jobs run at once, one process each (BEATSYNC_WORKERS, default one per core)",
+    )
+    p.add_argument(
+        "--queues",
+        type=_names,
+        help="comma-separated queues to take jobs from (BEATSYNC_CELERY_QUEUE, default beatsync)",
+    )
+    p.set_defaults(handler=_run_worker, configures_logging=True)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from beatsync.service.config import load_settings
+    from beatsync.service.jobs.celery_app import run_worker
+
+    settings = load_settings()
+    return run_worker(settings, concurrency=args.concurrency, queues=args.queues or ())
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 (got {value})")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("at least one queue name")
+    return names
