@@ -5,10 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 # Debian packages the tests need: real music and a speech synthesiser to build the test media
-# from, and the Chromium that drives the web page in the browser tests.
-SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium
+# from, the Chromium that drives the web page in the browser tests, and Compose and nginx, which
+# check the files in deploy/.
+SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium docker-compose nginx
 
-.PHONY: serve docs test lint typecheck imports pytest sysdeps venv bench bench-accuracy bench-speed clean
+.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node bench bench-accuracy bench-speed bench-load clean
 
 venv: $(STAMP)
 
@@ -45,18 +46,31 @@ typecheck: venv
 imports: venv
 	$(VENV)/bin/lint-imports
 
-pytest: venv sysdeps
+# The mini-program's Node packages (Jest, miniprogram-simulate, ws), installed from its lock file
+# again whenever the lock changes; `npm ci` starts node_modules afresh, old stamps included.
+NODE_STAMP := miniprogram/node_modules/.installed-$(shell cat miniprogram/package-lock.json | sha256sum | cut -c1-12)
+
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): miniprogram/package-lock.json
+	cd miniprogram && npm ci --no-audit --no-fund
+	touch $@
+
+pytest: venv sysdeps node
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 test: lint typecheck imports pytest
 
-bench: bench-accuracy bench-speed
+bench: bench-accuracy bench-speed bench-load
 
 bench-accuracy: venv sysdeps
 	$(PY) bench/accuracy.py
 
 bench-speed: venv sysdeps
 	$(PY) bench/speed.py
+
+bench-load: venv sysdeps
+	$(PY) bench/load.py
 
 docs: venv
 	$(PY) -m beatsync.service.docs docs

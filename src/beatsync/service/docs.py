@@ -37,7 +37,13 @@ def configuration_page() -> str:
             default = "(required)"
         elif isinstance(field.default, SecretStr):
             value = field.default.get_secret_value()
-            default = "(a development value)" if value == DEFAULT_SECRET else "(set)"
+            default = (
+                "(a development value)"
+                if value == DEFAULT_SECRET
+                else "(set)"
+                if value
+                else "(empty)"
+            )
         elif field.default in ("", None):
             default = "(empty)"
         else:

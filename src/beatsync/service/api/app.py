@@ -15,12 +15,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from beatsync import __version__
+from beatsync.service.cleanup import Sweeper
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, migrate
 from beatsync.service.jobs.dispatch import Dispatcher
+from beatsync.service.metrics import HttpMetricsMiddleware
+from beatsync.service.ratelimit import RateLimitMiddleware
 from beatsync.service.storage import Storage, open_storage
 
-from . import events, files, health, jobs, problems, sessions, tus, uploads
+from . import events, files, health, jobs, metrics, problems, sessions, tus, uploads
 from .context import ServiceContext
 from .middleware import RequestContextMiddleware
 
@@ -43,15 +46,18 @@ def create_app(
 
         dispatcher = make_dispatcher(settings, db, store)
     context = ServiceContext(settings=settings, db=db, storage=store, dispatcher=dispatcher)
+    sweeper = Sweeper(settings, db, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             migrate(settings.database)
         context.dispatcher.start()
+        sweeper.start()
         try:
             yield
         finally:
+            sweeper.stop()
             context.dispatcher.stop()
             db.dispose()
 
@@ -63,11 +69,16 @@ def create_app(
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
+        responses=problems.PROBLEM_RESPONSES,
     )
     app.state.context = context
     problems.install(app)
     for module in (sessions, uploads, tus, jobs, events, files, health):
         app.include_router(module.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
+    # Inside CORS and the request id: a refusal carries both.
+    app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -87,9 +98,14 @@ def create_app(
                 "Upload-Metadata",
                 "X-Request-ID",
                 "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
             ],
         )
     app.add_middleware(RequestContextMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(HttpMetricsMiddleware)
     web = resources.files("beatsync") / "web"
     app.mount("/", StaticFiles(directory=str(web), html=True), name="web")
     return app
