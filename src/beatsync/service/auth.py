@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session
 from .db.models import Owner, Token, new_id, utcnow
 
 __all__ = ["IssuedToken", "authenticate", "issue_token", "token_hash"]
+
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def token_hash(token: str) -> str:
@@ -51,7 +54,14 @@ def authenticate(session: Session, token: str, operator_keys: tuple[str, ...]) -
                 session.add(Owner(id=owner_id, kind="operator"))
                 session.flush()
             return owner_id
-    owner = session.scalar(select(Token.owner_id).where(Token.hash == digest))
-    if owner is not None:
-        session.execute(update(Token).where(Token.hash == digest).values(last_used_at=utcnow()))
-    return owner
+    found = session.execute(
+        select(Token.owner_id, Token.last_used_at).where(Token.hash == digest)
+    ).first()
+    if found is None:
+        return None
+    owner, last_used = found
+    now = utcnow()
+    # Recorded to the minute, not on every request: a status poll must not be a write.
+    if last_used is None or now - last_used > _LAST_USED_RESOLUTION:
+        session.execute(update(Token).where(Token.hash == digest).values(last_used_at=now))
+    return str(owner)

@@ -117,6 +117,13 @@ _TABLE = (
         retryable=True,
     ),
     Code(
+        "DATABASE_UNAVAILABLE",
+        503,
+        "数据库暂时不可用，请稍后再试。",
+        "The database is unavailable; try again shortly.",
+        retryable=True,
+    ),
+    Code(
         "INSUFFICIENT_STORAGE",
         507,
         "服务器存储空间不足，请稍后再试。",

@@ -26,6 +26,7 @@ from .config import Settings
 from .db import Database, Upload, UploadStatus
 from .db.models import new_id, utcnow
 from .errors import ServiceError
+from .metrics import count_upload_bytes
 from .storage import Storage
 from .uploads import (
     READ_CHUNK,
@@ -203,6 +204,7 @@ class ChunkAppender:
         with db.session() as session:
             expires = commit_offset(session, settings, self.upload_id, old=self.offset, new=new)
         if expires is not None:
+            count_upload_bytes("tus", self.received)
             self.offset, self.received = new, 0
         return expires
 

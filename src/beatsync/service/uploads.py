@@ -34,6 +34,7 @@ from .config import Settings
 from .db import Database, Upload, UploadStatus
 from .db.models import utcnow
 from .errors import ServiceError, from_engine
+from .metrics import count_upload_bytes
 from .storage import Storage
 
 __all__ = [
@@ -162,6 +163,7 @@ class Spool:
         self._handle.write(data)
         self._hash.update(data)
         self.size += len(data)
+        count_upload_bytes("multipart", len(data))
 
     def close(self) -> None:
         """Flush the bytes to disk and close the file (it stays until the block ends)."""

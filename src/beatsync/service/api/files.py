@@ -38,8 +38,8 @@ _JOB_ID = re.compile(r"job_[A-Za-z0-9_-]{1,36}")
 _CACHE_CONTROL = "private, max-age=3600"
 
 
-def _etag(context: ServiceContext, job_id: str, key: str, size: int) -> str:
-    """A strong validator: the file of one run of the job (a retry writes new files)."""
+def _finished_at(context: ServiceContext, job_id: str, key: str) -> str:
+    """When the run that wrote ``key`` finished; NOT_FOUND when the job no longer has it."""
     with context.db.session() as session:
         job = session.get(Job, job_id)
         if job is None or job.status != JobStatus.SUCCEEDED.value:
@@ -47,7 +47,11 @@ def _etag(context: ServiceContext, job_id: str, key: str, size: int) -> str:
         stored = ((job.result or {}).get("files") or {}).values()
         if key not in stored:
             raise ServiceError("NOT_FOUND", f"job {job_id} has no {key.rsplit('/', 1)[-1]}")
-        finished = job.finished_at.isoformat() if job.finished_at else ""
+        return job.finished_at.isoformat() if job.finished_at else ""
+
+
+def _etag(key: str, size: int, finished: str) -> str:
+    """A strong validator: the file of one run of the job (a retry writes new files)."""
     digest = hashlib.sha256(f"{key}\n{size}\n{finished}".encode()).hexdigest()[:32]
     return f'"{digest}"'
 
@@ -88,6 +92,7 @@ def result_file(
         raise ServiceError("LINK_EXPIRED", "the link's signature is not valid or has expired")
     key = f"jobs/{job_id}/{name}"
     filename = f"beatsync-{job_id}{name[name.rindex('.') :]}"
+    finished = _finished_at(context, job_id, key)  # a deleted job's links stop working
     presigned = context.storage.presigned_url(
         key, expires_s=context.settings.signed_url_ttl_s, filename=filename if download else None
     )
@@ -96,7 +101,7 @@ def result_file(
     size = context.storage.size(key)
     if size is None:
         raise ServiceError("NOT_FOUND", f"job {job_id} has no {name}")
-    etag = _etag(context, job_id, key, size)
+    etag = _etag(key, size, finished)
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,

@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from beatsync.engine.errors import BeatSyncError
@@ -20,7 +22,7 @@ from beatsync.service.codes import CODES, Locale, message, negotiate_locale
 from beatsync.service.errors import ServiceError, from_engine
 from beatsync.service.storage import StorageUnavailable
 
-__all__ = ["install", "problem_body", "problem_response"]
+__all__ = ["PROBLEM_RESPONSES", "Problem", "install", "problem_body", "problem_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,32 @@ _HTTP_CODES = {
     416: "RANGE_NOT_SATISFIABLE",
     422: "VALIDATION_ERROR",
     431: "VALIDATION_ERROR",
+}
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document as this API sends it (some codes add members)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable; see docs/errors.md.")
+    message: str = Field(description="In the client's language (Accept-Language).")
+    retryable: bool
+    request_id: str | None
+    instance: str
+
+
+# Every operation may refuse with a problem document; documented once, for the whole API,
+# instead of FastAPI's own 422 body (which this API never sends).
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {
+        "description": "A refusal: an RFC 9457 problem document with a stable `code`.",
+        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
+    }
 }
 
 
@@ -78,10 +106,21 @@ async def _engine_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    # The cause names internal endpoints and paths: it goes to the log, not to the client.
     logger.warning("storage unavailable: %s", exc)
-    return problem_response(
-        request, ServiceError("STORAGE_UNAVAILABLE", str(exc), headers={"Retry-After": "5"})
+    error = ServiceError(
+        "STORAGE_UNAVAILABLE", "file storage is unavailable", headers={"Retry-After": "5"}
     )
+    return problem_response(request, error)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # A lost or refused connection: the client may retry; the cause stays in the log.
+    logger.warning("database unavailable: %s", exc)
+    error = ServiceError(
+        "DATABASE_UNAVAILABLE", "the database is unavailable", headers={"Retry-After": "5"}
+    )
+    return problem_response(request, error)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -117,6 +156,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(BeatSyncError, _engine_error)
     app.add_exception_handler(StorageUnavailable, _storage_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(InterfaceError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

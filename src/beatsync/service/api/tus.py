@@ -181,7 +181,7 @@ class _TusRoute(APIRoute):
                 logger.warning("storage unavailable: %s", exc)
                 raise ServiceError(
                     "STORAGE_UNAVAILABLE",
-                    str(exc),
+                    "file storage is unavailable",
                     headers={"Retry-After": "5", "Tus-Resumable": TUS_VERSION},
                 ) from exc
             except (RequestValidationError, StarletteHTTPException):

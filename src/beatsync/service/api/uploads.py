@@ -71,7 +71,7 @@ class UploadPageOut(BaseModel):
 
 class InstantIn(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**63 - 1)  # a database BIGINT
     filename: str = Field("", max_length=4096)
 
 
@@ -260,7 +260,8 @@ def list_uploads(
     locale: LocaleDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-    offset: Annotated[int | None, Query(ge=0)] = None,
+    # Bounded: a database integer holds 64 bits, and no one has a million uploads to skip.
+    offset: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
 ) -> dict[str, Any]:
     """My unexpired uploads, newest first."""
     with context.db.session() as session:

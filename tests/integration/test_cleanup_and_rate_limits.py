@@ -1,0 +1,189 @@
+"""The distributed mode's shared state: one sweep at a time across replicas through PostgreSQL's
+advisory lock, a sweep on PostgreSQL, and rate limits counted once for every replica in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from beatsync.service.cleanup import RESULTS_EXPIRED, SWEEP_LOCK_KEY, sweep, sweep_lock
+from beatsync.service.config import Settings, load_settings
+from beatsync.service.db import Database, Job, JobStatus, Owner, Upload, UploadStatus, migrate
+from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.ratelimit import RateLimiter, RedisCounter, Verdict, make_limiter
+from beatsync.service.storage import LocalStorage
+from fixtures_servers import RedisServer
+
+
+@pytest.fixture
+def pg_settings(postgres_url: str, tmp_path: Path) -> Settings:
+    migrate(postgres_url)
+    return load_settings(data_dir=tmp_path / "data", database_url=postgres_url)
+
+
+def _expired_upload(db: Database, storage: LocalStorage, tmp_path: Path) -> str:
+    upload_id = new_id("upl")
+    with db.session() as session:
+        owner = new_id("own")
+        session.add(Owner(id=owner, kind="anonymous"))
+        session.flush()
+        session.add(
+            Upload(
+                id=upload_id,
+                owner_id=owner,
+                size=3,
+                offset=3,
+                status=UploadStatus.READY.value,
+                storage_key=f"uploads/{upload_id}/data",
+                expires_at=utcnow() - timedelta(minutes=1),
+            )
+        )
+    spare = tmp_path / f"{upload_id}.bin"
+    spare.write_bytes(b"old")
+    storage.put_file(f"uploads/{upload_id}/data", spare)
+    return upload_id
+
+
+def test_another_replica_holding_the_advisory_lock_skips_the_sweep(
+    pg_settings: Settings, postgres_url: str, tmp_path: Path
+) -> None:
+    db = Database(postgres_url)
+    storage = LocalStorage(pg_settings.storage_root)
+    try:
+        upload_id = _expired_upload(db, storage, tmp_path)
+        # Another replica: its own connection to the same database, holding the lock.
+        conninfo = make_url(postgres_url).set(drivername="postgresql")
+        with psycopg.connect(
+            conninfo.render_as_string(hide_password=False), autocommit=True
+        ) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
+            assert sweep(pg_settings, db, storage).skipped
+            with db.session() as session:
+                assert session.get(Upload, upload_id) is not None
+            other.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+        report = sweep(pg_settings, db, storage)
+        assert (report.skipped, report.uploads_expired, report.files_deleted) == (False, 1, 1)
+        with db.session() as session:
+            assert session.get(Upload, upload_id) is None
+        assert not (pg_settings.storage_root / "uploads" / upload_id).exists()
+        # The lock is free again once a sweep ends: held now, then released.
+        with sweep_lock(pg_settings, db) as held:
+            assert held
+            with db.engine.connect() as conn:
+                locks = conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                ).scalar()
+            assert locks == 1
+    finally:
+        db.dispose()
+
+
+def test_a_sweep_on_postgresql_expires_results_and_removes_orphans(
+    pg_settings: Settings, postgres_url: str, tmp_path: Path
+) -> None:
+    db = Database(postgres_url)
+    storage = LocalStorage(pg_settings.storage_root)
+    try:
+        upload_id = _expired_upload(db, storage, tmp_path)
+        with db.session() as session:
+            owner = session.get(Upload, upload_id).owner_id  # type: ignore[union-attr]
+            session.add(
+                Job(
+                    id="job_expiredOnPg",
+                    owner_id=owner,
+                    dance_upload_id=upload_id,
+                    bgm_upload_id=upload_id,
+                    options={},
+                    cache_key="0" * 64,
+                    status=JobStatus.SUCCEEDED.value,
+                    message="done",
+                    result={"files": {"video": "jobs/job_expiredOnPg/output.mp4"}},
+                    expires_at=utcnow() - timedelta(seconds=1),
+                )
+            )
+        for key in ("jobs/job_expiredOnPg/output.mp4", "jobs/job_noRowAtAll/output.mp4"):
+            spare = tmp_path / "spare"
+            spare.write_bytes(b"video")
+            storage.put_file(key, spare)
+
+        report = sweep(pg_settings, db, storage, grace=timedelta(0))
+
+        assert report.errors == ()
+        assert (report.uploads_expired, report.results_expired, report.orphans_deleted) == (1, 1, 1)
+        assert list(storage.keys("jobs")) == []
+        with db.session() as session:
+            job = session.get(Job, "job_expiredOnPg")
+            assert job is not None
+            assert (job.message, job.result) == (RESULTS_EXPIRED, {"files": {}})
+        assert sweep(pg_settings, db, storage).changed == 0
+    finally:
+        db.dispose()
+
+
+def test_replicas_share_their_counts_in_redis(redis_url: str, tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path,
+        queue="celery",
+        redis_url=redis_url,
+        rate_limit_per_owner=3,
+        rate_limit_per_address=100,
+    )
+
+    async def scenario() -> list[Verdict | None]:
+        first, second = make_limiter(settings), make_limiter(settings)
+        assert isinstance(first.counter, RedisCounter)
+        clock = 1_800_000_015.0
+        first.clock = second.clock = lambda: clock
+        try:
+            seen = [await first.check("alice", "10.0.0.1"), await second.check("alice", "10.0.0.2")]
+            seen += [
+                await first.check("alice", "10.0.0.3"),
+                await second.check("alice", "10.0.0.4"),
+            ]
+            seen.append(await second.check("bob", "10.0.0.4"))
+            return seen
+        finally:
+            await first.counter.close()
+            await second.counter.close()
+
+    seen = asyncio.run(scenario())
+    assert seen == [
+        Verdict(True, "owner", 3, 2, 45),
+        Verdict(True, "owner", 3, 1, 45),
+        Verdict(True, "owner", 3, 0, 45),
+        Verdict(False, "owner", 3, 0, 45),
+        Verdict(True, "owner", 3, 2, 45),
+    ]
+
+
+def test_counts_expire_with_their_window_and_survive_nothing_else(
+    redis_private: RedisServer,
+) -> None:
+    import redis
+
+    counter = RedisCounter(redis_private.url)
+    limiter = RateLimiter(counter, per_owner=10, per_address=10, clock=lambda: 1_800_000_015.0)
+
+    async def once() -> Verdict | None:
+        try:
+            return await limiter.check("carol", None)
+        finally:
+            await counter.close()
+
+    assert asyncio.run(once()) == Verdict(True, "owner", 10, 9, 45)
+    client = redis.Redis.from_url(redis_private.url)
+    try:
+        keys = client.keys("beatsync:rate:*")
+        assert len(keys) == 1
+        assert 60 < client.ttl(keys[0]) <= 120  # two windows at most, then gone
+    finally:
+        client.close()
+    # A restarted Redis has lost its counts: counting starts again from zero.
+    redis_private.restart()
+    assert asyncio.run(once()) == Verdict(True, "owner", 10, 9, 45)
