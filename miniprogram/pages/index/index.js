@@ -1,0 +1,74 @@
+// The first page: choose the class video and the reference, watch both upload, start the job.
+// Built with Component() (a page may be), so that it can be rendered and tapped in tests.
+
+const api = require("../../utils/api.js");
+const { describe } = require("../../utils/errors.js");
+const { UploadSlot } = require("../../utils/slot.js");
+
+const HINT_WAIT = "两个文件都上传完成后就可以开始。";
+const HINT_READY = "准备好了，点击开始。";
+
+Component({
+  data: {
+    dance: {},
+    bgm: {},
+    canStart: false,
+    starting: false,
+    startHint: HINT_WAIT,
+    compact: false,
+    error: null,
+  },
+  methods: {
+    onLoad() {
+      this.slots = {};
+      for (const kind of ["dance", "bgm"]) {
+        this.slots[kind] = new UploadSlot(kind, { onChange: (view) => this.show(kind, view) });
+      }
+    },
+
+    onUnload() {
+      for (const kind of Object.keys(this.slots || {})) this.slots[kind].destroy();
+    },
+
+    show(kind, view) {
+      const other = kind === "dance" ? this.slots.bgm : this.slots.dance;
+      const both = view.ready && Boolean(other && other.ready);
+      this.setData({
+        [kind]: view,
+        canStart: both && !this.data.starting,
+        startHint: both ? HINT_READY : HINT_WAIT,
+      });
+    },
+
+    onPick(event) {
+      const kind = event.currentTarget.dataset.kind;
+      this.setData({ error: null });
+      return this.slots[kind].pick(event.detail.source);
+    },
+
+    onRetry(event) {
+      return this.slots[event.currentTarget.dataset.kind].send();
+    },
+
+    onCompact(event) {
+      this.setData({ compact: Boolean(event.detail.value) });
+    },
+
+    async onStart() {
+      const { dance, bgm } = this.slots;
+      if (this.data.starting || !dance.ready || !bgm.ready) return null;
+      this.setData({ starting: true, canStart: false, error: null });
+      const options = this.data.compact ? { reencode: true, max_height: 720 } : {};
+      try {
+        const job = await api.createJob(dance.uploadId, bgm.uploadId, options);
+        wx.navigateTo({ url: `/pages/job/job?id=${encodeURIComponent(job.id)}` });
+        return job;
+      } catch (error) {
+        this.setData({ error: describe(error) });
+        return null;
+      } finally {
+        this.setData({ starting: false, canStart: dance.ready && bgm.ready });
+      }
+    },
+  },
+});

@@ -1,0 +1,484 @@
+// A `wx` whose network and files are real, for running the mini-program's own modules in Node
+// against a running BeatSync service: wx.request is an HTTP request (60-second cap honoured),
+// wx.downloadFile writes a real file, wx.connectSocket opens a real WebSocket, the file-system
+// manager reads the disk. Pickers answer with files the test names; the album, permissions and
+// sharing are recorded (the "album" is a folder). Faults make the network fail on purpose: a
+// request cut off after part of its body (the phone lost its connection), sockets refused.
+
+const fs = require("fs");
+const http = require("http");
+const https = require("https");
+const path = require("path");
+const WebSocket = require("ws");
+
+const DEFAULT_TIMEOUT_MS = 60000;
+
+function toArrayBuffer(buffer) {
+  return buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
+}
+
+function isArrayBuffer(value) {
+  return Object.prototype.toString.call(value) === "[object ArrayBuffer]";
+}
+
+function later(fn) {
+  setImmediate(fn);
+}
+
+function finish(options, ok, result) {
+  later(() => {
+    if (ok) {
+      if (options.success) options.success(result);
+    } else if (options.fail) {
+      options.fail(result);
+    }
+    if (options.complete) options.complete(result);
+  });
+}
+
+function transport(url) {
+  return url.protocol === "https:" ? https : http;
+}
+
+/** The request body as WeChat would send it: bytes, text, or an object as JSON / a query. */
+function encodeBody(method, url, header, data) {
+  if (data == null) return null;
+  if (isArrayBuffer(data)) return Buffer.from(data);
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (typeof data === "string") return Buffer.from(data, "utf8");
+  if (method === "GET") {
+    for (const [key, value] of Object.entries(data)) url.searchParams.append(key, String(value));
+    return null;
+  }
+  const type = Object.keys(header).find((k) => k.toLowerCase() === "content-type");
+  if (type && /x-www-form-urlencoded/i.test(header[type])) {
+    return Buffer.from(new URLSearchParams(data).toString(), "utf8");
+  }
+  if (!type) header["Content-Type"] = "application/json";
+  return Buffer.from(JSON.stringify(data), "utf8");
+}
+
+class RealSocketTask {
+  constructor(url, header, timeout, refused) {
+    this.handlers = { open: [], message: [], close: [], error: [] };
+    this.url = url;
+    if (refused) {
+      later(() => {
+        this.emit("error", { errMsg: "connectSocket:fail refused by the test" });
+        this.emit("close", { code: 1006, reason: "" });
+      });
+      return;
+    }
+    this.socket = new WebSocket(url, { headers: header, handshakeTimeout: timeout });
+    this.socket.on("open", () => this.emit("open", { header: {} }));
+    this.socket.on("message", (data, isBinary) => {
+      this.emit("message", {
+        data: isBinary ? toArrayBuffer(Buffer.from(data)) : data.toString("utf8"),
+      });
+    });
+    this.socket.on("error", (error) =>
+      this.emit("error", { errMsg: `connectSocket:fail ${error.message}` }),
+    );
+    this.socket.on("close", (code, reason) =>
+      this.emit("close", { code, reason: reason.toString() }),
+    );
+  }
+
+  emit(event, payload) {
+    for (const fn of this.handlers[event]) fn(payload);
+  }
+
+  onOpen(fn) {
+    this.handlers.open.push(fn);
+  }
+
+  onMessage(fn) {
+    this.handlers.message.push(fn);
+  }
+
+  onClose(fn) {
+    this.handlers.close.push(fn);
+  }
+
+  onError(fn) {
+    this.handlers.error.push(fn);
+  }
+
+  send(options) {
+    this.socket.send(options.data, (error) =>
+      finish(options, !error, error ? { errMsg: String(error) } : {}),
+    );
+  }
+
+  close(options) {
+    const opts = options || {};
+    if (this.socket && this.socket.readyState <= WebSocket.OPEN)
+      this.socket.close(opts.code || 1000, opts.reason);
+    finish(opts, true, {});
+  }
+}
+
+/**
+ * @param {object} options tempDir (downloads, saved files and the "album" go under it)
+ */
+function createRealWx(options) {
+  const tempDir = options.tempDir;
+  const albumDir = path.join(tempDir, "album");
+  fs.mkdirSync(albumDir, { recursive: true });
+  const storage = new Map();
+  const calls = [];
+  const faults = [];
+  const picks = { album: [], chat: [] };
+  const state = { authSetting: {}, authorizeAnswer: true, refuseSockets: false, counter: 0 };
+
+  function record(name, args) {
+    calls.push(Object.assign({ name, at: Date.now() }, args));
+  }
+
+  function tempPath(ext) {
+    state.counter += 1;
+    return path.join(tempDir, `wxfile-${process.pid}-${state.counter}${ext}`);
+  }
+
+  function request(options) {
+    const method = String(options.method || "GET").toUpperCase();
+    const url = new URL(options.url);
+    const header = Object.assign({}, options.header || {});
+    const body = encodeBody(method, url, header, options.data);
+    const timeout = options.timeout || DEFAULT_TIMEOUT_MS;
+    const info = { method, url: url.href, header, bytes: body ? body.length : 0 };
+    record("request", info);
+    const fault = faults.map((fn) => fn(info)).find(Boolean) || null;
+    if (body) header["Content-Length"] = String(body.length);
+    let settled = false;
+    const settle = (ok, result) => {
+      if (settled) return;
+      settled = true;
+      finish(options, ok, result);
+    };
+    const req = transport(url).request(url, { method, headers: header });
+    req.setTimeout(timeout, () => {
+      req.destroy();
+      settle(false, { errMsg: "request:fail timeout" });
+    });
+    req.on("error", (error) => settle(false, { errMsg: `request:fail ${error.message}` }));
+    req.on("response", (res) => {
+      const chunks = [];
+      res.on("data", (chunk) => chunks.push(chunk));
+      res.on("error", (error) => settle(false, { errMsg: `request:fail ${error.message}` }));
+      res.on("end", () => {
+        const raw = Buffer.concat(chunks);
+        let data;
+        if (options.responseType === "arraybuffer") data = toArrayBuffer(raw);
+        else {
+          data = raw.toString("utf8");
+          if ((options.dataType || "json") === "json" && data) {
+            try {
+              data = JSON.parse(data);
+            } catch (error) {
+              // Left as text, as WeChat leaves a body that is not JSON.
+            }
+          }
+        }
+        settle(true, {
+          statusCode: res.statusCode,
+          header: Object.assign({}, res.headers),
+          data,
+          errMsg: "request:ok",
+        });
+      });
+    });
+    if (fault && fault.cutAfter != null && body) {
+      // The connection drops after the first bytes are on the wire.
+      info.cutAfter = fault.cutAfter;
+      req.write(body.subarray(0, fault.cutAfter), () => {
+        setTimeout(() => {
+          req.destroy();
+          settle(false, { errMsg: "request:fail socket hang up" });
+        }, 50);
+      });
+    } else {
+      req.end(body || undefined);
+    }
+    return {
+      abort() {
+        if (settled) return;
+        req.destroy();
+        settle(false, { errMsg: "request:fail abort" });
+      },
+    };
+  }
+
+  function download(options) {
+    const progress = [];
+    let req = null;
+    let settled = false;
+    const settle = (ok, result) => {
+      if (settled) return;
+      settled = true;
+      finish(options, ok, result);
+    };
+    const target =
+      options.filePath || tempPath(path.extname(new URL(options.url).pathname) || ".tmp");
+    record("downloadFile", { url: options.url, filePath: target });
+    const get = (address, redirects) => {
+      const url = new URL(address);
+      req = transport(url).get(url, { headers: options.header || {} }, (res) => {
+        if (
+          [301, 302, 303, 307, 308].includes(res.statusCode) &&
+          res.headers.location &&
+          redirects < 5
+        ) {
+          res.resume();
+          get(new URL(res.headers.location, url).href, redirects + 1);
+          return;
+        }
+        const total = Number(res.headers["content-length"]) || 0;
+        let written = 0;
+        const out = fs.createWriteStream(target);
+        res.on("data", (chunk) => {
+          written += chunk.length;
+          const event = {
+            progress: total ? Math.floor((written / total) * 100) : 0,
+            totalBytesWritten: written,
+            totalBytesExpectedToWrite: total,
+          };
+          progress.forEach((fn) => fn(event));
+        });
+        res.pipe(out);
+        out.on("finish", () => {
+          const result = { statusCode: res.statusCode, errMsg: "downloadFile:ok" };
+          if (options.filePath) result.filePath = target;
+          else result.tempFilePath = target;
+          settle(true, result);
+        });
+        out.on("error", (error) => settle(false, { errMsg: `downloadFile:fail ${error.message}` }));
+      });
+      req.setTimeout(options.timeout || DEFAULT_TIMEOUT_MS, () => {
+        req.destroy();
+        settle(false, { errMsg: "downloadFile:fail timeout" });
+      });
+      req.on("error", (error) => settle(false, { errMsg: `downloadFile:fail ${error.message}` }));
+    };
+    get(options.url, 0);
+    return {
+      onProgressUpdate: (fn) => progress.push(fn),
+      abort() {
+        if (req) req.destroy();
+        settle(false, { errMsg: "downloadFile:fail abort" });
+      },
+    };
+  }
+
+  const fileSystem = {
+    readFile(options) {
+      try {
+        const data = fileSystem.readFileSync(
+          options.filePath,
+          options.encoding,
+          options.position,
+          options.length,
+        );
+        finish(options, true, { data, errMsg: "readFile:ok" });
+      } catch (error) {
+        finish(options, false, { errMsg: `readFile:fail ${error.message}` });
+      }
+    },
+    readFileSync(filePath, encoding, position, length) {
+      const fd = fs.openSync(filePath, "r");
+      try {
+        const size = fs.fstatSync(fd).size;
+        const start = position || 0;
+        const count = Math.max(0, Math.min(length != null ? length : size - start, size - start));
+        const buffer = Buffer.alloc(count);
+        let read = 0;
+        while (read < count) {
+          const got = fs.readSync(fd, buffer, read, count - read, start + read);
+          if (got === 0) break;
+          read += got;
+        }
+        const bytes = buffer.subarray(0, read);
+        return encoding
+          ? bytes.toString(encoding === "utf-8" ? "utf8" : encoding)
+          : toArrayBuffer(bytes);
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+    stat(options) {
+      fs.stat(options.path, (error, stats) => {
+        if (error) finish(options, false, { errMsg: `stat:fail ${error.message}` });
+        else
+          finish(options, true, {
+            stats: {
+              size: stats.size,
+              lastModifiedTime: Math.floor(stats.mtimeMs / 1000),
+              isFile: () => stats.isFile(),
+              isDirectory: () => stats.isDirectory(),
+            },
+          });
+      });
+    },
+    getFileInfo(options) {
+      fs.stat(options.filePath, (error, stats) => {
+        if (error) finish(options, false, { errMsg: `getFileInfo:fail ${error.message}` });
+        else finish(options, true, { size: stats.size, errMsg: "getFileInfo:ok" });
+      });
+    },
+    saveFile(options) {
+      const saved = options.filePath || tempPath(path.extname(options.tempFilePath));
+      fs.copyFile(options.tempFilePath, saved, (error) => {
+        if (error) finish(options, false, { errMsg: `saveFile:fail ${error.message}` });
+        else finish(options, true, { savedFilePath: saved, errMsg: "saveFile:ok" });
+      });
+    },
+  };
+
+  function choose(kind, options, shape) {
+    record(kind === "album" ? "chooseMedia" : "chooseMessageFile", {
+      options: Object.assign({}, options, { success: undefined, fail: undefined }),
+    });
+    const file = picks[kind].shift();
+    if (!file) {
+      finish(options, false, {
+        errMsg: `${kind === "album" ? "chooseMedia" : "chooseMessageFile"}:fail cancel`,
+      });
+      return;
+    }
+    finish(options, true, shape(file));
+  }
+
+  const wx = {
+    request,
+    downloadFile: download,
+    connectSocket(options) {
+      record("connectSocket", {
+        url: options.url,
+        header: options.header,
+        refused: state.refuseSockets,
+      });
+      return new RealSocketTask(
+        options.url,
+        options.header || {},
+        options.timeout || DEFAULT_TIMEOUT_MS,
+        state.refuseSockets,
+      );
+    },
+    getFileSystemManager() {
+      return fileSystem;
+    },
+    getStorageSync(key) {
+      return storage.has(key) ? JSON.parse(storage.get(key)) : "";
+    },
+    setStorageSync(key, value) {
+      storage.set(key, JSON.stringify(value));
+    },
+    removeStorageSync(key) {
+      storage.delete(key);
+    },
+    chooseMedia(options) {
+      choose("album", options, (file) => ({
+        type: "video",
+        tempFiles: [
+          {
+            tempFilePath: file.path,
+            size: fs.statSync(file.path).size,
+            duration: file.duration,
+            width: file.width,
+            height: file.height,
+            fileType: "video",
+          },
+        ],
+      }));
+    },
+    chooseMessageFile(options) {
+      choose("chat", options, (file) => ({
+        tempFiles: [
+          {
+            path: file.path,
+            size: fs.statSync(file.path).size,
+            name: file.name,
+            type: file.type || "file",
+            time: Math.floor(Date.now() / 1000),
+          },
+        ],
+      }));
+    },
+    getVideoInfo(options) {
+      const known = options.src && state.videoInfo ? state.videoInfo[options.src] : null;
+      if (known) finish(options, true, known);
+      else finish(options, false, { errMsg: "getVideoInfo:fail" });
+    },
+    getSetting(options) {
+      record("getSetting", {});
+      finish(options, true, {
+        authSetting: Object.assign({}, state.authSetting),
+        errMsg: "getSetting:ok",
+      });
+    },
+    authorize(options) {
+      record("authorize", { scope: options.scope });
+      state.authSetting[options.scope] = Boolean(state.authorizeAnswer);
+      finish(options, state.authorizeAnswer, {
+        errMsg: state.authorizeAnswer ? "authorize:ok" : "authorize:fail auth deny",
+      });
+    },
+    saveVideoToPhotosAlbum(options) {
+      record("saveVideoToPhotosAlbum", { filePath: options.filePath });
+      if (!state.authSetting["scope.writePhotosAlbum"]) {
+        finish(options, false, { errMsg: "saveVideoToPhotosAlbum:fail auth deny" });
+        return;
+      }
+      const saved = path.join(albumDir, `${calls.length}-${path.basename(options.filePath)}`);
+      fs.copyFile(options.filePath, saved, (error) => {
+        if (error)
+          finish(options, false, { errMsg: `saveVideoToPhotosAlbum:fail ${error.message}` });
+        else {
+          record("album", { path: saved });
+          finish(options, true, { errMsg: "saveVideoToPhotosAlbum:ok" });
+        }
+      });
+    },
+    shareVideoMessage(options) {
+      record("shareVideoMessage", {
+        videoPath: options.videoPath,
+        exists: fs.existsSync(options.videoPath),
+      });
+      finish(options, true, { errMsg: "shareVideoMessage:ok" });
+    },
+    showModal(options) {
+      record("showModal", { title: options.title, content: options.content });
+      finish(options, true, { confirm: true, cancel: false });
+    },
+    showToast(options) {
+      record("showToast", { title: options.title });
+      finish(options, true, {});
+    },
+    navigateTo(options) {
+      record("navigateTo", { url: options.url });
+      finish(options, true, {});
+    },
+  };
+
+  return {
+    wx,
+    calls,
+    storage,
+    albumDir,
+    state,
+    /** The next picker of `kind` ("album" | "chat") answers with `file` ({path, name, duration…}). */
+    willPick(kind, file) {
+      picks[kind].push(file);
+    },
+    /** fn(request {method, url, header, bytes}) → {cutAfter: n} to drop the connection; returns a remover. */
+    fault(fn) {
+      faults.push(fn);
+      return () => faults.splice(faults.indexOf(fn), 1);
+    },
+    called(name) {
+      return calls.filter((call) => call.name === name);
+    },
+  };
+}
+
+module.exports = { createRealWx };
