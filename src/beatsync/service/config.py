@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(
         4096 * 2304, ge=1, description="Largest picture accepted (width × height)."
     )
+    max_streams: int = Field(
+        16, ge=1, description="Most streams (video, audio, subtitles, data) a file may hold."
+    )
     job_soft_time_limit_s: float = Field(
         300.0, gt=0, description="A job is asked to stop after this long (`TIMEOUT`)."
     )

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from beatsync.engine import BeatSyncError, MediaInfo, probe
 from beatsync.engine.errors import NoAudioTrackError
+from beatsync.engine.probe import open_media
 
 from .codes import Locale, message
 from .config import Settings
@@ -212,6 +213,13 @@ def inspect_media(path: Path, settings: Settings) -> dict[str, Any]:
         # FFmpeg's messages name the file read: the spool path is nobody's business.
         error.detail = (error.detail or "").replace(f": '{path}'", "").replace(str(path), "file")
         raise error from exc
+    with open_media(path) as container:
+        streams = len(container.streams)
+    if streams > settings.max_streams:
+        raise ServiceError(
+            "INVALID_FORMAT",
+            f"the file holds {streams} streams; at most {settings.max_streams} are accepted",
+        )
     if info.duration > settings.max_duration_s:
         raise ServiceError(
             "DURATION_TOO_LONG",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -440,6 +441,34 @@ def test_too_large_a_picture_is_refused(
         ).json()["status"]
         == "ready"
     )
+
+
+def test_a_file_with_too_many_streams_is_refused(
+    make_client: Callable[..., TestClient], settings: Settings, tmp_path: Path
+) -> None:
+    crowded = tmp_path / "crowded.mkv"
+    with av.open(str(crowded), "w") as container:
+        streams = [container.add_stream("pcm_s16le", rate=8000) for _ in range(12)]
+        for stream in streams:
+            stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 800), dtype=np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = 8000
+        for stream in streams:
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+    client = _limited_client(make_client, settings, max_streams=8)
+    token = client.post("/api/v1/sessions").json()["token"]
+    body = _problem(
+        _upload(client, {"Authorization": f"Bearer {token}"}, crowded.read_bytes()),
+        422,
+        "INVALID_FORMAT",
+    )
+    assert "12 streams" in body["detail"]
+    assert _spool(settings) == []
 
 
 # --- identity --------------------------------------------------------------------------------
