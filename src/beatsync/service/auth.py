@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from .db.models import Owner, Token, new_id, utcnow
 
-__all__ = ["IssuedToken", "authenticate", "issue_token", "token_hash"]
+__all__ = ["IssuedToken", "TokenCache", "authenticate", "issue_token", "token_hash"]
 
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -65,3 +67,37 @@ def authenticate(session: Session, token: str, operator_keys: tuple[str, ...]) -
     if last_used is None or now - last_used > _LAST_USED_RESOLUTION:
         session.execute(update(Token).where(Token.hash == digest).values(last_used_at=now))
     return str(owner)
+
+
+class TokenCache:
+    """Recently seen tokens and their owners, for ``ttl_s`` seconds, in this process.
+
+    A status poll then costs no token query. Tokens are never revoked (an owner keeps its
+    token for life), so a cached answer cannot outlive a valid one; unknown tokens are not
+    cached, so a token issued by another replica is found at once.
+    """
+
+    def __init__(self, *, ttl_s: float = 60.0, size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._owners: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> str | None:
+        digest = token_hash(token)
+        with self._lock:
+            found = self._owners.get(digest)
+            if found is None:
+                return None
+            owner, until = found
+            if until < time.monotonic():
+                del self._owners[digest]
+                return None
+            return owner
+
+    def put(self, token: str, owner: str) -> None:
+        digest = token_hash(token)
+        with self._lock:
+            if len(self._owners) >= self.size:
+                self._owners.clear()  # rare; refilled by the next requests
+            self._owners[digest] = (owner, time.monotonic() + self.ttl_s)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from beatsync.service.auth import TokenCache
 from beatsync.service.config import Settings
 from beatsync.service.db import Database
 from beatsync.service.jobs.dispatch import Dispatcher
@@ -18,3 +19,4 @@ class ServiceContext:
     db: Database
     storage: Storage
     dispatcher: Dispatcher
+    tokens: TokenCache = field(default_factory=TokenCache)

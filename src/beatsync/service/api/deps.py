@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from beatsync.service.auth import authenticate
 from beatsync.service.codes import Locale, negotiate_locale
@@ -22,7 +23,9 @@ from .context import ServiceContext
 __all__ = ["Context", "DbSession", "LocaleDep", "OwnerId", "SettingsDep", "bearer_token"]
 
 
-def _context(request: Request) -> ServiceContext:
+# Dependencies without I/O are ``async``: FastAPI would run a plain ``def`` in its thread pool,
+# a hop that costs more than the work.
+async def _context(request: Request) -> ServiceContext:
     context: ServiceContext = request.app.state.context
     return context
 
@@ -30,7 +33,7 @@ def _context(request: Request) -> ServiceContext:
 Context = Annotated[ServiceContext, Depends(_context)]
 
 
-def _settings(context: Context) -> Settings:
+async def _settings(context: Context) -> Settings:
     return context.settings
 
 
@@ -61,24 +64,32 @@ def bearer_token(authorization: str | None, query_token: str | None = None) -> s
     return query_token or None
 
 
-def _owner(request: Request, context: Context) -> str:
+async def _owner(request: Request, context: Context) -> str:
     token = bearer_token(
         request.headers.get("authorization"), request.query_params.get("access_token")
     )
     if token is None:
         raise ServiceError("UNAUTHORIZED", "send Authorization: Bearer <token>")
-    with context.db.session() as session:
-        owner_id = authenticate(session, token, context.settings.operator_keys)
+    owner_id = context.tokens.get(token)
+    if owner_id is None:
+        owner_id = await run_in_threadpool(_authenticate, context, token)
+        if owner_id is not None:
+            context.tokens.put(token, owner_id)
     if owner_id is None:
         raise ServiceError("UNAUTHORIZED", "the token is not known")
     request.state.owner_id = owner_id
     return owner_id
 
 
+def _authenticate(context: ServiceContext, token: str) -> str | None:
+    with context.db.session() as session:
+        return authenticate(session, token, context.settings.operator_keys)
+
+
 OwnerId = Annotated[str, Depends(_owner)]
 
 
-def _locale(request: Request, settings: SettingsDep) -> Locale:
+async def _locale(request: Request, settings: SettingsDep) -> Locale:
     return negotiate_locale(request.headers.get("accept-language"), settings.default_locale)
 
 

@@ -25,11 +25,18 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         parsed = make_url(url)
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        self.local = parsed.get_backend_name() == "sqlite"
+        """Whether the database is a file of this machine (SQLite) rather than a server."""
+        # Enough pooled connections for the API's thread pool: a connection opened and closed
+        # per request (the overflow) costs more than the query it serves.
+        kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 20}
         if parsed.get_backend_name() == "sqlite":
             if parsed.database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            # A server can drop idle connections (restarts, failovers): test before use.
+            kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)

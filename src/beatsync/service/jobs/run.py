@@ -103,7 +103,7 @@ class _RunError(Exception):
         self.detail = detail
 
 
-JOB_NICENESS = 10
+JOB_NICENESS = 19
 """Job processes run this much nicer than the API, so status reads stay fast under load."""
 
 
