@@ -314,3 +314,36 @@ def test_an_unreachable_endpoint_is_unavailable_quickly(
     ]
     # Presigning needs no connection: the URL is made, and fails only when fetched.
     assert dead.presigned_url("jobs/job_1/output.mp4", expires_s=60) is not None
+
+
+def test_the_sweeper_removes_orphans_from_the_bucket(s3: S3Server, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from beatsync.service.cleanup import sweep
+    from beatsync.service.db import Database, migrate
+
+    (tmp_path / "data").mkdir()
+    settings = load_settings(data_dir=tmp_path / "data", min_free_disk_mb=0, **s3.settings())
+    storage = open_storage(settings)
+    source = tmp_path / "orphan"
+    source.write_bytes(b"x" * 1000)
+    before = datetime.now(UTC)
+    storage.put_file("jobs/job_orphan/output.mp4", source)
+    written = storage.modified("jobs/job_orphan/output.mp4")
+    assert written is not None
+    assert written.tzinfo is not None
+    assert abs((written - before).total_seconds()) < 60
+    assert storage.modified("jobs/job_nothing/output.mp4") is None
+
+    migrate(settings.database)
+    db = Database(settings.database)
+    try:
+        young = sweep(settings, db, storage)  # the default grace: an upload may be in flight
+        assert young.orphans_deleted == 0
+        assert young.pending == 1
+        report = sweep(settings, db, storage, grace=timedelta(0))
+    finally:
+        db.dispose()
+    assert report.orphans_deleted == 1
+    assert report.files_deleted == 1
+    assert list(storage.keys("jobs")) == []

@@ -376,18 +376,9 @@ def _old_enough(storage: Storage, keys: list[str], grace: timedelta) -> bool:
 
 
 def _modified(storage: Storage, key: str) -> float | None:
-    """When ``key`` was written (seconds since the epoch), if the store can tell."""
-    if isinstance(storage, LocalStorage):
-        try:
-            return storage.path(key).stat().st_mtime
-        except FileNotFoundError:
-            return 0.0  # already gone: nothing to wait for
-    modified = getattr(storage, "modified", None)
-    if callable(modified):
-        moment = modified(key)
-        if isinstance(moment, datetime):
-            return moment.timestamp()
-    return None
+    """When ``key`` was written (seconds since the epoch); 0 when it is already gone."""
+    moment = storage.modified(key)
+    return 0.0 if moment is None else moment.timestamp()
 
 
 def _missing_upload_files(db: Database, storage: Storage, listed: set[str], tally: _Tally) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -44,6 +45,9 @@ class Storage(Protocol):
 
     def size(self, key: str) -> int | None:
         """The size of ``key`` in bytes, or None when it does not exist."""
+
+    def modified(self, key: str) -> datetime | None:
+        """When ``key`` was last written (aware UTC), or None when it does not exist."""
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key under ``prefix/``; how many were deleted."""

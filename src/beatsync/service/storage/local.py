@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -86,6 +87,12 @@ class LocalStorage:
     def size(self, key: str) -> int | None:
         try:
             return self.path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def modified(self, key: str) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(self.path(key).stat().st_mtime, UTC)
         except FileNotFoundError:
             return None
 

@@ -21,6 +21,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
@@ -194,6 +195,19 @@ class S3Storage:
         except BotoCoreError as exc:
             _unavailable("looking up", key, exc)
         return int(head["ContentLength"])
+
+    def modified(self, key: str) -> datetime | None:
+        check_key(key)
+        try:
+            head = self._client().head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            _unavailable("looking up", key, exc)
+        except BotoCoreError as exc:
+            _unavailable("looking up", key, exc)
+        moment: datetime = head["LastModified"]
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     def delete_prefix(self, prefix: str) -> int:
         check_key(prefix)
