@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import socket
 import time
@@ -26,16 +25,17 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from beatsync.service.api.app import create_app
-from beatsync.service.config import Settings, load_settings
-from beatsync.service.db import Database, Job, Owner, Upload, UploadStatus, migrate
+from beatsync.service.config import load_settings
+from beatsync.service.db import Database, Job
 from beatsync.service.db.models import new_id, utcnow
 from beatsync.service.jobs.celery_app import RETRY_BACKOFF_MAX_S, TASK_NAME, create_celery_app
 from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.service.jobs.celery_task import JobDelivery
 from beatsync.service.jobs.dispatch import DispatchUnavailable
-from beatsync.service.storage import LocalStorage, StorageUnavailable
+from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import RedisServer
+from job_env import JobEnv
 from worker_process import WorkerProcess
 
 FILES = ("output.mp4", "report.json", "plot.png", "poster.jpg")
@@ -46,11 +46,13 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
     return build_case(case_named("small-clean"), tmp_path_factory.mktemp("media"))
 
 
-class Cluster:
+class Cluster(JobEnv):
     """A migrated PostgreSQL database, local storage, a private Redis, a dispatcher, workers."""
 
     def __init__(self, root: Path, postgres_url: str, redis_server: RedisServer) -> None:
-        self.root = root
+        super().__init__(
+            root, database_url=postgres_url, redis_url=redis_server.url, queue="celery"
+        )
         self.redis_server = redis_server
         self.env = {
             "BEATSYNC_QUEUE": "celery",
@@ -58,73 +60,15 @@ class Cluster:
             "BEATSYNC_DATABASE_URL": postgres_url,
             "BEATSYNC_REDIS_URL": redis_server.url,
         }
-        self.settings: Settings = load_settings(
-            data_dir=root / "data",
-            database_url=postgres_url,
-            redis_url=redis_server.url,
-            queue="celery",
-            min_free_disk_mb=0,
-            log_json=False,
-        )
-        migrate(self.settings.database)
-        self.db = Database(self.settings.database)
-        self.storage = LocalStorage(self.settings.storage_root)
         self.dispatcher = CeleryDispatcher(self.settings, self.db)
         self.redis = redis.Redis.from_url(redis_server.url)
         self.workers: list[WorkerProcess] = []
-        self.owner = new_id("own")
-        with self.db.session() as session:
-            session.add(Owner(id=self.owner, kind="anonymous"))
 
     def worker(self, *, concurrency: int = 1, **env: str) -> WorkerProcess:
         log = self.root / f"worker-{len(self.workers)}.log"
         worker = WorkerProcess(log, {**self.env, **env}, concurrency=concurrency)
         self.workers.append(worker)
         return worker.start()
-
-    def upload(self, path: Path) -> str:
-        upload_id = new_id("upl")
-        copy = self.root / f"{upload_id}.part"
-        shutil.copyfile(path, copy)
-        key = f"uploads/{upload_id}/data"
-        size = self.storage.put_file(key, copy)
-        with self.db.session() as session:
-            session.add(
-                Upload(
-                    id=upload_id,
-                    owner_id=self.owner,
-                    filename=path.name,
-                    size=size,
-                    offset=size,
-                    status=UploadStatus.READY.value,
-                    storage_key=key,
-                    expires_at=utcnow() + timedelta(hours=24),
-                )
-            )
-        return upload_id
-
-    def job(self, case: BuiltCase, **row: Any) -> str:
-        job_id = new_id("job")
-        dance, bgm = self.upload(case.dance), self.upload(case.bgm)
-        with self.db.session() as session:
-            session.add(
-                Job(
-                    id=job_id,
-                    owner_id=self.owner,
-                    dance_upload_id=dance,
-                    bgm_upload_id=bgm,
-                    options={"nudge_ms": 0.0, "trim": True},
-                    cache_key=job_id,
-                    **row,
-                )
-            )
-        return job_id
-
-    def row(self, job_id: str) -> Job:
-        with self.db.session() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            return job
 
     def wait(self, job_id: str, *statuses: str, timeout: float = 90) -> Job:
         deadline = time.monotonic() + timeout
@@ -134,9 +78,6 @@ class Cluster:
                 return job
             time.sleep(0.02)
         raise AssertionError(f"job {job_id} is {self.row(job_id).status}, not {statuses}")
-
-    def stored(self, job_id: str) -> list[str]:
-        return sorted(self.storage.keys(f"jobs/{job_id}"))
 
     def messages(self) -> list[dict[str, Any]]:
         """The messages waiting in the queue, oldest first, their bodies decoded."""
@@ -160,7 +101,7 @@ class Cluster:
             worker.kill()
         self.dispatcher.stop()
         self.redis.close()
-        self.db.dispose()
+        super().close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +20,15 @@ import pytest
 from sqlalchemy import update
 
 from beatsync.service.config import Settings, load_settings
-from beatsync.service.db import Database, Job, Owner, Upload, UploadStatus, migrate
-from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.db import Job
+from beatsync.service.db.models import utcnow
 from beatsync.service.jobs import run as run_module
 from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.service.jobs.dispatch import Dispatcher, DispatchUnavailable
 from beatsync.service.jobs.embedded import EmbeddedRunner
 from beatsync.service.jobs.factory import make_dispatcher
-from beatsync.service.storage import LocalStorage
 from beatsync.testkit import BuiltCase, build_case, case_named
+from job_env import JobEnv as Env
 
 # -- what misbehaving children run (module level: a child imports them by name) -------------
 
@@ -66,70 +64,6 @@ def allocate_hugely(job_id: str, settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
     return build_case(case_named("small-clean"), tmp_path_factory.mktemp("kit"))
-
-
-class Env:
-    """A migrated database, local storage and jobs made from a built case."""
-
-    def __init__(self, root: Path, **overrides: Any) -> None:
-        overrides = {"workers": 1, **overrides}
-        self.settings = load_settings(
-            data_dir=root / "data", min_free_disk_mb=0, log_json=False, **overrides
-        )
-        self.settings.data_dir.mkdir(parents=True)
-        migrate(self.settings.database)
-        self.db = Database(self.settings.database)
-        self.storage = LocalStorage(self.settings.storage_root)
-        self.owner = new_id("own")
-        with self.db.session() as session:
-            session.add(Owner(id=self.owner, kind="anonymous"))
-
-    def upload(self, path: Path) -> str:
-        upload_id = new_id("upl")
-        copy = self.settings.data_dir / f"{upload_id}.part"
-        shutil.copyfile(path, copy)
-        self.storage.put_file(f"uploads/{upload_id}/data", copy)
-        with self.db.session() as session:
-            session.add(
-                Upload(
-                    id=upload_id,
-                    owner_id=self.owner,
-                    filename=path.name,
-                    status=UploadStatus.READY.value,
-                    storage_key=f"uploads/{upload_id}/data",
-                    expires_at=utcnow() + timedelta(hours=24),
-                )
-            )
-        return upload_id
-
-    def job(self, case: BuiltCase, options: dict[str, Any] | None = None, **row: Any) -> str:
-        job_id = new_id("job")
-        dance, bgm = self.upload(case.dance), self.upload(case.bgm)
-        with self.db.session() as session:
-            session.add(
-                Job(
-                    id=job_id,
-                    owner_id=self.owner,
-                    dance_upload_id=dance,
-                    bgm_upload_id=bgm,
-                    options={"nudge_ms": 0.0, "trim": True, **(options or {})},
-                    cache_key=job_id,
-                    **row,
-                )
-            )
-        return job_id
-
-    def row(self, job_id: str) -> Job:
-        with self.db.session() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            return job
-
-    def work(self, job_id: str) -> Path:
-        return self.settings.spool_root / "work" / job_id
-
-    def stored(self, job_id: str) -> list[str]:
-        return list(self.storage.keys(f"jobs/{job_id}"))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -19,13 +18,13 @@ from sqlalchemy import event, update
 from sqlalchemy.sql import Update
 
 from beatsync.engine import STAGES
-from beatsync.service.config import Settings, load_settings
-from beatsync.service.db import Database, Job, Owner, Upload, UploadStatus, migrate
-from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.db import Job
+from beatsync.service.db.models import utcnow
 from beatsync.service.jobs.run import claim_job, run_job
 from beatsync.service.storage import LocalStorage, StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
 from beatsync.testkit.measure import sync_errors
+from job_env import JobEnv as Env
 
 MAX_SYNC_MS = 5.0
 EDGE_MARGIN_S = 0.6
@@ -51,74 +50,6 @@ def clean(kit: Path) -> BuiltCase:
 @pytest.fixture(scope="module")
 def mismatch(kit: Path) -> BuiltCase:
     return build_case(case_named("small-mismatch"), kit)
-
-
-class Env:
-    """A migrated database, local storage and helpers to make owners, uploads and jobs."""
-
-    def __init__(self, root: Path, **overrides: Any) -> None:
-        self.settings: Settings = load_settings(
-            data_dir=root / "data", workers=1, min_free_disk_mb=0, log_json=False, **overrides
-        )
-        self.settings.data_dir.mkdir(parents=True)
-        migrate(self.settings.database)
-        self.db = Database(self.settings.database)
-        self.storage = LocalStorage(self.settings.storage_root)
-        self.owner = new_id("own")
-        with self.db.session() as session:
-            session.add(Owner(id=self.owner, kind="anonymous"))
-
-    def upload(self, path: Path) -> str:
-        upload_id = new_id("upl")
-        copy = self.settings.data_dir / f"{upload_id}.part"
-        shutil.copyfile(path, copy)
-        key = f"uploads/{upload_id}/data"
-        size = self.storage.put_file(key, copy)
-        with self.db.session() as session:
-            session.add(
-                Upload(
-                    id=upload_id,
-                    owner_id=self.owner,
-                    filename=path.name,
-                    size=size,
-                    offset=size,
-                    status=UploadStatus.READY.value,
-                    storage_key=key,
-                    expires_at=utcnow() + timedelta(hours=24),
-                )
-            )
-        return upload_id
-
-    def job(self, case: BuiltCase, options: dict[str, Any] | None = None) -> str:
-        job_id = new_id("job")
-        dance, bgm = self.upload(case.dance), self.upload(case.bgm)
-        with self.db.session() as session:
-            session.add(
-                Job(
-                    id=job_id,
-                    owner_id=self.owner,
-                    dance_upload_id=dance,
-                    bgm_upload_id=bgm,
-                    options={"nudge_ms": 0.0, "trim": True, **(options or {})},
-                    cache_key=job_id,
-                )
-            )
-        return job_id
-
-    def row(self, job_id: str) -> Job:
-        with self.db.session() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            return job
-
-    def work(self, job_id: str) -> Path:
-        return self.settings.spool_root / "work" / job_id
-
-    def stored(self, job_id: str) -> list[str]:
-        return list(self.storage.keys(f"jobs/{job_id}"))
-
-    def close(self) -> None:
-        self.db.dispose()
 
 
 @pytest.fixture
