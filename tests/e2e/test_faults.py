@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -199,6 +201,63 @@ def test_a_lost_database_is_reported_and_recovered_from(
         assert second["status"] == "succeeded"
         listed = client.get("/api/v1/jobs").json()["items"]
         assert sorted(job["id"] for job in listed) == sorted([first["id"], second["id"]])
+    finally:
+        client.close()
+        service.stop()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB file system (tmpfs) to put the server's spool on: a disk about to be full."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(
+            f"a full disk is simulated with a 4 MiB tmpfs, which needs mount (root): "
+            f"{mounted.stderr.strip()}",
+            pytrace=False,
+        )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_refuses_uploads_and_keeps_serving(
+    case: BuiltCase, tmp_path: Path, tiny_disk: Path
+) -> None:
+    service = ServiceProcess(
+        tmp_path / "data", env={"BEATSYNC_SPOOL_DIR": str(tiny_disk / "spool")}
+    ).start()
+    client = _client(service)
+    try:
+        big = random.Random(7).randbytes(6 << 20)
+        whole = client.post("/api/v1/uploads", files={"file": ("big.mp4", big)})
+        assert whole.status_code == 507, whole.text
+        assert whole.json()["code"] == "INSUFFICIENT_STORAGE"
+        assert whole.headers["retry-after"] == "60"
+
+        created = client.post("/api/v1/tus", headers={**TUS, "Upload-Length": str(len(big))})
+        assert created.status_code == 201
+        location = created.headers["location"]
+        chunk = _patch(client, location, big, 0)
+        assert chunk.status_code == 507, chunk.text
+        assert chunk.json()["code"] == "INSUFFICIENT_STORAGE"
+        head = client.head(location, headers=TUS)
+        assert int(head.headers["upload-offset"]) == 0  # nothing half-written was counted
+
+        # Nothing of the refused bytes stays on the disk, and the service goes on serving.
+        spool = tiny_disk / "spool"
+        assert sum(p.stat().st_size for p in spool.rglob("*") if p.is_file()) == 0
+        assert client.get("/api/health/ready").status_code == 200
+        small = multipart_upload(client, case.bgm)
+        assert wait_ready(client, small)["status"] == "ready"
     finally:
         client.close()
         service.stop()

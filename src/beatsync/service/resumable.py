@@ -31,10 +31,12 @@ from .storage import Storage
 from .uploads import (
     READ_CHUNK,
     data_key,
+    durable,
     inspect_media,
     require_free_disk,
     require_size_allowed,
     spool_path,
+    write_all,
 )
 
 try:  # POSIX; elsewhere the in-process lock alone guards an upload
@@ -120,6 +122,7 @@ class ChunkAppender:
         self._hash = hashlib.new(checksum[0], usedforsecurity=False) if checksum else None
         self._handle: IO[bytes] | None = None
         self._claimed = False
+        self._written = False  # bytes went to the file after begin(), whole or not
 
     def __enter__(self) -> ChunkAppender:
         with _busy_lock:
@@ -134,7 +137,9 @@ class ChunkAppender:
                 raise ServiceError(
                     "NOT_FOUND", "the received part of this upload is gone", status=410
                 ) from None
-            self._handle = os.fdopen(fd, "r+b")
+            # Unbuffered: a full disk shows at the write that hits it, and a discard can
+            # always cut the file back.
+            self._handle = os.fdopen(fd, "r+b", buffering=0)
             if fcntl is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -151,7 +156,7 @@ class ChunkAppender:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None and self.received:
+        if exc_type is not None and (self.received or self._written):
             self.discard()
         self._release()
 
@@ -172,7 +177,8 @@ class ChunkAppender:
                 extra={"max_bytes": self.length},
             )
         assert self._handle is not None, "the appender is not open"
-        self._handle.write(data)
+        self._written = True
+        write_all(self._handle, data)
         if self._hash is not None:
             self._hash.update(data)
         self.received += len(data)
@@ -193,8 +199,7 @@ class ChunkAppender:
                     "CHECKSUM_MISMATCH",
                     f"the chunk's {self._checksum[0]} does not match Upload-Checksum",
                 )
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        durable(self._handle)
         return self.offset + self.received
 
     def record(self, db: Database, settings: Settings) -> datetime | None:

@@ -12,6 +12,7 @@ The resumable (tus) side lives in :mod:`.resumable`.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import logging
 import os
@@ -45,6 +46,8 @@ __all__ = [
     "accept_file",
     "data_key",
     "delete_upload",
+    "disk_full",
+    "durable",
     "get_upload",
     "inspect_media",
     "instant_upload",
@@ -57,6 +60,7 @@ __all__ = [
     "spool_path",
     "too_large",
     "upload_json",
+    "write_all",
 ]
 
 logger = logging.getLogger(__name__)
@@ -133,6 +137,35 @@ def require_size_allowed(size: int, settings: Settings) -> None:
 # --- receiving a whole file ------------------------------------------------------------------
 
 
+def disk_full(exc: OSError) -> ServiceError | None:
+    """INSUFFICIENT_STORAGE when ``exc`` says the disk (or the quota) is full."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ServiceError(
+            "INSUFFICIENT_STORAGE", "the server's disk is full", headers={"Retry-After": "60"}
+        )
+    return None
+
+
+def write_all(handle: IO[bytes], data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file; INSUFFICIENT_STORAGE on a full disk."""
+    view = memoryview(data)
+    try:
+        while view:
+            written = handle.write(view)
+            view = view[written or 0 :]
+    except OSError as exc:
+        raise (disk_full(exc) or exc) from exc
+
+
+def durable(handle: IO[bytes]) -> None:
+    """Flush ``handle`` to the disk; INSUFFICIENT_STORAGE on a full disk."""
+    try:
+        handle.flush()
+        os.fsync(handle.fileno())
+    except OSError as exc:
+        raise (disk_full(exc) or exc) from exc
+
+
 class Spool:
     """A file being received into the spool, counted and hashed as it is written.
 
@@ -149,19 +182,24 @@ class Spool:
 
     def __enter__(self) -> Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("xb")
+        # Unbuffered: a full disk shows at the write that hits it, not at a later flush.
+        self._handle = self.path.open("xb", buffering=0)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            self.close()
+        except (OSError, ServiceError):
+            pass  # the file goes anyway
+        finally:
+            self.path.unlink(missing_ok=True)
 
     def write(self, data: bytes) -> None:
         """Append ``data``; FILE_TOO_LARGE the moment the total passes the limit."""
         if self.size + len(data) > self.limit:
             raise too_large(self.limit)
         assert self._handle is not None, "the spool is not open"
-        self._handle.write(data)
+        write_all(self._handle, data)
         self._hash.update(data)
         self.size += len(data)
         count_upload_bytes("multipart", len(data))
@@ -169,9 +207,10 @@ class Spool:
     def close(self) -> None:
         """Flush the bytes to disk and close the file (it stays until the block ends)."""
         if self._handle is not None and not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+            try:
+                durable(self._handle)
+            finally:
+                self._handle.close()
 
     @property
     def sha256(self) -> str:
