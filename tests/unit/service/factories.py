@@ -6,8 +6,11 @@ test plays the worker (queued → running → succeeded) or the upload path (a p
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -218,3 +221,66 @@ class Rows:
 
 def files_under(storage_root: Path, prefix: str) -> list[str]:
     return sorted(p.name for p in (storage_root / prefix).rglob("*") if p.is_file())
+
+
+# --- requests straight to the app -----------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    consumed: int
+
+
+def asgi_request(
+    client: TestClient,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    chunks: Iterator[bytes],
+    *,
+    disconnect: bool = False,
+) -> Exchange:
+    """One request straight to the app; ``consumed`` counts the body bytes the app pulled.
+    With ``disconnect`` the client goes away when ``chunks`` run out."""
+    consumed = 0
+    messages: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        nonlocal consumed
+        chunk = next(chunks, None)
+        if chunk is None:
+            if disconnect:
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": b"", "more_body": False}
+        consumed += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return Exchange(
+        status=start["status"],
+        headers={k.decode(): v.decode() for k, v in start["headers"]},
+        body=body,
+        consumed=consumed,
+    )

@@ -6,7 +6,6 @@ A finished upload is probed like a multipart one: real media from the test kit b
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import asgi_request
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -277,47 +277,13 @@ def test_an_upload_resumes_from_the_servers_offset_and_finishes_ready(
     _problem(_patch(client, tus, url, len(dance), b"x"), 413, "FILE_TOO_LARGE")
 
 
-def _asgi(
-    client: TestClient, method: str, path: str, headers: dict[str, str], chunks: Iterator[bytes]
-) -> int:
-    """A request whose client goes away after ``chunks``; the status the app answered."""
-    messages: list[dict[str, Any]] = []
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-    }
-
-    async def receive() -> dict[str, Any]:
-        chunk = next(chunks, None)
-        if chunk is None:
-            return {"type": "http.disconnect"}
-        return {"type": "http.request", "body": chunk, "more_body": True}
-
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
-
-    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
-    status: int = next(m for m in messages if m["type"] == "http.response.start")["status"]
-    return status
-
-
 def test_bytes_that_arrived_before_a_disconnect_are_kept(
     client: TestClient, tus: dict[str, str], auth: dict[str, str], settings: Settings, dance: bytes
 ) -> None:
     url = _created(client, tus, len(dance))
     headers = {**tus, **OCTET, "Upload-Offset": "0", "Content-Length": str(len(dance))}
     arrived = iter([dance[:100_000], dance[100_000:250_000]])
-    _asgi(client, "PATCH", url, headers, arrived)
+    asgi_request(client, "PATCH", url, headers, arrived, disconnect=True)
     assert _offset(client, tus, url) == 250_000
     assert _part(settings, url).read_bytes() == dance[:250_000]
     assert _patch(client, tus, url, 250_000, dance[250_000:]).status_code == 204
@@ -332,7 +298,7 @@ def test_a_chunk_with_a_checksum_is_kept_only_whole(
     url = _created(client, tus, len(dance))
     checksum = f"sha1 {_b64(hashlib.sha1(dance[:250_000]).digest())}"
     headers = {**tus, **OCTET, "Upload-Offset": "0", "Upload-Checksum": checksum}
-    _asgi(client, "PATCH", url, headers, iter([dance[:100_000]]))
+    asgi_request(client, "PATCH", url, headers, iter([dance[:100_000]]), disconnect=True)
     assert _offset(client, tus, url) == 0
     assert _part(settings, url).stat().st_size == 0
 

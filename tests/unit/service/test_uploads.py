@@ -7,7 +7,6 @@ of it was read, because the test client reads a request body whole before the ap
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from factories import asgi_request
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import update
@@ -92,66 +92,6 @@ FORM_HEADERS = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
 # --- driving the ASGI app with a body that is read lazily ------------------------------------
-
-
-@dataclass
-class Exchange:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    consumed: int
-
-
-def asgi_request(
-    client: TestClient,
-    method: str,
-    path: str,
-    headers: dict[str, str],
-    chunks: Iterator[bytes],
-    *,
-    disconnect: bool = False,
-) -> Exchange:
-    """One request straight to the app; ``consumed`` counts the body bytes the app pulled.
-    With ``disconnect`` the client goes away when ``chunks`` run out."""
-    consumed = 0
-    messages: list[dict[str, Any]] = []
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-    }
-
-    async def receive() -> dict[str, Any]:
-        nonlocal consumed
-        chunk = next(chunks, None)
-        if chunk is None:
-            if disconnect:
-                return {"type": "http.disconnect"}
-            return {"type": "http.request", "body": b"", "more_body": False}
-        consumed += len(chunk)
-        return {"type": "http.request", "body": chunk, "more_body": True}
-
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
-
-    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
-    start = next(m for m in messages if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    return Exchange(
-        status=start["status"],
-        headers={k.decode(): v.decode() for k, v in start["headers"]},
-        body=body,
-        consumed=consumed,
-    )
 
 
 def _limited_client(
