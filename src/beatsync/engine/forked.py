@@ -1,0 +1,176 @@
+"""Run one call in a forked child process, beside the caller, and collect its result.
+
+Decoding audio is bound to the interpreter lock (PyAV's work per 1024-sample frame is small next
+to the Python around it), so two decoding threads run no faster than one; two processes use two
+cores. The child is forked, so it starts in a millisecond with everything already imported, and
+sends its result back through a pipe with pickle's out-of-band buffers: a NumPy array crosses
+as its raw bytes and is not copied again on arrival. An exception in the child is raised again
+in the caller.
+
+The child only computes and answers: it logs nothing (a lock that another thread held at the
+fork would stay locked in the child) and leaves by ``os._exit``. Forking is used only from the
+main thread on Linux; elsewhere (another OS, or ``sync()`` called from a host's worker thread,
+where other threads may be inside FFmpeg at the moment of the fork) the call runs in the
+caller's process when its result is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from .errors import ProcessingError
+
+__all__ = ["ForkedCall"]
+
+T = TypeVar("T")
+
+_LENGTH = struct.Struct("<Q")
+_PR_SET_PDEATHSIG = 1
+
+
+class ForkedCall(Generic[T]):
+    """``fn(*args)`` running in a forked child from construction on.
+
+    Call :meth:`result` once to wait for it, or :meth:`close` to abandon it (the child is
+    killed). The child also dies with the caller's process, so it never outlives a killed job.
+    Use as a context manager to close it whatever happens.
+    """
+
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        self._fn, self._args = fn, args
+        self._pid: int | None = None
+        self._fd: int | None = None
+        if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+            return
+        parent = os.getpid()
+        read, write = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about forking a process with threads; the child touches none
+            # of the parent's other threads' state (it decodes and exits).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read)
+            _child(write, parent, fn, args)
+        os.close(write)
+        self._pid, self._fd = pid, read
+
+    def __enter__(self) -> ForkedCall[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def result(self) -> T:
+        """The call's return value; its exception raised here if it failed."""
+        if self._fd is None:
+            return self._fn(*self._args)
+        try:
+            with os.fdopen(self._fd, "rb", closefd=True) as pipe:
+                self._fd = None
+                ok, value = _receive(pipe)
+        except (OSError, EOFError, pickle.UnpicklingError, struct.error) as exc:
+            raise ProcessingError(f"a helper process failed: {exc}") from exc
+        finally:
+            self._reap(kill=False)
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        result: T = value
+        return result
+
+    def close(self) -> None:
+        """Abandon the call if its result was not taken: kill the child, free the pipe."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._reap(kill=True)
+
+    def _reap(self, *, kill: bool) -> None:
+        if self._pid is None:
+            return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._pid, 0)
+        self._pid = None
+
+
+def _child(fd: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    code = 0
+    try:
+        _die_with(parent)
+        logging.disable(logging.CRITICAL)
+        try:
+            payload: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:  # sent to the caller, raised there
+            payload = (False, exc)
+        with os.fdopen(fd, "wb", closefd=True) as pipe:
+            try:
+                _send(pipe, payload)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                _send(pipe, (False, ProcessingError(f"a helper's result cannot be sent: {exc}")))
+    except BaseException:
+        code = 1  # the caller sees a short read
+    finally:
+        # No atexit handlers, no flushing of buffers inherited from the parent.
+        os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this child when the parent's thread ends; give up if already gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _send(pipe: Any, payload: tuple[bool, Any]) -> None:
+    buffers: list[pickle.PickleBuffer] = []
+    header = pickle.dumps(payload, protocol=5, buffer_callback=buffers.append)
+    views = [b.raw() for b in buffers]
+    pipe.write(_LENGTH.pack(len(header)) + _LENGTH.pack(len(views)))
+    for view in views:
+        pipe.write(_LENGTH.pack(view.nbytes))
+    pipe.write(header)
+    for view in views:
+        pipe.write(view)
+
+
+def _receive(pipe: Any) -> tuple[bool, Any]:
+    header_len, count = _LENGTH.unpack(_read(pipe, 8))[0], _LENGTH.unpack(_read(pipe, 8))[0]
+    sizes = [_LENGTH.unpack(_read(pipe, 8))[0] for _ in range(count)]
+    header = _read(pipe, header_len)
+    buffers = []
+    for size in sizes:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            n = pipe.readinto(view[got:])
+            if not n:
+                raise EOFError("the helper process ended early")
+            got += n
+        buffers.append(buffer)
+    ok, value = pickle.loads(header, buffers=buffers)
+    return bool(ok), value
+
+
+def _read(pipe: Any, size: int) -> bytes:
+    data: bytes = pipe.read(size)
+    if len(data) != size:
+        raise EOFError("the helper process ended early")
+    return data
