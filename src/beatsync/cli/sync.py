@@ -79,7 +79,10 @@ def _run_sync(args: argparse.Namespace) -> int:
     _check_sync_paths(args.dance, args.bgm, targets)
 
     from beatsync.engine import pipeline
+    from beatsync.engine.memory import tune_allocator
     from beatsync.engine.render import RenderParams
+
+    tune_allocator()
 
     options = pipeline.SyncOptions(
         offset=args.offset,

@@ -38,6 +38,7 @@ from typing import cast
 
 from sqlalchemy import Table, select, update
 
+from beatsync.engine.memory import tune_allocator
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus
 from beatsync.service.db.models import utcnow
@@ -97,6 +98,7 @@ class JobDelivery:
             from .embedded import limit_memory
 
             limit_memory(self.settings.job_memory_limit_mb)
+            tune_allocator()
             self._limited_pid = os.getpid()
         stop = _StopRequest()
         # From the start: Celery's soft time limit (or a cancel) may come before the run does.

@@ -37,6 +37,7 @@ from typing import cast
 
 from sqlalchemy import Table, select, update
 
+from beatsync.engine.memory import tune_allocator
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus
 from beatsync.service.db.models import utcnow
@@ -428,6 +429,7 @@ def _child_main(job_id: str, settings: Settings, target: JobTarget, lifeline: Co
     threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     limit_memory(settings.job_memory_limit_mb)
+    tune_allocator()
     # Below the API in the scheduler's eyes: a status poll must not wait behind a render.
     os.nice(JOB_NICENESS)
     signal.signal(signal.SIGTERM, _interrupt)
