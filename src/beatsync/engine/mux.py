@@ -73,14 +73,16 @@ class Muxer:
         self.audio_stream: AudioStream | None = None
         self.pending: Packet | None = None
 
-    def start_audio(self, plan: AudioPlan) -> None:
+    def start_audio(self, plan: AudioPlan, track: AudioTrack | None = None) -> None:
+        """Add the audio stream and start ``plan``'s encoders, or adopt ``track``, which was
+        started for this same plan."""
         # Added after the video stream and before the first packet. Its own encoder only
         # describes the track; the packets come from the workers' encoders.
         self.audio_stream = self.dst.add_stream("aac", rate=OUTPUT_RATE)
         self.audio_stream.layout = "stereo"
         self.audio_stream.bit_rate = plan.bitrate
         self.span = plan.samples / OUTPUT_RATE
-        self.audio = AudioTrack(plan)
+        self.audio = track if track is not None else AudioTrack(plan)
 
     @property
     def audio_seconds(self) -> float:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -17,7 +19,7 @@ from .errors import BeatSyncError, OptionsError, ProcessingError
 from .forked import ForkedCall
 from .mapping import Mapping
 from .probe import MediaInfo, probe
-from .render import RenderedOutput, RenderParams, render
+from .render import RenderedOutput, RenderParams, render, start_audio
 from .trim import Cut, find_cut
 
 if TYPE_CHECKING:
@@ -179,26 +181,41 @@ def sync(
             )
         del dance_audio, bgm_audio
         mapping = (opts.mapping or alignment.mapping).nudged(opts.nudge_ms)
-    with progress.stage("trim", "choosing the cut"):
-        cut = find_cut(
-            dance_info,
-            bgm_info,
-            mapping,
-            alignment.music,
-            start=opts.start,
-            end=opts.end,
-            trim=opts.trim,
-        )
-    with progress.stage("render", "writing the video"):
-        output = render(
-            dance_info,
-            bgm_info,
-            out_path,
-            mapping=mapping,
-            cut=cut,
-            params=opts.render,
-            on_progress=lambda f: progress.report("render", 0.9 * f, "writing the video"),
-        )
+    cut_for = functools.partial(
+        find_cut,
+        dance_info,
+        bgm_info,
+        mapping,
+        alignment.music,
+        start=opts.start,
+        end=opts.end,
+        trim=opts.trim,
+    )
+    with contextlib.ExitStack() as stack:
+        with progress.stage("trim", "choosing the cut"):
+            # The audio encoders start on the cut the music and the reference give, while the
+            # picture at its edges is checked; unless that moves an edge, the render adopts them.
+            early = stack.enter_context(
+                start_audio(
+                    dance_info,
+                    bgm_info,
+                    mapping=mapping,
+                    cut=cut_for(picture=False),
+                    params=opts.render,
+                )
+            )
+            cut = cut_for()
+        with progress.stage("render", "writing the video"):
+            output = render(
+                dance_info,
+                bgm_info,
+                out_path,
+                mapping=mapping,
+                cut=cut,
+                params=opts.render,
+                on_progress=lambda f: progress.report("render", 0.9 * f, "writing the video"),
+                early=early,
+            )
     result = SyncResult(
         dance=dance_info,
         bgm=bgm_info,

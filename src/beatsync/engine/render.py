@@ -9,7 +9,8 @@ reference time ``mapping.bgm_time(video_start − first_frame_time + τ)`` in ev
 By default the picture is stream-copied from the keyframe at or before the cut (``videocopy``
 chooses the packets); ``reencode`` writes H.264 instead. The audio (``audiotrack``) is decoded,
 resampled and AAC-encoded by worker threads while the main thread copies the video packets and
-``mux`` interleaves the two.
+``mux`` interleaves the two. The encoders can start before the cut is final
+(:func:`start_audio`): the render adopts them when the final cut calls for the same audio.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import av
 
 from .audiosource import OUTPUT_RATE, Source
-from .audiotrack import AAC_FRAME, AudioPlan
+from .audiotrack import AAC_FRAME, AudioPlan, AudioTrack
 from .errors import (
     BeatSyncError,
     NoAudioTrackError,
@@ -46,7 +47,7 @@ from .videocopy import RunSelector, dts_of, end_of_run, from_keyframe, pts_of, v
 if TYPE_CHECKING:
     from av.container import OutputContainer
 
-__all__ = ["OUTPUT_RATE", "RenderParams", "RenderedOutput", "render"]
+__all__ = ["OUTPUT_RATE", "EarlyAudio", "RenderParams", "RenderedOutput", "render", "start_audio"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,60 @@ class RenderedOutput:
     first_frame_time: float = 0.0
 
 
+class EarlyAudio:
+    """An audio track encoding for a cut that may still change; see :func:`start_audio`.
+
+    A context manager: leaving it stops the encoders unless a render took them over.
+    """
+
+    def __init__(self, track: AudioTrack | None = None) -> None:
+        self._track = track
+
+    def __enter__(self) -> EarlyAudio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def take(self) -> AudioTrack | None:
+        """The running track, handed over once."""
+        track, self._track = self._track, None
+        return track
+
+    def stop(self) -> None:
+        if self._track is not None:
+            self._track.stop()
+            self._track = None
+
+
+def start_audio(
+    dance: MediaInfo,
+    bgm: MediaInfo,
+    *,
+    mapping: Mapping,
+    cut: Cut,
+    params: RenderParams = RenderParams(),
+) -> EarlyAudio:
+    """Start encoding the audio a stream copy of ``cut`` would carry, before the cut is final.
+
+    The audio depends on the cut only through the keyframe the copy starts from and the end of
+    its last frame: while the picture at the edges is still being checked, the encoders can run.
+    :func:`render` adopts the track when the final cut leads to the same audio and stops it
+    otherwise. Nothing starts for a re-encode or for a cut that cannot be rendered (the render
+    reports the problem).
+    """
+    try:
+        video = _validate(dance, bgm, mapping, cut, params)
+        if params.reencode or video.codec not in _COPYABLE:
+            return EarlyAudio()
+        job = _Job(dance, video, bgm, mapping, cut, params, Reporter(None))
+        plan = job.copy_plan()
+    except (BeatSyncError, av.error.FFmpegError, OSError) as exc:
+        log.debug("the audio waits for the final cut: %s", exc)
+        return EarlyAudio()
+    return EarlyAudio(AudioTrack(plan))
+
+
 def render(
     dance: MediaInfo,
     bgm: MediaInfo,
@@ -108,6 +163,7 @@ def render(
     cut: Cut,
     params: RenderParams = RenderParams(),
     on_progress: Progress | None = None,
+    early: EarlyAudio | None = None,
 ) -> RenderedOutput:
     """Write ``out``: the dance picture over ``cut`` with the reference audio placed by ``mapping``.
 
@@ -129,6 +185,8 @@ def render(
         Copy or re-encode, fades, audio bitrate, live mix.
     on_progress
         Called with the finished fraction in [0, 1], never decreasing.
+    early
+        Audio started by :func:`start_audio`; used if it fits this cut, stopped either way.
 
     Returns
     -------
@@ -151,7 +209,8 @@ def render(
         os.close(fd)
         tmp = Path(name)
         report = Reporter(on_progress)
-        result = _Job(dance, video, bgm, mapping, cut, params, report).write(tmp)
+        job = _Job(dance, video, bgm, mapping, cut, params, report, early=early)
+        result = job.write(tmp)
         result = dataclasses.replace(result, path=str(out), size_bytes=tmp.stat().st_size)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the output is an ordinary file
         report(1.0)
@@ -163,6 +222,9 @@ def render(
         if isinstance(exc, BeatSyncError) or not isinstance(exc, Exception):
             raise
         raise ProcessingError(f"rendering failed: {exc}", path=str(out)) from exc
+    finally:
+        if early is not None:
+            early.stop()
     log.info("rendered %s: %.3f–%.3f s", out, result.video_start, result.video_end)
     return result
 
@@ -205,9 +267,12 @@ class _Job:
         cut: Cut,
         params: RenderParams,
         report: Reporter,
+        *,
+        early: EarlyAudio | None = None,
     ) -> None:
         self.dance, self.video, self.bgm = dance, video, bgm
         self.mapping, self.cut, self.params, self.report = mapping, cut, params, report
+        self.early = early
         self.tb = video.time_base
 
     def ticks(self, seconds: float, *, up: bool = False) -> int:
@@ -251,7 +316,23 @@ class _Job:
 
     def _start_audio(self, muxer: Muxer, origin: int, end: int) -> None:
         """Start the audio for output time 0 = dance tick ``origin`` through dance tick ``end``."""
-        muxer.start_audio(self._plan(self.seconds(origin), self.seconds(end)))
+        plan = self._plan(self.seconds(origin), self.seconds(end))
+        early = self.early.take() if self.early is not None else None
+        if early is not None and early.plan != plan:
+            log.debug("the cut changed after the audio started; encoding it again")
+            early.stop()
+            early = None
+        muxer.start_audio(plan, early)
+
+    def copy_plan(self) -> AudioPlan:
+        """The audio a stream copy of the cut carries (what :meth:`_copy` plans)."""
+        path, index = self.dance.path, self.video.index
+        container, packets = from_keyframe(path, index, self.ticks(self.cut.start))
+        with container:
+            key = next(packets)
+        origin, start = dts_of(key), pts_of(key)
+        end_pts = end_of_run(path, index, start, self.ticks(self.cut.end), copy=True)
+        return self._plan(self.seconds(origin), self.seconds(end_pts))
 
     def _plan(self, origin: float, end: float) -> AudioPlan:
         """The audio for output time 0 = dance time ``origin`` through dance time ``end`` (s)."""

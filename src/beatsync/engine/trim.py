@@ -39,12 +39,14 @@ def find_cut(
     start: float | None = None,
     end: float | None = None,
     trim: bool = True,
+    picture: bool = True,
 ) -> Cut:
     """The span of the dance video to keep, in dance seconds.
 
     With ``trim``: where the music is heard (``music``), within what the reference covers under
     ``mapping``, minus black or frozen picture at either end. ``start`` and ``end`` override the
-    computed edges; ``trim=False`` keeps the whole video unless they are given.
+    computed edges; ``trim=False`` keeps the whole video unless they are given. ``picture=False``
+    skips the check for black or frozen picture (the cheap part alone, to start work early).
 
     Raises
     ------
@@ -71,7 +73,7 @@ def find_cut(
             edges_end.append((mapping.dance_time(ref_hi), "reference"))
         lo, lo_why = max(edges_start)
         hi, hi_why = min(edges_end)
-        if hi > lo:
+        if hi > lo and picture:
             good_lo, good_hi = good_picture_span(dance, lo, hi)
             if good_lo > lo:
                 lo, lo_why = good_lo, "picture"

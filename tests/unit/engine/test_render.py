@@ -33,6 +33,7 @@ from beatsync.engine import (
     probe,
     render,
 )
+from beatsync.engine.render import start_audio
 
 audiosource = importlib.import_module("beatsync.engine.audiosource")
 audiotrack = importlib.import_module("beatsync.engine.audiotrack")
@@ -589,6 +590,73 @@ def test_failure_in_the_audio_workers_leaves_no_partial_file(
             cut=Cut(0.5, 7.0, "user", "user"),
         )
     _no_leftovers(tmp_path)
+
+
+class _CountedTracks:
+    """Every AudioTrack made while patched in, so a test can see which ones ran."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.made: list[object] = []
+        original = audiotrack.AudioTrack.__init__
+
+        def init(track: object, plan: object) -> None:
+            original(track, plan)
+            self.made.append(track)
+
+        monkeypatch.setattr(audiotrack.AudioTrack, "__init__", init)
+
+
+def test_audio_started_before_the_cut_is_final_is_adopted_when_it_fits(
+    render_media: dict[str, MediaInfo],
+    render_reference: Track,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracks = _CountedTracks(monkeypatch)
+    dance, bgm = render_media["h264"], render_media["bgm"]
+    mapping = Mapping(1.7, 1.0003)
+    # The picture check moved the start within the same group of pictures: same keyframe, same
+    # end, so the same audio.
+    early = start_audio(dance, bgm, mapping=mapping, cut=Cut(2.1, 6.3, "music", "music"))
+    cut = Cut(2.45, 6.3, "picture", "music")
+    result = render(dance, bgm, tmp_path / "out.mp4", mapping=mapping, cut=cut, early=early)
+    assert len(tracks.made) == 1
+    check_copy(result, dance, mapping, cut, render_reference)
+
+
+def test_audio_started_for_another_cut_is_stopped_and_encoded_again(
+    render_media: dict[str, MediaInfo],
+    render_reference: Track,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracks = _CountedTracks(monkeypatch)
+    dance, bgm = render_media["h264"], render_media["bgm"]
+    mapping = Mapping(1.7, 1.0003)
+    early = start_audio(dance, bgm, mapping=mapping, cut=Cut(2.45, 7.0, "music", "music"))
+    cut = Cut(3.2, 6.3, "picture", "picture")  # a later keyframe and an earlier end
+    result = render(dance, bgm, tmp_path / "out.mp4", mapping=mapping, cut=cut, early=early)
+    assert len(tracks.made) == 2
+    first = tracks.made[0]
+    assert isinstance(first, audiotrack.AudioTrack)
+    assert first.cancel.is_set()
+    assert not any(thread.is_alive() for thread in first.threads)
+    check_copy(result, dance, mapping, cut, render_reference)
+
+
+def test_no_audio_starts_early_for_a_reencode_or_a_cut_that_cannot_be_rendered(
+    render_media: dict[str, MediaInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracks = _CountedTracks(monkeypatch)
+    dance, bgm = render_media["h264"], render_media["bgm"]
+    cut = Cut(2.45, 6.3, "music", "music")
+    with start_audio(
+        dance, bgm, mapping=Mapping(1.7), cut=cut, params=RenderParams(reencode=True)
+    ) as early:
+        assert early.take() is None
+    with start_audio(dance, bgm, mapping=Mapping(1.7), cut=Cut(50.0, 60.0, "user", "user")) as late:
+        assert late.take() is None
+    assert tracks.made == []
 
 
 def fake_packets(order: list[tuple[int, int, bool]]) -> list[SimpleNamespace]:
