@@ -13,6 +13,7 @@ README's ``docs/screenshot.png``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -580,8 +581,19 @@ def test_upload_resumes_after_a_reload(served: Served, browser: Browser, tmp_pat
 def test_cancel_a_running_job(
     served: Served, browser: Browser, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    other = build_case(case_named("small-degraded"), tmp_path_factory.mktemp("cancel"))
-    context = phone(browser)
+    # A long recording, so the job still runs when the click lands; and no smooth scrolling,
+    # which moves the button under the pointer while the page brings the job into view.
+    long = dataclasses.replace(
+        case_named("small-degraded"),
+        name="degraded-long",
+        track="etr/calmrace-ks",
+        ref_start=0.0,
+        ref_end=110.0,
+        play_from=3.0,
+        play_duration=100.0,
+    )
+    other = build_case(long, tmp_path_factory.mktemp("cancel"))
+    context = phone(browser, reduced_motion="reduce")
     watch = Watch()
     page = open_page(context, served, watch)
     page.set_input_files("#dance-input", str(other.dance))
