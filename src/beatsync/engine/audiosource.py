@@ -1,13 +1,17 @@
 """One audio stream decoded at its own rate and resampled, block by block, onto the output grid.
 
 The output is 48 kHz stereo; a source is laid on it by a start time and a speed (the mapping's
-scale), so each source sample lands where the mapping puts it, to a fraction of a sample.
+scale), so each source sample lands where the mapping puts it, to a fraction of a sample. The
+samples come from the file (:class:`StreamDecoder`) or from a :class:`DecodedStream` that a
+forked child filled ahead of time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,19 +23,20 @@ from av.stream import Discard
 from numpy.typing import NDArray
 
 from .errors import ProcessingError
-from .probe import open_media
+from .probe import AudioInfo, open_media
 from .resample import PolyphaseResampler, kaiser_lowpass
 
 if TYPE_CHECKING:
     from av.audio.stream import AudioStream
     from av.container import InputContainer
 
-__all__ = ["OUTPUT_RATE", "Audio", "ResampledSource", "Source"]
+__all__ = ["OUTPUT_RATE", "Audio", "DecodedStream", "ResampledSource", "Source", "StreamDecoder"]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_RATE = 48_000
 _SEEK_MARGIN = 1.0  # seconds decoded before the first sample needed (decoder warm-up)
+_DECODED_MARGIN = 1.0  # seconds held beyond a decoded stream's stated edges
 # Containers whose seeks give exact timestamps; elsewhere (MP3, raw AAC) a seek estimates the
 # time from the byte position, so the audio is decoded from the start instead.
 _EXACT_SEEK = ("mov", "mp4", "matroska", "webm", "ogg", "wav", "flac", "aiff", "caf")
@@ -43,7 +48,8 @@ Audio = NDArray[np.float32]
 class Source:
     """An audio stream laid on the output: output sample n is source time t0 + scale·n/48000 s.
 
-    ``span`` (output samples) is where the source has sound; its edges are faded.
+    ``span`` (output samples) is where the source has sound; its edges are faded. ``decoded``,
+    when given, holds the whole stream already decoded: it is read instead of the file.
     """
 
     path: str
@@ -52,6 +58,7 @@ class Source:
     scale: float
     gain: float = 1.0
     span: tuple[float, float] | None = None
+    decoded: DecodedStream | None = None
 
 
 _FULL_SCALE = {
@@ -95,6 +102,123 @@ def _audio_stream(container: InputContainer, index: int) -> AudioStream:
     raise ProcessingError(f"the file has no audio stream #{index}")
 
 
+class StreamDecoder:
+    """One audio stream's frames as (first sample index, stereo samples) on the stream's own
+    timeline, in decode order."""
+
+    def __init__(self, path: str, index: int) -> None:
+        self.path = path
+        self.container = open_media(path)
+        try:
+            self.stream = _audio_stream(self.container, index)
+            for other in self.container.streams:
+                if other.index != index:
+                    other.discard = Discard.all  # an MP4 demuxer then skips their bytes
+            self.rate: int = self.stream.codec_context.sample_rate
+            if not self.rate:
+                raise ProcessingError("the audio stream has no sample rate", path=path)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def blocks(self, start: int) -> Iterator[tuple[int, Audio]]:
+        """(first sample index, samples) per frame, from a little before sample ``start``."""
+        tb = self.stream.time_base or Fraction(1, self.rate)
+        scale = Fraction(tb) * self.rate
+        exact = any(name in self.container.format.name for name in _EXACT_SEEK)
+        if exact and start / self.rate > float((self.stream.start_time or 0) * tb):
+            target = math.floor(Fraction(start, self.rate) / tb)
+            self.container.seek(target, backward=True, stream=self.stream)
+        tolerance = math.ceil(1.5 * scale) + 2  # timestamps rounded to a coarse tick jitter
+        expected: int | None = None
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                log.warning("skipping an undecodable audio packet in %s", self.path)
+                continue
+            for frame in frames:
+                if frame.sample_rate != self.rate:
+                    raise ProcessingError("the sample rate changes", path=self.path)
+                if frame.pts is None:
+                    position = expected or 0
+                else:
+                    position = round(frame.pts * scale)
+                    if expected is not None and abs(position - expected) <= tolerance:
+                        position = expected
+                expected = position + frame.samples
+                yield position, _as_stereo(frame)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class DecodedStream:
+    """A whole audio stream decoded ahead into memory that a forked child can fill.
+
+    The memory is an anonymous shared mapping made before the fork: the child decodes into it
+    (:meth:`fill`, on a core the alignment leaves free) and the renderer then reads samples
+    instead of decoding the file again. Streams longer than about six minutes are not held
+    (:meth:`for_stream` says ``None``) and are decoded while rendering, as before.
+    """
+
+    MAX_BYTES = 128 << 20
+
+    def __init__(self, path: str, index: int, rate: int, first: int, capacity: int) -> None:
+        self.path, self.index, self.rate = path, index, rate
+        self.first = first  # stream sample index of column 0
+        self._memory = mmap.mmap(-1, 2 * capacity * 4)
+        self.samples: Audio = np.frombuffer(self._memory, np.float32).reshape(2, capacity)
+        self.span: tuple[int, int] | None = None  # samples decoded, once filled
+
+    @classmethod
+    def for_stream(cls, path: str, info: AudioInfo, duration: float) -> DecodedStream | None:
+        """Memory for ``info``'s stream, or ``None`` when it would take too much."""
+        rate = info.sample_rate
+        length = info.duration or duration
+        if rate <= 0 or not math.isfinite(length) or length <= 0:
+            return None
+        capacity = math.ceil((length + 2 * _DECODED_MARGIN) * rate)
+        if 2 * capacity * 4 > cls.MAX_BYTES:
+            return None
+        first = math.floor((info.start_time - _DECODED_MARGIN) * rate)
+        return cls(path, info.index, rate, first, capacity)
+
+    def fill(self) -> tuple[int, int]:
+        """Decode the stream into the memory (in the child); the span of samples written."""
+        decoder = StreamDecoder(self.path, self.index)
+        capacity = self.samples.shape[1]
+        lo, hi = math.inf, -math.inf
+        try:
+            if decoder.rate != self.rate:
+                raise ProcessingError("the sample rate differs from the probe's", path=self.path)
+            for position, data in decoder.blocks(0):
+                at = position - self.first
+                if at < 0 or at + data.shape[1] > capacity:
+                    raise ProcessingError("the stream runs past its stated length", path=self.path)
+                self.samples[:, at : at + data.shape[1]] = data
+                lo, hi = min(lo, position), max(hi, position + data.shape[1])
+        finally:
+            decoder.close()
+        if lo >= hi:
+            raise ProcessingError("the audio stream holds no samples", path=self.path)
+        return int(lo), int(hi)
+
+    def read(self, start: int, stop: int) -> Audio:
+        """Stream samples [start, stop) as (2, stop − start); silence outside what was decoded."""
+        out = np.zeros((2, stop - start), np.float32)
+        if self.span is not None:
+            lo, hi = max(start, self.span[0]), min(stop, self.span[1])
+            if lo < hi:
+                out[:, lo - start : hi - start] = self.samples[:, lo - self.first : hi - self.first]
+        return out
+
+    def close(self) -> None:
+        del self.samples
+        with contextlib.suppress(BufferError):  # a view still alive: the GC frees it later
+            self._memory.close()
+
+
 class ResampledSource:
     """A source decoded at its native rate and resampled, block by block, onto the output grid.
 
@@ -106,14 +230,15 @@ class ResampledSource:
 
     def __init__(self, source: Source, first: int) -> None:
         self.source = source
-        self.container = open_media(source.path)
-        self.stream = _audio_stream(self.container, source.index)
-        for other in self.container.streams:
-            if other.index != source.index:
-                other.discard = Discard.all  # an MP4 demuxer then skips their bytes
-        self.rate = rate = self.stream.codec_context.sample_rate
-        if not rate:
-            raise ProcessingError("the audio stream has no sample rate", path=source.path)
+        self.decoded: DecodedStream | None = None
+        self.decoder: StreamDecoder | None = None
+        if source.decoded is not None and source.decoded.span is not None:
+            self.decoded = source.decoded
+            rate = source.decoded.rate
+        else:
+            self.decoder = StreamDecoder(source.path, source.index)
+            rate = self.decoder.rate
+        self.rate = rate
         target = OUTPUT_RATE / (source.scale * rate)
         for limit in (64, 256, 1024, 4096, 16384):
             ratio = Fraction(target).limit_denominator(limit)
@@ -130,38 +255,12 @@ class ResampledSource:
         self.phase = int(self.origin * pow(self.up, -1, self.down)) % self.down
         self.blocks: list[tuple[int, Audio]] = []
         start = (self.origin + first * self.down) // self.up - int(_SEEK_MARGIN * rate)
-        self.frames = self._decode(start)
-
-    def _decode(self, start: int) -> Iterator[tuple[int, Audio]]:
-        """(first sample index, samples) per frame, indices on the source's own timeline."""
-        tb = self.stream.time_base or Fraction(1, self.rate)
-        scale = Fraction(tb) * self.rate
-        exact = any(name in self.container.format.name for name in _EXACT_SEEK)
-        if exact and start / self.rate > float((self.stream.start_time or 0) * tb):
-            target = math.floor(Fraction(start, self.rate) / tb)
-            self.container.seek(target, backward=True, stream=self.stream)
-        tolerance = math.ceil(1.5 * scale) + 2  # timestamps rounded to a coarse tick jitter
-        expected: int | None = None
-        for packet in self.container.demux(self.stream):
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                log.warning("skipping an undecodable audio packet in %s", self.source.path)
-                continue
-            for frame in frames:
-                if frame.sample_rate != self.rate:
-                    raise ProcessingError("the sample rate changes", path=self.source.path)
-                if frame.pts is None:
-                    position = expected or 0
-                else:
-                    position = round(frame.pts * scale)
-                    if expected is not None and abs(position - expected) <= tolerance:
-                        position = expected
-                expected = position + frame.samples
-                yield position, _as_stereo(frame)
+        self.frames = iter(()) if self.decoder is None else self.decoder.blocks(start)
 
     def _fetch(self, start: int, stop: int) -> Audio:
         """Source samples [start, stop); silence where the source has none."""
+        if self.decoded is not None:
+            return self.decoded.read(start, stop)
         while not self.blocks or self.blocks[-1][0] + self.blocks[-1][1].shape[1] < stop:
             block = next(self.frames, None)
             if block is None:
@@ -189,4 +288,5 @@ class ResampledSource:
         return np.ascontiguousarray(out[:, skip : skip + n1 - n0], dtype=np.float32)
 
     def close(self) -> None:
-        self.container.close()
+        if self.decoder is not None:
+            self.decoder.close()

@@ -50,6 +50,7 @@ class ForkedCall(Generic[T]):
     def __init__(self, fn: Callable[..., T], *args: Any) -> None:
         self._fn, self._args = fn, args
         self._pid: int | None = None
+        self._forked = False
         self._fd: int | None = None
         if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
             return
@@ -64,7 +65,12 @@ class ForkedCall(Generic[T]):
             os.close(read)
             _child(write, parent, fn, args)
         os.close(write)
-        self._pid, self._fd = pid, read
+        self._pid, self._fd, self._forked = pid, read, True
+
+    @property
+    def forked(self) -> bool:
+        """Whether a child runs the call (otherwise :meth:`result` runs it here)."""
+        return self._forked
 
     def __enter__(self) -> ForkedCall[T]:
         return self

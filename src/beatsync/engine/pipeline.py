@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .audiosource import DecodedStream
 from .decode import decode_audio
 from .errors import BeatSyncError, OptionsError, ProcessingError
 from .forked import ForkedCall
@@ -172,26 +173,29 @@ def sync(
         from .align import AlignParams, align_signals, assess_mapping
 
         bgm_audio = bgm_decoding.result()
-    with progress.stage("align", "finding the music in the recording"):
-        if opts.mapping is not None:
-            alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
-        else:
-            alignment = align_signals(
-                dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
-            )
-        del dance_audio, bgm_audio
-        mapping = (opts.mapping or alignment.mapping).nudged(opts.nudge_ms)
-    cut_for = functools.partial(
-        find_cut,
-        dance_info,
-        bgm_info,
-        mapping,
-        alignment.music,
-        start=opts.start,
-        end=opts.end,
-        trim=opts.trim,
-    )
     with contextlib.ExitStack() as stack:
+        # The reference decodes whole, at its own rate, in a forked child while the alignment
+        # runs: the render then reads it instead of decoding the file on its busiest cores.
+        reference = stack.enter_context(_decoded_ahead(bgm_info))
+        with progress.stage("align", "finding the music in the recording"):
+            if opts.mapping is not None:
+                alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
+            else:
+                alignment = align_signals(
+                    dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
+                )
+            del dance_audio, bgm_audio
+            mapping = (opts.mapping or alignment.mapping).nudged(opts.nudge_ms)
+        cut_for = functools.partial(
+            find_cut,
+            dance_info,
+            bgm_info,
+            mapping,
+            alignment.music,
+            start=opts.start,
+            end=opts.end,
+            trim=opts.trim,
+        )
         with progress.stage("trim", "choosing the cut"):
             # The audio encoders start on the cut the music and the reference give, while the
             # picture at its edges is checked; unless that moves an edge, the render adopts them.
@@ -202,6 +206,7 @@ def sync(
                     mapping=mapping,
                     cut=cut_for(picture=False),
                     params=opts.render,
+                    decoded=reference.ready(),
                 )
             )
             cut = cut_for()
@@ -215,6 +220,7 @@ def sync(
                 params=opts.render,
                 on_progress=lambda f: progress.report("render", 0.9 * f, "writing the video"),
                 early=early,
+                decoded=reference.ready(),
             )
     result = SyncResult(
         dance=dance_info,
@@ -278,3 +284,37 @@ def _write_artifacts(
 def _remove(paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
+
+
+class _Ahead:
+    """A reference stream being decoded by a forked child; :meth:`ready` waits for it."""
+
+    def __init__(self, decoded: DecodedStream | None, filling: ForkedCall[tuple[int, int]] | None):
+        self._decoded, self._filling = decoded, filling
+
+    def ready(self) -> DecodedStream | None:
+        """The decoded stream, or ``None`` if there is none (the render decodes the file)."""
+        if self._filling is not None:
+            filling, self._filling = self._filling, None
+            try:
+                assert self._decoded is not None
+                self._decoded.span = filling.result()
+            except BeatSyncError as exc:
+                log.debug("the reference is decoded while rendering: %s", exc)
+                self._decoded = None
+        return self._decoded
+
+
+@contextmanager
+def _decoded_ahead(info: MediaInfo) -> Iterator[_Ahead]:
+    audio = info.audio
+    decoded = None if audio is None else DecodedStream.for_stream(info.path, audio, info.duration)
+    if decoded is None:
+        yield _Ahead(None, None)
+        return
+    try:
+        with ForkedCall(decoded.fill) as filling:
+            # Without a child the render decodes as it goes: decoding here first would wait.
+            yield _Ahead(decoded, filling) if filling.forked else _Ahead(None, None)
+    finally:
+        decoded.close()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import av
 
-from .audiosource import OUTPUT_RATE, Source
+from .audiosource import OUTPUT_RATE, DecodedStream, Source
 from .audiotrack import AAC_FRAME, AudioPlan, AudioTrack
 from .errors import (
     BeatSyncError,
@@ -133,6 +133,7 @@ def start_audio(
     mapping: Mapping,
     cut: Cut,
     params: RenderParams = RenderParams(),
+    decoded: DecodedStream | None = None,
 ) -> EarlyAudio:
     """Start encoding the audio a stream copy of ``cut`` would carry, before the cut is final.
 
@@ -140,13 +141,13 @@ def start_audio(
     its last frame: while the picture at the edges is still being checked, the encoders can run.
     :func:`render` adopts the track when the final cut leads to the same audio and stops it
     otherwise. Nothing starts for a re-encode or for a cut that cannot be rendered (the render
-    reports the problem).
+    reports the problem). ``decoded`` as for :func:`render`.
     """
     try:
         video = _validate(dance, bgm, mapping, cut, params)
         if params.reencode or video.codec not in _COPYABLE:
             return EarlyAudio()
-        job = _Job(dance, video, bgm, mapping, cut, params, Reporter(None))
+        job = _Job(dance, video, bgm, mapping, cut, params, Reporter(None), decoded=decoded)
         plan = job.copy_plan()
     except (BeatSyncError, av.error.FFmpegError, OSError) as exc:
         log.debug("the audio waits for the final cut: %s", exc)
@@ -164,6 +165,7 @@ def render(
     params: RenderParams = RenderParams(),
     on_progress: Progress | None = None,
     early: EarlyAudio | None = None,
+    decoded: DecodedStream | None = None,
 ) -> RenderedOutput:
     """Write ``out``: the dance picture over ``cut`` with the reference audio placed by ``mapping``.
 
@@ -187,6 +189,9 @@ def render(
         Called with the finished fraction in [0, 1], never decreasing.
     early
         Audio started by :func:`start_audio`; used if it fits this cut, stopped either way.
+    decoded
+        The reference's audio stream already decoded (:class:`~.audiosource.DecodedStream`),
+        read instead of decoding the file again.
 
     Returns
     -------
@@ -209,7 +214,7 @@ def render(
         os.close(fd)
         tmp = Path(name)
         report = Reporter(on_progress)
-        job = _Job(dance, video, bgm, mapping, cut, params, report, early=early)
+        job = _Job(dance, video, bgm, mapping, cut, params, report, early=early, decoded=decoded)
         result = job.write(tmp)
         result = dataclasses.replace(result, path=str(out), size_bytes=tmp.stat().st_size)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the output is an ordinary file
@@ -269,10 +274,11 @@ class _Job:
         report: Reporter,
         *,
         early: EarlyAudio | None = None,
+        decoded: DecodedStream | None = None,
     ) -> None:
         self.dance, self.video, self.bgm = dance, video, bgm
         self.mapping, self.cut, self.params, self.report = mapping, cut, params, report
-        self.early = early
+        self.early, self.decoded = early, decoded
         self.tb = video.time_base
 
     def ticks(self, seconds: float, *, up: bool = False) -> int:
@@ -344,7 +350,17 @@ class _Job:
             (m.dance_time(ref_start) - origin) * OUTPUT_RATE,
             (m.dance_time(ref_end) - origin) * OUTPUT_RATE,
         )
-        sources = [Source(self.bgm.path, reference.index, m.bgm_time(origin), m.scale, span=edges)]
+        decoded = self.decoded if self.decoded and self.decoded.index == reference.index else None
+        sources = [
+            Source(
+                self.bgm.path,
+                reference.index,
+                m.bgm_time(origin),
+                m.scale,
+                span=edges,
+                decoded=decoded,
+            )
+        ]
         live = self.params.live_mix_db
         if live is not None and self.dance.audio is not None:
             gain = 10 ** (live / 20)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import av
@@ -105,3 +107,39 @@ def test_contradictory_edges_are_refused_before_any_work(small_case, tmp_path: P
     with pytest.raises(OptionsError):
         sync(case.dance, case.bgm, tmp_path / "out.mp4", options=SyncOptions(start=5.0, end=4.0))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_from_a_worker_thread_the_same_answer_comes_without_helper_processes(
+    small_case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A host calling sync() from its own threads gets no forks (other threads may be inside
+    FFmpeg at the moment of a fork); the result is the one the main thread gets."""
+    case = small_case("small-clean")
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    main = sync(case.dance, case.bgm, tmp_path / "main.mp4")
+    assert len(forks) == 2  # the reference's analysis decode, and its decode ahead for the render
+    forks.clear()
+    results: list[object] = []
+    worker = threading.Thread(
+        target=lambda: results.append(sync(case.dance, case.bgm, tmp_path / "thread.mp4"))
+    )
+    worker.start()
+    worker.join()
+    assert forks == []
+    (threaded,) = results
+    assert isinstance(threaded, type(main))
+    assert threaded.mapping == main.mapping
+    assert threaded.cut == main.cut
+    # Output time τ shows dance time video_start − first_frame_time + τ.
+    shift = threaded.output.first_frame_time - threaded.output.video_start
+    start, end = threaded.cut.start + 0.6, threaded.cut.end - 0.6
+    times = [t + shift for t in (start, (start + end) / 2, end)]
+    errors = sync_errors(tmp_path / "thread.mp4", case, times=times)
+    assert all(abs(e) <= 5.0 for e in errors), errors

@@ -7,6 +7,7 @@ reference to a fraction of a sample. Every check reads the output file back.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import struct
 import threading
@@ -657,6 +658,83 @@ def test_no_audio_starts_early_for_a_reencode_or_a_cut_that_cannot_be_rendered(
     with start_audio(dance, bgm, mapping=Mapping(1.7), cut=Cut(50.0, 60.0, "user", "user")) as late:
         assert late.take() is None
     assert tracks.made == []
+
+
+def _decoded(info: MediaInfo) -> audiosource.DecodedStream:
+    """The stream decoded ahead in a forked child, as the pipeline does."""
+    from beatsync.engine.forked import ForkedCall
+
+    assert info.audio is not None
+    decoded = audiosource.DecodedStream.for_stream(info.path, info.audio, info.duration)
+    assert decoded is not None
+    with ForkedCall(decoded.fill) as filling:
+        assert filling.forked
+        decoded.span = filling.result()
+    return decoded
+
+
+def test_a_stream_decoded_ahead_holds_what_decoding_the_file_gives(
+    render_media: dict[str, MediaInfo],
+) -> None:
+    info = render_media["bgm"]
+    decoded = _decoded(info)
+    decoder = audiosource.StreamDecoder(info.path, info.audio.index if info.audio else 0)
+    blocks = list(decoder.blocks(0))
+    decoder.close()
+    lo, hi = blocks[0][0], blocks[-1][0] + blocks[-1][1].shape[1]
+    assert decoded.span == (lo, hi)
+    whole = np.concatenate([b for _, b in blocks], axis=1)
+    np.testing.assert_array_equal(decoded.read(lo, hi), whole)
+    # Silence outside what was decoded, on both sides.
+    edges = decoded.read(lo - 100, lo + 10)
+    np.testing.assert_array_equal(edges[:, :100], 0.0)
+    np.testing.assert_array_equal(edges[:, 100:], whole[:, :10])
+    decoded.close()
+
+
+def test_a_stream_too_long_to_hold_is_decoded_while_rendering(
+    render_media: dict[str, MediaInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = render_media["bgm"]
+    assert info.audio is not None
+    monkeypatch.setattr(audiosource.DecodedStream, "MAX_BYTES", 1 << 20)
+    assert audiosource.DecodedStream.for_stream(info.path, info.audio, info.duration) is None
+
+
+def test_a_stream_longer_than_its_probe_said_is_refused_by_the_child(
+    render_media: dict[str, MediaInfo],
+) -> None:
+    info = render_media["bgm"]
+    assert info.audio is not None
+    short = dataclasses.replace(info.audio, duration=3.0)
+    decoded = audiosource.DecodedStream.for_stream(info.path, short, 3.0)
+    assert decoded is not None
+    with pytest.raises(ProcessingError, match="past its stated length"):
+        decoded.fill()
+    decoded.close()
+
+
+def test_render_reads_the_decoded_reference_instead_of_the_file(
+    render_media: dict[str, MediaInfo],
+    render_reference: Track,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dance, bgm = render_media["h264"], render_media["bgm"]
+    decoded = _decoded(bgm)
+    opened: list[str] = []
+    original = audiosource.StreamDecoder.__init__
+
+    def spy(decoder: object, path: str, index: int) -> None:
+        opened.append(path)
+        original(decoder, path, index)
+
+    monkeypatch.setattr(audiosource.StreamDecoder, "__init__", spy)
+    mapping, cut = Mapping(1.7, 1.0003), Cut(2.45, 6.3, "music", "music")
+    result = render(dance, bgm, tmp_path / "out.mp4", mapping=mapping, cut=cut, decoded=decoded)
+    assert opened == []
+    check_copy(result, dance, mapping, cut, render_reference)
+    decoded.close()
 
 
 def fake_packets(order: list[tuple[int, int, bool]]) -> list[SimpleNamespace]:
