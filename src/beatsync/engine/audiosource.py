@@ -102,6 +102,27 @@ def _audio_stream(container: InputContainer, index: int) -> AudioStream:
     raise ProcessingError(f"the file has no audio stream #{index}")
 
 
+class _Placer:
+    """Where each frame's first sample goes on the stream's timeline: at its timestamp, except
+    that a frame stamped within a tick's rounding of where the previous one ended continues it
+    exactly (timestamps rounded to a coarse tick jitter)."""
+
+    def __init__(self, rate: int, time_base: Fraction) -> None:
+        self.scale = Fraction(time_base) * rate
+        self.tolerance = math.ceil(1.5 * self.scale) + 2
+        self.expected: int | None = None
+
+    def place(self, frame: av.AudioFrame) -> int:
+        if frame.pts is None:
+            position = self.expected or 0
+        else:
+            position = round(frame.pts * self.scale)
+            if self.expected is not None and abs(position - self.expected) <= self.tolerance:
+                position = self.expected
+        self.expected = position + frame.samples
+        return position
+
+
 class StreamDecoder:
     """One audio stream's frames as (first sample index, stereo samples) on the stream's own
     timeline, in decode order."""
@@ -124,13 +145,11 @@ class StreamDecoder:
     def blocks(self, start: int) -> Iterator[tuple[int, Audio]]:
         """(first sample index, samples) per frame, from a little before sample ``start``."""
         tb = self.stream.time_base or Fraction(1, self.rate)
-        scale = Fraction(tb) * self.rate
         exact = any(name in self.container.format.name for name in _EXACT_SEEK)
         if exact and start / self.rate > float((self.stream.start_time or 0) * tb):
             target = math.floor(Fraction(start, self.rate) / tb)
             self.container.seek(target, backward=True, stream=self.stream)
-        tolerance = math.ceil(1.5 * scale) + 2  # timestamps rounded to a coarse tick jitter
-        expected: int | None = None
+        placer = _Placer(self.rate, tb)
         for packet in self.container.demux(self.stream):
             try:
                 frames = packet.decode()
@@ -140,14 +159,7 @@ class StreamDecoder:
             for frame in frames:
                 if frame.sample_rate != self.rate:
                     raise ProcessingError("the sample rate changes", path=self.path)
-                if frame.pts is None:
-                    position = expected or 0
-                else:
-                    position = round(frame.pts * scale)
-                    if expected is not None and abs(position - expected) <= tolerance:
-                        position = expected
-                expected = position + frame.samples
-                yield position, _as_stereo(frame)
+                yield placer.place(frame), _as_stereo(frame)
 
     def close(self) -> None:
         self.container.close()
@@ -156,10 +168,10 @@ class StreamDecoder:
 class DecodedStream:
     """A whole audio stream decoded ahead into memory that a forked child can fill.
 
-    The memory is an anonymous shared mapping made before the fork: the child decodes into it
-    (:meth:`fill`, on a core the alignment leaves free) and the renderer then reads samples
-    instead of decoding the file again. Streams longer than about six minutes are not held
-    (:meth:`for_stream` says ``None``) and are decoded while rendering, as before.
+    The memory is an anonymous shared mapping made before the fork: the child that decodes the
+    stream for the alignment also places every frame here (:meth:`collect`), and the renderer
+    then reads samples instead of decoding the file again. Streams longer than about six
+    minutes are not held (:meth:`for_stream` says ``None``) and are decoded while rendering.
     """
 
     MAX_BYTES = 128 << 20
@@ -170,6 +182,10 @@ class DecodedStream:
         self._memory = mmap.mmap(-1, 2 * capacity * 4)
         self.samples: Audio = np.frombuffer(self._memory, np.float32).reshape(2, capacity)
         self.span: tuple[int, int] | None = None  # samples decoded, once filled
+        self._placer: _Placer | None = None
+        self._lo: float = math.inf
+        self._hi: float = -math.inf
+        self._failed = False
 
     @classmethod
     def for_stream(cls, path: str, info: AudioInfo, duration: float) -> DecodedStream | None:
@@ -184,25 +200,39 @@ class DecodedStream:
         first = math.floor((info.start_time - _DECODED_MARGIN) * rate)
         return cls(path, info.index, rate, first, capacity)
 
-    def fill(self) -> tuple[int, int]:
-        """Decode the stream into the memory (in the child); the span of samples written."""
-        decoder = StreamDecoder(self.path, self.index)
-        capacity = self.samples.shape[1]
-        lo, hi = math.inf, -math.inf
+    def collect(self, frame: av.AudioFrame) -> None:
+        """Place one decoded frame of the stream (frames come in decode order).
+
+        Called for every frame of one pass over the stream, in the child that decodes it for
+        the alignment. A frame that does not fit (a stream longer than it said, a change of
+        sample rate) gives the whole stream up: :attr:`span` stays ``None`` and the render
+        decodes the file.
+        """
+        if self._failed:
+            return
         try:
-            if decoder.rate != self.rate:
-                raise ProcessingError("the sample rate differs from the probe's", path=self.path)
-            for position, data in decoder.blocks(0):
-                at = position - self.first
-                if at < 0 or at + data.shape[1] > capacity:
-                    raise ProcessingError("the stream runs past its stated length", path=self.path)
-                self.samples[:, at : at + data.shape[1]] = data
-                lo, hi = min(lo, position), max(hi, position + data.shape[1])
-        finally:
-            decoder.close()
-        if lo >= hi:
-            raise ProcessingError("the audio stream holds no samples", path=self.path)
-        return int(lo), int(hi)
+            if frame.sample_rate != self.rate:
+                raise ProcessingError("the sample rate changes", path=self.path)
+            if self._placer is None:
+                self._placer = _Placer(self.rate, frame.time_base or Fraction(1, self.rate))
+            position = self._placer.place(frame)
+            at = position - self.first
+            if at < 0 or at + frame.samples > self.samples.shape[1]:
+                raise ProcessingError("the stream runs past its stated length", path=self.path)
+            self.samples[:, at : at + frame.samples] = _as_stereo(frame)
+            self._lo = min(self._lo, position)
+            self._hi = max(self._hi, position + frame.samples)
+        except ProcessingError as exc:
+            log.debug("the reference will be decoded while rendering: %s", exc)
+            self._failed = True
+
+    @property
+    def collected(self) -> tuple[int, int] | None:
+        """The span of samples placed so far; ``None`` if there are none or the stream was
+        given up."""
+        if self._failed or self._lo >= self._hi:
+            return None
+        return int(self._lo), int(self._hi)
 
     def read(self, start: int, stop: int) -> Audio:
         """Stream samples [start, stop) as (2, stop − start); silence outside what was decoded."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -58,6 +58,7 @@ def decode_audio(
     mono: bool = True,
     start: float | None = None,
     end: float | None = None,
+    on_frame: Callable[[av.AudioFrame], None] | None = None,
 ) -> Audio:
     """Decode the first audio stream, resampled, by presentation time.
 
@@ -73,6 +74,9 @@ def decode_audio(
     start, end
         Decode only this span of the file's timeline, in seconds (``None``: from the first or to
         the last sample). The result starts at the first sample at or after ``start``.
+    on_frame
+        Also called with every decoded frame at its own rate, in decode order, before it is
+        resampled (to keep the stream's own samples in the same pass).
 
     Returns
     -------
@@ -98,6 +102,8 @@ def decode_audio(
             for frame in decoded_frames(container, stream):
                 if end is not None and frame.pts is not None and frame.pts * time_base > end:
                     break
+                if on_frame is not None:
+                    on_frame(frame)
                 for out in resampler.resample(frame):
                     blocks.append(_block(out, rate))
             for out in resampler.resample(None):

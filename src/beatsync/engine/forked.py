@@ -31,12 +31,17 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ProcessingError
 
-__all__ = ["ForkedCall"]
+__all__ = ["ForkedCall", "can_fork"]
 
 T = TypeVar("T")
 
 _LENGTH = struct.Struct("<Q")
 _PR_SET_PDEATHSIG = 1
+
+
+def can_fork() -> bool:
+    """Whether a :class:`ForkedCall` made here runs in a child: on Linux, from the main thread."""
+    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
 
 
 class ForkedCall(Generic[T]):
@@ -52,7 +57,7 @@ class ForkedCall(Generic[T]):
         self._pid: int | None = None
         self._forked = False
         self._fd: int | None = None
-        if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        if not can_fork():
             return
         parent = os.getpid()
         read, write = os.pipe()

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .audiosource import DecodedStream
-from .decode import decode_audio
+from .decode import Audio, decode_audio
 from .errors import BeatSyncError, OptionsError, ProcessingError
-from .forked import ForkedCall
+from .forked import ForkedCall, can_fork
 from .mapping import Mapping
 from .probe import MediaInfo, probe
 from .render import RenderedOutput, RenderParams, render, start_audio
@@ -161,22 +161,27 @@ def sync(
     with progress.stage("probe", "reading the files"):
         dance_info = probe(dance, require_video=True, require_audio=True)
         bgm_info = probe(bgm, require_audio=True)
-    # Decoding holds the interpreter lock for most of its time (two decoding threads measured
-    # slower than one), so the reference decodes in a forked child on the other core.
-    with (
-        progress.stage("decode", "decoding the audio"),
-        ForkedCall(decode_audio, bgm_info.path) as bgm_decoding,
-    ):
-        dance_audio = decode_audio(dance_info.path)
-        progress.report("decode", 0.5, "decoding the audio")
-        # SciPy loads while the child may still be decoding.
-        from .align import AlignParams, align_signals, assess_mapping
-
-        bgm_audio = bgm_decoding.result()
     with contextlib.ExitStack() as stack:
-        # The reference decodes whole, at its own rate, in a forked child while the alignment
-        # runs: the render then reads it instead of decoding the file on its busiest cores.
-        reference = stack.enter_context(_decoded_ahead(bgm_info))
+        # Decoding holds the interpreter lock for most of its time (two decoding threads
+        # measured slower than one), so the reference decodes in a forked child on the other
+        # core. In the same pass the child keeps the reference's own samples in shared memory:
+        # the render reads them instead of decoding the file again on its busiest cores.
+        decoded = _reference_memory(bgm_info)
+        if decoded is not None:
+            stack.callback(decoded.close)
+        with (
+            progress.stage("decode", "decoding the audio"),
+            ForkedCall(_decode_reference, bgm_info.path, decoded) as bgm_decoding,
+        ):
+            dance_audio = decode_audio(dance_info.path)
+            progress.report("decode", 0.5, "decoding the audio")
+            # SciPy loads while the child may still be decoding.
+            from .align import AlignParams, align_signals, assess_mapping
+
+            bgm_audio, collected = bgm_decoding.result()
+        reference = None
+        if decoded is not None and collected is not None:
+            decoded.span, reference = collected, decoded
         with progress.stage("align", "finding the music in the recording"):
             if opts.mapping is not None:
                 alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
@@ -206,7 +211,7 @@ def sync(
                     mapping=mapping,
                     cut=cut_for(picture=False),
                     params=opts.render,
-                    decoded=reference.ready(),
+                    decoded=reference,
                 )
             )
             cut = cut_for()
@@ -220,7 +225,7 @@ def sync(
                 params=opts.render,
                 on_progress=lambda f: progress.report("render", 0.9 * f, "writing the video"),
                 early=early,
-                decoded=reference.ready(),
+                decoded=reference,
             )
     result = SyncResult(
         dance=dance_info,
@@ -286,35 +291,18 @@ def _remove(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-class _Ahead:
-    """A reference stream being decoded by a forked child; :meth:`ready` waits for it."""
-
-    def __init__(self, decoded: DecodedStream | None, filling: ForkedCall[tuple[int, int]] | None):
-        self._decoded, self._filling = decoded, filling
-
-    def ready(self) -> DecodedStream | None:
-        """The decoded stream, or ``None`` if there is none (the render decodes the file)."""
-        if self._filling is not None:
-            filling, self._filling = self._filling, None
-            try:
-                assert self._decoded is not None
-                self._decoded.span = filling.result()
-            except BeatSyncError as exc:
-                log.debug("the reference is decoded while rendering: %s", exc)
-                self._decoded = None
-        return self._decoded
+def _reference_memory(info: MediaInfo) -> DecodedStream | None:
+    """Shared memory for the reference's own samples, when a child will decode it and the
+    stream is short enough to hold."""
+    if info.audio is None or not can_fork():
+        return None
+    return DecodedStream.for_stream(info.path, info.audio, info.duration)
 
 
-@contextmanager
-def _decoded_ahead(info: MediaInfo) -> Iterator[_Ahead]:
-    audio = info.audio
-    decoded = None if audio is None else DecodedStream.for_stream(info.path, audio, info.duration)
+def _decode_reference(
+    path: str, decoded: DecodedStream | None
+) -> tuple[Audio, tuple[int, int] | None]:
+    """The reference at the analysis rate, and the span of its own samples kept in ``decoded``."""
     if decoded is None:
-        yield _Ahead(None, None)
-        return
-    try:
-        with ForkedCall(decoded.fill) as filling:
-            # Without a child the render decodes as it goes: decoding here first would wait.
-            yield _Ahead(decoded, filling) if filling.forked else _Ahead(None, None)
-    finally:
-        decoded.close()
+        return decode_audio(path), None
+    return decode_audio(path, on_frame=decoded.collect), decoded.collected

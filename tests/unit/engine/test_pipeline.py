@@ -124,7 +124,7 @@ def test_from_a_worker_thread_the_same_answer_comes_without_helper_processes(
 
     monkeypatch.setattr(os, "fork", counted_fork)
     main = sync(case.dance, case.bgm, tmp_path / "main.mp4")
-    assert len(forks) == 2  # the reference's analysis decode, and its decode ahead for the render
+    assert len(forks) == 1  # the reference decodes beside the dance recording
     forks.clear()
     results: list[object] = []
     worker = threading.Thread(

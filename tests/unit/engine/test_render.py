@@ -34,6 +34,8 @@ from beatsync.engine import (
     probe,
     render,
 )
+from beatsync.engine import decode_audio as engine_decode
+from beatsync.engine.forked import ForkedCall
 from beatsync.engine.render import start_audio
 
 audiosource = importlib.import_module("beatsync.engine.audiosource")
@@ -660,16 +662,20 @@ def test_no_audio_starts_early_for_a_reencode_or_a_cut_that_cannot_be_rendered(
     assert tracks.made == []
 
 
-def _decoded(info: MediaInfo) -> audiosource.DecodedStream:
-    """The stream decoded ahead in a forked child, as the pipeline does."""
-    from beatsync.engine.forked import ForkedCall
+def _collect(path: str, decoded: audiosource.DecodedStream) -> tuple[int, int] | None:
+    engine_decode(path, on_frame=decoded.collect)
+    return decoded.collected
 
+
+def _decoded(info: MediaInfo) -> audiosource.DecodedStream:
+    """The stream's own samples kept by a forked child's decode, as the pipeline does."""
     assert info.audio is not None
     decoded = audiosource.DecodedStream.for_stream(info.path, info.audio, info.duration)
     assert decoded is not None
-    with ForkedCall(decoded.fill) as filling:
-        assert filling.forked
-        decoded.span = filling.result()
+    with ForkedCall(_collect, info.path, decoded) as collecting:
+        assert collecting.forked
+        decoded.span = collecting.result()
+    assert decoded.span is not None
     return decoded
 
 
@@ -701,7 +707,7 @@ def test_a_stream_too_long_to_hold_is_decoded_while_rendering(
     assert audiosource.DecodedStream.for_stream(info.path, info.audio, info.duration) is None
 
 
-def test_a_stream_longer_than_its_probe_said_is_refused_by_the_child(
+def test_a_stream_longer_than_its_probe_said_is_given_up_not_cut_short(
     render_media: dict[str, MediaInfo],
 ) -> None:
     info = render_media["bgm"]
@@ -709,8 +715,7 @@ def test_a_stream_longer_than_its_probe_said_is_refused_by_the_child(
     short = dataclasses.replace(info.audio, duration=3.0)
     decoded = audiosource.DecodedStream.for_stream(info.path, short, 3.0)
     assert decoded is not None
-    with pytest.raises(ProcessingError, match="past its stated length"):
-        decoded.fill()
+    assert _collect(info.path, decoded) is None
     decoded.close()
 
 
