@@ -27,6 +27,7 @@ _SLOPE_SPAN = 0.012  # each speed candidate other than 1 covers ±1.2 %
 _DRIFT_SPAN = 0.001  # at speed 1 only clock drift: phones stay within a few hundred ppm
 _MIN_DISTINCT_OFFSET_S = 0.3
 _BATCH = 4
+_BLOCK_WINDOWS = 8  # overlap-save blocks of about this many windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +119,23 @@ def _window_peaks(
     grid = np.arange(n_dance)
     stretched = np.stack([np.interp(src, grid, band) for band in dance]).astype(np.float32)
     starts = list(range(0, max(1, n_stretched - width + 1), hop))
-    size = scipy.fft.next_fast_len(n_bgm + width, real=True)
-    bgm_spec = scipy.fft.rfft(bgm, size, axis=1, workers=-1)
+    # Lags from half a window before the reference to half a window past its end, by
+    # overlap-save: the reference (padded by half a window in front) is cut into blocks of
+    # `size` frames overlapping by a window, each block yields `size − width + 1` lags, and a
+    # window is transformed at the block size, not at the whole reference's length.
+    pad = -(-width // 2)
+    size = min(
+        scipy.fft.next_fast_len(_BLOCK_WINDOWS * width, real=True),
+        scipy.fft.next_fast_len(n_bgm + width, real=True),
+    )
+    step = size - width + 1
+    n_blocks = -(-n_bgm // step)
+    padded = np.zeros((bgm.shape[0], (n_blocks - 1) * step + size), np.float32)
+    padded[:, pad : pad + n_bgm] = bgm
+    blocks = np.lib.stride_tricks.sliding_window_view(padded, size, axis=1)[:, ::step]
+    # (frequency, band, block): one batched product per frequency sums the bands.
+    bgm_spec = scipy.fft.rfft(blocks, axis=2, workers=-1).transpose(2, 0, 1)
     energy = np.concatenate([[0.0], np.cumsum((bgm.astype(np.float64) ** 2).sum(axis=0))])
-    # Lags from half a window before the reference to half a window past its end.
     lags = np.arange(-width // 2, n_bgm - width // 2)
     lo_idx = np.clip(lags, 0, n_bgm)
     hi_idx = np.clip(lags + width, 0, n_bgm)
@@ -134,10 +148,11 @@ def _window_peaks(
         if wins.shape[2] < width:
             continue
         norms = np.sqrt((wins.astype(np.float64) ** 2).sum(axis=(1, 2))) + 1e-9
-        spec = scipy.fft.rfft(wins, size, axis=2, workers=-1)
-        corr = scipy.fft.irfft((np.conj(spec) * bgm_spec[None]).sum(axis=1), size, workers=-1)
-        # corr[l] = Σ win[k] · bgm[k + l]; negative lags wrap to the end.
-        corr = np.take(corr, lags % size, axis=1) / (norms[:, None] * local[None, :])
+        spec = np.conj(scipy.fft.rfft(wins, size, axis=2, workers=-1)).transpose(2, 0, 1)
+        # corr[block, j] = Σ win[k] · padded[block · step + j + k], j < step.
+        corr = scipy.fft.irfft((spec @ bgm_spec).transpose(1, 2, 0), size, workers=-1)
+        corr = corr[:, :, :step].reshape(len(batch), -1)[:, :n_bgm]
+        corr = corr / (norms[:, None] * local[None, :])
         for row, s in zip(corr, batch, strict=True):
             rows.extend(_peaks(row, s, lags, speed, separation, dance_start, bgm_start))
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
