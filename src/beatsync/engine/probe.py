@@ -58,6 +58,7 @@ class VideoInfo:
     start_time: float
     duration: float | None
     has_b_frames: bool
+    frames: int = 0  # packets in the stream, as the container's index counts them (0: unknown)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -209,6 +210,7 @@ def _video_info(container: av.container.InputContainer) -> VideoInfo | None:
         start_time=start,
         duration=_seconds(stream.duration, time_base),
         has_b_frames=has_b_frames,
+        frames=max(0, stream.frames or 0),
     )
 
 

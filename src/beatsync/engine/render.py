@@ -52,7 +52,13 @@ __all__ = ["OUTPUT_RATE", "EarlyAudio", "RenderParams", "RenderedOutput", "rende
 log = logging.getLogger(__name__)
 
 _COPYABLE = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})
-_MP4_OPTIONS = {"movflags": "+faststart", "use_editlist": "0"}
+_MP4_OPTIONS = {"use_editlist": "0"}
+# The index goes in front of the media (for playback while downloading). Copying, the space it
+# needs is reserved ahead from the source's packet count, so the file is written once; without
+# a count, FFmpeg's faststart moves it there afterwards, rewriting the whole file. Every table
+# takes at most 45 bytes a sample (stsz, stts, ctts, stss, stsc, co64, sdtp): 80 is a margin.
+_MOOV_PER_SAMPLE = 80
+_MOOV_BASE = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,10 +295,13 @@ class _Job:
         return float(ticks * self.tb)
 
     def write(self, tmp: Path) -> RenderedOutput:
-        dst = av.open(str(tmp), "w", format="mp4", options=_MP4_OPTIONS)
+        copy = not self.params.reencode and self.video.codec in _COPYABLE
+        reserve = self._index_room() if copy else None
+        options = dict(_MP4_OPTIONS)
+        options.update({"moov_size": str(reserve)} if reserve else {"movflags": "+faststart"})
+        dst = av.open(str(tmp), "w", format="mp4", options=options)
         muxer = Muxer(dst, self.report)
         try:
-            copy = not self.params.reencode and self.video.codec in _COPYABLE
             if not copy and not self.params.reencode:
                 log.warning("%s video cannot be copied into MP4; re-encoding", self.video.codec)
             if copy:
@@ -311,7 +320,7 @@ class _Job:
             result = self._result(written, muxer, copied=copy)
             muxer.finish()
             self.report(0.98)
-            dst.close()  # writes the index and moves it to the front (faststart)
+            dst.close()  # writes the index in front: in its reserved room, or by faststart
             return result
         except BaseException:
             with contextlib.suppress(Exception):  # the original error matters, not this one
@@ -319,6 +328,15 @@ class _Job:
             raise
         finally:
             muxer.stop()
+
+    def _index_room(self) -> int | None:
+        """Bytes to reserve for the index of a copy; ``None`` when the source does not say how
+        many packets it has."""
+        seconds = self.video.duration or self.dance.duration
+        if self.video.frames <= 0 or not math.isfinite(seconds) or seconds <= 0:
+            return None
+        audio_packets = math.ceil((seconds + 2.0) * OUTPUT_RATE / AAC_FRAME)
+        return _MOOV_BASE + _MOOV_PER_SAMPLE * (self.video.frames + audio_packets)
 
     def _start_audio(self, muxer: Muxer, origin: int, end: int) -> None:
         """Start the audio for output time 0 = dance tick ``origin`` through dance tick ``end``."""

@@ -742,6 +742,54 @@ def test_render_reads_the_decoded_reference_instead_of_the_file(
     decoded.close()
 
 
+def _top_boxes(path: str) -> list[tuple[bytes, int]]:
+    data = Path(path).read_bytes()
+    out, at = [], 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[at + 8 : at + 16])[0]
+        out.append((kind, size))
+        at += size
+    return out
+
+
+def test_the_index_is_written_once_in_room_reserved_in_front(
+    render_media: dict[str, MediaInfo], tmp_path: Path
+) -> None:
+    dance = render_media["h264"]
+    assert dance.video is not None
+    assert dance.video.frames == 240  # 8 s at 30 fps, from the container's index
+    result = render(
+        dance,
+        render_media["bgm"],
+        tmp_path / "out.mp4",
+        mapping=Mapping(1.7),
+        cut=Cut(0.5, 7.5, "user", "user"),
+    )
+    boxes_ = _top_boxes(result.path)
+    kinds = [kind for kind, _ in boxes_]
+    assert kinds[:3] == [b"ftyp", b"moov", b"free"]
+    assert kinds.index(b"mdat") > kinds.index(b"moov")
+    (moov,) = [size for kind, size in boxes_ if kind == b"moov"]
+    room = moov + boxes_[2][1]
+    # The room is generous (80 bytes a sample) and the index far smaller than it.
+    assert moov < room / 3
+
+
+def test_without_a_packet_count_faststart_moves_the_index_to_the_front(
+    render_media: dict[str, MediaInfo], render_reference: Track, tmp_path: Path
+) -> None:
+    dance = render_media["h264"]
+    assert dance.video is not None
+    uncounted = dataclasses.replace(dance, video=dataclasses.replace(dance.video, frames=0))
+    mapping, cut = Mapping(1.7, 1.0003), Cut(2.45, 6.3, "music", "music")
+    result = render(uncounted, render_media["bgm"], tmp_path / "out.mp4", mapping=mapping, cut=cut)
+    kinds = [kind for kind, size in _top_boxes(result.path) if kind != b"free" or size > 8]
+    assert kinds == [b"ftyp", b"moov", b"mdat"]
+    check_copy(result, dance, mapping, cut, render_reference)
+
+
 def fake_packets(order: list[tuple[int, int, bool]]) -> list[SimpleNamespace]:
     """Stand-ins for demuxed packets: (pts, dts, keyframe) in decode order."""
     return [SimpleNamespace(pts=p, dts=d, is_keyframe=k, size=1) for p, d, k in order]
