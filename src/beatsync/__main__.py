@@ -1,5 +1,5 @@
 """``python -m beatsync`` runs the ``beatsync`` command."""
 
-from beatsync.cli import main
+from beatsync.cli import run
 
-raise SystemExit(main())
+run()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -337,6 +337,59 @@ def test_interrupt_exits_130(
     monkeypatch.setattr(pipeline, "sync", _Calls(_raise(KeyboardInterrupt())), raising=False)
     assert cli.main(_sync_args(media)) == 130
     assert capsys.readouterr().err == "beatsync: interrupted\n"
+
+
+class _EndedError(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _ending(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """os._exit raising instead, and a record of what was flushed before it."""
+    flushed: list[str] = []
+
+    def end(code: int) -> NoReturn:
+        raise _EndedError(code)
+
+    monkeypatch.setattr(cli.os, "_exit", end)
+    monkeypatch.setattr(cli.logging, "shutdown", lambda: flushed.append("logging"))
+    return flushed
+
+
+def test_the_console_script_ends_a_sync_at_once_with_its_output_flushed(
+    media: tuple[Path, Path],
+    fake_sync: _Calls,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flushed = _ending(monkeypatch)
+    with pytest.raises(_EndedError) as ended:
+        cli.main(_sync_args(media), exit_when_done=True)
+    assert ended.value.code == 0
+    assert flushed == ["logging"]
+    assert capsys.readouterr().out.startswith("wrote ")
+
+
+def test_a_failed_sync_ends_with_its_exit_code(
+    media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ending(monkeypatch)
+    monkeypatch.setattr(
+        pipeline,
+        "sync",
+        _Calls(_raise(errors.MusicMismatchError("different songs"))),
+        raising=False,
+    )
+    with pytest.raises(_EndedError) as ended:
+        cli.main(_sync_args(media), exit_when_done=True)
+    assert ended.value.code == 4
+    assert "MUSIC_MISMATCH" in capsys.readouterr().err
+
+
+def test_other_commands_return_normally(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ending(monkeypatch)
+    assert cli.main(["--version"], exit_when_done=True) == 0
+    assert cli.main(["sync"], exit_when_done=True) == 2  # a usage error, found while parsing
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def add_sync(subparsers: SubParsers) -> None:
         help="mix the live room sound under the music at DB (e.g. -18)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    p.set_defaults(handler=_run_sync)
+    p.set_defaults(handler=_run_sync, one_shot=True)
 
 
 def _run_sync(args: argparse.Namespace) -> int:
