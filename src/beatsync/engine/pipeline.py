@@ -158,21 +158,22 @@ def sync(
         raise OptionsError(f"--end ({opts.end}) must be after --start ({opts.start})")
     progress = _Progress(on_progress)
     out_path = Path(out)
-    with progress.stage("probe", "reading the files"):
-        dance_info = probe(dance, require_video=True, require_audio=True)
-        bgm_info = probe(bgm, require_audio=True)
     with contextlib.ExitStack() as stack:
-        # Decoding holds the interpreter lock for most of its time (two decoding threads
-        # measured slower than one), so the reference decodes in a forked child on the other
-        # core. In the same pass the child keeps the reference's own samples in shared memory:
-        # the render reads them instead of decoding the file again on its busiest cores.
-        decoded = _reference_memory(bgm_info)
-        if decoded is not None:
-            stack.callback(decoded.close)
-        with (
-            progress.stage("decode", "decoding the audio"),
-            ForkedCall(_decode_reference, bgm_info.path, decoded) as bgm_decoding,
-        ):
+        with progress.stage("probe", "reading the files"):
+            bgm_info = probe(bgm, require_audio=True)
+            # Decoding holds the interpreter lock for most of its time (two decoding threads
+            # measured slower than one), so the reference decodes in a forked child on the
+            # other core, from now on. In the same pass the child keeps the reference's own
+            # samples in shared memory: the render reads them instead of decoding the file
+            # again on its busiest cores.
+            decoded = _reference_memory(bgm_info)
+            if decoded is not None:
+                stack.callback(decoded.close)
+            bgm_decoding = stack.enter_context(
+                ForkedCall(_decode_reference, bgm_info.path, decoded)
+            )
+            dance_info = probe(dance, require_video=True, require_audio=True)
+        with progress.stage("decode", "decoding the audio"):
             dance_audio = decode_audio(dance_info.path)
             progress.report("decode", 0.5, "decoding the audio")
             # SciPy loads while the child may still be decoding.
