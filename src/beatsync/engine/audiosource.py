@@ -72,6 +72,10 @@ def _as_stereo(frame: av.AudioFrame) -> Audio:
     """A decoded frame as float32 (2, samples): mono duplicated, more channels folded down."""
     data = frame.to_ndarray()
     channels = frame.layout.nb_channels
+    if data.dtype == np.float32 and frame.format.is_planar and channels <= 2:
+        # The common case (AAC, Opus, MP3 decode to planar float): no conversion to make.
+        planar: Audio = np.asarray(data, dtype=np.float32)  # vstacked by PyAV: a fresh array
+        return planar if channels == 2 else np.repeat(planar, 2, axis=0)
     if not frame.format.is_planar:
         data = data.reshape(-1, channels).T
     full_scale = _FULL_SCALE.get(data.dtype, 1.0)
