@@ -71,6 +71,7 @@ class Alignment:
 
 
 DEFAULT_SPEEDS = (0.90, 0.92, 0.94, 0.96, 0.98, 1.02, 1.04, 1.06, 1.08, 1.10)
+_SAME_PITCH = 0.003  # speeds this close to 1 draw the plot's envelope from unscaled bands
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         raise ValueError("both signals must have the same sample rate")
     signals = Signals(dance, bgm)
     dance_power = power_spectrogram(dance.samples, dance.rate)
+    unit_bands = band_features(dance_power, dance.rate)
     bgm_bands = band_features(power_spectrogram(bgm.samples, bgm.rate), bgm.rate)
 
     def search(speeds: tuple[float, ...]) -> list[Fit]:
@@ -146,6 +148,7 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
             dance_start=dance.start,
             bgm_start=bgm.start,
             max_lines=p.candidates + 1,
+            unit_bands=unit_bands,
         )
         if p.offset_hint is not None:
             hint = p.offset_hint
@@ -196,7 +199,10 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         music=music,
         activity=(times, score),
         envelopes=_envelopes(
-            band_features(dance_power, dance.rate, pitch=best.mapping.scale),
+            # Clock drift leaves the pitch as it is, as far as a plot can tell.
+            unit_bands
+            if abs(best.mapping.scale - 1.0) < _SAME_PITCH
+            else band_features(dance_power, dance.rate, pitch=best.mapping.scale),
             bgm_bands,
             dance.start,
             bgm.start,

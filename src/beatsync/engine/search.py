@@ -48,6 +48,7 @@ def coarse_lines(
     dance_start: float = 0.0,
     bgm_start: float = 0.0,
     max_lines: int = 4,
+    unit_bands: NDArray[np.float32] | None = None,
 ) -> list[Line]:
     """Candidate lines from band features, best first.
 
@@ -67,10 +68,15 @@ def coarse_lines(
         File time in seconds of each array's first frame.
     max_lines
         How many distinct lines to return at most.
+    unit_bands
+        The dance recording's band features at speed 1, when already computed.
     """
     points: list[NDArray[np.float64]] = []
     for speed in speeds:
-        dance = band_features(dance_power, rate, pitch=speed)
+        if speed == 1.0 and unit_bands is not None:
+            dance = unit_bands
+        else:
+            dance = band_features(dance_power, rate, pitch=speed)
         points.append(_window_peaks(dance, bgm, speed, dance_start, bgm_start))
     votes = np.concatenate(points) if points else np.zeros((0, 4))
     if len(votes) == 0:
