@@ -47,16 +47,17 @@ def can_fork() -> bool:
 class ForkedCall(Generic[T]):
     """``fn(*args)`` running in a forked child from construction on.
 
-    Call :meth:`result` once to wait for it, or :meth:`close` to abandon it (the child is
-    killed). The child also dies with the caller's process, so it never outlives a killed job.
-    Use as a context manager to close it whatever happens.
+    Call :meth:`result` once to wait for it, and :meth:`close` to reap the child (or to abandon
+    the call: the child is killed). Use it as a context manager to close it whatever happens.
+    The child also dies with the caller's process, so it never outlives a killed job.
     """
 
     def __init__(self, fn: Callable[..., T], *args: Any) -> None:
         self._fn, self._args = fn, args
         self._pid: int | None = None
         self._forked = False
-        self._fd: int | None = None
+        self._payload: tuple[bytes, list[bytearray]] | BaseException | None = None
+        self._reader: threading.Thread | None = None
         if not can_fork():
             return
         parent = os.getpid()
@@ -70,7 +71,20 @@ class ForkedCall(Generic[T]):
             os.close(read)
             _child(write, parent, fn, args)
         os.close(write)
-        self._pid, self._fd, self._forked = pid, read, True
+        self._pid, self._forked = pid, True
+        # The answer is read as it comes, on a thread (reads release the GIL), so a large one
+        # has crossed the pipe by the time the caller asks for it.
+        self._reader = threading.Thread(
+            target=self._read, args=(read,), name="beatsync-forked", daemon=True
+        )
+        self._reader.start()
+
+    def _read(self, fd: int) -> None:
+        try:
+            with os.fdopen(fd, "rb", closefd=True) as pipe:
+                self._payload = _receive(pipe)
+        except (OSError, EOFError, struct.error) as exc:
+            self._payload = exc
 
     @property
     def forked(self) -> bool:
@@ -85,16 +99,19 @@ class ForkedCall(Generic[T]):
 
     def result(self) -> T:
         """The call's return value; its exception raised here if it failed."""
-        if self._fd is None:
+        if self._reader is None:
             return self._fn(*self._args)
+        self._reader.join()
+        self._reader = None
+        # The child is reaped by close(): its own exit takes a few milliseconds not waited for.
+        payload, self._payload = self._payload, None
         try:
-            with os.fdopen(self._fd, "rb", closefd=True) as pipe:
-                self._fd = None
-                ok, value = _receive(pipe)
+            if isinstance(payload, BaseException) or payload is None:
+                raise payload or EOFError("the helper process sent nothing")
+            header, buffers = payload
+            ok, value = pickle.loads(header, buffers=buffers)
         except (OSError, EOFError, pickle.UnpicklingError, struct.error) as exc:
             raise ProcessingError(f"a helper process failed: {exc}") from exc
-        finally:
-            self._reap(kill=False)
         if not ok:
             assert isinstance(value, BaseException)
             raise value
@@ -102,11 +119,12 @@ class ForkedCall(Generic[T]):
         return result
 
     def close(self) -> None:
-        """Abandon the call if its result was not taken: kill the child, free the pipe."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._reap(kill=True)
+        """Reap the child; if its result was not taken, kill it first and free the pipe."""
+        self._reap(kill=self._reader is not None)  # the reader then meets the end of the pipe
+        if self._reader is not None:
+            self._reader.join()
+            self._reader = None
+        self._payload = None
 
     def _reap(self, *, kill: bool) -> None:
         if self._pid is None:
@@ -161,7 +179,7 @@ def _send(pipe: Any, payload: tuple[bool, Any]) -> None:
         pipe.write(view)
 
 
-def _receive(pipe: Any) -> tuple[bool, Any]:
+def _receive(pipe: Any) -> tuple[bytes, list[bytearray]]:
     header_len, count = _LENGTH.unpack(_read(pipe, 8))[0], _LENGTH.unpack(_read(pipe, 8))[0]
     sizes = [_LENGTH.unpack(_read(pipe, 8))[0] for _ in range(count)]
     header = _read(pipe, header_len)
@@ -176,8 +194,7 @@ def _receive(pipe: Any) -> tuple[bool, Any]:
                 raise EOFError("the helper process ended early")
             got += n
         buffers.append(buffer)
-    ok, value = pickle.loads(header, buffers=buffers)
-    return bool(ok), value
+    return header, buffers
 
 
 def _read(pipe: Any, size: int) -> bytes:

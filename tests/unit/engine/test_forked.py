@@ -48,8 +48,7 @@ def test_the_result_comes_back_from_another_process_byte_for_byte() -> None:
 
 
 def test_the_childs_error_is_raised_in_the_caller_with_its_code_and_path() -> None:
-    call = ForkedCall(_fail, "/media/song.m4a")
-    with pytest.raises(NoAudioTrackError) as raised:
+    with ForkedCall(_fail, "/media/song.m4a") as call, pytest.raises(NoAudioTrackError) as raised:
         call.result()
     assert raised.value.code == "NO_AUDIO_TRACK"
     assert raised.value.path == "/media/song.m4a"
@@ -57,13 +56,13 @@ def test_the_childs_error_is_raised_in_the_caller_with_its_code_and_path() -> No
 
 
 def test_a_result_that_cannot_be_sent_becomes_a_processing_error() -> None:
-    with pytest.raises(ProcessingError, match="cannot be sent"):
-        ForkedCall(_unpicklable).result()
+    with ForkedCall(_unpicklable) as call, pytest.raises(ProcessingError, match="cannot be sent"):
+        call.result()
 
 
 def test_a_child_that_dies_without_answering_is_a_processing_error() -> None:
-    with pytest.raises(ProcessingError, match="ended early"):
-        ForkedCall(_vanish).result()
+    with ForkedCall(_vanish) as call, pytest.raises(ProcessingError, match="ended early"):
+        call.result()
 
 
 def test_closing_without_the_result_kills_the_child() -> None:
@@ -81,7 +80,8 @@ def test_off_the_main_thread_the_call_runs_in_the_callers_process() -> None:
     out: list[int] = []
 
     def work() -> None:
-        pid, _ = ForkedCall(_audio, 10, 1).result()
+        with ForkedCall(_audio, 10, 1) as call:
+            pid, _ = call.result()
         out.append(pid)
 
     thread = threading.Thread(target=work)
