@@ -88,13 +88,18 @@ def _synthesise(plan: AudioPlan, start: int, stop: int, cancel: threading.Event)
             # The first frame is the AAC priming (lost); the fade-in starts after it.
             _fade(edge, n0, AAC_FRAME, plan.fade, rising=True)
             _fade(edge, n0, plan.samples, plan.fade, rising=False)
-            mix = np.zeros((2, n1 - n0), np.float32)
+            mix: Audio | None = None
             for source, reader in zip(plan.sources, readers, strict=True):
                 gain = edge * np.float32(source.gain)
                 if source.span is not None:
                     _fade(gain, n0, source.span[0], plan.fade, rising=True)
                     _fade(gain, n0, source.span[1], plan.fade, rising=False)
-                mix += reader.take(n0, n1) * gain
+                part = reader.take(n0, n1)
+                if not bool((gain == 1.0).all()):
+                    part *= gain
+                mix = part if mix is None else mix + part
+            if mix is None:
+                mix = np.zeros((2, n1 - n0), np.float32)
             yield np.clip(mix, -1.0, 1.0, out=mix)
     finally:
         for reader in readers:

@@ -123,6 +123,7 @@ class VideoOut:
 
     def __init__(self, muxer: Muxer, stream: VideoStream, tb: Fraction) -> None:
         self.muxer, self.stream, self.tb = muxer, stream, tb
+        self.tick = float(tb)  # seconds: interleaving and progress need no exact fractions
         self.origin: int | None = None
         self.held: Packet | None = None
         self.frames = 0
@@ -153,4 +154,4 @@ class VideoOut:
     def _write(self, packet: Packet) -> None:
         assert self.origin is not None
         packet.pts, packet.dts = pts_of(packet) - self.origin, dts_of(packet) - self.origin
-        self.muxer.video(packet, float(packet.dts * self.tb))
+        self.muxer.video(packet, packet.dts * self.tick)
