@@ -609,42 +609,38 @@ class _CountedTracks:
         monkeypatch.setattr(audiotrack.AudioTrack, "__init__", init)
 
 
-def test_audio_started_before_the_cut_is_final_is_adopted_when_it_fits(
+@pytest.mark.parametrize(
+    ("early_cut", "final_cut", "tracks_made"),
+    [
+        # The picture check moved the start within the group of pictures: same keyframe, same
+        # end, so the same audio, adopted.
+        (Cut(2.1, 6.3, "music", "music"), Cut(2.45, 6.3, "picture", "music"), 1),
+        # A later keyframe and an earlier end: the early track is stopped, the audio encoded
+        # again.
+        (Cut(2.45, 7.0, "music", "music"), Cut(3.2, 6.3, "picture", "picture"), 2),
+    ],
+    ids=["adopted", "encoded-again"],
+)
+def test_audio_started_before_the_cut_is_final(
     render_media: dict[str, MediaInfo],
     render_reference: Track,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    early_cut: Cut,
+    final_cut: Cut,
+    tracks_made: int,
 ) -> None:
     tracks = _CountedTracks(monkeypatch)
     dance, bgm = render_media["h264"], render_media["bgm"]
     mapping = Mapping(1.7, 1.0003)
-    # The picture check moved the start within the same group of pictures: same keyframe, same
-    # end, so the same audio.
-    early = start_audio(dance, bgm, mapping=mapping, cut=Cut(2.1, 6.3, "music", "music"))
-    cut = Cut(2.45, 6.3, "picture", "music")
-    result = render(dance, bgm, tmp_path / "out.mp4", mapping=mapping, cut=cut, early=early)
-    assert len(tracks.made) == 1
-    check_copy(result, dance, mapping, cut, render_reference)
-
-
-def test_audio_started_for_another_cut_is_stopped_and_encoded_again(
-    render_media: dict[str, MediaInfo],
-    render_reference: Track,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    tracks = _CountedTracks(monkeypatch)
-    dance, bgm = render_media["h264"], render_media["bgm"]
-    mapping = Mapping(1.7, 1.0003)
-    early = start_audio(dance, bgm, mapping=mapping, cut=Cut(2.45, 7.0, "music", "music"))
-    cut = Cut(3.2, 6.3, "picture", "picture")  # a later keyframe and an earlier end
-    result = render(dance, bgm, tmp_path / "out.mp4", mapping=mapping, cut=cut, early=early)
-    assert len(tracks.made) == 2
+    early = start_audio(dance, bgm, mapping=mapping, cut=early_cut)
+    result = render(dance, bgm, tmp_path / "out.mp4", mapping=mapping, cut=final_cut, early=early)
+    assert len(tracks.made) == tracks_made
     first = tracks.made[0]
     assert isinstance(first, audiotrack.AudioTrack)
-    assert first.cancel.is_set()
+    assert first.cancel.is_set()  # stopped: by the render when done with it, or at once
     assert not any(thread.is_alive() for thread in first.threads)
-    check_copy(result, dance, mapping, cut, render_reference)
+    check_copy(result, dance, mapping, final_cut, render_reference)
 
 
 def test_no_audio_starts_early_for_a_reencode_or_a_cut_that_cannot_be_rendered(
