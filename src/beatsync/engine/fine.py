@@ -178,9 +178,9 @@ def refine(
     guess = Mapping(line.offset, line.scale)
     if abs(line.scale - 1.0) < _DRIFT_ONLY:
         # Clock drift only, and the coarse slope knows it no better than the drift itself: try
-        # the drifts a phone can have, 150 ppm apart, on two-second windows.
-        drifts = np.arange(-450.0, 451.0, 150.0, dtype=np.float64) * 1e-6
-        mapping = _best_slope(signals, guess, 1.0 + drifts, 2.0)
+        # the drifts a phone can have on two-second windows, 300 ppm apart, then 150 ppm either
+        # side of the best (the 150 ppm grid over ±450 ppm, in five trials instead of seven).
+        mapping = _best_drift(signals, guess)
     else:
         mapping = _scan_slope(signals, guess, reach=0.006)
     fit: Fit | None = None
@@ -265,19 +265,38 @@ def _scan_slope(signals: Signals, guess: Mapping, *, reach: float) -> Mapping:
     )
 
 
+def _best_drift(signals: Signals, guess: Mapping) -> Mapping:
+    """The clock drift, to 150 ppm within ±450 ppm, whose two-second windows match best."""
+    scores = _slope_scores(signals, guess, 1.0 + np.array([-300e-6, 0.0, 300e-6]), 2.0)
+    centre = max(scores, key=lambda trial: scores[trial]).scale
+    scores |= _slope_scores(signals, guess, centre + np.array([-150e-6, 150e-6]), 2.0)
+    return _best_of(scores)
+
+
 def _best_slope(
     signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float
 ) -> Mapping:
     """Of lines through the guess's middle with these slopes, the one whose windows match best."""
+    return _best_of(_slope_scores(signals, guess, scales, window))
+
+
+def _best_of(scores: dict[Mapping, float]) -> Mapping:
+    """The best-scoring line; of equal ones, the one with the lowest slope."""
+    return max(sorted(scores, key=lambda trial: trial.scale), key=lambda trial: scores[trial])
+
+
+def _slope_scores(
+    signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float
+) -> dict[Mapping, float]:
+    """How well each line through the guess's middle with these slopes is matched: the summed
+    prominence of its windows' peaks."""
     mid = signals.dance.start + signals.dance.duration / 2
     frame = 4096 if window >= 2.0 else 2048
-    best, best_score = guess, -1.0
+    scores: dict[Mapping, float] = {}
     for scale in scales:
         trial = Mapping(guess.bgm_time(mid) - float(scale) * mid, float(scale))
         *_, prom = measure(
             signals, trial, window=window, hop=window, max_windows=40, search=0.08, frame=frame
         )
-        score = float(np.clip(prom - 4.0, 0.0, 10.0).sum())
-        if score > best_score:
-            best, best_score = trial, score
-    return best
+        scores[trial] = float(np.clip(prom - 4.0, 0.0, 10.0).sum())
+    return scores
