@@ -386,6 +386,23 @@ def test_a_failed_sync_ends_with_its_exit_code(
     assert "MUSIC_MISMATCH" in capsys.readouterr().err
 
 
+def test_output_lost_at_the_end_fails_the_run(
+    media: tuple[Path, Path],
+    fake_sync: _Calls,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _ending(monkeypatch)
+
+    class Closed(io.StringIO):
+        def flush(self) -> None:
+            raise BrokenPipeError("the reader went away")
+
+    monkeypatch.setattr(cli.sys, "stdout", Closed())
+    with pytest.raises(_EndedError) as ended:
+        cli.main(_sync_args(media), exit_when_done=True)
+    assert ended.value.code == 120
+
+
 def test_other_commands_return_normally(monkeypatch: pytest.MonkeyPatch) -> None:
     _ending(monkeypatch)
     assert cli.main(["--version"], exit_when_done=True) == 0

@@ -17,7 +17,6 @@ stack trace is printed too.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -61,6 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+_EXIT_FLUSH_FAILED = 120  # what Python exits with when it cannot flush stdout at exit
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -114,8 +114,11 @@ def main(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> 
 
 def _end_process(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        try:
             stream.flush()
+        except (OSError, ValueError):
+            # Output lost (a closed pipe, a full disk): fail as the interpreter would have.
+            code = code or _EXIT_FLUSH_FAILED
     logging.shutdown()
     os._exit(code)
 

@@ -179,8 +179,12 @@ class AudioTrack:
             )
             for (first, last), q in zip(pairwise(bounds), self.queues, strict=True)
         ]
-        for thread in self.threads:
-            thread.start()
+        try:
+            for thread in self.threads:
+                thread.start()
+        except BaseException:
+            self.stop()  # the ones that started
+            raise
         self.packets = self._drain()
 
     def _drain(self) -> Iterator[Packet]:
@@ -194,4 +198,5 @@ class AudioTrack:
     def stop(self) -> None:
         self.cancel.set()
         for thread in self.threads:
-            thread.join(timeout=30)
+            if thread.ident is not None:  # started
+                thread.join(timeout=30)

@@ -58,32 +58,45 @@ class ForkedCall(Generic[T]):
         self._forked = False
         self._payload: tuple[bytes, list[bytearray]] | BaseException | None = None
         self._reader: threading.Thread | None = None
+        self._taken = False
         if not can_fork():
             return
         parent = os.getpid()
+        prctl = _prctl()  # resolved here: the child makes no dynamic-linker calls
         read, write = os.pipe()
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about forking a process with threads; the child touches none
-            # of the parent's other threads' state (it decodes and exits).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns about forking a process with threads; the child touches
+                # none of the parent's other threads' state (it computes and exits).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:  # no process to be had: the call runs here when asked for
+            os.close(read)
+            os.close(write)
+            return
         if pid == 0:  # the child: never returns
             os.close(read)
-            _child(write, parent, fn, args)
+            _child(write, parent, prctl, fn, args)
         os.close(write)
         self._pid, self._forked = pid, True
         # The answer is read as it comes, on a thread (reads release the GIL), so a large one
         # has crossed the pipe by the time the caller asks for it.
-        self._reader = threading.Thread(
+        reader = threading.Thread(
             target=self._read, args=(read,), name="beatsync-forked", daemon=True
         )
-        self._reader.start()
+        try:
+            reader.start()
+        except BaseException:
+            os.close(read)
+            self._reap(kill=True)
+            raise
+        self._reader = reader
 
     def _read(self, fd: int) -> None:
         try:
             with os.fdopen(fd, "rb", closefd=True) as pipe:
                 self._payload = _receive(pipe)
-        except (OSError, EOFError, struct.error) as exc:
+        except BaseException as exc:  # MemoryError under a job's memory limit, a short read…
             self._payload = exc
 
     @property
@@ -98,19 +111,27 @@ class ForkedCall(Generic[T]):
         self.close()
 
     def result(self) -> T:
-        """The call's return value; its exception raised here if it failed."""
-        if self._reader is None:
+        """The call's return value; its exception raised here if it failed. Once only."""
+        if self._taken:
+            raise RuntimeError("the result was taken already, or the call closed")
+        self._taken = True
+        if not self._forked:
             return self._fn(*self._args)
+        assert self._reader is not None
         self._reader.join()
         self._reader = None
         # The child is reaped by close(): its own exit takes a few milliseconds not waited for.
         payload, self._payload = self._payload, None
+        if isinstance(payload, MemoryError):
+            raise payload  # the job's memory limit: reported as such
         try:
             if isinstance(payload, BaseException) or payload is None:
                 raise payload or EOFError("the helper process sent nothing")
             header, buffers = payload
             ok, value = pickle.loads(header, buffers=buffers)
-        except (OSError, EOFError, pickle.UnpicklingError, struct.error) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # a short read, or an answer that cannot be unpickled
             raise ProcessingError(f"a helper process failed: {exc}") from exc
         if not ok:
             assert isinstance(value, BaseException)
@@ -120,6 +141,7 @@ class ForkedCall(Generic[T]):
 
     def close(self) -> None:
         """Reap the child; if its result was not taken, kill it first and free the pipe."""
+        self._taken = True
         self._reap(kill=self._reader is not None)  # the reader then meets the end of the pipe
         if self._reader is not None:
             self._reader.join()
@@ -137,10 +159,10 @@ class ForkedCall(Generic[T]):
         self._pid = None
 
 
-def _child(fd: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _child(fd: int, parent: int, prctl: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     code = 0
     try:
-        _die_with(parent)
+        _die_with(parent, prctl)
         logging.disable(logging.CRITICAL)
         try:
             payload: tuple[bool, Any] = (True, fn(*args))
@@ -149,7 +171,13 @@ def _child(fd: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...]) 
         with os.fdopen(fd, "wb", closefd=True) as pipe:
             try:
                 _send(pipe, payload)
-            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            except (
+                pickle.PicklingError,
+                TypeError,
+                AttributeError,
+                ValueError,
+                BufferError,
+            ) as exc:
                 _send(pipe, (False, ProcessingError(f"a helper's result cannot be sent: {exc}")))
     except BaseException:
         code = 1  # the caller sees a short read
@@ -158,11 +186,18 @@ def _child(fd: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...]) 
         os._exit(code)
 
 
-def _die_with(parent: int) -> None:
+def _prctl() -> Any:
+    """libc's ``prctl``, or ``None`` where it cannot be found."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with(parent: int, prctl: Any) -> None:
     """Ask Linux to kill this child when the parent's thread ends; give up if already gone."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 

@@ -155,7 +155,7 @@ def start_audio(
             return EarlyAudio()
         job = _Job(dance, video, bgm, mapping, cut, params, Reporter(None), decoded=decoded)
         plan = job.copy_plan()
-    except (BeatSyncError, av.error.FFmpegError, OSError) as exc:
+    except Exception as exc:  # only a head start: the render meets and reports the problem
         log.debug("the audio waits for the final cut: %s", exc)
         return EarlyAudio()
     return EarlyAudio(AudioTrack(plan))
@@ -212,8 +212,25 @@ def render(
         Writing failed (other engine errors, such as an input that vanished, pass through
         unchanged); no partial file is left behind either way.
     """
+    try:
+        return _render(dance, bgm, Path(out), mapping, cut, params, on_progress, early, decoded)
+    finally:
+        if early is not None:
+            early.stop()  # unless the render took the track over (it stops it itself)
+
+
+def _render(
+    dance: MediaInfo,
+    bgm: MediaInfo,
+    out: Path,
+    mapping: Mapping,
+    cut: Cut,
+    params: RenderParams,
+    on_progress: Progress | None,
+    early: EarlyAudio | None,
+    decoded: DecodedStream | None,
+) -> RenderedOutput:
     video = _validate(dance, bgm, mapping, cut, params)
-    out = Path(out)
     tmp: Path | None = None
     try:
         fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
@@ -233,9 +250,6 @@ def render(
         if isinstance(exc, BeatSyncError) or not isinstance(exc, Exception):
             raise
         raise ProcessingError(f"rendering failed: {exc}", path=str(out)) from exc
-    finally:
-        if early is not None:
-            early.stop()
     log.info("rendered %s: %.3f–%.3f s", out, result.video_start, result.video_end)
     return result
 
@@ -335,6 +349,8 @@ class _Job:
         seconds = self.video.duration or self.dance.duration
         if self.video.frames <= 0 or not math.isfinite(seconds) or seconds <= 0:
             return None
+        if self.video.frames < 0.5 * seconds * self.video.fps:
+            return None  # a count that cannot be the whole stream (a fragmented MP4's, say)
         audio_packets = math.ceil((seconds + 2.0) * OUTPUT_RATE / AAC_FRAME)
         return _MOOV_BASE + _MOOV_PER_SAMPLE * (self.video.frames + audio_packets)
 
@@ -346,7 +362,12 @@ class _Job:
             log.debug("the cut changed after the audio started; encoding it again")
             early.stop()
             early = None
-        muxer.start_audio(plan, early)
+        try:
+            muxer.start_audio(plan, early)
+        except BaseException:
+            if early is not None:  # neither the muxer nor the EarlyAudio holds it now
+                early.stop()
+            raise
 
     def copy_plan(self) -> AudioPlan:
         """The audio a stream copy of the cut carries (what :meth:`_copy` plans)."""

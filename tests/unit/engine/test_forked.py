@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from beatsync.engine import forked
 from beatsync.engine.decode import Audio
 from beatsync.engine.errors import NoAudioTrackError, ProcessingError
 from beatsync.engine.forked import ForkedCall
@@ -115,3 +116,27 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (FileNotFoundError, ProcessLookupError):
         return True
+
+
+def test_the_result_is_taken_once() -> None:
+    with ForkedCall(_audio, 10, 1) as call:
+        call.result()
+        with pytest.raises(RuntimeError, match="taken already"):
+            call.result()
+    closed = ForkedCall(_audio, 10, 1)
+    closed.close()
+    with pytest.raises(RuntimeError, match="taken already"):
+        closed.result()
+
+
+def test_running_out_of_memory_reading_the_answer_is_a_memory_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a job's memory limit, the job fails as out of memory, not as a broken helper."""
+
+    def no_room(pipe: object) -> tuple[bytes, list[bytearray]]:
+        raise MemoryError
+
+    monkeypatch.setattr(forked, "_receive", no_room)
+    with ForkedCall(_audio, 3_000_001, 5) as call, pytest.raises(MemoryError):
+        call.result()

@@ -773,17 +773,47 @@ def test_the_index_is_written_once_in_room_reserved_in_front(
     assert moov < room / 3
 
 
-def test_without_a_packet_count_faststart_moves_the_index_to_the_front(
-    render_media: dict[str, MediaInfo], render_reference: Track, tmp_path: Path
+@pytest.mark.parametrize("frames", [0, 1], ids=["unknown", "implausible"])
+def test_without_a_trustworthy_packet_count_faststart_moves_the_index_to_the_front(
+    render_media: dict[str, MediaInfo], render_reference: Track, tmp_path: Path, frames: int
 ) -> None:
+    """No count, or one that cannot be the whole stream (a fragmented MP4 says 1)."""
     dance = render_media["h264"]
     assert dance.video is not None
-    uncounted = dataclasses.replace(dance, video=dataclasses.replace(dance.video, frames=0))
+    uncounted = dataclasses.replace(dance, video=dataclasses.replace(dance.video, frames=frames))
     mapping, cut = Mapping(1.7, 1.0003), Cut(2.45, 6.3, "music", "music")
     result = render(uncounted, render_media["bgm"], tmp_path / "out.mp4", mapping=mapping, cut=cut)
     kinds = [kind for kind, size in _top_boxes(result.path) if kind != b"free" or size > 8]
     assert kinds == [b"ftyp", b"moov", b"mdat"]
     check_copy(result, dance, mapping, cut, render_reference)
+
+
+def test_early_audio_is_stopped_when_the_render_refuses_its_options(
+    render_media: dict[str, MediaInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracks = _CountedTracks(monkeypatch)
+    dance, bgm = render_media["h264"], render_media["bgm"]
+    cut = Cut(2.45, 6.3, "music", "music")
+    early = start_audio(dance, bgm, mapping=Mapping(1.7), cut=cut)
+    with pytest.raises(OptionsError):
+        render(dance, bgm, tmp_path / "out.mp4", mapping=Mapping(1.7, 3.0), cut=cut, early=early)
+    (track,) = tracks.made
+    assert isinstance(track, audiotrack.AudioTrack)
+    assert track.cancel.is_set()
+    assert not any(thread.is_alive() for thread in track.threads)
+    _no_leftovers(tmp_path)
+
+
+def test_early_audio_is_only_a_head_start_whatever_goes_wrong(
+    render_media: dict[str, MediaInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(job: object) -> None:
+        raise ValueError("unexpected")
+
+    monkeypatch.setattr(importlib.import_module("beatsync.engine.render")._Job, "copy_plan", broken)
+    dance, bgm = render_media["h264"], render_media["bgm"]
+    with start_audio(dance, bgm, mapping=Mapping(1.7), cut=Cut(2.45, 6.3, "music", "music")) as e:
+        assert e.take() is None
 
 
 def fake_packets(order: list[tuple[int, int, bool]]) -> list[SimpleNamespace]:
