@@ -127,20 +127,12 @@ def _ends_well(info: MediaInfo, start: float, end: float) -> bool:
     """Whether the last frame before ``end`` is neither black nor a repeat of the one before it
     (both at or after ``start``)."""
     last: list[tuple[float, av.VideoFrame]] = []
-    with open_media(info.path) as container:
-        stream = container.streams.video[0]
-        tb = _time_base(stream)
-        container.seek(int(max(start, end - 0.5) / tb), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            t = float(frame.pts * tb)
-            if t >= end:
-                break
+    for t, frame in _frames(info, max(start, end - 0.5), end, keyframes_only=False):
+        if t < end:
             last = [*last[-1:], (t, frame)]
-        if len(last) < 2 or last[0][0] < start:
-            return False
-        return not _bad(_thumb(last[1][1]), _thumb(last[0][1]))
+    if len(last) < 2 or last[0][0] < start:
+        return False
+    return not _bad(_thumb(last[1][1]), _thumb(last[0][1]))
 
 
 def _keyframes_from(
@@ -182,6 +174,15 @@ def _decode(
 def _thumbnails(
     info: MediaInfo, start: float, end: float, *, keyframes_only: bool
 ) -> Generator[tuple[float, NDArray[np.int16]], None, None]:
+    for t, frame in _frames(info, start, end, keyframes_only=keyframes_only):
+        yield t, _thumb(frame)
+
+
+def _frames(
+    info: MediaInfo, start: float, end: float, *, keyframes_only: bool
+) -> Generator[tuple[float, av.VideoFrame], None, None]:
+    """(time, frame) of the frames (or only keyframes) from the keyframe at or before ``start``
+    up to ``end``, in presentation order."""
     with open_media(info.path) as container:
         stream = container.streams.video[0]
         if keyframes_only:
@@ -196,4 +197,4 @@ def _thumbnails(
             t = float(frame.pts * tb)
             if t > end:
                 return
-            yield t, _thumb(frame)
+            yield t, frame
