@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import av
 
@@ -46,6 +46,8 @@ from .videocopy import RunSelector, dts_of, end_of_run, from_keyframe, pts_of, v
 
 if TYPE_CHECKING:
     from av.container import OutputContainer
+
+    Packet = av.Packet[Any]
 
 __all__ = ["OUTPUT_RATE", "EarlyAudio", "RenderParams", "RenderedOutput", "render", "start_audio"]
 
@@ -374,10 +376,19 @@ class _Job:
         path, index = self.dance.path, self.video.index
         container, packets = from_keyframe(path, index, self.ticks(self.cut.start))
         with container:
-            key = next(packets)
-        origin, start = dts_of(key), pts_of(key)
-        end_pts = end_of_run(path, index, start, self.ticks(self.cut.end), copy=True)
+            origin, _, end_pts = self._copy_span(next(packets))
         return self._plan(self.seconds(origin), self.seconds(end_pts))
+
+    def _copy_span(self, key: Packet) -> tuple[int, int, int]:
+        """A copy from the keyframe ``key``: its decode time (output time 0), its presentation
+        time, and where the last frame copied ends (dance-file ticks)."""
+        start = pts_of(key)
+        end = self.ticks(self.cut.end)
+        return (
+            dts_of(key),
+            start,
+            end_of_run(self.dance.path, self.video.index, start, end, copy=True),
+        )
 
     def _plan(self, origin: float, end: float) -> AudioPlan:
         """The audio for output time 0 = dance time ``origin`` through dance time ``end`` (s)."""
@@ -442,12 +453,11 @@ class _Job:
             if self.video.codec == "hevc":
                 stream.codec_tag = "hvc1"  # Apple players refuse hev1
             key = next(packets)
-            origin, start, end = dts_of(key), pts_of(key), self.ticks(self.cut.end)
-            end_pts = end_of_run(path, index, start, end, copy=True)
+            origin, start, end_pts = self._copy_span(key)
             out = VideoOut(muxer, stream, self.tb)
             out.origin = origin
             self._start_audio(muxer, origin, end_pts)
-            selector = RunSelector(start, end)
+            selector = RunSelector(start, self.ticks(self.cut.end))
             for packet in chain([key], packets):
                 chosen = selector.feed(packet)
                 if chosen is None:
