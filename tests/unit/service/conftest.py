@@ -38,13 +38,24 @@ class ManualDispatcher:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        workers=1,
-        min_free_disk_mb=0,
-        log_json=False,
-    )
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """``make_settings(**overrides)``: settings in a temporary folder, changed by ``overrides``."""
+
+    def make(**overrides: object) -> Settings:
+        return load_settings(
+            data_dir=tmp_path / "data",
+            workers=1,
+            min_free_disk_mb=0,
+            log_json=False,
+            **overrides,
+        )
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
 
 
 @pytest.fixture

@@ -32,14 +32,8 @@ HOURS = 3600.0
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        workers=1,
-        min_free_disk_mb=0,
-        log_json=False,
-        max_running_jobs_per_owner=10,
-    )
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(max_running_jobs_per_owner=10)
 
 
 @pytest.fixture

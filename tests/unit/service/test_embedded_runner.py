@@ -114,6 +114,15 @@ def dead_pid() -> int:
     return process.pid
 
 
+def start_a_busy_job(env: Env, runner: EmbeddedRunner, case: BuiltCase) -> tuple[str, int]:
+    """Start ``runner`` on a new job of ``case`` and wait until it runs: its id and child's pid."""
+    job_id = env.job(case, {"reencode": True})  # the slower render keeps it busy
+    runner.start()
+    runner.submit(job_id)
+    wait_for(running_with_stage(env, job_id), 30, "the job running")
+    return job_id, runner.running()[job_id]
+
+
 def assert_offset(env: Env, job_id: str, case: BuiltCase) -> None:
     result = env.row(job_id).result
     assert result is not None
@@ -158,11 +167,7 @@ def test_cancel_kills_the_child_quickly_and_keeps_nothing(
 ) -> None:
     env = Env(tmp_path)
     runner = runners(env)
-    job_id = env.job(clean, {"reencode": True})  # the slower render keeps it busy
-    runner.start()
-    runner.submit(job_id)
-    wait_for(running_with_stage(env, job_id), 30, "the job running")
-    pid = runner.running()[job_id]
+    job_id, pid = start_a_busy_job(env, runner, clean)
 
     # What the API does: the row first, then the dispatcher.
     began = time.monotonic()
@@ -191,11 +196,7 @@ def test_a_retry_right_after_a_cancel_runs_once_on_its_own(
 ) -> None:
     env = Env(tmp_path)
     runner = runners(env)
-    job_id = env.job(clean, {"reencode": True})
-    runner.start()
-    runner.submit(job_id)
-    wait_for(running_with_stage(env, job_id), 30, "the job running")
-    old_pid = runner.running()[job_id]
+    job_id, old_pid = start_a_busy_job(env, runner, clean)
 
     # Canceled and retried before the runner has seen the cancel: the row is queued again
     # while the first run's process still lives.
@@ -229,11 +230,7 @@ def test_a_child_killed_mid_job_is_requeued_and_succeeds(
 ) -> None:
     env = Env(tmp_path)
     runner = runners(env)
-    job_id = env.job(clean, {"reencode": True})
-    runner.start()
-    runner.submit(job_id)
-    wait_for(running_with_stage(env, job_id), 30, "the job running")
-    first = runner.running()[job_id]
+    job_id, first = start_a_busy_job(env, runner, clean)
 
     with caplog.at_level(logging.INFO, logger="beatsync.service.jobs"):
         os.kill(first, signal.SIGKILL)

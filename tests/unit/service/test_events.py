@@ -8,7 +8,6 @@ import queue
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from beatsync.service.api import events
-from beatsync.service.config import Settings, load_settings
+from beatsync.service.config import Settings
 
 # What a worker reports while it runs, as (stage, overall progress).
 STAGES = [
@@ -34,15 +33,8 @@ STAGES = [
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        workers=1,
-        min_free_disk_mb=0,
-        log_json=False,
-        event_poll_s=0.02,
-        max_running_jobs_per_owner=10,
-    )
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(event_poll_s=0.02, max_running_jobs_per_owner=10)
 
 
 def _session(client: TestClient) -> tuple[str, dict[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +13,7 @@ from factories import AUDIO_MEDIA, RESULT, Rows, files_under, owner_id
 from fastapi.testclient import TestClient
 
 from beatsync.service.api.app import create_app
-from beatsync.service.config import Settings, load_settings
+from beatsync.service.config import Settings
 from beatsync.service.db import UploadStatus
 from beatsync.service.db.models import utcnow
 from beatsync.service.jobs.options import cache_key
@@ -35,15 +34,9 @@ DEFAULT_OPTIONS = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(make_settings: Callable[..., Settings]) -> Settings:
     """Room for several jobs per owner; the quota tests lower it again."""
-    return load_settings(
-        data_dir=tmp_path / "data",
-        workers=1,
-        min_free_disk_mb=0,
-        log_json=False,
-        max_running_jobs_per_owner=10,
-    )
+    return make_settings(max_running_jobs_per_owner=10)
 
 
 class Owner:
