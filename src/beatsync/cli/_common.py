@@ -17,6 +17,7 @@ __all__ = [
     "SubParsers",
     "UsageError",
     "finite_number",
+    "positive_int",
 ]
 
 EXIT_OK = 0
@@ -50,4 +51,14 @@ def finite_number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 (got {value})")
     return value

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import EXIT_OK, SubParsers
+from ._common import EXIT_OK, SubParsers, positive_int
 
 if TYPE_CHECKING:
     from beatsync.service.config import Settings
@@ -26,7 +26,7 @@ def add_serve(subparsers: SubParsers) -> None:
     p.add_argument("--port", type=int, help="port to listen on (BEATSYNC_PORT, default 8000)")
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         help="job worker processes (BEATSYNC_WORKERS, default one per core)",
     )
     p.add_argument("--data-dir", type=Path, help="data folder (BEATSYNC_DATA_DIR, default ./data)")
@@ -67,13 +67,3 @@ def _run_serve(args: argparse.Namespace) -> int:
     }
     serve(service_settings(**overrides))
     return EXIT_OK
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"at least 1 (got {value})")
-    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import SubParsers
+from ._common import SubParsers, positive_int
 
 __all__ = ["add_worker"]
 
@@ -21,7 +21,7 @@ def add_worker(subparsers: SubParsers) -> None:
     )
     p.add_argument(
         "--concurrency",
-        type=_positive,
+        type=positive_int,
         help="jobs run at once, one process each (BEATSYNC_WORKERS, default one per core)",
     )
     p.add_argument(
@@ -38,16 +38,6 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     return run_worker(settings, concurrency=args.concurrency, queues=args.queues or ())
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"at least 1 (got {value})")
-    return value
 
 
 def _names(text: str) -> list[str]:
