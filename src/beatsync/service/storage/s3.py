@@ -185,29 +185,28 @@ class S3Storage:
         return dest
 
     def size(self, key: str) -> int | None:
-        check_key(key)
-        try:
-            head = self._client().head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            _unavailable("looking up", key, exc)
-        except BotoCoreError as exc:
-            _unavailable("looking up", key, exc)
-        return int(head["ContentLength"])
+        head = self._head(key)
+        return None if head is None else int(head["ContentLength"])
 
     def modified(self, key: str) -> datetime | None:
+        head = self._head(key)
+        if head is None:
+            return None
+        moment: datetime = head["LastModified"]
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata, or None when there is no such key."""
         check_key(key)
         try:
-            head = self._client().head_object(Bucket=self.bucket, Key=key)
+            head: dict[str, Any] = self._client().head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return None
             _unavailable("looking up", key, exc)
         except BotoCoreError as exc:
             _unavailable("looking up", key, exc)
-        moment: datetime = head["LastModified"]
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return head
 
     def delete_prefix(self, prefix: str) -> int:
         check_key(prefix)
