@@ -115,16 +115,14 @@ def create_job(
     options: JobOptions,
 ) -> tuple[Job, bool]:
     """A queued job, or the owner's finished twin from the result cache; whether it is new."""
-    dance = _usable_upload(session, storage, owner_id, dance_upload_id, role="dance")
-    bgm = _usable_upload(session, storage, owner_id, bgm_upload_id, role="bgm")
     return _enqueue(
         session,
         settings=settings,
         storage=storage,
         dispatcher=dispatcher,
         owner_id=owner_id,
-        dance=dance,
-        bgm=bgm,
+        dance_upload_id=dance_upload_id,
+        bgm_upload_id=bgm_upload_id,
         options=options_dict(options),
         parent_id=None,
     )
@@ -173,11 +171,13 @@ def _enqueue(
     storage: Storage,
     dispatcher: Dispatcher,
     owner_id: str,
-    dance: Upload,
-    bgm: Upload,
+    dance_upload_id: str,
+    bgm_upload_id: str,
     options: dict[str, Any],
     parent_id: str | None,
 ) -> tuple[Job, bool]:
+    dance = _usable_upload(session, storage, owner_id, dance_upload_id, role="dance")
+    bgm = _usable_upload(session, storage, owner_id, bgm_upload_id, role="bgm")
     _check_cut(dance, options)
     key = cache_key(dance.sha256 or dance.id, bgm.sha256 or bgm.id, options)
     cached = _cached(session, storage, owner_id, key)
@@ -416,16 +416,14 @@ def render_variant(
         mapping = _candidate_mapping(session, parent, request.candidate)
     else:
         mapping = _base_mapping(parent)
-    dance = _usable_upload(session, storage, owner_id, parent.dance_upload_id, role="dance")
-    bgm = _usable_upload(session, storage, owner_id, parent.bgm_upload_id, role="bgm")
     return _enqueue(
         session,
         settings=settings,
         storage=storage,
         dispatcher=dispatcher,
         owner_id=owner_id,
-        dance=dance,
-        bgm=bgm,
+        dance_upload_id=parent.dance_upload_id,
+        bgm_upload_id=parent.bgm_upload_id,
         options=options_dict(options, mapping),
         parent_id=parent.id,
     )
