@@ -19,8 +19,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -39,6 +37,7 @@ from .errors import (
 )
 from .mapping import Mapping
 from .mux import Muxer, Progress, Reporter, VideoOut, WrittenVideo
+from .outfile import part_path, publish
 from .probe import MediaInfo, VideoInfo
 from .reencode import reencode_video
 from .trim import Cut
@@ -235,16 +234,13 @@ def _render(
     video = _validate(dance, bgm, mapping, cut, params)
     tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = part_path(out)
         report = Reporter(on_progress)
         job = _Job(dance, video, bgm, mapping, cut, params, report, early=early, decoded=decoded)
         result = job.write(tmp)
         result = dataclasses.replace(result, path=str(out), size_bytes=tmp.stat().st_size)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the output is an ordinary file
         report(1.0)
-        os.replace(tmp, out)
+        publish(tmp, out)
         tmp = None
     except BaseException as exc:
         if tmp is not None:
