@@ -103,6 +103,9 @@ class Run:
 def run_child(kind: str, argv: Sequence[str]) -> Run:
     """Run ``argv`` and measure its wall time and maximum resident set size."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # Data an earlier run left for the kernel to write back is written now, untimed, so
+        # that no run is timed doing another's writeback.
+        os.sync()
         began = time.perf_counter()
         proc = subprocess.Popen(list(argv), stdout=out, stderr=err)
         # wait4 reports this child's own peak RSS; RUSAGE_CHILDREN would mix in earlier ones.
