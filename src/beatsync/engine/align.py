@@ -10,6 +10,7 @@ the music and :class:`MusicMismatchError` is raised: there is no fallback to off
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,13 @@ from numpy.typing import NDArray
 
 from .decode import Audio, decode_audio
 from .errors import MusicMismatchError
-from .features import FEATURE_RATE, band_features, onset_envelope, power_spectrogram
+from .features import (
+    FEATURE_RATE,
+    band_features,
+    onset_envelope,
+    power_spectrogram,
+    signal_band_features,
+)
 from .fine import Fit, Signals, WindowTrack, measure_mapping, refine
 from .mapping import Mapping
 from .presence import music_span
@@ -135,20 +142,29 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
     if dance.rate != bgm.rate:
         raise ValueError("both signals must have the same sample rate")
     signals = Signals(dance, bgm)
-    dance_power = power_spectrogram(dance.samples, dance.rate)
-    unit_bands = band_features(dance_power, dance.rate)
-    bgm_bands = band_features(power_spectrogram(bgm.samples, bgm.rate), bgm.rate)
+    # The reference's features in a second thread: the FFTs and NumPy's loops let go of the
+    # interpreter lock.
+    with ThreadPoolExecutor(1) as pool:
+        bgm_job = pool.submit(signal_band_features, bgm.samples, bgm.rate)
+        unit_bands = signal_band_features(dance.samples, dance.rate)
+        bgm_bands = bgm_job.result()
+
+    @functools.cache
+    def dance_power() -> NDArray[np.float32]:
+        # Held only when a change of speed has the bands read at other pitches.
+        return power_spectrogram(dance.samples, dance.rate)
+
+    def dance_bands(speed: float) -> NDArray[np.float32]:
+        return unit_bands if speed == 1.0 else band_features(dance_power(), dance.rate, pitch=speed)
 
     def search(speeds: tuple[float, ...]) -> list[Fit]:
         lines = coarse_lines(
-            dance_power,
+            dance_bands,
             bgm_bands,
-            rate=dance.rate,
             speeds=speeds,
             dance_start=dance.start,
             bgm_start=bgm.start,
             max_lines=p.candidates + 1,
-            unit_bands=unit_bands,
         )
         if p.offset_hint is not None:
             hint = p.offset_hint
@@ -202,7 +218,7 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
             # Clock drift leaves the pitch as it is, as far as a plot can tell.
             unit_bands
             if abs(best.mapping.scale - 1.0) < _SAME_PITCH
-            else band_features(dance_power, dance.rate, pitch=best.mapping.scale),
+            else dance_bands(best.mapping.scale),
             bgm_bands,
             dance.start,
             bgm.start,
@@ -236,7 +252,7 @@ def assess_mapping(
             band_features(
                 power_spectrogram(dance.samples, dance.rate), dance.rate, pitch=mapping.scale
             ),
-            band_features(power_spectrogram(bgm.samples, bgm.rate), bgm.rate),
+            signal_band_features(bgm.samples, bgm.rate),
             dance.start,
             bgm.start,
             mapping,

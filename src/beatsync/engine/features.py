@@ -9,11 +9,19 @@ higher in pitch, so the dance's bands can be read at a frequency scale.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-__all__ = ["FEATURE_RATE", "band_features", "onset_envelope", "power_spectrogram"]
+__all__ = [
+    "FEATURE_RATE",
+    "band_features",
+    "onset_envelope",
+    "power_spectrogram",
+    "signal_band_features",
+]
 
 FEATURE_RATE = 100  # frames per second
 _N_FFT = 1024
@@ -32,18 +40,9 @@ def power_spectrogram(samples: NDArray[np.float32], rate: int) -> NDArray[np.flo
         Frame ``k`` describes the audio around ``k / FEATURE_RATE`` seconds; only the bins up to
         the highest band edge at the largest pitch scale are kept.
     """
-    hop = rate // FEATURE_RATE
-    n_frames = max(0, (len(samples) - _N_FFT) // hop + 1)
-    bins = min(_N_FFT // 2 + 1, int(_BAND_EDGES_HZ[1] * 1.15 * _N_FFT / rate) + 2)
-    out = np.zeros((n_frames, bins), dtype=np.float32)
-    window = np.hanning(_N_FFT).astype(np.float32)
-    signal = np.asarray(samples, dtype=np.float32)
-    for first in range(0, n_frames, _BLOCK_FRAMES):
-        count = min(_BLOCK_FRAMES, n_frames - first)
-        span = signal[first * hop : (first + count - 1) * hop + _N_FFT]
-        frames = np.lib.stride_tricks.sliding_window_view(span, _N_FFT)[::hop][:count]
-        spectrum = scipy.fft.rfft(frames * window, axis=1, workers=-1)[:, :bins]
-        out[first : first + count] = spectrum.real**2 + spectrum.imag**2
+    out = np.zeros((_frame_count(samples, rate), _bins(rate)), dtype=np.float32)
+    for first, power in _power_blocks(samples, rate):
+        out[first : first + len(power)] = power
     return out
 
 
@@ -66,9 +65,47 @@ def band_features(
     -------
     ndarray, shape (48, frames)
     """
-    if power.shape[0] == 0:
+    return _normalised(power @ _band_matrix(rate, power.shape[1], pitch))
+
+
+def signal_band_features(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
+    """``band_features(power_spectrogram(samples, rate), rate)``, one block of frames at a time:
+    the spectrogram (tens of megabytes for a song) is never held whole."""
+    bands = np.zeros((_frame_count(samples, rate), _N_BANDS), dtype=np.float32)
+    matrix = _band_matrix(rate, _bins(rate), 1.0)
+    for first, power in _power_blocks(samples, rate):
+        bands[first : first + len(power)] = power @ matrix
+    return _normalised(bands)
+
+
+def _frame_count(samples: NDArray[np.float32], rate: int) -> int:
+    return max(0, (len(samples) - _N_FFT) // (rate // FEATURE_RATE) + 1)
+
+
+def _bins(rate: int) -> int:
+    return min(_N_FFT // 2 + 1, int(_BAND_EDGES_HZ[1] * 1.15 * _N_FFT / rate) + 2)
+
+
+def _power_blocks(
+    samples: NDArray[np.float32], rate: int
+) -> Iterator[tuple[int, NDArray[np.float32]]]:
+    """(first frame, power of frames first…) for blocks of the :func:`power_spectrogram`."""
+    hop = rate // FEATURE_RATE
+    n_frames, bins = _frame_count(samples, rate), _bins(rate)
+    window = np.hanning(_N_FFT).astype(np.float32)
+    signal = np.asarray(samples, dtype=np.float32)
+    for first in range(0, n_frames, _BLOCK_FRAMES):
+        count = min(_BLOCK_FRAMES, n_frames - first)
+        span = signal[first * hop : (first + count - 1) * hop + _N_FFT]
+        frames = np.lib.stride_tricks.sliding_window_view(span, _N_FFT)[::hop][:count]
+        spectrum = scipy.fft.rfft(frames * window, axis=1, workers=-1)[:, :bins]
+        yield first, spectrum.real**2 + spectrum.imag**2
+
+
+def _normalised(bands: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Band energies (frames, bands) to log, high-passed, unit-variance features (bands, frames)."""
+    if bands.shape[0] == 0:
         return np.zeros((_N_BANDS, 0), dtype=np.float32)
-    bands = power @ _band_matrix(rate, power.shape[1], pitch)
     ref = float(np.percentile(bands, 99)) + 1e-20
     logb = np.log1p(1000.0 * bands / ref)
     logb -= _moving_average(logb, _HIGHPASS_FRAMES)

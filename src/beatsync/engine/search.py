@@ -8,13 +8,14 @@ repeats a section yields several, which the fine stage tells apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-from .features import FEATURE_RATE, band_features
+from .features import FEATURE_RATE
 
 __all__ = ["Line", "coarse_lines"]
 
@@ -40,27 +41,22 @@ class Line:
 
 
 def coarse_lines(
-    dance_power: NDArray[np.float32],
+    dance_bands: Callable[[float], NDArray[np.float32]],
     bgm: NDArray[np.float32],
     *,
-    rate: int,
     speeds: tuple[float, ...] = (1.0,),
     dance_start: float = 0.0,
     bgm_start: float = 0.0,
     max_lines: int = 4,
-    unit_bands: NDArray[np.float32] | None = None,
 ) -> list[Line]:
     """Candidate lines from band features, best first.
 
     Parameters
     ----------
-    dance_power
-        The dance recording's :func:`~.features.power_spectrogram`; its bands are read at each
-        speed's pitch.
+    dance_bands
+        The dance recording's :func:`~.features.band_features` read at a speed's pitch.
     bgm
         The reference's :func:`~.features.band_features`.
-    rate
-        Sample rate of the audio both were made from, Hz.
     speeds
         Speed ratios (reference seconds per dance second) to try; 1 covers clock drift, the
         others ±1.2 % each.
@@ -68,20 +64,17 @@ def coarse_lines(
         File time in seconds of each array's first frame.
     max_lines
         How many distinct lines to return at most.
-    unit_bands
-        The dance recording's band features at speed 1, when already computed.
     """
     points: list[NDArray[np.float64]] = []
+    frames = 0
     for speed in speeds:
-        if speed == 1.0 and unit_bands is not None:
-            dance = unit_bands
-        else:
-            dance = band_features(dance_power, rate, pitch=speed)
+        dance = dance_bands(speed)
+        frames = dance.shape[1]
         points.append(_window_peaks(dance, bgm, speed, dance_start, bgm_start))
     votes = np.concatenate(points) if points else np.zeros((0, 4))
     if len(votes) == 0:
         return []
-    span = max(float(dance_power.shape[0]) / FEATURE_RATE, _WINDOW_S)
+    span = max(float(frames) / FEATURE_RATE, _WINDOW_S)
     lines: list[Line] = []
     for speed in speeds:
         mine = votes[votes[:, 3] == speed]

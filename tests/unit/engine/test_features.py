@@ -1,0 +1,23 @@
+"""Band features: read from a whole spectrogram or a block of frames at a time, they agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from beatsync.engine.features import band_features, power_spectrogram, signal_band_features
+
+RATE = 16_000
+
+
+@pytest.mark.parametrize("seconds", [0.03, 0.07, 9.5, 31.0])
+def test_block_by_block_features_equal_the_whole_spectrograms(seconds: float) -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(int(seconds * RATE)) / RATE
+    tones = np.sin(2 * np.pi * 440 * t * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t)))
+    samples = (tones + 0.3 * rng.standard_normal(len(t))).astype(np.float32)
+    whole = band_features(power_spectrogram(samples, RATE), RATE)
+    blocks = signal_band_features(samples, RATE)
+    assert blocks.shape == whole.shape
+    assert blocks.shape[1] == max(0, (len(samples) - 1024) // (RATE // 100) + 1)
+    np.testing.assert_allclose(blocks, whole, atol=1e-4)
