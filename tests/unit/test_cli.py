@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -519,3 +520,31 @@ def test_help_starts_without_loading_the_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_the_command_keeps_openblas_to_one_thread_unless_told_otherwise(
+    preset: str | None,
+) -> None:
+    # OpenBLAS runs at most one thread per core.
+    expected = 1 if preset is None else min(int(preset), os.cpu_count() or 1)
+    probe = (
+        "import json\n"
+        "from beatsync import cli\n"
+        "def report(**_):\n"
+        "    import numpy, threadpoolctl\n"
+        "    pools = [p for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas']\n"
+        "    print(json.dumps([p['num_threads'] for p in pools]))\n"
+        "    return 0\n"
+        "cli.main = report\n"
+        "cli.run()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    threads = json.loads(done.stdout)
+    assert threads
+    assert set(threads) == {expected}
