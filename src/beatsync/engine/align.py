@@ -141,13 +141,18 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
     p = params or AlignParams()
     if dance.rate != bgm.rate:
         raise ValueError("both signals must have the same sample rate")
+    # Two threads share each step (the FFTs and NumPy's loops let go of the interpreter lock):
+    # both recordings' features, the coarse search's batches, the candidates, the frames of
+    # the music span. No task waits on another, so one pool serves them all.
+    with ThreadPoolExecutor(2, thread_name_prefix="beatsync-align") as pool:
+        return _align(dance, bgm, p, pool)
+
+
+def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -> Alignment:
     signals = Signals(dance, bgm)
-    # The reference's features in a second thread: the FFTs and NumPy's loops let go of the
-    # interpreter lock.
-    with ThreadPoolExecutor(1) as pool:
-        bgm_job = pool.submit(signal_band_features, bgm.samples, bgm.rate)
-        unit_bands = signal_band_features(dance.samples, dance.rate)
-        bgm_bands = bgm_job.result()
+    bgm_job = pool.submit(signal_band_features, bgm.samples, bgm.rate)
+    unit_bands = signal_band_features(dance.samples, dance.rate)
+    bgm_bands = bgm_job.result()
 
     @functools.cache
     def dance_power() -> NDArray[np.float32]:
@@ -165,6 +170,7 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
             dance_start=dance.start,
             bgm_start=bgm.start,
             max_lines=p.candidates + 1,
+            pool=pool,
         )
         if p.offset_hint is not None:
             hint = p.offset_hint
@@ -174,15 +180,12 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
-        with ThreadPoolExecutor(max(1, min(2, len(worth)))) as pool:
-            fits = list(
-                pool.map(
-                    lambda line: refine(
-                        signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
-                    ),
-                    worth,
-                )
-            )
+        fits = pool.map(
+            lambda line: refine(
+                signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
+            ),
+            worth,
+        )
         return [f for f in fits if f is not None]
 
     fits = search((1.0,))
@@ -198,7 +201,7 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
         Candidate(f.mapping, round(_confidence(f) * share, 4), f.hits / max(f.windows, 1))
         for f, share in zip(fits[1:], shares[1:], strict=True)
     )
-    times, score, music = music_span(signals, best.mapping, best)
+    times, score, music = music_span(signals, best.mapping, best, pool=pool)
     log.debug(
         "aligned: offset %.4f s, drift %.1f ppm, %d/%d windows, confidence %.3f",
         best.mapping.offset,

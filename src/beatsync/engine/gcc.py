@@ -10,6 +10,7 @@ fitting a parabola. Frames are transformed once and shared by every window that 
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = ["FrameTrack", "GccResult", "frame_agreement", "window_lags"]
 _BAND_HZ = (100.0, 7000.0)
 _CHUNK = 256
 _WINDOWS_PER_GROUP = 32
+_AGREE_CHUNK = 1024  # frames per task of the frame agreement
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,21 +173,35 @@ def frame_agreement(
     count: int,
     *,
     rate: int,
+    pool: Executor | None = None,
 ) -> NDArray[np.float64]:
     """How much each frame's cross-spectrum agrees in phase with the recording's average one.
 
     At the right alignment, every frame where the music is heard shows the room's transfer
     phase; frames of silence, talking or noise show random phase. Returns one value per frame in
     [-1, 1] (about 0 without music); frames where the reference is silent or out of reach are 0.
+    ``pool``: threads that take the frames a chunk each.
     """
-    k = np.arange(count, dtype=np.int64)
-    cross = _cross_spectra(x, y, track, k)
+    if count <= 0:
+        return np.zeros(0)
     band = _band(track.frame, rate)
-    cross = cross[:, band]
-    total = cross.sum(axis=0)
+    workers = 1 if pool is not None else -1
+    chunks = [np.arange(a, min(a + _AGREE_CHUNK, count)) for a in range(0, count, _AGREE_CHUNK)]
+
+    def spectra(k: NDArray[np.int64]) -> NDArray[np.complex64]:
+        return _cross_spectra(x, y, track, k, workers=workers)[:, band]
+
+    cross = list(pool.map(spectra, chunks) if pool is not None else map(spectra, chunks))
+    total = np.sum([c.sum(axis=0) for c in cross], axis=0)
     phase = np.conj(total) / np.maximum(np.abs(total), 1e-30)
-    mag = np.abs(cross).sum(axis=1)
-    agree = (cross * phase[None, :]).real.sum(axis=1) / np.maximum(mag, 1e-30)
+
+    def agreement(c: NDArray[np.complex64]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        return (c * phase).real.sum(axis=1), np.abs(c).sum(axis=1)
+
+    parts = list(pool.map(agreement, cross) if pool is not None else map(agreement, cross))
+    dots = np.concatenate([d for d, _ in parts])
+    mag = np.concatenate([m for _, m in parts])
+    agree = dots / np.maximum(mag, 1e-30)
     audible = mag > 1e-3 * float(np.median(mag[mag > 0])) if (mag > 0).any() else mag > 0
     return np.where(audible, agree, 0.0).astype(np.float64)
 
@@ -198,9 +214,15 @@ def _band(frame: int, rate: int) -> NDArray[np.bool_]:
 
 
 def _cross_spectra(
-    x: NDArray[np.float32], y: NDArray[np.float32], track: FrameTrack, k: NDArray[np.int64]
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    track: FrameTrack,
+    k: NDArray[np.int64],
+    *,
+    workers: int = -1,
 ) -> NDArray[np.complex64]:
-    """X*·Y of the frames ``k``; frames reaching outside either signal are zero."""
+    """X*·Y of the frames ``k``; frames reaching outside either signal are zero. ``workers``
+    as for :func:`scipy.fft.rfft`."""
     frame = track.frame
     window = np.hanning(frame).astype(np.float32)
     out = np.zeros((len(k), frame // 2 + 1), dtype=np.complex64)
@@ -214,7 +236,7 @@ def _cross_spectra(
     rows = np.flatnonzero(ok)
     for first in range(0, len(rows), _CHUNK):
         r = rows[first : first + _CHUNK]
-        xs = scipy.fft.rfft(xv[x_at[r]] * window, axis=1, workers=-1)
-        ys = scipy.fft.rfft(yv[y_at[r]] * window, axis=1, workers=-1)
+        xs = scipy.fft.rfft(xv[x_at[r]] * window, axis=1, workers=workers)
+        ys = scipy.fft.rfft(yv[y_at[r]] * window, axis=1, workers=workers)
         out[r] = np.conj(xs) * ys
     return out

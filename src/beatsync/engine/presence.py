@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -13,21 +15,22 @@ __all__ = ["music_span"]
 
 
 def music_span(
-    signals: Signals, mapping: Mapping, fit: Fit
+    signals: Signals, mapping: Mapping, fit: Fit, *, pool: Executor | None = None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[float, float]]:
     """How well each moment of the dance recording matches the mapped reference, and the span
     where the music is heard.
 
     Per 32 ms frame, the phase agreement with the recording's average cross-spectrum; the span
     is the stretch whose agreement most exceeds half the typical in-music level (the largest
-    sum of a contiguous run), so short gaps in the music do not split it.
+    sum of a contiguous run), so short gaps in the music do not split it. ``pool``: threads
+    that share the frames.
     """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
     frame = 1024
     x, stretch, track = frame_track(signals, mapping, frame=frame, hop=frame // 2)
     count = track.frame_count(len(x))
-    agree = frame_agreement(x, bgm.samples, track, count, rate=rate)
+    agree = frame_agreement(x, bgm.samples, track, count, rate=rate, pool=pool)
     smooth = np.convolve(agree, np.ones(5) / 5, mode="same")
     centres = dance.start + (np.arange(count) * track.hop + frame / 2) / rate / stretch
     agreed = fit.track.times[fit.track.inlier]

@@ -9,6 +9,7 @@ repeats a section yields several, which the fine stage tells apart.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,7 @@ def coarse_lines(
     dance_start: float = 0.0,
     bgm_start: float = 0.0,
     max_lines: int = 4,
+    pool: Executor | None = None,
 ) -> list[Line]:
     """Candidate lines from band features, best first.
 
@@ -64,13 +66,15 @@ def coarse_lines(
         File time in seconds of each array's first frame.
     max_lines
         How many distinct lines to return at most.
+    pool
+        Threads that correlate batches of windows side by side; without one, one at a time.
     """
     points: list[NDArray[np.float64]] = []
     frames = 0
     for speed in speeds:
         dance = dance_bands(speed)
         frames = dance.shape[1]
-        points.append(_window_peaks(dance, bgm, speed, dance_start, bgm_start))
+        points.append(_window_peaks(dance, bgm, speed, dance_start, bgm_start, pool))
     votes = np.concatenate(points) if points else np.zeros((0, 4))
     if len(votes) == 0:
         return []
@@ -104,6 +108,7 @@ def _window_peaks(
     speed: float,
     dance_start: float,
     bgm_start: float,
+    pool: Executor | None = None,
 ) -> NDArray[np.float64]:
     """Rows (dance time, reference time, z-score, speed) of each window's strongest matches."""
     _n_bands, n_dance = dance.shape
@@ -139,21 +144,28 @@ def _window_peaks(
     lo_idx = np.clip(lags, 0, n_bgm)
     hi_idx = np.clip(lags + width, 0, n_bgm)
     local = np.sqrt(np.maximum(energy[hi_idx] - energy[lo_idx], 1e-9))
-    rows: list[tuple[float, float, float, float]] = []
     separation = int(_PEAK_SEPARATION_S * FEATURE_RATE)
-    for first in range(0, len(starts), _BATCH):
+    workers = 1 if pool is not None else -1  # the pool's threads are the parallelism
+
+    def matches(first: int) -> list[tuple[float, float, float, float]]:
         batch = starts[first : first + _BATCH]
         wins = np.stack([stretched[:, s : s + width] for s in batch])
         if wins.shape[2] < width:
-            continue
+            return []
         norms = np.sqrt((wins.astype(np.float64) ** 2).sum(axis=(1, 2))) + 1e-9
-        spec = np.conj(scipy.fft.rfft(wins, size, axis=2, workers=-1)).transpose(2, 0, 1)
+        spec = np.conj(scipy.fft.rfft(wins, size, axis=2, workers=workers)).transpose(2, 0, 1)
         # corr[block, j] = Σ win[k] · padded[block · step + j + k], j < step.
-        corr = scipy.fft.irfft((spec @ bgm_spec).transpose(1, 2, 0), size, workers=-1)
+        corr = scipy.fft.irfft((spec @ bgm_spec).transpose(1, 2, 0), size, workers=workers)
         corr = corr[:, :, :step].reshape(len(batch), -1)[:, :n_bgm]
         corr = corr / (norms[:, None] * local[None, :])
+        found: list[tuple[float, float, float, float]] = []
         for row, s in zip(corr, batch, strict=True):
-            rows.extend(_peaks(row, s, lags, speed, separation, dance_start, bgm_start))
+            found.extend(_peaks(row, s, lags, speed, separation, dance_start, bgm_start))
+        return found
+
+    firsts = range(0, len(starts), _BATCH)
+    batches = pool.map(matches, firsts) if pool is not None else map(matches, firsts)
+    rows = [row for found in batches for row in found]
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
