@@ -180,12 +180,16 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
-        fits = pool.map(
-            lambda line: refine(
-                signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
-            ),
-            worth,
+        signals.fft_workers = 1 if len(worth) > 1 else -1
+        fits = list(
+            pool.map(
+                lambda line: refine(
+                    signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
+                ),
+                worth,
+            )
         )
+        signals.fft_workers = -1
         return [f for f in fits if f is not None]
 
     fits = search((1.0,))

@@ -78,6 +78,9 @@ class Signals:
 
     dance: Audio
     bgm: Audio
+    # Threads per FFT: all cores, or one while candidates are measured side by side (the
+    # transforms' own threads then only add waiting).
+    fft_workers: int = -1
     stretched: dict[Fraction, NDArray[np.float32]] = field(default_factory=dict)
 
 
@@ -162,7 +165,9 @@ def measure(
     if len(starts) == 0:
         empty = np.zeros(0)
         return empty, empty, empty, empty
-    result = window_lags(x, bgm.samples, track, starts, width, rate=rate, search=search)
+    result = window_lags(
+        x, bgm.samples, track, starts, width, rate=rate, search=search, workers=signals.fft_workers
+    )
     centres = dance.start + (starts * frame_hop + span / 2) / rate / stretch
     matched = mapping.offset + mapping.scale * centres + result.lag
     return centres, matched, result.strength, result.prominence

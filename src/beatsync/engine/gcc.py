@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 __all__ = ["FrameTrack", "GccResult", "frame_agreement", "window_lags"]
 
 _BAND_HZ = (100.0, 7000.0)
-_CHUNK = 256
+_CHUNK = 128  # frames per transform: a few megabytes, kept in cache
 _WINDOWS_PER_GROUP = 32
 _AGREE_CHUNK = 1024  # frames per task of the frame agreement
 
@@ -73,6 +73,7 @@ def window_lags(
     *,
     rate: int,
     search: float,
+    workers: int = -1,
 ) -> GccResult:
     """Residual lag of each window of ``width`` frames starting at frame ``starts[i]``.
 
@@ -88,6 +89,8 @@ def window_lags(
         Frames per window.
     search
         Largest residual lag searched, seconds (at most ``frame / 2 / rate``).
+    workers
+        Threads per FFT, as for :func:`scipy.fft.rfft`.
     """
     n = len(starts)
     if n == 0:
@@ -112,7 +115,9 @@ def window_lags(
             and bool(np.all(np.diff(group) == step))
         ):
             # Evenly overlapping windows: sum frames in blocks of one hop, then add the blocks.
-            cross = _cross_spectra(x, y, track, np.arange(group[0], group[-1] + width))
+            cross = _cross_spectra(
+                x, y, track, np.arange(group[0], group[-1] + width), workers=workers
+            )
             blocks = cross.reshape(-1, step, cross.shape[1]).sum(axis=1)
             per = width // step
             sums = blocks[: len(group)].copy()
@@ -120,18 +125,18 @@ def window_lags(
                 sums += blocks[j : j + len(group)]
         elif len(group) < 2 or bool(np.all(np.diff(group) >= width)):
             # Windows that do not overlap: each frame belongs to one window.
-            cross = _cross_spectra(x, y, track, frames)
+            cross = _cross_spectra(x, y, track, frames, workers=workers)
             sums = cross.reshape(len(group), width, -1).sum(axis=1)
         else:
             needed = np.unique(frames)
-            cross = _cross_spectra(x, y, track, needed)
+            cross = _cross_spectra(x, y, track, needed, workers=workers)
             total = np.concatenate(
                 [np.zeros((1, cross.shape[1]), cross.dtype), np.cumsum(cross, 0)]
             )
             at = np.searchsorted(needed, group)
             sums = total[at + width] - total[at]
         sl = slice(first, first + len(group))
-        lag[sl], strength[sl], prominence[sl] = _peaks(sums, band, lags, frame, rate)
+        lag[sl], strength[sl], prominence[sl] = _peaks(sums, band, lags, frame, rate, workers)
     return GccResult(lag, strength, prominence)
 
 
@@ -141,13 +146,15 @@ def _peaks(
     lags: NDArray[np.int64],
     frame: int,
     rate: int,
+    workers: int,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Whiten each window's summed cross-spectrum and find its correlation peak."""
     sums[:, ~band] = 0.0
     mag = np.abs(sums)
     # Silent windows must give a flat correlation, not a division by zero.
     sums /= np.maximum(mag, 1e-6 * mag.max(axis=1, keepdims=True) + 1e-20)
-    corr = scipy.fft.irfft(sums, frame, axis=1, workers=-1) * (frame / max(int(band.sum()), 1))
+    corr = scipy.fft.irfft(sums, frame, axis=1, workers=workers)
+    corr *= frame / max(int(band.sum()), 1)
     corr = corr[:, lags % frame]
     rows = np.arange(len(corr))
     i = np.argmax(corr, axis=1)
