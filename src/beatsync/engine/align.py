@@ -150,8 +150,8 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
 
 def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -> Alignment:
     signals = Signals(dance, bgm)
-    bgm_job = pool.submit(signal_band_features, bgm.samples, bgm.rate)
-    unit_bands = signal_band_features(dance.samples, dance.rate)
+    bgm_job = pool.submit(signal_band_features, bgm.samples, bgm.rate, workers=1)
+    unit_bands = signal_band_features(dance.samples, dance.rate, workers=1)
     bgm_bands = bgm_job.result()
 
     @functools.cache

@@ -68,12 +68,15 @@ def band_features(
     return _normalised(power @ _band_matrix(rate, power.shape[1], pitch))
 
 
-def signal_band_features(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
+def signal_band_features(
+    samples: NDArray[np.float32], rate: int, *, workers: int = -1
+) -> NDArray[np.float32]:
     """``band_features(power_spectrogram(samples, rate), rate)``, one block of frames at a time:
-    the spectrogram (tens of megabytes for a song) is never held whole."""
+    the spectrogram (tens of megabytes for a song) is never held whole. ``workers``: threads
+    per FFT, as for :func:`scipy.fft.rfft`."""
     bands = np.zeros((_frame_count(samples, rate), _N_BANDS), dtype=np.float32)
     matrix = _band_matrix(rate, _bins(rate), 1.0)
-    for first, power in _power_blocks(samples, rate):
+    for first, power in _power_blocks(samples, rate, workers):
         bands[first : first + len(power)] = power @ matrix
     return _normalised(bands)
 
@@ -87,7 +90,7 @@ def _bins(rate: int) -> int:
 
 
 def _power_blocks(
-    samples: NDArray[np.float32], rate: int
+    samples: NDArray[np.float32], rate: int, workers: int = -1
 ) -> Iterator[tuple[int, NDArray[np.float32]]]:
     """(first frame, power of frames first…) for blocks of the :func:`power_spectrogram`."""
     hop = rate // FEATURE_RATE
@@ -98,7 +101,7 @@ def _power_blocks(
         count = min(_BLOCK_FRAMES, n_frames - first)
         span = signal[first * hop : (first + count - 1) * hop + _N_FFT]
         frames = np.lib.stride_tricks.sliding_window_view(span, _N_FFT)[::hop][:count]
-        spectrum = scipy.fft.rfft(frames * window, axis=1, workers=-1)[:, :bins]
+        spectrum = scipy.fft.rfft(frames * window, axis=1, workers=workers)[:, :bins]
         yield first, spectrum.real**2 + spectrum.imag**2
 
 
