@@ -250,9 +250,10 @@ def render_section(
         f"{truth.fps} fps H.264 + 48 kHz AAC, {size:.0f} MB) and `{case.bgm.name}` "
         f"({truth.bgm_duration:.0f} s AAC). Each of {len(clis)} rounds runs, as child processes, "
         "the floor, then `beatsync sync DANCE BGM -o OUT --report R -q`, then an interpreter that "
-        "only imports what the CLI imports, after one unmeasured warm-up of the first two; wall "
-        "time includes interpreter start and imports, peak RSS is the child's maximum resident "
-        "set.",
+        "only imports what the CLI imports, after one unmeasured warm-up of the first two; "
+        "each starts after an untimed `sync`, so no run is timed writing back another's output. "
+        "Wall time includes interpreter start and imports, peak RSS is the child's maximum "
+        "resident set.",
         "",
         "| bar | measured | target | result |",
         "|---|---|---|---|",
