@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,13 +72,14 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "beatsync", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -115,6 +117,26 @@ def test_sync_output_matches_truth(name: str, media: Path, tmp_path: Path) -> No
         assert video.codec_context.name == truth.codec
         first = next(container.decode(video))
         assert round(first.rotation) % 360 == truth.rotation
+
+
+def test_names_with_colons_are_files_not_protocols(media: Path, tmp_path: Path) -> None:
+    # FFmpeg reads "take:2.mp4" as the protocol "take" unless the path says otherwise.
+    case = build_case(CASES["classroom"], media)
+    shutil.copyfile(case.dance, tmp_path / "class:1.mp4")
+    shutil.copyfile(case.bgm, tmp_path / "song:1.mp4")
+    done = run_cli(
+        "sync", "class:1.mp4", "song:1.mp4", "-o", "take:2.mp4", "--report", "r:1.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    facts = json.loads((tmp_path / "r:1.json").read_text())
+    first = facts["output"]["video_start_s"]
+    middle = (facts["cut"]["start_s"] + facts["cut"]["end_s"]) / 2 - first
+    (error,) = sync_errors(tmp_path / "take:2.mp4", case, times=[middle])
+    assert abs(error) <= MAX_SYNC_MS
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "class:1.mp4", "r:1.json", "song:1.mp4", "take:2.mp4",
+    ]  # fmt: skip
 
 
 def test_mismatched_songs_exit_4_and_write_nothing(media: Path, tmp_path: Path) -> None:

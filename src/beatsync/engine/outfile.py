@@ -9,6 +9,10 @@ made empty first and then opened with ``O_TRUNC``), and an existing output is sw
 new one (``renameat2`` with ``RENAME_EXCHANGE``, as atomic as a rename) and then deleted:
 readers see the old file or the new one, never neither. Where the swap is not available,
 :func:`publish` renames as usual.
+
+What this gives up: ext4's early writeback also makes it less likely that a power loss soon
+after a replace leaves the new file empty. The output was never ``fsync``-ed (that would cost
+seconds): it is on disk once the kernel has written it back, within about half a minute.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ _Renameat2 = Callable[[int, bytes, int, bytes, int], int]
 def part_path(out: Path) -> Path:
     """A fresh hidden name beside ``out`` for the file being written; not created here.
 
-    The writer creates it. The name carries 64 random bits, so no other file has it.
+    The writer creates it. The name carries 64 random bits, so no other file has it; the path
+    is absolute, so that FFmpeg never reads a name such as ``take:2.mp4`` as a protocol.
     """
-    return out.with_name(f".{out.name}.{secrets.token_hex(8)}.part")
+    return out.absolute().with_name(f".{out.name}.{secrets.token_hex(8)}.part")
 
 
 def publish(part: Path, out: Path) -> None:

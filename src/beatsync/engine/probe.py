@@ -103,7 +103,8 @@ def open_media(path: str | os.PathLike[str]) -> av.container.InputContainer:
     if p.stat().st_size == 0:
         raise InvalidFormatError("the file is empty", path=str(p))
     try:
-        return av.open(str(p), mode="r", metadata_errors="replace")
+        # Absolute, so that FFmpeg never reads "take:2.mp4" as the protocol "take".
+        return av.open(str(p.absolute()), mode="r", metadata_errors="replace")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidFormatError(f"not a media file FFmpeg can read: {exc}", path=str(p)) from exc
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import sys
 from pathlib import Path
@@ -54,8 +56,73 @@ def test_on_linux_an_existing_output_is_exchanged_not_renamed_over(tmp_path: Pat
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"A")
     b.write_bytes(b"B")
-    assert outfile._swap(a, b)
+    renameat2 = outfile._renameat2()
+    assert renameat2 is not None  # glibc 2.28 and later
+    if not outfile._swap(a, b):
+        pytest.skip(f"{tmp_path}'s file system cannot exchange names")
     assert (a.read_bytes(), b.read_bytes()) == (b"B", b"A")
+
+
+def test_part_paths_are_absolute_so_ffmpeg_reads_no_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    part = part_path(Path("take:2.mp4"))
+    assert part.is_absolute()
+    assert part.parent == tmp_path
+
+
+def test_when_the_file_system_cannot_exchange_it_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuses(*_: object) -> int:
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    monkeypatch.setattr(outfile, "_renameat2", lambda: refuses)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"old")
+    publish(_part(out, b"new"), out)
+    assert out.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_other_exchange_errors_are_raised_and_nothing_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(*_: object) -> int:
+        ctypes.set_errno(errno.EACCES)
+        return -1
+
+    monkeypatch.setattr(outfile, "_renameat2", lambda: denied)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"old")
+    part = _part(out, b"new")
+    with pytest.raises(PermissionError):
+        publish(part, out)
+    assert (out.read_bytes(), part.read_bytes()) == (b"old", b"new")
+
+
+def test_a_previous_output_that_cannot_be_deleted_is_only_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"old")
+    part = _part(out, b"new")
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == part:
+            raise PermissionError(errno.EACCES, "denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    publish(part, out)
+    assert out.read_bytes() == b"new"
+    if not part.exists():
+        pytest.skip(f"{tmp_path}'s file system renames instead of exchanging names")
+    assert part.read_bytes() == b"old"  # left behind, and said so
+    assert "could not delete the previous output" in caplog.text
 
 
 def test_only_regular_files_are_exchanged(tmp_path: Path) -> None:
