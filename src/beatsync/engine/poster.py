@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +14,7 @@ import numpy as np
 from .decode import decoded_frames
 from .errors import BeatSyncError, NoVideoTrackError, OptionsError, ProcessingError
 from .probe import MediaInfo, open_media
+from .report import write_atomically
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -60,24 +59,14 @@ def write_poster(dance: MediaInfo, out: Path, *, at: float, max_width: int = 640
     if not math.isfinite(at) or max_width < 16:
         raise OptionsError(f"cannot make a poster at {at} s no wider than {max_width} px")
     out = Path(out)
-    tmp: Path | None = None
     try:
         frame = _frame_at(dance.path, dance.video.index, at)
         data = _jpeg(_upright(frame, dance.video.rotation, max_width))
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-        tmp = None
     except BeatSyncError:
         raise
     except Exception as exc:
         raise ProcessingError(f"the poster could not be made: {exc}", path=str(out)) from exc
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    write_atomically(out, data)
     log.info("poster %s from %.3f s", out, at)
     return out
 
