@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from threadpoolctl import threadpool_limits
-
 from .audiosource import DecodedStream
 from .decode import Audio, decode_audio
 from .errors import BeatSyncError, OptionsError, ProcessingError
@@ -161,9 +159,6 @@ def sync(
     progress = _Progress(on_progress)
     out_path = Path(out)
     with contextlib.ExitStack() as stack:
-        # The engine spreads its work over the cores itself; BLAS threads on top of that only
-        # spin while they wait for the next small product, on cores the job needs.
-        stack.enter_context(threadpool_limits(1, user_api="blas"))
         with progress.stage("probe", "reading the files"):
             bgm_info = probe(bgm, require_audio=True)
             # Decoding holds the interpreter lock for most of its time (two decoding threads

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import av
 import pytest
-from threadpoolctl import threadpool_info, threadpool_limits
 
 from beatsync.engine import (
     STAGES,
@@ -144,27 +143,3 @@ def test_from_a_worker_thread_the_same_answer_comes_without_helper_processes(
     times = [t + shift for t in (start, (start + end) / 2, end)]
     errors = sync_errors(tmp_path / "thread.mp4", case, times=times)
     assert all(abs(e) <= 5.0 for e in errors), errors
-
-
-def test_blas_runs_on_one_thread_during_a_sync_and_as_before_after(
-    small_case, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    case = small_case("small-clean")
-
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
-
-    before = blas_threads()
-    seen: list[tuple[str, set[int]]] = []
-    with threadpool_limits(2, user_api="blas"):
-        sync(
-            case.dance,
-            case.bgm,
-            tmp_path / "out.mp4",
-            on_progress=lambda stage, fraction, message: seen.append((stage, blas_threads())),
-        )
-        assert blas_threads() == {2}
-    working = [threads for stage, threads in seen if stage != "done"]
-    assert working
-    assert all(threads == {1} for threads in working)
-    assert blas_threads() == before
