@@ -180,16 +180,19 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
+        # Candidates side by side keep both cores busy: their FFTs then run on one thread each.
         signals.fft_workers = 1 if len(worth) > 1 else -1
-        fits = list(
-            pool.map(
-                lambda line: refine(
-                    signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
-                ),
-                worth,
+        try:
+            fits = list(
+                pool.map(
+                    lambda line: refine(
+                        signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
+                    ),
+                    worth,
+                )
             )
-        )
-        signals.fft_workers = -1
+        finally:
+            signals.fft_workers = -1
         return [f for f in fits if f is not None]
 
     fits = search((1.0,))

@@ -71,9 +71,23 @@ def band_features(
 def signal_band_features(
     samples: NDArray[np.float32], rate: int, *, workers: int = -1
 ) -> NDArray[np.float32]:
-    """``band_features(power_spectrogram(samples, rate), rate)``, one block of frames at a time:
-    the spectrogram (tens of megabytes for a song) is never held whole. ``workers``: threads
-    per FFT, as for :func:`scipy.fft.rfft`."""
+    """:func:`band_features` of :func:`power_spectrogram` at pitch 1, a block of frames at a
+    time: the spectrogram (tens of megabytes for a song) is never held whole.
+
+    Parameters
+    ----------
+    samples
+        Mono audio.
+    rate
+        Its sample rate, Hz.
+    workers
+        Threads per FFT, as for :func:`scipy.fft.rfft`.
+
+    Returns
+    -------
+    ndarray, shape (48, frames)
+        The same features as ``band_features(power_spectrogram(samples, rate), rate)``.
+    """
     bands = np.zeros((_frame_count(samples, rate), _N_BANDS), dtype=np.float32)
     matrix = _band_matrix(rate, _bins(rate), 1.0)
     for first, power in _power_blocks(samples, rate, workers):

@@ -56,7 +56,8 @@ def coarse_lines(
     Parameters
     ----------
     dance_bands
-        The dance recording's :func:`~.features.band_features` read at a speed's pitch.
+        The dance recording's :func:`~.features.band_features` read at a speed's pitch, shape
+        (48, frames) with the same frame count at every speed.
     bgm
         The reference's :func:`~.features.band_features`.
     speeds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,19 @@ def test_agreement_is_high_with_music_and_low_without() -> None:
     half = len(agree) // 2
     assert np.median(agree[: half - 4]) > 0.9
     assert abs(np.median(agree[half + 4 :])) < 0.1
+
+
+def test_agreement_over_many_chunks_is_the_same_from_a_pool_of_threads() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal(50 * RATE).astype(np.float32)  # 1561 frames: two chunks
+    x = y.copy()
+    x[20 * RATE : 30 * RATE] = rng.standard_normal(10 * RATE)  # a stretch without the music
+    track = FrameTrack(frame=1024, hop=512, y_first=0.0, step=1.0)
+    count = track.frame_count(len(x))
+    alone = frame_agreement(x, y, track, count, rate=RATE)
+    with ThreadPoolExecutor(2) as pool:
+        shared = frame_agreement(x, y, track, count, rate=RATE, pool=pool)
+    np.testing.assert_allclose(shared, alone, rtol=1e-5, atol=1e-6)
+    assert len(alone) == count
+    assert np.median(alone[: 19 * RATE // 512]) > 0.9
+    assert abs(np.median(alone[21 * RATE // 512 : 29 * RATE // 512])) < 0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -56,9 +57,13 @@ def test_window_peaks_match_a_direct_correlation(n_bgm: int, speed: float) -> No
     # The dance recording: a stretch of the reference under noise, so there are real peaks.
     take = bgm[:, n_bgm // 5 : n_bgm // 5 + min(3000, n_bgm // 2)]
     dance = (take + 0.5 * rng.standard_normal(take.shape)).astype(np.float32)
-    got = search._window_peaks(dance, bgm, speed, 0.0, 0.0)
     want = direct_peaks(dance, bgm, speed)
     assert len(want) > 0
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got[:, [0, 1, 3]], want[:, [0, 1, 3]])
-    np.testing.assert_allclose(got[:, 2], want[:, 2], rtol=1e-4)
+    with ThreadPoolExecutor(2) as pool:
+        for got in (
+            search._window_peaks(dance, bgm, speed, 0.0, 0.0),
+            search._window_peaks(dance, bgm, speed, 0.0, 0.0, pool),  # batches side by side
+        ):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got[:, [0, 1, 3]], want[:, [0, 1, 3]])
+            np.testing.assert_allclose(got[:, 2], want[:, 2], rtol=1e-4)
