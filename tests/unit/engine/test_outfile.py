@@ -14,6 +14,12 @@ from beatsync.engine import outfile
 from beatsync.engine.outfile import part_path, publish
 
 
+def _old_output(folder: Path) -> Path:
+    out = folder / "out.mp4"
+    out.write_bytes(b"old")
+    return out
+
+
 def _part(out: Path, content: bytes) -> Path:
     part = part_path(out)
     part.write_bytes(content)
@@ -40,8 +46,7 @@ def test_a_new_output_takes_the_part_files_place(tmp_path: Path) -> None:
 
 
 def test_an_existing_output_is_replaced_and_its_old_file_deleted(tmp_path: Path) -> None:
-    out = tmp_path / "out.mp4"
-    out.write_bytes(b"old")
+    out = _old_output(tmp_path)
     with out.open("rb") as reader:  # a player that has the old file open keeps reading it
         part = _part(out, b"new")
         publish(part, out)
@@ -72,16 +77,21 @@ def test_part_paths_are_absolute_so_ffmpeg_reads_no_protocol(
     assert part.parent == tmp_path
 
 
+def _failing_exchange(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    """``renameat2`` fails with ``code``, as on a file system or kernel that says so."""
+
+    def fails(*_: object) -> int:
+        ctypes.set_errno(code)
+        return -1
+
+    monkeypatch.setattr(outfile, "_renameat2", lambda: fails)
+
+
 def test_when_the_file_system_cannot_exchange_it_renames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuses(*_: object) -> int:
-        ctypes.set_errno(errno.EINVAL)
-        return -1
-
-    monkeypatch.setattr(outfile, "_renameat2", lambda: refuses)
-    out = tmp_path / "out.mp4"
-    out.write_bytes(b"old")
+    _failing_exchange(monkeypatch, errno.EINVAL)
+    out = _old_output(tmp_path)
     publish(_part(out, b"new"), out)
     assert out.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
@@ -90,13 +100,8 @@ def test_when_the_file_system_cannot_exchange_it_renames(
 def test_other_exchange_errors_are_raised_and_nothing_moves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def denied(*_: object) -> int:
-        ctypes.set_errno(errno.EACCES)
-        return -1
-
-    monkeypatch.setattr(outfile, "_renameat2", lambda: denied)
-    out = tmp_path / "out.mp4"
-    out.write_bytes(b"old")
+    _failing_exchange(monkeypatch, errno.EACCES)
+    out = _old_output(tmp_path)
     part = _part(out, b"new")
     with pytest.raises(PermissionError):
         publish(part, out)
@@ -106,8 +111,7 @@ def test_other_exchange_errors_are_raised_and_nothing_moves(
 def test_a_previous_output_that_cannot_be_deleted_is_only_logged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    out = tmp_path / "out.mp4"
-    out.write_bytes(b"old")
+    out = _old_output(tmp_path)
     part = _part(out, b"new")
     real_unlink = Path.unlink
 
@@ -160,8 +164,7 @@ def test_a_symlink_at_the_output_is_replaced_not_followed(tmp_path: Path) -> Non
 
 def test_without_renameat2_it_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outfile, "_renameat2", lambda: None)
-    out = tmp_path / "out.mp4"
-    out.write_bytes(b"old")
+    out = _old_output(tmp_path)
     publish(_part(out, b"new"), out)
     assert out.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
