@@ -19,8 +19,14 @@ class Served(NamedTuple):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``beatsync serve`` with one worker and its own data folder, ready to answer."""
-    service = ServiceProcess(tmp_path_factory.mktemp("served"), workers=1)
+    """``beatsync serve`` with one worker and its own data folder, ready to answer.
+
+    Its event streams look for news every 50 ms: a short test job's stages last less than the
+    default quarter second, and the pages under test should see them go by.
+    """
+    service = ServiceProcess(
+        tmp_path_factory.mktemp("served"), workers=1, env={"BEATSYNC_EVENT_POLL_S": "0.05"}
+    )
     try:
         service.start()
     except RuntimeError as exc:
