@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "UsageError",
     "finite_number",
     "positive_int",
+    "whole_number",
 ]
 
 EXIT_OK = 0
@@ -54,11 +56,20 @@ def finite_number(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"at least 1 (got {value})")
-    return value
+def whole_number(least: int, unit: str = "") -> Callable[[str], int]:
+    """An argument type: a whole number of at least ``least`` (``unit`` names it in errors)."""
+    floor = f"{least} {unit}".strip()
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"at least {floor} (got {value})")
+        return value
+
+    return parse
+
+
+positive_int = whole_number(1)

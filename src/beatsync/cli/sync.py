@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ._common import EXIT_OK, SubParsers, finite_number
+from ._common import EXIT_OK, SubParsers, finite_number, whole_number
 
 if TYPE_CHECKING:
     from beatsync.engine.pipeline import SyncResult
@@ -50,7 +50,7 @@ def add_sync(subparsers: SubParsers) -> None:
     p.add_argument("--reencode", action="store_true", help="re-encode the picture as H.264")
     p.add_argument(
         "--max-height",
-        type=_height,
+        type=whole_number(16, "pixels"),
         metavar="N",
         help="re-encode down to at most N pixels high (implies --reencode)",
     )
@@ -234,13 +234,3 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or replaced stream
         return False
-
-
-def _height(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"at least 16 pixels (got {value})")
-    return value
