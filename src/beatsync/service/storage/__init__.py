@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import Storage, StorageUnavailable, open_storage
+from .base import Storage, StorageUnavailable
+from .factory import open_storage
 from .local import LocalStorage
 
 if TYPE_CHECKING:

@@ -10,12 +10,9 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from beatsync.service.config import Settings
-
-__all__ = ["Storage", "StorageUnavailable", "check_key", "open_storage"]
+__all__ = ["Storage", "StorageUnavailable", "check_key"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
 
@@ -60,14 +57,3 @@ class Storage(Protocol):
 
     def check(self) -> None:
         """Raise :class:`StorageUnavailable` when the backend cannot be used."""
-
-
-def open_storage(settings: Settings) -> Storage:
-    """The storage the settings describe (local disk by default)."""
-    if settings.storage == "s3":
-        from .s3 import S3Storage
-
-        return S3Storage(settings)
-    from .local import LocalStorage
-
-    return LocalStorage(settings.storage_root)
