@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # check the files in deploy/.
 SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium docker-compose nginx
 
-.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node bench bench-accuracy bench-speed bench-load clean
+.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node bench bench-accuracy bench-speed bench-scaling bench-load clean
 
 venv: $(STAMP)
 
@@ -61,13 +61,16 @@ pytest: venv sysdeps node
 
 test: lint typecheck imports pytest
 
-bench: bench-accuracy bench-speed bench-load
+bench: bench-accuracy bench-speed bench-scaling bench-load
 
 bench-accuracy: venv sysdeps
 	$(PY) bench/accuracy.py
 
 bench-speed: venv sysdeps
 	$(PY) bench/speed.py
+
+bench-scaling: venv sysdeps
+	$(PY) bench/scaling.py
 
 bench-load: venv sysdeps
 	$(PY) bench/load.py

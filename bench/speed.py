@@ -180,8 +180,9 @@ class Check:
         )
 
 
-def check_output(case: BuiltCase, report: dict[str, Any]) -> Check:
-    """Measure the CLI's output file against the truth at the cut's start, middle and end."""
+def check_output(case: BuiltCase, report: dict[str, Any], output_path: Path | None = None) -> Check:
+    """Measure the CLI's output file (``bench/out/speed/out.mp4`` unless given) against the
+    truth at the cut's start, middle and end."""
     from beatsync.testkit import sync_errors, video_packets_copied
 
     truth = case.truth
@@ -191,8 +192,9 @@ def check_output(case: BuiltCase, report: dict[str, Any]) -> Check:
     shift = output["first_frame_time_s"] - output["video_start_s"]
     start, end = cut["start_s"] + EDGE_MARGIN_S, cut["end_s"] - EDGE_MARGIN_S
     times = [t + shift for t in (start, (start + end) / 2, end)]
-    errors = sync_errors(OUT / "out.mp4", case, times=times)
-    copied = video_packets_copied(case.dance, OUT / "out.mp4")
+    path = output_path or OUT / "out.mp4"
+    errors = sync_errors(path, case, times=times)
+    copied = video_packets_copied(case.dance, path)
     return Check(
         errors_ms=tuple(errors),
         drift_error_ppm=(report["mapping"]["scale"] / truth.scale - 1.0) * 1e6,

@@ -7,6 +7,8 @@ Two sources, both installed from package registries:
 * ``immich/<mood>/<stem>``: the Opus tracks of the PyPI package ``immich-memories-music``
   (about 30 s each, 48 kHz, one folder per mood).
 
+``medley:<name>,<name>,…`` joins tracks into one long song that never repeats itself.
+
 A :class:`Song` is the decoded stereo float32 signal; the song time of sample ``i`` is
 ``i / rate``. Everything downstream (references, class recordings, the truth) is defined on that
 decoded signal, so the codec's own delays never enter the truth.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +29,13 @@ from scipy import signal as sps
 
 __all__ = [
     "ETR_MUSIC_DIR",
+    "MEDLEY_PREFIX",
     "Song",
     "TrackSourceMissingError",
     "cubic_at",
     "list_tracks",
     "load_track",
+    "medley",
     "play",
     "repeat_section",
     "track_path",
@@ -39,6 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ETR_MUSIC_DIR = Path("/usr/share/games/etr/music")
+MEDLEY_PREFIX = "medley:"
 
 
 class TrackSourceMissingError(FileNotFoundError):
@@ -130,7 +136,12 @@ def _header_duration(path: Path) -> float:
 
 @functools.lru_cache(maxsize=16)
 def load_track(name: str) -> Song:
-    """Decode a track to stereo float32 at its own sample rate (cached; arrays are read-only)."""
+    """Decode a track to stereo float32 at its own sample rate (cached; arrays are read-only).
+
+    ``medley:<name>,<name>,…`` is the named tracks one after another (see :func:`medley`).
+    """
+    if name.startswith(MEDLEY_PREFIX):
+        return medley(tuple(name.removeprefix(MEDLEY_PREFIX).split(",")))
     path = track_path(name)
     chunks: list[NDArray[np.float32]] = []
     with av.open(str(path)) as container:
@@ -146,6 +157,32 @@ def load_track(name: str) -> Song:
     samples.setflags(write=False)
     logger.debug("decoded %s: %d samples at %d Hz", name, samples.shape[0], rate)
     return Song(name=name, samples=samples, rate=rate)
+
+
+def medley(names: tuple[str, ...], *, crossfade: float = 0.5) -> Song:
+    """The tracks one after another, each faded into the next over ``crossfade`` seconds, at
+    the first track's sample rate: a long song that never repeats itself, for measuring how the
+    cost grows with duration. Named ``medley:<name>,<name>,…`` like the name that loads it.
+    """
+    if not names:
+        raise ValueError("a medley needs at least one track")
+    songs = [load_track(n) for n in names]
+    rate = songs[0].rate
+    fade = round(crossfade * rate)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)[:, None]
+    out = songs[0].samples.copy()
+    for song in songs[1:]:
+        samples = song.samples
+        if song.rate != rate:
+            g = math.gcd(rate, song.rate)
+            samples = sps.resample_poly(samples, rate // g, song.rate // g, axis=0)
+            samples = samples.astype(np.float32)
+        n = min(fade, out.shape[0], samples.shape[0])
+        joined = out[-n:] * (1.0 - ramp[-n:]) + samples[:n] * ramp[:n]
+        out = np.concatenate([out[:-n], joined, samples[n:]])
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    out.setflags(write=False)
+    return Song(name=MEDLEY_PREFIX + ",".join(names), samples=out, rate=rate)
 
 
 def repeat_section(song: Song, start: float, end: float, *, times: int = 2) -> Song:

@@ -12,7 +12,7 @@ from beatsync.testkit import (
     load_track,
     repeat_section,
 )
-from beatsync.testkit.music import play, track_path
+from beatsync.testkit.music import medley, play, track_path
 from beatsync.testkit.room import impulse_response, record_in_room, speech
 
 
@@ -49,6 +49,30 @@ def test_repeat_section_plays_the_section_twice() -> None:
     assert rep.samples.shape[0] == song.samples.shape[0] + 12 * r
     np.testing.assert_array_equal(rep.samples[32 * r : 44 * r], song.samples[20 * r : 32 * r])
     np.testing.assert_array_equal(rep.samples[44 * r :], song.samples[32 * r :])
+
+
+def test_medley_joins_tracks_with_a_crossfade_at_the_first_rate() -> None:
+    first, second = load_track("etr/race1-jt"), load_track("etr/wonrace1-jt")
+    assert first.rate == 44100
+    song = load_track("medley:etr/race1-jt,etr/wonrace1-jt,immich/happy/happy_electronic_1")
+    assert song.name == "medley:etr/race1-jt,etr/wonrace1-jt,immich/happy/happy_electronic_1"
+    assert song.rate == first.rate
+    assert not song.samples.flags.writeable
+    r, fade = song.rate, round(0.5 * song.rate)
+    third = load_track("immich/happy/happy_electronic_1")
+    resampled = round(third.samples.shape[0] * 44100 / third.rate)
+    expected = first.samples.shape[0] + second.samples.shape[0] + resampled - 2 * fade
+    assert abs(song.samples.shape[0] - expected) <= 1
+    # Each track is heard as it is outside the crossfades.
+    n1 = first.samples.shape[0]
+    np.testing.assert_array_equal(song.samples[: n1 - fade], first.samples[: n1 - fade])
+    np.testing.assert_array_equal(
+        song.samples[n1 : n1 + 5 * r], second.samples[fade : fade + 5 * r]
+    )
+    # The crossfade moves from one track to the other.
+    mid = n1 - fade // 2
+    blend = 0.5 * (first.samples[n1 - fade // 2] + second.samples[fade // 2])
+    np.testing.assert_allclose(song.samples[mid], blend, atol=2e-3)
 
 
 def test_play_reads_the_song_at_the_given_speed() -> None:
