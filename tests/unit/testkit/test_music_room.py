@@ -12,7 +12,7 @@ from beatsync.testkit import (
     load_track,
     repeat_section,
 )
-from beatsync.testkit.music import medley, play, track_path
+from beatsync.testkit.music import play, track_path
 from beatsync.testkit.room import impulse_response, record_in_room, speech
 
 
