@@ -1,0 +1,289 @@
+"""Audio-first assembly on the device (``src/beatsync/web/assemble``), run in Node, against the
+server's own render of the same job.
+
+For each generated class video the server path (``beatsync.engine.sync``) renders the reference
+output; its cut gives the answer the service sends (``first_sample``/``end_sample``, found from
+the source's packets) and its audio, remuxed without re-encoding, is the clean-audio M4A. The
+module then assembles the output from the source and that M4A, and PyAV checks it: the same
+video packets (bytes, pts, dts), the same audio packets, rotation and codec tag, and the sync
+measured against the case's truth. The extraction is checked the same way: its M4A decodes to the
+original's audio samples and its manifest equals the tables PyAV reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from beatsync.engine import Cut, Mapping, probe, render, sync
+from beatsync.testkit.cases import BuiltCase, build_case
+from beatsync.testkit.catalog import case_named
+from beatsync.testkit.measure import sync_errors
+from beatsync.testkit.mp4box import mp4_edit_lists
+
+SCRIPT = Path(__file__).with_name("client_assembly.mjs")
+MAX_SYNC_MS = 1.0
+READ_PIECE = 4 * 1024 * 1024  # the largest read the module may make of the video (parts.js)
+
+
+def _node(*args: str) -> dict[str, Any]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("Node.js is needed for the client assembly tests", pytrace=False)
+    done = subprocess.run(
+        [node, str(SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _faststart(src: Path, dst: Path) -> Path:
+    """The same packets with the index in front, as a phone that writes it first."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
+CASES = {
+    # H.264 without B-frames, index at the end (FFmpeg's default).
+    "h264-moov-end": lambda d: build_case(case_named("small-clean"), d),
+    # HEVC in MOV with B-frames, portrait (rotation 270), QuickTime sound description.
+    "hevc-mov-portrait": lambda d: build_case(case_named("small-hevc-portrait"), d),
+    # H.264 with B-frames, portrait, index in front.
+    "h264-bframes-faststart": lambda d: _bframes_faststart(d),
+}
+
+
+def _bframes_faststart(directory: Path) -> BuiltCase:
+    spec = dataclasses.replace(
+        case_named("small-clean"), name="small-bframes-portrait", b_frames=True, rotation=270
+    )
+    case = build_case(spec, directory)
+    moved = _faststart(case.dance, directory / "small-bframes-portrait.faststart.mp4")
+    return dataclasses.replace(case, dance=moved)
+
+
+def _packets(path: Path, kind: str) -> list[tuple[bytes, Fraction, Fraction, bool]]:
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
+        for p in container.demux(stream):
+            if p.size == 0:
+                continue
+            tb = p.time_base
+            out.append((bytes(p), Fraction(p.pts) * tb, Fraction(p.dts) * tb, p.is_keyframe))
+    return out
+
+
+def _clean_audio(rendered: Path, m4a: Path) -> None:
+    """The server output's audio track alone, packets as they are, from 0, no edit list."""
+    with av.open(str(rendered)) as inp:
+        src = inp.streams.audio[0]
+        with av.open(str(m4a), "w", format="ipod", options={"use_editlist": "0"}) as out:
+            dst = out.add_stream_from_template(src)
+            for packet in inp.demux(src):
+                if packet.dts is None:
+                    continue
+                packet.stream = dst
+                out.mux(packet)
+
+
+def _answer(source: Path, rendered: Path) -> tuple[int, int]:
+    """The decode-order sample run of ``source`` the server copied into ``rendered``."""
+    src = [p[0] for p in _packets(source, "video")]
+    out = [p[0] for p in _packets(rendered, "video")]
+    first = src.index(out[0])
+    assert src[first : first + len(out)] == out, "the server's copy is not a contiguous run"
+    return first, first + len(out)
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def job(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    directory = tmp_path_factory.mktemp(request.param)
+    case = CASES[request.param](directory)
+    server = directory / "server.mp4"
+    result = sync(case.dance, case.bgm, server)
+    m4a = directory / "clean.m4a"
+    _clean_audio(server, m4a)
+    first, end = _answer(case.dance, server)
+    client = directory / "client.mp4"
+    facts = _node("assemble", str(case.dance), str(m4a), str(client), str(first), str(end))
+    return case, result, server, m4a, client, (first, end), facts
+
+
+def test_assembled_video_packets_equal_the_server_render(job: Any) -> None:
+    case, result, server, _, client, (first, end), facts = job
+    mine, theirs = _packets(client, "video"), _packets(server, "video")
+    assert len(mine) == len(theirs) == end - first == facts["facts"]["frames"]
+    for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
+        assert a == b, f"video packet {i} differs (bytes, pts, dts or keyframe flag)"
+    assert mine[0][2] == 0  # the first copied sample decodes at 0
+    assert math.isclose(
+        facts["facts"]["first_frame_time"], result.output.first_frame_time, abs_tol=1e-9
+    )
+
+
+def test_assembled_audio_packets_are_the_returned_track(job: Any) -> None:
+    _, _, server, m4a, client, _, _ = job
+    mine = _packets(client, "audio")
+    assert mine == _packets(m4a, "audio") == _packets(server, "audio")
+    assert mine[0][2] == 0
+
+
+def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Any) -> None:
+    case, result, server, _, client, _, facts = job
+    mine, theirs = probe(client), probe(server)
+    assert mine.video is not None and theirs.video is not None
+    assert mine.video.rotation == theirs.video.rotation == probe(case.dance).video.rotation
+    assert (mine.video.codec, mine.video.width, mine.video.height) == (
+        theirs.video.codec,
+        theirs.video.width,
+        theirs.video.height,
+    )
+    with av.open(str(client)) as a, av.open(str(server)) as b:
+        assert a.streams.video[0].codec_context.codec_tag == b.streams.video[0].codec_context.codec_tag
+    data = client.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # the index in front
+    assert b"co64" not in data[: data.index(b"mdat")] and facts["facts"]["co64"] is False
+    assert all(t.is_identity for t in mp4_edit_lists(client))  # no edit lists
+    assert facts["largest"] <= READ_PIECE
+
+
+def test_assembled_file_is_in_sync(job: Any) -> None:
+    case, _, server, _, client, _, _ = job
+    errors = sync_errors(client, case)
+    assert all(abs(e) <= MAX_SYNC_MS for e in errors), errors
+    assert np.allclose(errors, sync_errors(server, case), atol=1e-6)
+
+
+def _decoded(path: Path) -> tuple[list[tuple[int, int]], np.ndarray]:
+    with av.open(str(path)) as container:
+        frames = list(container.decode(container.streams.audio[0]))
+    timeline = [(int(f.pts), f.samples) for f in frames]
+    return timeline, np.concatenate([f.to_ndarray() for f in frames], axis=1)
+
+
+@pytest.mark.parametrize("name", ["small-clean", "small-hevc-portrait"])
+def test_extracted_audio_decodes_to_the_original_and_manifest_is_exact(
+    name: str, tmp_path: Path
+) -> None:
+    case = build_case(case_named(name), tmp_path)
+    m4a = tmp_path / "sound.m4a"
+    answer = _node("extract", str(case.dance), str(m4a))
+    manifest = answer["manifest"]
+
+    timeline, samples = _decoded(case.dance)
+    got_timeline, got = _decoded(m4a)
+    assert got_timeline == timeline
+    assert np.array_equal(got, samples)
+    assert _packets(m4a, "audio") == _packets(case.dance, "audio")
+    assert m4a.stat().st_size == answer["size"] < case.dance.stat().st_size / 4
+    assert answer["largest"] <= READ_PIECE
+
+    _check_manifest(manifest, case.dance)
+
+
+def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
+    info = probe(path)
+    assert info.video is not None and info.audio is not None
+    edits = {t.handler: t for t in mp4_edit_lists(path)}
+    v, a = manifest["video"], manifest["audio"]
+    assert manifest["version"] == 1
+    assert manifest["brand"] == ("qt  " if path.suffix == ".mov" else "isom")
+    assert (v["width"], v["height"], v["rotation"]) == (
+        info.video.width,
+        info.video.height,
+        info.video.rotation,
+    )
+    assert v["codec"] == ("hvc1" if info.video.codec == "hevc" else "avc1")
+    assert (a["codec"], a["sample_rate"], a["channels"]) == (
+        "mp4a",
+        info.audio.sample_rate,
+        info.audio.channels,
+    )
+    assert math.isclose(manifest["duration"], info.duration, abs_tol=1e-3)
+    for track, kind in ((v, "vide"), (a, "soun")):
+        table = edits[kind]
+        assert manifest["movie_timescale"] == table.movie_timescale
+        assert track["timescale"] == table.media_timescale
+        assert track["edits"] == [[e.duration, e.media_time, e.rate] for e in table.entries]
+
+    # Every sample's decode and presentation time and keyframe flag, as PyAV reads them.
+    packets = _packets(path, "video")
+    assert v["sample_count"] == len(packets)
+    deltas = [d for n, d in v["stts"] for _ in range(n)]
+    offsets = [o for n, o in (v["ctts"] or [[len(packets), 0]]) for _ in range(n)]
+    sync_set = set(v["sync"]) if v["sync"] is not None else set(range(len(packets)))
+    tb = Fraction(1, v["timescale"])
+    dts0 = packets[0][2]
+    dts = 0
+    for i, (_, pts, decode, key) in enumerate(packets):
+        assert decode - dts0 == dts * tb, f"sample {i} decode time"
+        assert pts - decode == offsets[i] * tb, f"sample {i} composition offset"
+        assert key == (i in sync_set), f"sample {i} keyframe flag"
+        dts += deltas[i]
+
+
+def test_variable_frame_rate_copy_equals_the_server_render(tmp_path: Path) -> None:
+    """Frames 1/30 s and 1/20 s apart, B-frames, a cut in the middle, index at the end."""
+    dance = tmp_path / "vfr.mp4"
+    _write_vfr(dance)
+    bgm = build_case(case_named("small-clean"), tmp_path).bgm
+    server = tmp_path / "server.mp4"
+    render(probe(dance), probe(bgm), server, mapping=Mapping(3.0), cut=Cut(2.3, 7.9, "user", "user"))
+    m4a = tmp_path / "clean.m4a"
+    _clean_audio(server, m4a)
+    first, end = _answer(dance, server)
+    assert first > 0 and end < len(_packets(dance, "video"))
+    client = tmp_path / "client.mp4"
+    _node("assemble", str(dance), str(m4a), str(client), str(first), str(end))
+    mine, theirs = _packets(client, "video"), _packets(server, "video")
+    assert mine == theirs
+    steps = {b[1] - a[1] for a, b in zip(sorted(mine, key=lambda p: p[1]), sorted(mine, key=lambda p: p[1])[1:])}
+    assert steps == {Fraction(1, 30), Fraction(1, 20)}
+    assert _packets(client, "audio") == _packets(m4a, "audio")
+    with av.open(str(client)) as a, av.open(str(server)) as b:
+        duration_a = a.streams.video[0].duration * a.streams.video[0].time_base
+        duration_b = b.streams.video[0].duration * b.streams.video[0].time_base
+    assert duration_a == duration_b  # the last frame lasts as long in both
+
+
+def _write_vfr(path: Path) -> None:
+    rng = np.random.default_rng(5)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        video.time_base = Fraction(1, 60)
+        video.options = {"preset": "ultrafast", "x264-params": "keyint=20:bframes=2:scenecut=0"}
+        audio = out.add_stream("aac", rate=48000, layout="stereo")
+        pts = 0
+        for n in range(240):
+            image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = pts, Fraction(1, 60)
+            out.mux(video.encode(frame))
+            pts += 2 if (n // 15) % 2 == 0 else 3  # 1/30 s, then 1/20 s, by turns
+        out.mux(video.encode(None))
+        tone = (0.1 * np.sin(np.arange(48000 * 10) * 0.05)).astype(np.float32)
+        for i in range(0, tone.size, 1024):
+            chunk = np.stack([tone[i : i + 1024]] * 2)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, i
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
