@@ -13,6 +13,7 @@ original's audio samples and its manifest equals the tables PyAV reads.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import shutil
@@ -50,7 +51,10 @@ def _node(*args: str) -> dict[str, Any]:
 
 def _faststart(src: Path, dst: Path) -> Path:
     """The same packets with the index in front, as a phone that writes it first."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
+    with (
+        av.open(str(src)) as inp,
+        av.open(str(dst), "w", options={"movflags": "+faststart"}) as out,
+    ):
         streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
         for packet in inp.demux():
             if packet.dts is None:
@@ -105,12 +109,17 @@ def _clean_audio(rendered: Path, m4a: Path) -> None:
 
 
 def _answer(source: Path, rendered: Path) -> tuple[int, int]:
-    """The decode-order sample run of ``source`` the server copied into ``rendered``."""
-    src = [p[0] for p in _packets(source, "video")]
+    """The decode-order sample span ``[first, end)`` of ``source`` the server copied into
+    ``rendered``: every sample in it except the pictures shown before the keyframe (an open
+    GOP's leading pictures), which a copy leaves out."""
+    src = _packets(source, "video")
     out = [p[0] for p in _packets(rendered, "video")]
-    first = src.index(out[0])
-    assert src[first : first + len(out)] == out, "the server's copy is not a contiguous run"
-    return first, first + len(out)
+    digests = [p[0] for p in src]
+    first = digests.index(out[0])
+    end = digests.index(out[-1], first) + 1
+    kept = [p[0] for p in src[first:end] if p[1] >= src[first][1]]
+    assert kept == out, "the server's copy is not the span less its leading pictures"
+    return first, end
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -128,9 +137,9 @@ def job(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_assembled_video_packets_equal_the_server_render(job: Any) -> None:
-    case, result, server, _, client, (first, end), facts = job
+    _case, result, server, _, client, (first, end), facts = job
     mine, theirs = _packets(client, "video"), _packets(server, "video")
-    assert len(mine) == len(theirs) == end - first == facts["facts"]["frames"]
+    assert len(mine) == len(theirs) == facts["facts"]["frames"] <= end - first
     for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         assert a == b, f"video packet {i} differs (bytes, pts, dts or keyframe flag)"
     assert mine[0][2] == 0  # the first copied sample decodes at 0
@@ -147,9 +156,10 @@ def test_assembled_audio_packets_are_the_returned_track(job: Any) -> None:
 
 
 def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Any) -> None:
-    case, result, server, _, client, _, facts = job
+    case, _result, server, _, client, _, facts = job
     mine, theirs = probe(client), probe(server)
-    assert mine.video is not None and theirs.video is not None
+    assert mine.video is not None
+    assert theirs.video is not None
     assert mine.video.rotation == theirs.video.rotation == probe(case.dance).video.rotation
     assert (mine.video.codec, mine.video.width, mine.video.height) == (
         theirs.video.codec,
@@ -157,10 +167,14 @@ def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Any) -> None
         theirs.video.height,
     )
     with av.open(str(client)) as a, av.open(str(server)) as b:
-        assert a.streams.video[0].codec_context.codec_tag == b.streams.video[0].codec_context.codec_tag
+        mv, sv = a.streams.video[0], b.streams.video[0]
+        assert mv.codec_context.codec_tag == sv.codec_context.codec_tag
+        assert mv.duration * mv.time_base == sv.duration * sv.time_base  # the last frame's end
+        assert a.duration == b.duration
     data = client.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # the index in front
-    assert b"co64" not in data[: data.index(b"mdat")] and facts["facts"]["co64"] is False
+    assert b"co64" not in data[: data.index(b"mdat")]
+    assert facts["facts"]["co64"] is False
     assert all(t.is_identity for t in mp4_edit_lists(client))  # no edit lists
     assert facts["largest"] <= READ_PIECE
 
@@ -193,7 +207,8 @@ def test_extracted_audio_decodes_to_the_original_and_manifest_is_exact(
     assert got_timeline == timeline
     assert np.array_equal(got, samples)
     assert _packets(m4a, "audio") == _packets(case.dance, "audio")
-    assert m4a.stat().st_size == answer["size"] < case.dance.stat().st_size / 4
+    sound = sum(len(p[0]) for p in _packets(case.dance, "audio"))
+    assert m4a.stat().st_size == answer["size"] < sound + 16_000  # the packets and an index
     assert answer["largest"] <= READ_PIECE
 
     _check_manifest(manifest, case.dance)
@@ -201,7 +216,8 @@ def test_extracted_audio_decodes_to_the_original_and_manifest_is_exact(
 
 def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
     info = probe(path)
-    assert info.video is not None and info.audio is not None
+    assert info.video is not None
+    assert info.audio is not None
     edits = {t.handler: t for t in mp4_edit_lists(path)}
     v, a = manifest["video"], manifest["audio"]
     assert manifest["version"] == 1
@@ -246,17 +262,22 @@ def test_variable_frame_rate_copy_equals_the_server_render(tmp_path: Path) -> No
     _write_vfr(dance)
     bgm = build_case(case_named("small-clean"), tmp_path).bgm
     server = tmp_path / "server.mp4"
-    render(probe(dance), probe(bgm), server, mapping=Mapping(3.0), cut=Cut(2.3, 7.9, "user", "user"))
+    render(
+        probe(dance), probe(bgm), server, mapping=Mapping(3.0), cut=Cut(2.3, 7.9, "user", "user")
+    )
     m4a = tmp_path / "clean.m4a"
     _clean_audio(server, m4a)
     first, end = _answer(dance, server)
-    assert first > 0 and end < len(_packets(dance, "video"))
+    assert first > 0
+    assert end < len(_packets(dance, "video"))
     client = tmp_path / "client.mp4"
     _node("assemble", str(dance), str(m4a), str(client), str(first), str(end))
     mine, theirs = _packets(client, "video"), _packets(server, "video")
     assert mine == theirs
-    steps = {b[1] - a[1] for a, b in zip(sorted(mine, key=lambda p: p[1]), sorted(mine, key=lambda p: p[1])[1:])}
-    assert steps == {Fraction(1, 30), Fraction(1, 20)}
+    shown = sorted(p[1] for p in mine)
+    steps = {b - a for a, b in itertools.pairwise(shown)}
+    assert len(steps) > 1
+    assert min(steps) == Fraction(1, 30)
     assert _packets(client, "audio") == _packets(m4a, "audio")
     with av.open(str(client)) as a, av.open(str(server)) as b:
         duration_a = a.streams.video[0].duration * a.streams.video[0].time_base
@@ -283,7 +304,9 @@ def _write_vfr(path: Path) -> None:
         tone = (0.1 * np.sin(np.arange(48000 * 10) * 0.05)).astype(np.float32)
         for i in range(0, tone.size, 1024):
             chunk = np.stack([tone[i : i + 1024]] * 2)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(chunk), format="fltp", layout="stereo"
+            )
             frame.sample_rate, frame.pts = 48000, i
             out.mux(audio.encode(frame))
         out.mux(audio.encode(None))

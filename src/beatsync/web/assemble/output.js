@@ -33,7 +33,10 @@ const IDENTITY = [0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000];
  * duration when the file ends.
  */
 export function videoRun(samples, first, end) {
-  const run = samples.slice(first, end);
+  // Pictures shown before the keyframe (an open GOP's leading pictures) reference the previous
+  // GOP, which is not copied: they are left out, as the render leaves them out.
+  const floor = samples[first].cts;
+  const run = samples.slice(first, end).filter((s) => s.cts >= floor);
   const origin = run[0].dts;
   let top = -Infinity;
   let topSample = null;
@@ -50,7 +53,10 @@ export function videoRun(samples, first, end) {
   if (until === Infinity) until = top + (topSample.duration || 1);
   if (until <= top) until = top + 1;
   const durations = run.map((s, i) => (i + 1 < run.length ? run[i + 1].dts - s.dts : until - s.dts));
-  return { run, origin, durations, offsets: run.map((s) => s.cts - s.dts) };
+  // The track lasts from the first picture shown to the end of the last one (as FFmpeg's
+  // muxer counts it without an edit list), not the sum of the decode durations.
+  const span = Math.max(...run.map((s, i) => s.cts + durations[i])) - run[0].cts;
+  return { run, origin, durations, span, offsets: run.map((s) => s.cts - s.dts) };
 }
 
 function checkAnswer(answer, count) {
@@ -145,14 +151,13 @@ export async function assemble(reader, audioBytes, answer) {
     }
   }
   const size = ftyp.length + moov.length + head.length + payload;
-  const videoTicks = video.durations.reduce((n, d) => n + d, 0);
   return {
     parts,
     size,
     facts: {
       frames: video.run.length,
-      video_seconds: videoTicks / vts,
-      first_frame_time: Math.min(...video.offsets) / vts,
+      video_seconds: video.span / vts,
+      first_frame_time: (Math.min(...video.run.map((s) => s.cts)) - video.origin) / vts,
       co64: large,
     },
   };
@@ -206,10 +211,10 @@ function moovBox(t, first, large) {
   }
   const vchunks = chunks.filter((c) => c.track === 0).map(chunkShape);
   const achunks = chunks.filter((c) => c.track === 1).map(chunkShape);
-  const vticks = video.durations.reduce((n, d) => n + d, 0);
+  const vticks = video.span;
   const aticks = audio.trak.samples.reduce((n, s) => n + s.duration, 0);
-  const vms = Math.round((vticks * MOVIE_TIMESCALE) / vts);
-  const ams = Math.round((aticks * MOVIE_TIMESCALE) / ats);
+  const vms = Math.ceil((vticks * MOVIE_TIMESCALE) / vts);
+  const ams = Math.ceil((aticks * MOVIE_TIMESCALE) / ats);
 
   const vsrc = t.vtrak;
   const vtables = [
