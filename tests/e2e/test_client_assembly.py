@@ -12,7 +12,9 @@ original's audio samples and its manifest equals the tables PyAV reads.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -20,11 +22,12 @@ import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 import pytest
+from playwright.sync_api import sync_playwright
 
 from beatsync.engine import Cut, Mapping, probe, render, sync
 from beatsync.testkit.cases import BuiltCase, build_case
@@ -32,9 +35,14 @@ from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors
 from beatsync.testkit.mp4box import mp4_edit_lists
 
+if TYPE_CHECKING:
+    from conftest import Served
+
 SCRIPT = Path(__file__).with_name("client_assembly.mjs")
 MAX_SYNC_MS = 1.0
 READ_PIECE = 4 * 1024 * 1024  # the largest read the module may make of the video (parts.js)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def _node(*args: str) -> dict[str, Any]:
@@ -310,3 +318,70 @@ def _write_vfr(path: Path) -> None:
             frame.sample_rate, frame.pts = 48000, i
             out.mux(audio.encode(frame))
         out.mux(audio.encode(None))
+
+
+BROWSER_RUN = """
+async ({ video, audio, first, end }) => {
+  const csp = [];
+  document.addEventListener("securitypolicyviolation", (e) => csp.push(e.violatedDirective));
+  const m = await import("/assemble/index.js");
+  const decode = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  const file = new File([decode(video)], "class.mp4", { type: "video/mp4" });
+  const sha = async (blob) => {
+    const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+    return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  };
+  const sound = await m.extractAudio(m.blobReader(file));
+  const answer = { first_sample: first, end_sample: end };
+  const out = await m.assemble(m.blobReader(file), decode(audio), answer);
+  const blob = m.partsBlob(out.parts, file);
+  return {
+    m4a: await sha(m.partsBlob(sound.parts, file, "audio/mp4")),
+    mp4: await sha(blob),
+    size: blob.size,
+    manifest: sound.manifest,
+    csp,
+  };
+}
+"""
+
+
+def test_the_page_runs_the_module_in_chromium(served: Served, tmp_path: Path) -> None:
+    """The page's copy, loaded from the service under its CSP, writes the same bytes as Node:
+    the upload and the result composed as Blobs of File slices."""
+    case = _bframes_faststart(tmp_path)
+    server = tmp_path / "server.mp4"
+    sync(case.dance, case.bgm, server)
+    m4a = tmp_path / "clean.m4a"
+    _clean_audio(server, m4a)
+    first, end = _answer(case.dance, server)
+    client, sound = tmp_path / "client.mp4", tmp_path / "sound.m4a"
+    _node("assemble", str(case.dance), str(m4a), str(client), str(first), str(end))
+    manifest = _node("extract", str(case.dance), str(sound))["manifest"]
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{served.url}/")
+            got = page.evaluate(
+                BROWSER_RUN,
+                {
+                    "video": base64.b64encode(case.dance.read_bytes()).decode(),
+                    "audio": base64.b64encode(m4a.read_bytes()).decode(),
+                    "first": first,
+                    "end": end,
+                },
+            )
+        finally:
+            browser.close()
+    assert got["csp"] == []
+    assert errors == []
+    assert got["manifest"] == manifest
+    assert got["m4a"] == hashlib.sha256(sound.read_bytes()).hexdigest()
+    assert got["size"] == client.stat().st_size
+    assert got["mp4"] == hashlib.sha256(client.read_bytes()).hexdigest()
