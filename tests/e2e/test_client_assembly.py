@@ -79,6 +79,8 @@ CASES = {
     "hevc-mov-portrait": lambda d: build_case(case_named("small-hevc-portrait"), d),
     # H.264 with B-frames, portrait, index in front.
     "h264-bframes-faststart": lambda d: _bframes_faststart(d),
+    # HEVC with B-frames tagged hev1, parameter sets in the sample entry: becomes hvc1.
+    "hevc-hev1": lambda d: _hev1(d),
 }
 
 
@@ -89,6 +91,30 @@ def _bframes_faststart(directory: Path) -> BuiltCase:
     case = build_case(spec, directory)
     moved = _faststart(case.dance, directory / "small-bframes-portrait.faststart.mp4")
     return dataclasses.replace(case, dance=moved)
+
+
+def _hev1(directory: Path) -> BuiltCase:
+    spec = dataclasses.replace(
+        case_named("small-clean"), name="small-hev1", codec="hevc", b_frames=True
+    )
+    case = build_case(spec, directory)
+    moved = directory / "small-hev1.hev1.mp4"
+    with av.open(str(case.dance)) as inp, av.open(str(moved), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        streams[inp.streams.video[0].index].codec_tag = "hev1"
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dataclasses.replace(case, dance=moved)
+
+
+def _sample_entry_box(path: Path, kind: bytes) -> bytes:
+    """The first ``kind`` box (``hvcC``, ``avcC``...) in the file's index, header included."""
+    data = path.read_bytes()
+    at = data.index(kind, data.index(b"moov")) - 4
+    return data[at : at + int.from_bytes(data[at : at + 4], "big")]
 
 
 def _packets(path: Path, kind: str) -> list[tuple[bytes, Fraction, Fraction, bool]]:
@@ -177,8 +203,14 @@ def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Any) -> None
     with av.open(str(client)) as a, av.open(str(server)) as b:
         mv, sv = a.streams.video[0], b.streams.video[0]
         assert mv.codec_context.codec_tag == sv.codec_context.codec_tag
+        hevc = mv.codec_context.name == "hevc"
+        assert mv.codec_context.codec_tag == ("hvc1" if hevc else "avc1")
         assert mv.duration * mv.time_base == sv.duration * sv.time_base  # the last frame's end
         assert a.duration == b.duration
+    # The decoder configuration as the render writes it (an hev1's parameter sets marked
+    # complete as it becomes hvc1).
+    config = b"hvcC" if hevc else b"avcC"
+    assert _sample_entry_box(client, config) == _sample_entry_box(server, config)
     data = client.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # the index in front
     assert b"co64" not in data[: data.index(b"mdat")]
@@ -201,11 +233,11 @@ def _decoded(path: Path) -> tuple[list[tuple[int, int]], np.ndarray]:
     return timeline, np.concatenate([f.to_ndarray() for f in frames], axis=1)
 
 
-@pytest.mark.parametrize("name", ["small-clean", "small-hevc-portrait"])
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_extracted_audio_decodes_to_the_original_and_manifest_is_exact(
     name: str, tmp_path: Path
 ) -> None:
-    case = build_case(case_named(name), tmp_path)
+    case = CASES[name](tmp_path)
     m4a = tmp_path / "sound.m4a"
     answer = _node("extract", str(case.dance), str(m4a))
     manifest = answer["manifest"]
@@ -230,12 +262,14 @@ def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
     v, a = manifest["video"], manifest["audio"]
     assert manifest["version"] == 1
     assert manifest["brand"] == ("qt  " if path.suffix == ".mov" else "isom")
+    with av.open(str(path)) as container:
+        tag = container.streams.video[0].codec_context.codec_tag
     assert (v["width"], v["height"], v["rotation"]) == (
         info.video.width,
         info.video.height,
         info.video.rotation,
     )
-    assert v["codec"] == ("hvc1" if info.video.codec == "hevc" else "avc1")
+    assert v["codec"] == tag
     assert (a["codec"], a["sample_rate"], a["channels"]) == (
         "mp4a",
         info.audio.sample_rate,
@@ -291,6 +325,7 @@ def test_variable_frame_rate_copy_equals_the_server_render(tmp_path: Path) -> No
         duration_a = a.streams.video[0].duration * a.streams.video[0].time_base
         duration_b = b.streams.video[0].duration * b.streams.video[0].time_base
     assert duration_a == duration_b  # the last frame lasts as long in both
+    _check_manifest(_node("extract", str(dance), str(tmp_path / "vfr.m4a"))["manifest"], dance)
 
 
 def _write_vfr(path: Path) -> None:
