@@ -34,11 +34,21 @@ function toCommonJs(name, text) {
     (_, names, from) => `const {${names}} = require("${from === MP4BOX_ESM ? MP4BOX_CJS : from}");`,
   );
   out = out.replace(/^export \{([^}]*)\} from "([^"]+)";$/gm, (_, names, from) => {
-    exported.push(...names.split(",").map((n) => n.trim()).filter(Boolean));
+    exported.push(
+      ...names
+        .split(",")
+        .map((n) => n.trim())
+        .filter(Boolean),
+    );
     return `const {${names}} = require("${from}");`;
   });
   out = out.replace(/^export \{([^}]*)\};\n/gm, (_, names) => {
-    exported.push(...names.split(",").map((n) => n.trim()).filter(Boolean));
+    exported.push(
+      ...names
+        .split(",")
+        .map((n) => n.trim())
+        .filter(Boolean),
+    );
     return "";
   });
   out = out.replace(/^export ((?:async )?function|class|const|let) (\w+)/gm, (_, kind, n) => {
@@ -52,19 +62,33 @@ function toCommonJs(name, text) {
 }
 
 function mp4boxCopy(name, text) {
-  return name === "mp4box.all.cjs" ? text.replace("./styp-CouZUj9h.cjs", "./styp-CouZUj9h.js") : text;
+  return name === "mp4box.all.cjs"
+    ? text.replace("./styp-CouZUj9h.cjs", "./styp-CouZUj9h.js")
+    : text;
 }
 
 /** Every file the mini-program should hold: {absolute path: text}. */
 function expected() {
   const files = {};
-  for (const name of fs.readdirSync(SOURCE).filter((n) => n.endsWith(".js")).sort()) {
-    files[path.join(TARGET, name)] = toCommonJs(name, fs.readFileSync(path.join(SOURCE, name), "utf8"));
+  for (const name of fs
+    .readdirSync(SOURCE)
+    .filter((n) => n.endsWith(".js"))
+    .sort()) {
+    files[path.join(TARGET, name)] = toCommonJs(
+      name,
+      fs.readFileSync(path.join(SOURCE, name), "utf8"),
+    );
   }
   for (const [from, to] of Object.entries(MP4BOX_FILES)) {
-    files[path.join(VENDOR, to)] = mp4boxCopy(from, fs.readFileSync(path.join(MP4BOX_DIST, from), "utf8"));
+    files[path.join(VENDOR, to)] = mp4boxCopy(
+      from,
+      fs.readFileSync(path.join(MP4BOX_DIST, from), "utf8"),
+    );
   }
-  files[path.join(VENDOR, "LICENSE")] = fs.readFileSync(path.join(MP4BOX_DIST, "../LICENSE"), "utf8");
+  files[path.join(VENDOR, "LICENSE")] = fs.readFileSync(
+    path.join(MP4BOX_DIST, "../LICENSE"),
+    "utf8",
+  );
   return files;
 }
 
@@ -75,7 +99,10 @@ function drift() {
     .filter(([p, text]) => !fs.existsSync(p) || fs.readFileSync(p, "utf8") !== text)
     .map(([p]) => path.relative(ROOT, p));
   const extra = fs.existsSync(TARGET)
-    ? fs.readdirSync(TARGET).map((n) => path.join(TARGET, n)).filter((p) => !(p in files))
+    ? fs
+        .readdirSync(TARGET)
+        .map((n) => path.join(TARGET, n))
+        .filter((p) => !(p in files))
     : [];
   return [...stale, ...extra.map((p) => path.relative(ROOT, p))];
 }

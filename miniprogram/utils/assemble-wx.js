@@ -28,7 +28,13 @@ async function openReader(filePath) {
     size: stats.size,
     async read(offset, length) {
       const buffer = new ArrayBuffer(length);
-      const { bytesRead } = await call("read", { fd, arrayBuffer: buffer, offset: 0, length, position: offset });
+      const { bytesRead } = await call("read", {
+        fd,
+        arrayBuffer: buffer,
+        offset: 0,
+        length,
+        position: offset,
+      });
       return new Uint8Array(buffer, 0, bytesRead);
     },
     close: () => call("close", { fd }),

@@ -135,7 +135,11 @@ function createFakeWx(options) {
     fstat(options) {
       const d = descriptors.get(options.fd);
       const data = d && files.get(d.path);
-      answer(null, data ? { stats: { size: data.length } } : { errMsg: "fstat:fail bad file descriptor" }, options);
+      answer(
+        null,
+        data ? { stats: { size: data.length } } : { errMsg: "fstat:fail bad file descriptor" },
+        options,
+      );
     },
     read(options) {
       record("read", { fd: options.fd, position: options.position, length: options.length });

@@ -49,7 +49,9 @@ describe("one module for the page and the mini-program", () => {
       const copy = fs.readFileSync(path.join(WEB_VENDOR, name));
       expect(copy.equals(fs.readFileSync(path.join(MP4BOX_DIST, name)))).toBe(true);
     }
-    expect(fs.readFileSync(path.join(WEB_VENDOR, "LICENSE"))).toEqual(fs.readFileSync(path.join(MP4BOX_DIST, "../LICENSE")));
+    expect(fs.readFileSync(path.join(WEB_VENDOR, "LICENSE"))).toEqual(
+      fs.readFileSync(path.join(MP4BOX_DIST, "../LICENSE")),
+    );
   });
 });
 
@@ -59,7 +61,9 @@ describe("files past 4 GB", () => {
     const { parts, size, manifest } = await A.extractAudio(movie);
     expect(A.partsSize(parts)).toBe(size);
     const ranges = parts.slice(1);
-    expect(ranges.reduce((n, p) => n + p.length, 0)).toBe(movie.audio.reduce((n, s) => n + s.size, 0));
+    expect(ranges.reduce((n, p) => n + p.length, 0)).toBe(
+      movie.audio.reduce((n, s) => n + s.size, 0),
+    );
     // Each audio packet's bytes come from its place in the source.
     const m4a = parsedOutput(parts, "soun");
     m4a.samples.forEach((s, i) => {
@@ -82,7 +86,11 @@ describe("files past 4 GB", () => {
     expect(out.facts.co64).toBe(true);
     const head = out.parts[0].bytes;
     const mdatAt = head.length - 16;
-    expect(boxHeader(head, mdatAt, mdatAt + 16)).toEqual({ type: "mdat", size: out.size - mdatAt, header: 16 });
+    expect(boxHeader(head, mdatAt, mdatAt + 16)).toEqual({
+      type: "mdat",
+      size: out.size - mdatAt,
+      header: 16,
+    });
     const video = parsedOutput(out.parts, "vide");
     expect(video.mdia.minf.stbl.co64).toBeTruthy();
     expect(video.samples).toHaveLength(30);
@@ -100,7 +108,9 @@ describe("files past 4 GB", () => {
     sound.samples.forEach((s, i) => {
       const where = locate(out.parts, s.offset);
       const want = audio.bytes.subarray(audio.samples[i].offset, audio.samples[i].offset + s.size);
-      expect(Buffer.from(where.part.bytes.subarray(where.at, where.at + s.size))).toEqual(Buffer.from(want));
+      expect(Buffer.from(where.part.bytes.subarray(where.at, where.at + s.size))).toEqual(
+        Buffer.from(want),
+      );
       expect(s.dts).toBe(i * 1024);
     });
   });
@@ -110,7 +120,10 @@ describe("the sample entry", () => {
   test("colr and pasp are copied, rotation kept", async () => {
     const matrix = [0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000];
     const movie = makeMovie({ matrix });
-    const out = await A.assemble(movie, makeCleanAudio(20).bytes, { first_sample: 0, end_sample: 30 });
+    const out = await A.assemble(movie, makeCleanAudio(20).bytes, {
+      first_sample: 0,
+      end_sample: 30,
+    });
     const video = parsedOutput(out.parts, "vide");
     const entry = video.mdia.minf.stbl.stsd.entries[0];
     expect(entry.type).toBe("avc1");
@@ -122,7 +135,10 @@ describe("the sample entry", () => {
 
   test("hev1 with its parameter sets becomes hvc1, marked complete; without them it stays", async () => {
     const movie = makeMovie({ codec: "hev1" });
-    const out = await A.assemble(movie, makeCleanAudio(20).bytes, { first_sample: 0, end_sample: 30 });
+    const out = await A.assemble(movie, makeCleanAudio(20).bytes, {
+      first_sample: 0,
+      end_sample: 30,
+    });
     const entry = parsedOutput(out.parts, "vide").mdia.minf.stbl.stsd.entries[0];
     expect(entry.type).toBe("hvc1");
     expect(entry.hvcC.nalu_arrays.map((a) => [a.nalu_type, a.completeness])).toEqual([
@@ -131,10 +147,16 @@ describe("the sample entry", () => {
       [34, 1],
     ]);
     const partial = makeMovie({ codec: "hev1", hvccTypes: [32, 34] });
-    const kept = await A.assemble(partial, makeCleanAudio(20).bytes, { first_sample: 0, end_sample: 30 });
+    const kept = await A.assemble(partial, makeCleanAudio(20).bytes, {
+      first_sample: 0,
+      end_sample: 30,
+    });
     expect(parsedOutput(kept.parts, "vide").mdia.minf.stbl.stsd.entries[0].type).toBe("hev1");
     const hvc1 = makeMovie({ codec: "hvc1" });
-    const same = await A.assemble(hvc1, makeCleanAudio(20).bytes, { first_sample: 0, end_sample: 30 });
+    const same = await A.assemble(hvc1, makeCleanAudio(20).bytes, {
+      first_sample: 0,
+      end_sample: 30,
+    });
     expect(parsedOutput(same.parts, "vide").mdia.minf.stbl.stsd.entries[0].type).toBe("hvc1");
     expect(typeof hvc1Entry).toBe("function");
     expect(completeHvcc(new Uint8Array(8))).toBeNull();
@@ -145,10 +167,14 @@ describe("refusals", () => {
   test("a cut that does not start on a keyframe or leaves the video is refused", async () => {
     const movie = makeMovie();
     const audio = makeCleanAudio(10).bytes;
-    await expect(A.assemble(movie, audio, { first_sample: 5, end_sample: 20 })).rejects.toMatchObject({
+    await expect(
+      A.assemble(movie, audio, { first_sample: 5, end_sample: 20 }),
+    ).rejects.toMatchObject({
       code: "VALIDATION_ERROR",
     });
-    await expect(A.assemble(movie, audio, { first_sample: 30, end_sample: 61 })).rejects.toMatchObject({
+    await expect(
+      A.assemble(movie, audio, { first_sample: 30, end_sample: 61 }),
+    ).rejects.toMatchObject({
       code: "VALIDATION_ERROR",
     });
   });
@@ -156,7 +182,9 @@ describe("refusals", () => {
   test("a file without a movie index is refused as invalid", async () => {
     const bytes = new Uint8Array(64);
     bytes.set([0, 0, 0, 64, 109, 100, 97, 116]); // one mdat
-    await expect(A.extractAudio(A.bytesReader(bytes))).rejects.toMatchObject({ code: "INVALID_FORMAT" });
+    await expect(A.extractAudio(A.bytesReader(bytes))).rejects.toMatchObject({
+      code: "INVALID_FORMAT",
+    });
   });
 });
 
@@ -175,16 +203,22 @@ describe("on the phone's files", () => {
     fake.addFile("wxfile://clean.m4a", Buffer.from(clean.bytes));
 
     const progress = [];
-    const manifest = await wxfiles.extractAudioToFile("wxfile://class.mp4", "wxfile://usr/sound.m4a", {
-      onProgress: (done, total) => progress.push([done, total]),
-    });
+    const manifest = await wxfiles.extractAudioToFile(
+      "wxfile://class.mp4",
+      "wxfile://usr/sound.m4a",
+      {
+        onProgress: (done, total) => progress.push([done, total]),
+      },
+    );
     expect(manifest.video.sample_count).toBe(90);
     const m4a = new Uint8Array(fake.files.get("wxfile://usr/sound.m4a"));
     const track = trackOf(parseIndex(m4a).isofile, "soun");
     track.samples.forEach((s, i) => {
       const want = Buffer.from(m4a.subarray(s.offset, s.offset + s.size));
       const source = movie.audio[i];
-      expect(want).toEqual(fake.files.get("wxfile://class.mp4").subarray(source.offset, source.offset + source.size));
+      expect(want).toEqual(
+        fake.files.get("wxfile://class.mp4").subarray(source.offset, source.offset + source.size),
+      );
     });
     expect(progress[progress.length - 1]).toEqual([m4a.length, m4a.length]);
 
@@ -205,7 +239,9 @@ describe("on the phone's files", () => {
     });
     // Every descriptor closed; no read of the video bigger than a piece.
     expect(fake.called("open")).toHaveLength(fake.called("close").length);
-    expect(Math.max(...fake.called("read").map((c) => c.length))).toBeLessThanOrEqual(2 * 1024 * 1024);
+    expect(Math.max(...fake.called("read").map((c) => c.length))).toBeLessThanOrEqual(
+      2 * 1024 * 1024,
+    );
     delete global.wx;
   });
 });

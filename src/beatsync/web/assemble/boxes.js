@@ -90,7 +90,10 @@ export function box(type, ...payload) {
   const inner = payload.reduce((n, p) => n + p.length, 0);
   const large = inner + 8 > 0xffffffff;
   const w = new Writer(inner + (large ? 16 : 8));
-  if (large) w.u32(1).type(type).u64(inner + 16);
+  if (large)
+    w.u32(1)
+      .type(type)
+      .u64(inner + 16);
   else w.u32(inner + 8).type(type);
   for (const p of payload) w.bytes(p);
   return w.done();
@@ -209,8 +212,14 @@ export function chunkOffsets(offsets, large) {
 
 /** The header of an `mdat` holding `payload` bytes (16 bytes with a 64-bit size when needed). */
 export function mdatHeader(payload) {
-  if (payload + 8 <= 0xffffffff) return new Writer(8).u32(payload + 8).type("mdat").done();
-  return new Writer(16).u32(1).type("mdat").u64(payload + 16).done();
+  if (payload + 8 <= 0xffffffff)
+    return new Writer(8)
+      .u32(payload + 8)
+      .type("mdat")
+      .done();
+  return new Writer(16)
+    .u32(1)
+    .type("mdat")
+    .u64(payload + 16)
+    .done();
 }
-
-export { TWO_32 };

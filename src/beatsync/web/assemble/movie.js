@@ -54,9 +54,7 @@ export async function readMovie(reader) {
   if (moovBox.size > MAX_INDEX_BYTES) {
     throw new MediaError("RESOURCE_LIMIT", `the movie index is ${moovBox.size} bytes`);
   }
-  const ftyp = ftypBox
-    ? await reader.read(ftypBox.start, ftypBox.size)
-    : defaultFtyp();
+  const ftyp = ftypBox ? await reader.read(ftypBox.start, ftypBox.size) : defaultFtyp();
   const moov = await reader.read(moovBox.start, moovBox.size);
   return { ...parseIndex(concat([ftyp, moov])), ftyp };
 }
@@ -75,7 +73,10 @@ export function parseIndex(bytes) {
   const copy = new Uint8Array(bytes); // mp4box keeps the buffer: give it one of its own
   isofile.appendBuffer(MP4BoxBuffer.fromArrayBuffer(copy.buffer, 0), true);
   if (failure || !isofile.moov) {
-    throw new MediaError("INVALID_FORMAT", `the movie index cannot be read${failure ? `: ${failure}` : ""}`);
+    throw new MediaError(
+      "INVALID_FORMAT",
+      `the movie index cannot be read${failure ? `: ${failure}` : ""}`,
+    );
   }
   if (isofile.moov.mvex) throw new MediaError("INVALID_FORMAT", "fragmented MP4 is not supported");
   const brand = isofile.ftyp ? isofile.ftyp.major_brand : "isom";
@@ -84,7 +85,9 @@ export function parseIndex(bytes) {
 
 function defaultFtyp() {
   // A QuickTime file may start without ftyp; mp4box wants one to describe the file.
-  return Uint8Array.from([0, 0, 0, 20, 102, 116, 121, 112, 113, 116, 32, 32, 0, 0, 2, 0, 113, 116, 32, 32]);
+  return Uint8Array.from([
+    0, 0, 0, 20, 102, 116, 121, 112, 113, 116, 32, 32, 0, 0, 2, 0, 113, 116, 32, 32,
+  ]);
 }
 
 /** The raw bytes of a box mp4box parsed from `bytes`. */
@@ -94,7 +97,9 @@ export function rawBox(bytes, parsed) {
 
 /** The first track with handler `kind` ("vide", "soun"), or null. */
 export function trackOf(isofile, kind) {
-  return isofile.moov.traks.find((t) => t.mdia && t.mdia.hdlr && t.mdia.hdlr.handler === kind) || null;
+  return (
+    isofile.moov.traks.find((t) => t.mdia && t.mdia.hdlr && t.mdia.hdlr.handler === kind) || null
+  );
 }
 
 /** The edit list as [[segment_duration, media_time, rate], ...], or null without one. */
@@ -131,9 +136,4 @@ export function sampleEntries(bytes, trak) {
     type: c.type,
     bytes: raw.subarray(c.start, c.end),
   }));
-}
-
-/** The per-sample tables of a track: {timescale, samples: [{offset, size, dts, cts, sync, ...}]} */
-export function samplesOf(trak) {
-  return { timescale: trak.mdia.mdhd.timescale, samples: trak.samples };
 }

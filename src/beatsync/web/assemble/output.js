@@ -52,7 +52,9 @@ export function videoRun(samples, first, end) {
   }
   if (until === Infinity) until = top + (topSample.duration || 1);
   if (until <= top) until = top + 1;
-  const durations = run.map((s, i) => (i + 1 < run.length ? run[i + 1].dts - s.dts : until - s.dts));
+  const durations = run.map((s, i) =>
+    i + 1 < run.length ? run[i + 1].dts - s.dts : until - s.dts,
+  );
   // The track lasts from the first picture shown to the end of the last one (as FFmpeg's
   // muxer counts it without an edit list), not the sum of the decode durations.
   const span = Math.max(...run.map((s, i) => s.cts + durations[i])) - run[0].cts;
@@ -61,7 +63,13 @@ export function videoRun(samples, first, end) {
 
 function checkAnswer(answer, count) {
   const { first_sample: first, end_sample: end } = answer || {};
-  if (!Number.isInteger(first) || !Number.isInteger(end) || first < 0 || end <= first || end > count) {
+  if (
+    !Number.isInteger(first) ||
+    !Number.isInteger(end) ||
+    first < 0 ||
+    end <= first ||
+    end > count
+  ) {
     throw new MediaError(
       "VALIDATION_ERROR",
       `the cut [${first}, ${end}) is not within the video's ${count} samples`,
@@ -124,30 +132,22 @@ export async function assemble(reader, audioBytes, answer) {
   );
   const payload =
     video.run.reduce((n, s) => n + s.size, 0) + audio.trak.samples.reduce((n, s) => n + s.size, 0);
-  const ftyp = fileType(movie, vtrak);
+  const ftyp = fileType(vtrak);
   const head = mdatHeader(payload);
   const tables = { movie, vtrak, video, audio, chunks, vts, ats, hasSync };
-  const large = ftyp.length + moovBox(tables, null, false).length + head.length + payload > 0xffffffff;
+  const large =
+    ftyp.length + moovBox(tables, null, false).length + head.length + payload > 0xffffffff;
   const sized = moovBox(tables, null, large); // offsets do not change the index's size
   const moov = moovBox(tables, ftyp.length + sized.length + head.length, large);
 
   const parts = [{ bytes: concat([ftyp, moov, head]) }];
   for (const c of chunks) {
-    if (c.track === 0) {
-      parts.push(...rangesOf(c.samples.map((i) => video.run[i])));
-    } else {
-      const a = audio.trak.samples[c.samples[0]];
-      const b = audio.trak.samples[c.samples[c.samples.length - 1]];
-      const contiguous = c.samples.every(
-        (i, k) => k === 0 || audio.trak.samples[i].offset === audio.trak.samples[i - 1].offset + audio.trak.samples[i - 1].size,
-      );
-      if (contiguous) parts.push({ bytes: audioBytes.subarray(a.offset, b.offset + b.size) });
-      else {
-        for (const i of c.samples) {
-          const s = audio.trak.samples[i];
-          parts.push({ bytes: audioBytes.subarray(s.offset, s.offset + s.size) });
-        }
-      }
+    const ranges = rangesOf(
+      c.samples.map((i) => (c.track === 0 ? video.run : audio.trak.samples)[i]),
+    );
+    for (const r of ranges) {
+      // Video bytes stay in the source file; the audio is already in memory.
+      parts.push(c.track === 0 ? r : { bytes: audioBytes.subarray(r.offset, r.offset + r.length) });
     }
   }
   const size = ftyp.length + moov.length + head.length + payload;
@@ -190,7 +190,7 @@ export function interleave(vtimes, atimes, vdesc, adesc) {
   return chunks;
 }
 
-function fileType(movie, vtrak) {
+function fileType(vtrak) {
   const entry = vtrak.mdia.minf.stbl.stsd.entries[0];
   const brands = ["isom", "iso2"];
   if (entry && /^avc/.test(entry.type)) brands.push("avc1");
@@ -282,7 +282,11 @@ function movieHeader(duration) {
 function track(t) {
   const sound = t.handler === "soun";
   const tkhd = new Writer(84).u32(0).u32(0).u32(t.id).u32(0).u32(t.ms).u32(0).u32(0);
-  tkhd.u16(0).u16(sound ? 1 : 0).u16(sound ? 0x100 : 0).u16(0);
+  tkhd
+    .u16(0)
+    .u16(sound ? 1 : 0)
+    .u16(sound ? 0x100 : 0)
+    .u16(0);
   if (t.geometry) tkhd.bytes(t.geometry);
   else {
     for (const m of IDENTITY) tkhd.u32(m);
