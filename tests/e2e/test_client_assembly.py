@@ -20,6 +20,8 @@ import json
 import math
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
-from beatsync.engine import Cut, Mapping, probe, render, sync
+from beatsync.engine import Cut, Mapping, SyncResult, probe, render, sync
 from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors
@@ -156,50 +158,72 @@ def _answer(source: Path, rendered: Path) -> tuple[int, int]:
     return first, end
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
-def job(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    directory = tmp_path_factory.mktemp(request.param)
-    case = CASES[request.param](directory)
-    server = directory / "server.mp4"
-    result = sync(case.dance, case.bgm, server)
-    m4a = directory / "clean.m4a"
-    _clean_audio(server, m4a)
-    first, end = _answer(case.dance, server)
-    client = directory / "client.mp4"
-    facts = _node("assemble", str(case.dance), str(m4a), str(client), str(first), str(end))
-    return case, result, server, m4a, client, (first, end), facts
+@dataclass(frozen=True)
+class Job:
+    """One job both ways: the server's render and the module's assembly from the same answer."""
+
+    case: BuiltCase
+    result: SyncResult
+    server: Path
+    m4a: Path  # the clean audio, as the service returns it
+    client: Path
+    first: int
+    end: int
+    facts: dict[str, Any]  # what the Node run printed
 
 
-def test_assembled_video_packets_equal_the_server_render(job: Any) -> None:
-    _case, result, server, _, client, (first, end), facts = job
-    mine, theirs = _packets(client, "video"), _packets(server, "video")
-    assert len(mine) == len(theirs) == facts["facts"]["frames"] <= end - first
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Job]:
+    """Each case's job, built and run once for the module."""
+    done: dict[str, Job] = {}
+
+    def get(name: str) -> Job:
+        if name not in done:
+            directory = tmp_path_factory.mktemp(name)
+            case = CASES[name](directory)
+            server = directory / "server.mp4"
+            result = sync(case.dance, case.bgm, server)
+            m4a = directory / "clean.m4a"
+            _clean_audio(server, m4a)
+            first, end = _answer(case.dance, server)
+            client = directory / "client.mp4"
+            facts = _node("assemble", str(case.dance), str(m4a), str(client), str(first), str(end))
+            done[name] = Job(case, result, server, m4a, client, first, end, facts)
+        return done[name]
+
+    return get
+
+
+@pytest.fixture(params=sorted(CASES))
+def job(request: pytest.FixtureRequest, jobs: Callable[[str], Job]) -> Job:
+    return jobs(request.param)
+
+
+def test_assembled_video_packets_equal_the_server_render(job: Job) -> None:
+    mine, theirs = _packets(job.client, "video"), _packets(job.server, "video")
+    assert len(mine) == len(theirs) == job.facts["facts"]["frames"] <= job.end - job.first
     for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         assert a == b, f"video packet {i} differs (bytes, pts, dts or keyframe flag)"
     assert mine[0][2] == 0  # the first copied sample decodes at 0
     assert math.isclose(
-        facts["facts"]["first_frame_time"], result.output.first_frame_time, abs_tol=1e-9
+        job.facts["facts"]["first_frame_time"], job.result.output.first_frame_time, abs_tol=1e-9
     )
 
 
-def test_assembled_audio_packets_are_the_returned_track(job: Any) -> None:
-    _, _, server, m4a, client, _, _ = job
-    mine = _packets(client, "audio")
-    assert mine == _packets(m4a, "audio") == _packets(server, "audio")
+def test_assembled_audio_packets_are_the_returned_track(job: Job) -> None:
+    mine = _packets(job.client, "audio")
+    assert mine == _packets(job.m4a, "audio") == _packets(job.server, "audio")
     assert mine[0][2] == 0
 
 
-def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Any) -> None:
-    case, _result, server, _, client, _, facts = job
-    mine, theirs = probe(client), probe(server)
-    assert mine.video is not None
-    assert theirs.video is not None
-    assert mine.video.rotation == theirs.video.rotation == probe(case.dance).video.rotation
-    assert (mine.video.codec, mine.video.width, mine.video.height) == (
-        theirs.video.codec,
-        theirs.video.width,
-        theirs.video.height,
-    )
+def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Job) -> None:
+    client, server = job.client, job.server
+    mine, theirs, source = probe(client).video, probe(server).video, probe(job.case.dance).video
+    assert mine is not None
+    assert theirs is not None
+    assert source is not None
+    assert mine.rotation == theirs.rotation == source.rotation
+    assert (mine.codec, mine.width, mine.height) == (theirs.codec, theirs.width, theirs.height)
     with av.open(str(client)) as a, av.open(str(server)) as b:
         mv, sv = a.streams.video[0], b.streams.video[0]
         assert mv.codec_context.codec_tag == sv.codec_context.codec_tag
@@ -214,16 +238,15 @@ def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Any) -> None
     data = client.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # the index in front
     assert b"co64" not in data[: data.index(b"mdat")]
-    assert facts["facts"]["co64"] is False
+    assert job.facts["facts"]["co64"] is False
     assert all(t.is_identity for t in mp4_edit_lists(client))  # no edit lists
-    assert facts["largest"] <= READ_PIECE
+    assert job.facts["largest"] <= READ_PIECE
 
 
-def test_assembled_file_is_in_sync(job: Any) -> None:
-    case, _, server, _, client, _, _ = job
-    errors = sync_errors(client, case)
+def test_assembled_file_is_in_sync(job: Job) -> None:
+    errors = sync_errors(job.client, job.case)
     assert all(abs(e) <= MAX_SYNC_MS for e in errors), errors
-    assert np.allclose(errors, sync_errors(server, case), atol=1e-6)
+    assert np.allclose(errors, sync_errors(job.server, job.case), atol=1e-6)
 
 
 def _decoded(path: Path) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -233,11 +256,10 @@ def _decoded(path: Path) -> tuple[list[tuple[int, int]], np.ndarray]:
     return timeline, np.concatenate([f.to_ndarray() for f in frames], axis=1)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
 def test_extracted_audio_decodes_to_the_original_and_manifest_is_exact(
-    name: str, tmp_path: Path
+    job: Job, tmp_path: Path
 ) -> None:
-    case = CASES[name](tmp_path)
+    case = job.case
     m4a = tmp_path / "sound.m4a"
     answer = _node("extract", str(case.dance), str(m4a))
     manifest = answer["manifest"]
@@ -381,17 +403,14 @@ async ({ video, audio, first, end }) => {
 """
 
 
-def test_the_page_runs_the_module_in_chromium(served: Served, tmp_path: Path) -> None:
+def test_the_page_runs_the_module_in_chromium(
+    served: Served, jobs: Callable[[str], Job], tmp_path: Path
+) -> None:
     """The page's copy, loaded from the service under its CSP, writes the same bytes as Node:
     the upload and the result composed as Blobs of File slices."""
-    case = _bframes_faststart(tmp_path)
-    server = tmp_path / "server.mp4"
-    sync(case.dance, case.bgm, server)
-    m4a = tmp_path / "clean.m4a"
-    _clean_audio(server, m4a)
-    first, end = _answer(case.dance, server)
-    client, sound = tmp_path / "client.mp4", tmp_path / "sound.m4a"
-    _node("assemble", str(case.dance), str(m4a), str(client), str(first), str(end))
+    job = jobs("h264-bframes-faststart")
+    case, m4a, client, first, end = job.case, job.m4a, job.client, job.first, job.end
+    sound = tmp_path / "sound.m4a"
     manifest = _node("extract", str(case.dance), str(sound))["manifest"]
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
