@@ -42,27 +42,41 @@ async function openReader(filePath) {
 }
 
 /**
- * Write `parts` (new bytes and ranges of `reader`'s file) to `outPath`.
- * @param {object} [options] onProgress(done, total) after each piece
+ * Write `parts` (new bytes and ranges of `reader`'s file) to `outPath`, gathered into writes of
+ * PIECE_BYTES: an output of many small parts (the sound's packets) costs few calls.
+ * @param {object} [options] onProgress(done, total) after each write
  * @returns {Promise<number>} bytes written
  */
 async function writeParts(parts, reader, outPath, options) {
   const opts = options || {};
   const total = partsSize(parts);
-  const { fd } = await call("open", { filePath: outPath, flag: "w" });
+  const buffer = new Uint8Array(Math.min(PIECE_BYTES, Math.max(total, 1)));
+  let filled = 0;
   let done = 0;
+  const { fd } = await call("open", { filePath: outPath, flag: "w" });
+  const flush = async () => {
+    if (filled === 0) return;
+    await call("write", { fd, data: buffer.buffer.slice(0, filled), position: done });
+    done += filled;
+    filled = 0;
+    if (opts.onProgress) opts.onProgress(done, total);
+  };
   try {
     await eachPiece(
       parts,
       reader,
       async (bytes) => {
-        const data = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-        await call("write", { fd, data, position: done });
-        done += bytes.length;
-        if (opts.onProgress) opts.onProgress(done, total);
+        for (let at = 0; at < bytes.length;) {
+          const n = Math.min(bytes.length - at, buffer.length - filled);
+          buffer.set(bytes.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          if (filled === buffer.length) await flush();
+        }
       },
       PIECE_BYTES,
     );
+    await flush();
   } finally {
     await call("close", { fd });
   }
