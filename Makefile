@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # check the files in deploy/.
 SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium docker-compose nginx
 
-.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node bench bench-accuracy bench-speed bench-scaling bench-load clean
+.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load clean
 
 venv: $(STAMP)
 
@@ -56,10 +56,15 @@ $(NODE_STAMP): miniprogram/package-lock.json
 	cd miniprogram && npm ci --no-audit --no-fund
 	touch $@
 
+# The mini-program's copy of the page's assembly module (src/beatsync/web/assemble) is generated:
+# this fails when it was not regenerated after a change (`cd miniprogram && npm run assemble-sync`).
+assembly-copy: node
+	cd miniprogram && node scripts/assemble-sync.js --check
+
 pytest: venv sysdeps node
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
-test: lint typecheck imports pytest
+test: lint typecheck imports assembly-copy pytest
 
 bench: bench-accuracy bench-speed bench-scaling bench-load
 

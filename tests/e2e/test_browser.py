@@ -512,7 +512,9 @@ def test_page_assets_are_local() -> None:
     assert "<style" not in html
     assert " style=" not in html
     assert "<script>" not in html
-    for path in web.iterdir():
+    for path in web.rglob("*"):
+        if not path.is_file():
+            continue
         text = path.read_text()
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in text

@@ -83,6 +83,8 @@ function createFakeWx(options) {
     saveVideo: null, // {errMsg} to fail
   };
   const sockets = [];
+  const descriptors = new Map();
+  let nextFd = 0;
   let downloads = 0;
 
   function record(name, args) {
@@ -116,6 +118,64 @@ function createFakeWx(options) {
       const start = options.position || 0;
       const end = options.length != null ? start + options.length : data.length;
       answer(null, { data: toArrayBuffer(data.subarray(start, end)) }, options);
+    },
+    // Descriptors: open, read and write by position, close; a written file grows as needed.
+    open(options) {
+      record("open", { filePath: options.filePath, flag: options.flag });
+      const flag = options.flag || "r";
+      if (flag === "w") files.set(options.filePath, Buffer.alloc(0));
+      if (!files.has(options.filePath)) {
+        answer(null, { errMsg: "open:fail no such file or directory" }, options);
+        return;
+      }
+      const fd = `fd${(nextFd += 1)}`;
+      descriptors.set(fd, { path: options.filePath, position: 0 });
+      answer(null, { fd }, options);
+    },
+    fstat(options) {
+      const d = descriptors.get(options.fd);
+      const data = d && files.get(d.path);
+      answer(
+        null,
+        data ? { stats: { size: data.length } } : { errMsg: "fstat:fail bad file descriptor" },
+        options,
+      );
+    },
+    read(options) {
+      record("read", { fd: options.fd, position: options.position, length: options.length });
+      const d = descriptors.get(options.fd);
+      if (!d) {
+        answer(null, { errMsg: "read:fail bad file descriptor" }, options);
+        return;
+      }
+      const data = files.get(d.path);
+      const start = options.position != null ? options.position : d.position;
+      const piece = data.subarray(start, Math.min(data.length, start + options.length));
+      new Uint8Array(options.arrayBuffer, options.offset || 0, piece.length).set(piece);
+      d.position = start + piece.length;
+      answer(null, { bytesRead: piece.length, arrayBuffer: options.arrayBuffer }, options);
+    },
+    write(options) {
+      record("write", { fd: options.fd, length: options.data.byteLength });
+      const d = descriptors.get(options.fd);
+      if (!d) {
+        answer(null, { errMsg: "write:fail bad file descriptor" }, options);
+        return;
+      }
+      const bytes = Buffer.from(options.data);
+      const start = options.position != null ? options.position : d.position;
+      const data = files.get(d.path);
+      const grown = Buffer.alloc(Math.max(data.length, start + bytes.length));
+      data.copy(grown);
+      bytes.copy(grown, start);
+      files.set(d.path, grown);
+      d.position = start + bytes.length;
+      answer(null, { bytesWritten: bytes.length }, options);
+    },
+    close(options) {
+      record("close", { fd: options.fd });
+      const known = descriptors.delete(options.fd);
+      answer(null, known ? {} : { errMsg: "close:fail bad file descriptor" }, options);
     },
     stat(options) {
       const data = files.get(options.path);

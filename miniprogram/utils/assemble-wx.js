@@ -1,0 +1,114 @@
+// The assembly module (utils/assemble, the page's module in CommonJS) on the phone's files:
+// a reader over a file descriptor, and the output's parts copied into a file a piece at a time
+// with the file-system manager, so neither the video nor the result is ever held whole.
+
+const { assemble, eachPiece, extractAudio, partsSize } = require("./assemble/index.js");
+
+const PIECE_BYTES = 2 * 1024 * 1024;
+
+function call(name, options) {
+  return new Promise((resolve, reject) => {
+    wx.getFileSystemManager()[name]({
+      ...options,
+      success: resolve,
+      fail: (failure) => {
+        const error = new Error(`${name} failed: ${failure && failure.errMsg}`);
+        error.code = "FILE_READ_FAILED";
+        reject(error);
+      },
+    });
+  });
+}
+
+/** A {size, read(offset, length), close()} reader over a local file. */
+async function openReader(filePath) {
+  const { fd } = await call("open", { filePath, flag: "r" });
+  const { stats } = await call("fstat", { fd });
+  return {
+    size: stats.size,
+    async read(offset, length) {
+      const buffer = new ArrayBuffer(length);
+      const { bytesRead } = await call("read", {
+        fd,
+        arrayBuffer: buffer,
+        offset: 0,
+        length,
+        position: offset,
+      });
+      return new Uint8Array(buffer, 0, bytesRead);
+    },
+    close: () => call("close", { fd }),
+  };
+}
+
+/**
+ * Write `parts` (new bytes and ranges of `reader`'s file) to `outPath`, gathered into writes of
+ * PIECE_BYTES: an output of many small parts (the sound's packets) costs few calls.
+ * @param {object} [options] onProgress(done, total) after each write
+ * @returns {Promise<number>} bytes written
+ */
+async function writeParts(parts, reader, outPath, options) {
+  const opts = options || {};
+  const total = partsSize(parts);
+  const buffer = new Uint8Array(Math.min(PIECE_BYTES, Math.max(total, 1)));
+  let filled = 0;
+  let done = 0;
+  const { fd } = await call("open", { filePath: outPath, flag: "w" });
+  const flush = async () => {
+    if (filled === 0) return;
+    await call("write", { fd, data: buffer.buffer.slice(0, filled), position: done });
+    done += filled;
+    filled = 0;
+    if (opts.onProgress) opts.onProgress(done, total);
+  };
+  try {
+    await eachPiece(
+      parts,
+      reader,
+      async (bytes) => {
+        for (let at = 0; at < bytes.length;) {
+          const n = Math.min(bytes.length - at, buffer.length - filled);
+          buffer.set(bytes.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          if (filled === buffer.length) await flush();
+        }
+      },
+      PIECE_BYTES,
+    );
+    await flush();
+  } finally {
+    await call("close", { fd });
+  }
+  return done;
+}
+
+async function withReader(filePath, fn) {
+  const reader = await openReader(filePath);
+  try {
+    return await fn(reader);
+  } finally {
+    await reader.close();
+  }
+}
+
+/** The class video's sound written to `m4aPath`; resolves to the picture's manifest. */
+function extractAudioToFile(videoPath, m4aPath, options) {
+  return withReader(videoPath, async (reader) => {
+    const { parts, manifest } = await extractAudio(reader);
+    await writeParts(parts, reader, m4aPath, options);
+    return manifest;
+  });
+}
+
+/** The result MP4 written to `outPath` from the video, the returned audio file and the cut. */
+function assembleToFile(videoPath, audioPath, answer, outPath, options) {
+  return withReader(videoPath, async (reader) => {
+    const audio = await withReader(audioPath, (r) => r.read(0, r.size));
+    const { parts, facts } = await assemble(reader, audio, answer);
+    await writeParts(parts, reader, outPath, options);
+    return facts;
+  });
+}
+
+module.exports = { assembleToFile, extractAudioToFile, openReader, writeParts };
