@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .errors import AlignmentError, OptionsError
 from .mapping import Mapping
-from .picture import good_picture_span
+from .picture import FrameSource, good_picture_span
 from .probe import MediaInfo
 
 __all__ = ["Cut", "find_cut"]
@@ -40,13 +40,15 @@ def find_cut(
     end: float | None = None,
     trim: bool = True,
     picture: bool = True,
+    frames: FrameSource | None = None,
 ) -> Cut:
     """The span of the dance video to keep, in dance seconds.
 
     With ``trim``: where the music is heard (``music``), within what the reference covers under
     ``mapping``, minus black or frozen picture at either end. ``start`` and ``end`` override the
     computed edges; ``trim=False`` keeps the whole video unless they are given. ``picture=False``
-    skips the check for black or frozen picture (the cheap part alone, to start work early).
+    skips the check for black or frozen picture (the cheap part alone, to start work early);
+    ``frames`` gives the pictures it checks (default: decoded from the dance file).
 
     Raises
     ------
@@ -74,7 +76,7 @@ def find_cut(
         lo, lo_why = max(edges_start)
         hi, hi_why = min(edges_end)
         if hi > lo and picture:
-            good_lo, good_hi = good_picture_span(dance, lo, hi)
+            good_lo, good_hi = good_picture_span(dance, lo, hi, source=frames)
             if good_lo > lo:
                 lo, lo_why = good_lo, "picture"
             if good_hi < hi:
