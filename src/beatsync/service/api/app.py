@@ -26,7 +26,7 @@ from beatsync.service.storage import Storage, open_storage
 
 from . import events, files, health, jobs, metrics, problems, sessions, tus, uploads
 from .context import ServiceContext
-from .middleware import RequestContextMiddleware
+from .middleware import JobBodyLimitMiddleware, RequestContextMiddleware
 
 __all__ = ["create_app"]
 
@@ -82,6 +82,7 @@ def create_app(
         app.include_router(module.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
+    app.add_middleware(JobBodyLimitMiddleware, limit=settings.max_job_request_bytes)
     # Inside CORS and the request id: a refusal carries both.
     app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.allowed_origins:
