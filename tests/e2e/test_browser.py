@@ -70,6 +70,7 @@ RECORDER = """
   });
 }
 """
+SERVER_PATH = "localStorage.setItem('beatsync.path', 'server');"
 CSP_WATCH = """
 window.__csp = [];
 document.addEventListener("securitypolicyviolation", (e) => {
@@ -149,9 +150,15 @@ def phone(browser: Browser, **extra: Any) -> BrowserContext:
     )
 
 
-def open_page(context: BrowserContext, served: Served, watch: Watch) -> Page:
+def open_page(
+    context: BrowserContext, served: Served, watch: Watch, *, server_path: bool = True
+) -> Page:
+    """The page, ready. ``server_path``: uploads the whole class video, as a browser that
+    cannot read its picture does (the tests of uploads, jobs and results on the server)."""
     page = context.new_page()
     page.add_init_script(CSP_WATCH)
+    if server_path:
+        page.add_init_script(SERVER_PATH)
     watch.attach(page)
     page.goto(f"{served.url}/")
     page.wait_for_selector("body[data-ready=true]", state="attached")

@@ -142,10 +142,12 @@ export const api = {
   upload: (id) => request("GET", `${API}/uploads/${encodeURIComponent(id)}`),
   instantUpload: (sha256, size, filename) =>
     request("POST", `${API}/uploads/instant`, { json: { sha256, size, filename } }),
-  createJob: (danceId, bgmId, options = {}) =>
+  createJob: (danceId, bgmId, options = {}, extra = {}) =>
     request("POST", `${API}/jobs`, {
-      json: { dance_upload_id: danceId, bgm_upload_id: bgmId, options },
+      json: { dance_upload_id: danceId, bgm_upload_id: bgmId, options, ...extra },
     }),
+  answerFrames: (url, requestId, thumbnails) =>
+    request("POST", url, { json: { request_id: requestId, thumbnails } }),
   job: (id) => request("GET", `${API}/jobs/${encodeURIComponent(id)}`),
   jobs: (limit = 10) => request("GET", `${API}/jobs?limit=${limit}`),
   render: (id, body) =>

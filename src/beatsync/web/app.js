@@ -111,9 +111,22 @@ startButton.addEventListener("click", async () => {
   starting = true;
   updateStart();
   try {
-    const job = await api.createJob(slots.dance.uploadId, slots.bgm.uploadId, {});
+    const dance = slots.dance;
+    let extra = {};
+    if (dance.local) {
+      startHint.textContent = t("path.thumbs");
+      extra = { video_manifest: dance.local.manifest };
+      try {
+        const keyframes = await dance.keyframes;
+        extra.thumbnails = { format: "gray8", width: 96, height: 54, keyframes };
+      } catch (error) {
+        // Without thumbnails the job still runs; its cut then ignores black or frozen edges.
+        console.warn(error);
+      }
+    }
+    const job = await api.createJob(dance.uploadId, slots.bgm.uploadId, {}, extra);
     remember(JOB_KEY, job.id);
-    jobView.follow(job);
+    jobView.follow(job, { local: dance.local });
     recent.track(job);
     reveal(jobView.section);
   } catch (error) {

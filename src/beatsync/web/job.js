@@ -3,7 +3,7 @@
 // download — and the ways to redo it: another candidate, a nudge in milliseconds, a retry.
 
 import { api, API, ApiError, currentToken } from "./api.js";
-import { formatClock, formatPercent, formatSigned, t } from "./i18n.js";
+import { formatBytes, formatClock, formatPercent, formatSigned, t } from "./i18n.js";
 
 export const STAGES = ["probe", "decode", "align", "trim", "render"];
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -41,6 +41,15 @@ export class JobView {
     this.peak = { id: null, progress: 0, stage: -1 };
     this.ancestors = new Map();
     this.acting = false;
+    // Audio-first: the class video kept in this page, the jobs made from it (a variant of one
+    // is made from it too), the frame requests already answered, the assembled result's URL.
+    this.local = null;
+    this.localIds = new Set();
+    this.answered = new Set();
+    this.resultUrl = null;
+    this.assembledFor = null;
+    this.pathNote = $("result-path");
+    this.jobNote = $("job-path");
     this.section = $("job");
     this.bar = $("job-progress");
     this.statusLine = $("job-status");
@@ -83,6 +92,7 @@ export class JobView {
     try {
       const answer = await call(this.job.id);
       const job = answer?.id ? answer : await api.job(this.job.id);
+      if (this.localIds.has(this.job.id)) this.localIds.add(job.id);
       this.follow(job, { restart });
       if (creates && job.id) this.onCreated(job);
       else this.onJob(job);
@@ -94,8 +104,12 @@ export class JobView {
   }
 
   /** Show `job` and keep it up to date until it finishes (`restart`: it begins anew). */
-  follow(job, { restart = false } = {}) {
+  follow(job, { restart = false, local = null } = {}) {
     this.stop();
+    if (local) {
+      this.local = local;
+      this.localIds = new Set([job.id]);
+    }
     if (restart || this.peak.id !== job.id) this.peak = { id: job.id, progress: 0, stage: -1 };
     this.#update(job);
     if (!isTerminal(job)) this.#subscribe(job);
@@ -112,11 +126,83 @@ export class JobView {
   clear() {
     this.stop();
     this.job = null;
+    this.local = null;
+    this.localIds = new Set();
     this.section.hidden = true;
     this.resultSection.hidden = true;
     this.video.pause();
     this.video.removeAttribute("src");
     this.video.load();
+    this.#setResultUrl(null);
+  }
+
+  #setResultUrl(blob) {
+    if (this.resultUrl) URL.revokeObjectURL(this.resultUrl);
+    this.resultUrl = blob ? URL.createObjectURL(blob) : null;
+    return this.resultUrl;
+  }
+
+  /** The class video this page holds for `job`, if the job was made from it. */
+  #localFor(job) {
+    return this.local && this.localIds.has(job.id) ? this.local : null;
+  }
+
+  /** Answer the job's request for frames with thumbnails decoded here. */
+  async #answerFrames(job) {
+    const request = job.frames_request;
+    const local = this.#localFor(job);
+    if (!request || !local || !job.links?.frames || this.answered.has(request.id)) return;
+    this.answered.add(request.id);
+    this.#note(this.jobNote, "path.frames");
+    try {
+      const thumbnails = await local.frameThumbnails(request.samples);
+      await api.answerFrames(job.links.frames, request.id, thumbnails);
+    } catch (error) {
+      // The job goes on without them after a while (its cut then ignores the picture).
+      if (!(error instanceof ApiError && error.code === "FRAMES_NOT_REQUESTED")) console.warn(error);
+    } finally {
+      this.#note(this.jobNote, null);
+    }
+  }
+
+  #note(element, key, vars) {
+    if (!element) return;
+    element.hidden = !key;
+    element.dataset.key = key ?? "";
+    element.textContent = key ? t(key, vars) : "";
+    element.vars = vars;
+  }
+
+  /** An audio-first result: fetch its audio track and put the video together here. */
+  async #assemble(job) {
+    const assembly = job.result.assembly;
+    const local = this.#localFor(job);
+    const download = $("download");
+    if (!local) {
+      download.hidden = true;
+      this.#note(this.pathNote, "path.missing");
+      return;
+    }
+    if (this.assembledFor === job.id) return;
+    this.assembledFor = job.id;
+    download.hidden = true;
+    this.resultSection.dataset.assembled = "";
+    this.#note(this.pathNote, "path.assembling");
+    try {
+      const { blob } = await local.assemble(assembly);
+      if (this.job?.id !== job.id) return;
+      const url = this.#setResultUrl(blob);
+      this.video.removeAttribute("poster");
+      this.video.src = url;
+      download.href = url;
+      download.hidden = false;
+      this.resultSection.dataset.assembled = job.id;
+      this.#note(this.pathNote, "path.assembled", { size: formatBytes(blob.size) });
+    } catch (error) {
+      this.assembledFor = null;
+      this.#note(this.pathNote, null);
+      this.showError(error);
+    }
   }
 
   /** The ± buttons read as what they do to the music ("Music 10 ms later"). */
@@ -131,6 +217,9 @@ export class JobView {
   /** Draw again in the current language; refetch so the server's messages follow it too. */
   async relocalize() {
     this.labelNudges();
+    for (const note of [this.pathNote, this.jobNote]) {
+      if (note?.dataset.key) note.textContent = t(note.dataset.key, note.vars);
+    }
     if (!this.job) return;
     this.#render();
     try {
@@ -203,6 +292,7 @@ export class JobView {
     const progress = job.status === "succeeded" ? 1 : Number(job.progress) || 0;
     this.peak.progress = Math.max(this.peak.progress, Math.min(1, progress));
     this.#render();
+    if (job.frames_request) this.#answerFrames(job);
     const fresh = previous?.id !== job.id || previous.status !== "succeeded";
     if (job.status === "succeeded" && fresh) this.#showResult(job);
     else if (job.status !== "succeeded") this.resultSection.hidden = true;
@@ -254,14 +344,26 @@ export class JobView {
 
   #showResult(job) {
     const files = job.result?.files ?? {};
+    const download = $("download");
+    if (job.result?.assembly) {
+      if (this.assembledFor !== job.id) {
+        this.video.pause();
+        this.video.removeAttribute("src");
+      }
+      this.#assemble(job);
+    } else {
+      download.hidden = false;
+      this.#note(this.pathNote, null);
+      this.#setResultUrl(null);
+      this.resultSection.dataset.assembled = "";
+    }
     if (files.video && this.video.getAttribute("src") !== files.video) {
       this.video.poster = files.poster || "";
       this.video.src = files.video;
     }
     if (files.plot) this.plot.src = files.plot;
     this.plot.hidden = !files.plot;
-    const download = $("download");
-    download.href = files.video || "#";
+    if (!job.result?.assembly) download.href = files.video || "#";
     download.setAttribute("download", `beatsync-${job.id}.mp4`);
     this.nudgeField.value = String(job.options?.nudge_ms ?? 0);
     this.resultSection.hidden = false;

@@ -4,6 +4,7 @@
 
 import { api, ApiError, API, baseHeaders, currentOwner, ensureSession } from "./api.js";
 import { formatBytes, formatClock, formatPercent, formatSpeed, t } from "./i18n.js";
+import { prepareLocal } from "./audiofirst.js";
 import { fingerprint, TusError, TusUpload } from "./tus.js";
 
 const CHUNK_BYTES = 5 * 1024 * 1024;
@@ -80,6 +81,13 @@ export class UploadSlot {
     this.status = null; // [key, vars]
     this.error = null;
     this.upload = null;
+    // Audio-first (class video only): the video kept here, what was sent in its place, and
+    // why not when the whole video goes to the server.
+    this.local = null;
+    this.keyframes = null;
+    this.total = null;
+    this.path = null; // null | "audio" | "server"
+    this.reason = null;
     this.render();
   }
 
@@ -132,8 +140,9 @@ export class UploadSlot {
     });
     try {
       await ensureSession();
-      const instant = await this.#instant(file, controller.signal);
-      let upload = instant ?? (await this.#tus(file, controller.signal));
+      const sent = await this.#audioFirst(file, controller);
+      const instant = await this.#instant(sent, controller.signal);
+      let upload = instant ?? (await this.#tus(sent, controller.signal));
       if (upload.status === "receiving") {
         this.#set("checking", ["upload.checking"]);
         upload = await this.#waitChecked(upload.id, controller.signal);
@@ -144,6 +153,31 @@ export class UploadSlot {
       this.error = describe(error);
       this.#set("failed", ["upload.failed"]);
     }
+  }
+
+  /**
+   * The file to send: for the class video, its sound alone when this browser can read the
+   * picture itself (the keyframes' thumbnails are then decoded in the background); else the
+   * whole file.
+   */
+  async #audioFirst(file, controller) {
+    this.total = file.size;
+    if (this.kind !== "dance") return file;
+    this.#set("reading", ["path.reading"]);
+    const { local, reason } = await prepareLocal(file);
+    if (this.controller !== controller) throw new DOMException("aborted", "AbortError");
+    if (!local) {
+      this.path = "server";
+      this.reason = reason;
+      return file;
+    }
+    this.local = local;
+    this.path = "audio";
+    this.total = local.audio.size;
+    this.keyframes = local.keyframeThumbnails();
+    // Awaited when the job starts; a failure then sends the job without thumbnails.
+    this.keyframes.catch(() => {});
+    return local.audio;
   }
 
   /** Show an upload the server still has from an earlier visit, if it is still usable. */
@@ -226,12 +260,14 @@ export class UploadSlot {
 
   #finish(upload, readyKey) {
     this.upload = upload;
-    if (upload.size != null) this.size = upload.size;
+    if (upload.size != null && !this.local) this.size = upload.size;
     if (this.duration == null && upload.media?.duration_s) this.duration = upload.media.duration_s;
     if (upload.status === "rejected") this.durationRead = true;
     if (upload.status === "ready") {
-      this.sent = this.size ?? 0;
-      rememberUpload(this.storeKey, upload.id);
+      this.sent = this.total ?? this.size ?? 0;
+      // The sound alone is no use after a reload: the video it stands for is gone with it.
+      if (this.local) forgetUpload(this.storeKey);
+      else rememberUpload(this.storeKey, upload.id);
       this.#set("ready", [readyKey]);
     } else {
       this.error = upload.error
@@ -259,14 +295,29 @@ export class UploadSlot {
     let duration = t(this.durationRead ? "duration.unknown" : "duration.reading");
     if (this.duration != null) duration = formatClock(this.duration);
     el.duration.textContent = duration;
-    const fraction = this.size ? Math.min(1, this.sent / this.size) : 0;
+    const total = this.total ?? this.size;
+    const fraction = total ? Math.min(1, this.sent / total) : 0;
     el.progress.value = this.state === "ready" ? 1 : fraction;
     el.progress.hidden = this.state === "empty" || this.state === "rejected";
     el.status.textContent = this.status ? t(this.status[0], this.status[1]) : "";
+    if (el.path) {
+      el.path.hidden = !this.path;
+      el.path.dataset.path = this.path ?? "";
+      el.path.textContent = pathNote(this);
+    }
     el.error.hidden = !this.error;
     el["error-message"].textContent = this.error?.message ?? "";
     el["error-code"].textContent = this.error ? t("error.code", { code: this.error.code }) : "";
   }
+}
+
+/** Which path the class video takes, in words (with the bytes it saves). */
+export function pathNote(slot) {
+  if (slot.path === "audio") {
+    return t("path.audio", { sent: formatBytes(slot.local.audio.size), whole: formatBytes(slot.local.file.size) });
+  }
+  if (slot.path === "server") return t("path.server", { reason: t(`path.reason.${slot.reason}`) });
+  return "";
 }
 
 function readUpload(key) {

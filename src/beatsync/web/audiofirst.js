@@ -1,0 +1,296 @@
+// Audio-first on the page: the class video never leaves the browser. Its sound is re-wrapped
+// into an M4A (no re-encoding) and uploaded with the manifest of its picture; keyframes and the
+// frames the job asks for are decoded here (WebCodecs) into 96×54 grey thumbnails; the result is
+// the service's audio track muxed with the video's own samples, as a Blob of File slices.
+// See docs/audio-first.md and docs/client-assembly.md.
+
+import { assemble, blobReader, extractAudio, partsBlob } from "./assemble/index.js";
+import { readMovie, sampleEntries, trackOf } from "./assemble/movie.js";
+
+export const THUMB_WIDTH = 96;
+export const THUMB_HEIGHT = 54;
+const THUMB_BYTES = THUMB_WIDTH * THUMB_HEIGHT;
+const PATH_KEY = "beatsync.path"; // "server" forces the whole-video upload
+const DECODER_QUEUE = 8; // samples queued ahead of the decoder: bounds the frames held at once
+
+/** Whether this browser was told to upload whole videos (a setting kept in localStorage). */
+export function serverPathForced() {
+  try {
+    return localStorage.getItem(PATH_KEY) === "server";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The class video read for audio-first, or the reason it cannot be (then the page uploads the
+ * whole video). Nothing but the file's index is read here, and the audio packets.
+ * @param {File} file
+ * @returns {Promise<{local: LocalVideo|null, reason: string|null}>}
+ */
+export async function prepareLocal(file) {
+  if (serverPathForced()) return { local: null, reason: "forced" };
+  if (typeof VideoDecoder !== "function" || typeof EncodedVideoChunk !== "function") {
+    return { local: null, reason: "decoder" };
+  }
+  const reader = blobReader(file);
+  let extracted;
+  let movie;
+  try {
+    extracted = await extractAudio(reader);
+    movie = await readMovie(reader);
+  } catch {
+    // Not an MP4/MOV, no AAC sound, a fragmented file...: the server reads more formats.
+    return { local: null, reason: "format" };
+  }
+  const trak = trackOf(movie.isofile, "vide");
+  const config = decoderConfig(movie, trak);
+  if (!config) return { local: null, reason: "decoder" };
+  try {
+    const support = await VideoDecoder.isConfigSupported(config);
+    if (!support.supported) return { local: null, reason: "decoder" };
+  } catch {
+    return { local: null, reason: "decoder" };
+  }
+  const base = file.name.replace(/\.[^.]*$/, "") || "class";
+  const audio = new File([partsBlob(extracted.parts, file, "audio/mp4")], `${base}.m4a`, {
+    type: "audio/mp4",
+    lastModified: file.lastModified,
+  });
+  return { local: new LocalVideo(file, extracted.manifest, audio, config, trak.samples), reason: null };
+}
+
+/** The decoder configuration of the video track (its codec string and avcC/hvcC), or null. */
+function decoderConfig(movie, trak) {
+  const entry = trak.mdia.minf.stbl.stsd.entries[0];
+  const codec = typeof entry.getCodec === "function" ? entry.getCodec() : null;
+  if (!codec) return null;
+  const raw = sampleEntries(movie.bytes, trak)[0];
+  // The codec configuration box inside the sample entry (78 bytes of visual fields first).
+  const description = childPayload(raw.bytes, 8 + 78, ["avcC", "hvcC", "av1C", "vpcC"]);
+  const config = {
+    codec,
+    codedWidth: entry.width,
+    codedHeight: entry.height,
+    optimizeForLatency: true,
+  };
+  if (description) config.description = description;
+  else if (/^(avc|hvc|hev)/.test(raw.type)) return null;
+  return config;
+}
+
+function childPayload(bytes, start, types) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = start;
+  while (pos + 8 <= bytes.length) {
+    const size = view.getUint32(pos);
+    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    if (size < 8 || pos + size > bytes.length) return null;
+    if (types.includes(type)) return bytes.slice(pos + 8, pos + size);
+    pos += size;
+  }
+  return null;
+}
+
+export class LocalVideo {
+  constructor(file, manifest, audio, config, samples) {
+    this.file = file;
+    this.manifest = manifest;
+    this.audio = audio;
+    this.config = config;
+    this.samples = samples;
+    this.reader = blobReader(file);
+  }
+
+  /** Base64 thumbnails of every keyframe, in the order of the manifest's `sync`. */
+  async keyframeThumbnails() {
+    const { sync, sample_count: count } = this.manifest.video;
+    const keys = sync ?? Array.from({ length: count }, (_, i) => i);
+    const got = await this.#decode(keys.map((k) => [k]), new Set(keys));
+    return toBase64(joinThumbs(keys, got));
+  }
+
+  /** Base64 thumbnails of `samples` (decode-order indices), in that order. */
+  async frameThumbnails(samples) {
+    const wanted = new Set(samples);
+    // One run per group of pictures: from its keyframe to the last wanted sample in it, so
+    // every reference a wanted picture needs is decoded before it.
+    const ends = new Map();
+    for (const s of wanted) {
+      const key = this.#keyframeAtOrBefore(s);
+      ends.set(key, Math.max(ends.get(key) ?? s, s));
+    }
+    const runs = [...ends.entries()]
+      .sort((x, y) => x[0] - y[0])
+      .map(([key, end]) => Array.from({ length: end - key + 1 }, (_, i) => key + i));
+    const got = await this.#decode(runs, wanted);
+    return toBase64(joinThumbs(samples, got));
+  }
+
+  #keyframeAtOrBefore(index) {
+    for (let i = index; i > 0; i -= 1) if (this.samples[i].is_sync) return i;
+    return 0;
+  }
+
+  /**
+   * Decode each run of sample indices (each starting on a keyframe) with a fresh start, and
+   * keep the thumbnails of the `wanted` ones. A frame's timestamp is its sample's index, so
+   * pictures come back labelled whatever order the decoder shows them in.
+   */
+  async #decode(runs, wanted) {
+    const got = new Map();
+    const pending = [];
+    let failure = null;
+    const decoder = new VideoDecoder({
+      output: (frame) => {
+        const index = frame.timestamp;
+        if (!wanted.has(index) || got.has(index)) {
+          frame.close();
+          return;
+        }
+        got.set(index, null);
+        pending.push(
+          thumbnail(frame)
+            .then((thumb) => got.set(index, thumb))
+            .catch((error) => {
+              failure = error;
+            })
+            .finally(() => frame.close()),
+        );
+      },
+      error: (error) => {
+        failure = error;
+      },
+    });
+    try {
+      decoder.configure(this.config);
+      for (const run of runs) {
+        for (const [position, index] of run.entries()) {
+          const sample = this.samples[index];
+          const data = await this.reader.read(sample.offset, sample.size);
+          while (decoder.decodeQueueSize > DECODER_QUEUE) await nextDequeue(decoder);
+          if (failure) throw failure;
+          decoder.decode(
+            new EncodedVideoChunk({
+              type: position === 0 || sample.is_sync ? "key" : "delta",
+              timestamp: index,
+              duration: 1,
+              data,
+            }),
+          );
+        }
+        // Flushing between runs: the next one starts from its own keyframe.
+        await decoder.flush();
+        if (failure) throw failure;
+      }
+    } finally {
+      await Promise.all(pending);
+      if (decoder.state !== "closed") decoder.close();
+    }
+    if (failure) throw failure;
+    return got;
+  }
+
+  /** The result MP4 from the service's audio track and `assembly` answer. */
+  async assemble(assembly, signal) {
+    const response = await fetch(assembly.audio_url, { signal, credentials: "same-origin" });
+    if (!response.ok) throw new Error(`the audio track answered ${response.status}`);
+    const audio = new Uint8Array(await response.arrayBuffer());
+    const out = await assemble(this.reader, audio, assembly);
+    return { blob: partsBlob(out.parts, this.file, "video/mp4"), audioBytes: audio.length };
+  }
+}
+
+function nextDequeue(decoder) {
+  return new Promise((resolve) => {
+    decoder.addEventListener("dequeue", resolve, { once: true });
+  });
+}
+
+function joinThumbs(order, got) {
+  const out = new Uint8Array(order.length * THUMB_BYTES);
+  order.forEach((index, n) => {
+    const thumb = got.get(index);
+    if (!thumb) throw new Error(`sample ${index} was not decoded`);
+    out.set(thumb, n * THUMB_BYTES);
+  });
+  return out;
+}
+
+/**
+ * A decoded frame as the service's thumbnail: the visible picture before rotation, squeezed to
+ * 96×54 by area averaging (each pixel the mean of its block, fractional edges weighted), grey
+ * full-range luma. Limited-range luma (16–235) is stretched to 0–255 as FFmpeg's `gray` does.
+ */
+export async function thumbnail(frame) {
+  const rect = frame.visibleRect;
+  const { width, height } = rect;
+  if (frame.format && /^(I4|NV12)/.test(frame.format)) {
+    // Planar or semi-planar YUV: the first plane is the luma, copied as decoded.
+    const buffer = new Uint8Array(frame.allocationSize({ rect }));
+    const [luma] = await frame.copyTo(buffer, { rect });
+    const full = Boolean(frame.colorSpace?.fullRange);
+    return areaGrey(buffer.subarray(luma.offset), luma.stride, width, height, full);
+  }
+  // Any other layout: through a canvas in RGB (already full range).
+  const canvas = new OffscreenCanvas(width, height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(frame, 0, 0);
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const luma = new Uint8Array(width * height);
+  for (let i = 0, p = 0; i < luma.length; i += 1, p += 4) {
+    luma[i] = Math.round(0.299 * rgba[p] + 0.587 * rgba[p + 1] + 0.114 * rgba[p + 2]);
+  }
+  return areaGrey(luma, width, width, height, true);
+}
+
+/** Area-average a luma plane to 96×54 grey bytes. */
+export function areaGrey(plane, stride, width, height, fullRange) {
+  const out = new Uint8Array(THUMB_BYTES);
+  const xs = spans(width, THUMB_WIDTH);
+  const ys = spans(height, THUMB_HEIGHT);
+  const rows = new Float64Array(THUMB_WIDTH);
+  const area = (width / THUMB_WIDTH) * (height / THUMB_HEIGHT);
+  for (let ty = 0; ty < THUMB_HEIGHT; ty += 1) {
+    rows.fill(0);
+    for (const [y, wy] of ys[ty]) {
+      const line = y * stride;
+      for (let tx = 0; tx < THUMB_WIDTH; tx += 1) {
+        let sum = 0;
+        for (const [x, wx] of xs[tx]) sum += plane[line + x] * wx;
+        rows[tx] += sum * wy;
+      }
+    }
+    for (let tx = 0; tx < THUMB_WIDTH; tx += 1) {
+      let value = rows[tx] / area;
+      if (!fullRange) value = ((value - 16) * 255) / 219;
+      out[ty * THUMB_WIDTH + tx] = Math.max(0, Math.min(255, Math.round(value)));
+    }
+  }
+  return out;
+}
+
+/** For each of `n` output cells, the source pixels it covers and how much of each. */
+function spans(size, n) {
+  const step = size / n;
+  const out = [];
+  for (let i = 0; i < n; i += 1) {
+    const start = i * step;
+    const end = start + step;
+    const cell = [];
+    for (let p = Math.floor(start); p < Math.ceil(end) && p < size; p += 1) {
+      const weight = Math.min(end, p + 1) - Math.max(start, p);
+      if (weight > 1e-9) cell.push([p, weight]);
+    }
+    out.push(cell);
+  }
+  return out;
+}
+
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}

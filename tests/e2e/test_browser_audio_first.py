@@ -1,0 +1,222 @@
+"""The page's audio-first path in real headless Chromium against the real service.
+
+The class video never leaves the browser: the page re-wraps its sound, decodes its keyframes
+(WebCodecs) into the service's thumbnails, answers the job's frame requests, then puts the
+result together from the returned audio track and the video's own samples. The tests check
+that the server never received the video, that the page's file is the one the server path
+renders for the same pair (same frames, same audio packets, the cut of a black tail), that its
+sync measured against the truth is within a millisecond, that a nudge re-assembles with a new
+track 20 ms later, and that a file the browser cannot read (Matroska) goes the server path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page
+from test_browser import (
+    Watch,
+    api_get,
+    browser,
+    open_page,
+    phone,
+    wait_card,
+    wait_job,
+)
+
+from beatsync.testkit.cases import BuiltCase, build_case
+from beatsync.testkit.catalog import case_named
+from beatsync.testkit.measure import sync_errors, video_packets_copied
+
+if TYPE_CHECKING:
+    from conftest import Served
+
+__all__ = ["browser"]
+
+MAX_SYNC_MS = 1.0
+FINISHED = {"succeeded", "failed", "canceled"}
+
+
+@pytest.fixture(scope="module")
+def black(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
+    # H.264 in MP4 with AAC, black at the head and the tail: the cut rests on the page's frames.
+    return build_case(case_named("small-black-tail"), tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="module")
+def matroska(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
+    return build_case(case_named("small-frozen-tail"), tmp_path_factory.mktemp("mkv"))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stored(served: Served) -> dict[str, int]:
+    """Every file the service keeps, by sha256: its size."""
+    return {_sha(p): p.stat().st_size for p in served.data_dir.rglob("*") if p.is_file()}
+
+
+def _server_render(served: Served, case: BuiltCase, folder: Path) -> tuple[dict[str, Any], Path]:
+    """The same pair through the server path (whole video uploaded and rendered)."""
+    token = httpx.post(f"{served.url}/api/v1/sessions").json()["token"]
+    with httpx.Client(
+        base_url=served.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
+        ids = []
+        for path in (case.dance, case.bgm):
+            with path.open("rb") as handle:
+                sent = client.post("/api/v1/uploads", files={"file": (path.name, handle)})
+            assert sent.status_code == 201, sent.text
+            ids.append(sent.json()["id"])
+            deadline = time.monotonic() + 30
+            while client.get(f"/api/v1/uploads/{ids[-1]}").json()["status"] == "receiving":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        job = client.post("/api/v1/jobs", json={"dance_upload_id": ids[0], "bgm_upload_id": ids[1]})
+        assert job.status_code == 202, job.text
+        body = job.json()
+        deadline = time.monotonic() + 180
+        while body["status"] not in FINISHED:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+            body = client.get(f"/api/v1/jobs/{body['id']}").json()
+        assert body["status"] == "succeeded", body
+        rendered = folder / "server.mp4"
+        rendered.write_bytes(client.get(body["result"]["files"]["video"]).content)
+        return body, rendered
+
+
+def _packets(path: Path, kind: str) -> list[tuple[bytes, int | None, int | None]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
+        return [(bytes(p), p.pts, p.dts) for p in container.demux(stream) if p.size]
+
+
+def _saved_result(page: Page, job_id: str, path: Path) -> Path:
+    """The page's assembled file, saved through its download link as a person would."""
+    page.wait_for_selector(f"#result[data-assembled={job_id}]", state="attached", timeout=60_000)
+    with page.expect_download() as caught:
+        page.locator("#download").click()
+    caught.value.save_as(path)
+    return path
+
+
+def test_the_class_video_stays_in_the_browser(
+    served: Served, browser: Browser, black: BuiltCase, tmp_path: Path
+) -> None:
+    before = _stored(served)
+    context = phone(browser, accept_downloads=True)
+    watch = Watch()
+    page = open_page(context, served, watch, server_path=False)
+    page.set_input_files("#dance-input", str(black.dance))
+    page.set_input_files("#bgm-input", str(black.bgm))
+    wait_card(page, "dance", "ready")
+    wait_card(page, "bgm", "ready")
+
+    # Only the sound went up: an M4A without picture, a fraction of the video's bytes.
+    note = page.locator("#dance-card [data-role=path]")
+    assert note.get_attribute("data-path") == "audio"
+    upload_id = page.locator("#dance-card").get_attribute("data-upload-id")
+    upload = api_get(page, served, f"/api/v1/uploads/{upload_id}")
+    video_size = black.dance.stat().st_size
+    assert upload["media"]["has_video"] is False
+    assert upload["size"] < video_size / 3
+    assert note.inner_text() == (
+        f"Only the sound is uploaded: {_mb(upload['size'])} instead of the whole video's "
+        f"{_mb(video_size)}. The video stays on this device."
+    )
+    page.locator("#start").click()
+    job_id = wait_job(page)
+    job = api_get(page, served, f"/api/v1/jobs/{job_id}")
+    assert job["status"] == "succeeded", job
+    assert job["audio_first"] is True
+    ours = _saved_result(page, job_id, tmp_path / "page.mp4")
+    assert page.locator("#result-path").inner_text().startswith("Video put together on this device")
+
+    # The server never had the class video: no stored file has its bytes, none is near its size.
+    stored = _stored(served)
+    assert _sha(black.dance) not in stored
+    new = {h: n for h, n in stored.items() if h not in before}
+    assert all(n < video_size / 3 for n in new.values()), new
+
+    # The same file as the server path's render: same frames (the black tail cut at the same
+    # frame), same audio packets, same sync against the truth.
+    server_job, rendered = _server_render(served, black, tmp_path)
+    assert job["result"]["cut"] == server_job["result"]["cut"]
+    assert _packets(ours, "video") == _packets(rendered, "video")
+    assert _packets(ours, "audio") == _packets(rendered, "audio")
+    copied = video_packets_copied(black.dance, ours)
+    assert copied
+    assert copied.source_start == job["result"]["assembly"]["first_sample"]
+    errors = sync_errors(ours, black)
+    assert all(not math.isnan(e) for e in errors), errors
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+    # The picture's black tail (2 s) and head (1 s) are cut: the output shows neither.
+    cut = job["result"]["cut"]
+    truth = black.truth
+    assert cut["end_s"] <= truth.duration - 2.0 + 0.05
+
+    # A nudge fetches a new audio track and re-assembles: the music 20 ms later.
+    page.locator("[data-nudge='10']").click()
+    page.locator("[data-nudge='10']").click()
+    page.locator("#nudge-apply").click()
+    nudged_id = wait_job(page, other_than=job_id)
+    nudged = _saved_result(page, nudged_id, tmp_path / "nudged.mp4")
+    assert _packets(nudged, "video") == _packets(ours, "video")
+    late = sync_errors(nudged, black)
+    assert all(abs(e - 20.0) <= MAX_SYNC_MS for e in late), late
+    assert _sha(black.dance) not in _stored(served)
+    watch.assert_clean(page)
+    context.close()
+
+
+def test_a_file_the_browser_cannot_read_goes_the_server_path(
+    served: Served, browser: Browser, matroska: BuiltCase
+) -> None:
+    context = phone(browser)
+    watch = Watch()
+    page = open_page(context, served, watch, server_path=False)
+    page.locator("[data-lang=zh-CN]").click()
+    page.set_input_files("#dance-input", str(matroska.dance))
+    page.set_input_files("#bgm-input", str(matroska.bgm))
+    wait_card(page, "dance", "ready")
+    wait_card(page, "bgm", "ready")
+    note = page.locator("#dance-card [data-role=path]")
+    assert note.get_attribute("data-path") == "server"
+    assert note.inner_text() == "已上传整个视频（不是带 AAC 声音的 MP4/MOV）。"
+    upload_id = page.locator("#dance-card").get_attribute("data-upload-id")
+    upload = api_get(page, served, f"/api/v1/uploads/{upload_id}")
+    assert upload["media"]["has_video"] is True
+    assert upload["size"] == matroska.dance.stat().st_size
+    page.locator("#start").click()
+    job_id = wait_job(page)
+    job = api_get(page, served, f"/api/v1/jobs/{job_id}")
+    assert job["status"] == "succeeded", job
+    assert not job.get("audio_first")
+    href = page.locator("#download").get_attribute("href")
+    assert href is not None
+    assert href.split("?")[0] == f"/api/v1/files/{job_id}/output.mp4"
+    assert page.locator("#result-path").is_hidden()
+    watch.assert_clean(page)
+    context.close()
+
+
+def _mb(size: int) -> str:
+    """A size as the page's English locale writes it (1024-based, one decimal below 100)."""
+    value, unit = float(size), 0
+    while value >= 1024 and unit < 3:
+        value /= 1024
+        unit += 1
+    digits = 0 if unit == 0 or value >= 100 else 1
+    text = f"{value:,.{digits}f}"
+    if digits and text.endswith(".0"):
+        text = text[:-2]
+    return f"{text} {['B', 'KB', 'MB', 'GB'][unit]}"
