@@ -11,6 +11,7 @@ track 20 ms later, and that a file the browser cannot read (Matroska) goes the s
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
+import numpy as np
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page
@@ -31,6 +33,7 @@ from test_browser import (
     wait_job,
 )
 
+from beatsync.testkit.audiofirst import keyframe_thumbnails, video_manifest
 from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors, video_packets_copied
@@ -59,9 +62,19 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _stored(served: Served) -> dict[str, int]:
-    """Every file the service keeps, by sha256: its size."""
-    return {_sha(p): p.stat().st_size for p in served.data_dir.rglob("*") if p.is_file()}
+def _holds_picture(served: Served, video: Path) -> list[Path]:
+    """The service's stored files that are ``video`` or hold one of its keyframes' bytes."""
+    with av.open(str(video)) as container:
+        keys = [bytes(p) for p in container.demux(video=0) if p.size and p.is_keyframe]
+    whole = _sha(video)
+    found = []
+    for path in served.data_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == whole or any(k in data for k in keys):
+            found.append(path)
+    return found
 
 
 def _server_render(served: Served, case: BuiltCase, folder: Path) -> tuple[dict[str, Any], Path]:
@@ -112,10 +125,16 @@ def _saved_result(page: Page, job_id: str, path: Path) -> Path:
 def test_the_class_video_stays_in_the_browser(
     served: Served, browser: Browser, black: BuiltCase, tmp_path: Path
 ) -> None:
-    before = _stored(served)
     context = phone(browser, accept_downloads=True)
     watch = Watch()
     page = open_page(context, served, watch, server_path=False)
+    sent: list[tuple[str, int, Any]] = []  # (url, status, body) of every POST to the API
+    page.on(
+        "response",
+        lambda r: sent.append((r.url, r.status, r.request.post_data_json))
+        if r.request.method == "POST" and "/api/v1/jobs" in r.url
+        else None,
+    )
     page.set_input_files("#dance-input", str(black.dance))
     page.set_input_files("#bgm-input", str(black.bgm))
     wait_card(page, "dance", "ready")
@@ -135,17 +154,25 @@ def test_the_class_video_stays_in_the_browser(
     )
     page.locator("#start").click()
     job_id = wait_job(page)
+    # The keyframes' thumbnails are the reference client's, give or take a rounding.
+    created = [body for url, _, body in sent if url.endswith("/api/v1/jobs")]
+    assert len(created) == 1
+    manifest = created[0]["video_manifest"]
+    assert manifest == video_manifest(black.dance)
+    ours_keys = np.frombuffer(base64.b64decode(created[0]["thumbnails"]["keyframes"]), np.uint8)
+    video = manifest["video"]
+    theirs = keyframe_thumbnails(black.dance, video["sync"], video["sample_count"])
+    diff = np.abs(ours_keys.astype(int) - np.frombuffer(theirs, np.uint8).astype(int))
+    assert diff.max() <= 1
+    assert diff.mean() <= 0.1  # 0.05 measured: area edges weighted in floats, not swscale's
     job = api_get(page, served, f"/api/v1/jobs/{job_id}")
     assert job["status"] == "succeeded", job
     assert job["audio_first"] is True
     ours = _saved_result(page, job_id, tmp_path / "page.mp4")
     assert page.locator("#result-path").inner_text().startswith("Video put together on this device")
 
-    # The server never had the class video: no stored file has its bytes, none is near its size.
-    stored = _stored(served)
-    assert _sha(black.dance) not in stored
-    new = {h: n for h, n in stored.items() if h not in before}
-    assert all(n < video_size / 3 for n in new.values()), new
+    # The server never had the class video: no stored file is it or holds any of its pictures.
+    assert not _holds_picture(served, black.dance)
 
     # The same file as the server path's render: same frames (the black tail cut at the same
     # frame), same audio packets, same sync against the truth.
@@ -173,7 +200,10 @@ def test_the_class_video_stays_in_the_browser(
     assert _packets(nudged, "video") == _packets(ours, "video")
     late = sync_errors(nudged, black)
     assert all(abs(e - 20.0) <= MAX_SYNC_MS for e in late), late
-    assert _sha(black.dance) not in _stored(served)
+    # The edges' frames were asked of the page and answered by it.
+    answers = [status for url, status, _ in sent if url.endswith("/frames")]
+    assert answers
+    assert set(answers) == {200}
     watch.assert_clean(page)
     context.close()
 
