@@ -37,8 +37,8 @@ export async function prepareLocal(file) {
   let extracted;
   let movie;
   try {
-    extracted = await extractAudio(reader);
-    movie = await readMovie(reader);
+    extracted = await quietly(() => extractAudio(reader));
+    movie = await quietly(() => readMovie(reader));
   } catch {
     // Not an MP4/MOV, no AAC sound, a fragmented file...: the server reads more formats.
     return { local: null, reason: "format" };
@@ -196,8 +196,32 @@ export class LocalVideo {
     const response = await fetch(assembly.audio_url, { signal, credentials: "same-origin" });
     if (!response.ok) throw new Error(`the audio track answered ${response.status}`);
     const audio = new Uint8Array(await response.arrayBuffer());
-    const out = await assemble(this.reader, audio, assembly);
+    const out = await quietly(() => assemble(this.reader, audio, assembly));
     return { blob: partsBlob(out.parts, this.file, "video/mp4"), audioBytes: audio.length };
+  }
+}
+
+let quietDepth = 0;
+let loudError = null;
+
+/**
+ * Run `work` with mp4box.js's box-parser messages kept off the console: it reports QuickTime
+ * `udta` entries it does not know (©swr, ©too...) as errors although the file is fine; a file
+ * it truly cannot read fails with a MediaError instead.
+ */
+async function quietly(work) {
+  if (quietDepth === 0) {
+    loudError = console.error;
+    console.error = (...args) => {
+      if (args[1] !== "[BoxParser]") loudError(...args);
+    };
+  }
+  quietDepth += 1;
+  try {
+    return await work();
+  } finally {
+    quietDepth -= 1;
+    if (quietDepth === 0) console.error = loudError;
   }
 }
 
