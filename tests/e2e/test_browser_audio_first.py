@@ -23,10 +23,11 @@ import av
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 from test_browser import (
     Watch,
     api_get,
+    artifacts,
     browser,
     open_page,
     phone,
@@ -42,7 +43,7 @@ from beatsync.testkit.measure import sync_errors, video_packets_copied
 if TYPE_CHECKING:
     from conftest import Served
 
-__all__ = ["browser"]
+__all__ = ["artifacts", "browser"]
 
 MAX_SYNC_MS = 1.0
 HEVC_DECODES = """async () => (await VideoDecoder.isConfigSupported(
@@ -129,7 +130,7 @@ def _saved_result(page: Page, job_id: str, path: Path) -> Path:
 
 
 def test_the_class_video_stays_in_the_browser(
-    served: Served, browser: Browser, black: BuiltCase, tmp_path: Path
+    served: Served, browser: Browser, black: BuiltCase, tmp_path: Path, artifacts: Path
 ) -> None:
     context = phone(browser, accept_downloads=True)
     watch = Watch()
@@ -177,6 +178,7 @@ def test_the_class_video_stays_in_the_browser(
     assert job["status"] == "succeeded", job
     assert job["audio_first"] is True
     ours = _saved_result(page, job_id, tmp_path / "page.mp4")
+    page.screenshot(path=artifacts / "10-audio-first-result.png", full_page=True)
     assert page.locator("#result-path").inner_text().startswith("Video put together on this device")
 
     # The server never had the class video: no stored file is it or holds any of its pictures.
@@ -208,10 +210,34 @@ def test_the_class_video_stays_in_the_browser(
     assert _packets(nudged, "video") == _packets(ours, "video")
     late = sync_errors(nudged, black)
     assert all(abs(e - 20.0) <= MAX_SYNC_MS for e in late), late
+    # Another candidate: a new track for the runner-up's mapping, assembled with the video's
+    # own samples from where its cut starts.
+    page.locator("#candidate-list [data-candidate='0']").click()
+    other_id = wait_job(page, other_than=nudged_id)
+    other = _saved_result(page, other_id, tmp_path / "other.mp4")
+    assembly = api_get(page, served, f"/api/v1/jobs/{other_id}")["result"]["assembly"]
+    copied = video_packets_copied(black.dance, other)
+    assert copied
+    assert copied.source_start == assembly["first_sample"]
+    assert copied.packets == assembly["end_sample"] - assembly["first_sample"]
+    track = tmp_path / "other.m4a"
+    track.write_bytes(httpx.get(served.url + assembly["audio_url"]).content)
+    assert [p[0] for p in _packets(other, "audio")] == [p[0] for p in _packets(track, "audio")]
+
     # The edges' frames were asked of the page and answered by it.
     answers = [status for url, status, _ in sent if url.endswith("/frames")]
     assert answers
     assert set(answers) == {200}
+    watch.assert_clean(page)
+
+    # After a reload the page no longer holds the video: it says so instead of a player.
+    page.reload()
+    page.wait_for_selector("#job[data-status=succeeded]", state="attached")
+    expect(page.locator("#result-path")).to_have_text(
+        "The video is only on the device that chose it: choose the same class video again "
+        "and start to put it together."
+    )
+    assert page.locator("#download").is_hidden()
     watch.assert_clean(page)
     context.close()
 

@@ -277,11 +277,17 @@ export function areaGrey(plane, stride, width, height, fullRange) {
   const area = (width / THUMB_WIDTH) * (height / THUMB_HEIGHT);
   for (let ty = 0; ty < THUMB_HEIGHT; ty += 1) {
     rows.fill(0);
-    for (const [y, wy] of ys[ty]) {
+    for (let y = ys.first[ty]; y <= ys.last[ty]; y += 1) {
+      const wy = y === ys.first[ty] ? ys.firstWeight[ty] : y === ys.last[ty] ? ys.lastWeight[ty] : 1;
       const line = y * stride;
       for (let tx = 0; tx < THUMB_WIDTH; tx += 1) {
-        let sum = 0;
-        for (const [x, wx] of xs[tx]) sum += plane[line + x] * wx;
+        const x0 = xs.first[tx];
+        const x1 = xs.last[tx];
+        let sum = plane[line + x0] * xs.firstWeight[tx];
+        if (x1 > x0) {
+          for (let x = x0 + 1; x < x1; x += 1) sum += plane[line + x];
+          sum += plane[line + x1] * xs.lastWeight[tx];
+        }
         rows[tx] += sum * wy;
       }
     }
@@ -294,21 +300,32 @@ export function areaGrey(plane, stride, width, height, fullRange) {
   return out;
 }
 
-/** For each of `n` output cells, the source pixels it covers and how much of each. */
+/**
+ * For each of `n` output cells over `size` pixels: its first and last pixel and the part of
+ * each it covers (the pixels between are covered whole).
+ */
 function spans(size, n) {
   const step = size / n;
-  const out = [];
+  const first = new Int32Array(n);
+  const last = new Int32Array(n);
+  const firstWeight = new Float64Array(n);
+  const lastWeight = new Float64Array(n);
   for (let i = 0; i < n; i += 1) {
     const start = i * step;
-    const end = start + step;
-    const cell = [];
-    for (let p = Math.floor(start); p < Math.ceil(end) && p < size; p += 1) {
-      const weight = Math.min(end, p + 1) - Math.max(start, p);
-      if (weight > 1e-9) cell.push([p, weight]);
+    const end = Math.min(size, start + step);
+    // A cell edge a rounding error past a pixel boundary does not reach into the next pixel.
+    const p0 = Math.floor(start + 1e-9);
+    const p1 = Math.max(p0, Math.ceil(end - 1e-9) - 1);
+    first[i] = p0;
+    last[i] = p1;
+    if (p0 === p1) {
+      firstWeight[i] = end - start;
+    } else {
+      firstWeight[i] = p0 + 1 - start;
+      lastWeight[i] = end - p1;
     }
-    out.push(cell);
   }
-  return out;
+  return { first, last, firstWeight, lastWeight };
 }
 
 function toBase64(bytes) {
