@@ -6,14 +6,16 @@ result together from the returned audio track and the video's own samples. The t
 that the server never received the video, that the page's file is the one the server path
 renders for the same pair (same frames, same audio packets, the cut of a black tail), that its
 sync measured against the truth is within a millisecond, that a nudge re-assembles with a new
-track 20 ms later, and that a file the browser cannot read (Matroska, or HEVC without a decoder)
-goes the server path.
+track 20 ms later and another candidate with a new track, that a file the browser cannot read
+(Matroska, or HEVC without a decoder) goes the server path, and so does a video whose manifest
+the service refuses.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ import av
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 from test_browser import (
     Watch,
     api_get,
@@ -288,3 +290,53 @@ def _mb(size: int) -> str:
     if digits and text.endswith(".0"):
         text = text[:-2]
     return f"{text} {['B', 'KB', 'MB', 'GB'][unit]}"
+
+
+def test_a_manifest_the_server_refuses_sends_the_whole_video(
+    served: Served, browser: Browser, black: BuiltCase
+) -> None:
+    """The service refuses the audio-first job (here: a manifest whose duration is made to
+    disagree with the sound on its way out): the page uploads the whole video and goes on."""
+    context = phone(browser)
+    watch = Watch(allowed_failures=("/api/v1/uploads/instant", "/api/v1/jobs"))
+    page = open_page(context, served, watch, server_path=False)
+    refused: list[int] = []
+
+    def tamper(route: Route) -> None:
+        body = route.request.post_data_json
+        if route.request.method != "POST" or "video_manifest" not in body:
+            route.continue_()
+            return
+        body["video_manifest"]["duration"] += 5.0
+        route.continue_(post_data=json.dumps(body))
+
+    page.route(f"{served.url}/api/v1/jobs", tamper)
+    page.on(
+        "response",
+        lambda r: (
+            refused.append(r.status)
+            if r.request.method == "POST" and r.url.endswith("/api/v1/jobs")
+            else None
+        ),
+    )
+    page.set_input_files("#dance-input", str(black.dance))
+    page.set_input_files("#bgm-input", str(black.bgm))
+    wait_card(page, "dance", "ready")
+    wait_card(page, "bgm", "ready")
+    note = page.locator("#dance-card [data-role=path]")
+    assert note.get_attribute("data-path") == "audio"
+    page.locator("#start").click()
+    job_id = wait_job(page)
+    assert refused == [422, 202]
+    assert note.get_attribute("data-path") == "server"
+    assert note.inner_text() == (
+        "The whole video is uploaded (the server could not work from its sound and picture "
+        "index alone)."
+    )
+    job = api_get(page, served, f"/api/v1/jobs/{job_id}")
+    assert job["status"] == "succeeded", job
+    upload = api_get(page, served, f"/api/v1/uploads/{job['dance_upload_id']}")
+    assert upload["media"]["has_video"] is True
+    assert upload["size"] == black.dance.stat().st_size
+    watch.assert_clean(page)
+    context.close()

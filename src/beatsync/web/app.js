@@ -112,21 +112,22 @@ startButton.addEventListener("click", async () => {
   updateStart();
   try {
     const dance = slots.dance;
-    let extra = {};
-    if (dance.local) {
-      startHint.textContent = t("path.thumbs");
-      extra = { video_manifest: dance.local.manifest };
-      try {
-        const keyframes = await dance.keyframes;
-        extra.thumbnails = { format: "gray8", width: 96, height: 54, keyframes };
-      } catch (error) {
-        // Without thumbnails the job still runs; its cut then ignores black or frozen edges.
-        console.warn(error);
-      }
+    let job;
+    let local = dance.local;
+    try {
+      job = await createJob(dance, local);
+    } catch (error) {
+      // The service could not use the sound and tables alone (a file it reads differently
+      // than this page): send the whole video instead and start again.
+      if (!local || !(error instanceof ApiError) || error.code !== "INVALID_MANIFEST") throw error;
+      console.warn(error);
+      await dance.choose(local.file, { serverReason: "refused" });
+      if (!dance.ready) return;
+      local = null;
+      job = await createJob(dance, null);
     }
-    const job = await api.createJob(dance.uploadId, slots.bgm.uploadId, {}, extra);
     remember(JOB_KEY, job.id);
-    jobView.follow(job, { local: dance.local });
+    jobView.follow(job, { local });
     recent.track(job);
     reveal(jobView.section);
   } catch (error) {
@@ -136,6 +137,21 @@ startButton.addEventListener("click", async () => {
     updateStart();
   }
 });
+
+/** Create the job: audio-first with the manifest and keyframes when `local` holds the video. */
+async function createJob(dance, local) {
+  if (!local) return api.createJob(dance.uploadId, slots.bgm.uploadId, {});
+  startHint.textContent = t("path.thumbs");
+  const extra = { video_manifest: local.manifest };
+  try {
+    const keyframes = await dance.keyframes;
+    extra.thumbnails = { format: "gray8", width: 96, height: 54, keyframes };
+  } catch (error) {
+    // Without thumbnails the job still runs; its cut then ignores black or frozen edges.
+    console.warn(error);
+  }
+  return api.createJob(dance.uploadId, slots.bgm.uploadId, {}, extra);
+}
 
 async function openJob(id) {
   hideError();

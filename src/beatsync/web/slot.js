@@ -123,8 +123,11 @@ export class UploadSlot {
     });
   }
 
-  /** Upload `file`, replacing whatever this slot held. */
-  async choose(file) {
+  /**
+   * Upload `file`, replacing whatever this slot held. `serverReason`: upload the whole video
+   * (why, as a `path.reason.*` key) even if this browser could keep it.
+   */
+  async choose(file, { serverReason = null } = {}) {
     this.reset();
     const controller = new AbortController();
     this.controller = controller;
@@ -140,7 +143,7 @@ export class UploadSlot {
     });
     try {
       await ensureSession();
-      const sent = await this.#audioFirst(file, controller);
+      const sent = await this.#audioFirst(file, controller, serverReason);
       const instant = await this.#instant(sent, controller.signal);
       let upload = instant ?? (await this.#tus(sent, controller.signal));
       if (upload.status === "receiving") {
@@ -160,9 +163,14 @@ export class UploadSlot {
    * picture itself (the keyframes' thumbnails are then decoded in the background); else the
    * whole file.
    */
-  async #audioFirst(file, controller) {
+  async #audioFirst(file, controller, serverReason) {
     this.total = file.size;
     if (this.kind !== "dance") return file;
+    if (serverReason) {
+      this.path = "server";
+      this.reason = serverReason;
+      return file;
+    }
     this.#set("reading", ["path.reading"]);
     const { local, reason } = await prepareLocal(file);
     if (this.controller !== controller) throw new DOMException("aborted", "AbortError");
