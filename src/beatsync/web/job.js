@@ -190,7 +190,11 @@ export class JobView {
     this.#note(this.pathNote, "path.assembling");
     try {
       const { blob } = await local.assemble(assembly);
-      if (this.job?.id !== job.id) return;
+      if (this.job?.id !== job.id) {
+        // Another job is shown now; this one is put together again if it comes back.
+        if (this.assembledFor === job.id) this.assembledFor = null;
+        return;
+      }
       const url = this.#setResultUrl(blob);
       this.video.removeAttribute("poster");
       this.video.src = url;
