@@ -14,6 +14,7 @@ the service refuses.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import math
@@ -57,6 +58,54 @@ FINISHED = {"succeeded", "failed", "canceled"}
 def black(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
     # H.264 in MP4 with AAC, black at the head and the tail: the cut rests on the page's frames.
     return build_case(case_named("small-black-tail"), tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="module")
+def reordered(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
+    # H.264 with B-frames (pictures decoded out of the order shown) in a portrait MOV, black
+    # at both ends: the frames the job asks for come back from the decoder reordered.
+    spec = dataclasses.replace(
+        case_named("small-black-tail"),
+        name="small-black-tail-bframes",
+        container="mov",
+        rotation=270,
+        b_frames=True,
+    )
+    return build_case(spec, tmp_path_factory.mktemp("bframes"))
+
+
+def test_b_frames_in_a_portrait_mov_give_the_server_paths_file(
+    served: Served, browser: Browser, reordered: BuiltCase, tmp_path: Path
+) -> None:
+    context = phone(browser, accept_downloads=True)
+    watch = Watch()
+    page = open_page(context, served, watch, server_path=False)
+    sent = _job_posts(page)
+    page.set_input_files("#dance-input", str(reordered.dance))
+    page.set_input_files("#bgm-input", str(reordered.bgm))
+    wait_card(page, "dance", "ready")
+    wait_card(page, "bgm", "ready")
+    assert page.locator("#dance-card [data-role=path]").get_attribute("data-path") == "audio"
+    page.locator("#start").click()
+    job_id = wait_job(page)
+    job = api_get(page, served, f"/api/v1/jobs/{job_id}")
+    assert job["status"] == "succeeded", job
+    ours = _saved_result(page, job_id, tmp_path / "page.mp4")
+    server_job, rendered = _server_render(served, reordered, tmp_path)
+    assert job["result"]["cut"] == server_job["result"]["cut"]
+    assert _packets(ours, "video") == _packets(rendered, "video")
+    assert _packets(ours, "audio") == _packets(rendered, "audio")
+    with av.open(str(ours)) as container:
+        frame = next(container.decode(video=0))
+        assert round(frame.rotation) % 360 == 270
+    answers = [status for url, status, _ in sent if url.endswith("/frames")]
+    assert answers
+    assert set(answers) == {200}
+    errors = sync_errors(ours, reordered)
+    assert all(not math.isnan(e) for e in errors), errors
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+    watch.assert_clean(page)
+    context.close()
 
 
 # A file the page cannot read (Matroska) and one whose picture Debian's Chromium cannot decode
@@ -122,6 +171,20 @@ def _packets(path: Path, kind: str) -> list[tuple[bytes, int | None, int | None]
         return [(bytes(p), p.pts, p.dts) for p in container.demux(stream) if p.size]
 
 
+def _job_posts(page: Page) -> list[tuple[str, int, Any]]:
+    """(url, status, body) of every POST the page makes to the jobs API, as they answer."""
+    sent: list[tuple[str, int, Any]] = []
+    page.on(
+        "response",
+        lambda r: (
+            sent.append((r.url, r.status, r.request.post_data_json))
+            if r.request.method == "POST" and "/api/v1/jobs" in r.url
+            else None
+        ),
+    )
+    return sent
+
+
 def _saved_result(page: Page, job_id: str, path: Path) -> Path:
     """The page's assembled file, saved through its download link as a person would."""
     page.wait_for_selector(f"#result[data-assembled={job_id}]", state="attached", timeout=60_000)
@@ -137,15 +200,7 @@ def test_the_class_video_stays_in_the_browser(
     context = phone(browser, accept_downloads=True)
     watch = Watch()
     page = open_page(context, served, watch, server_path=False)
-    sent: list[tuple[str, int, Any]] = []  # (url, status, body) of every POST to the API
-    page.on(
-        "response",
-        lambda r: (
-            sent.append((r.url, r.status, r.request.post_data_json))
-            if r.request.method == "POST" and "/api/v1/jobs" in r.url
-            else None
-        ),
-    )
+    sent = _job_posts(page)
     page.set_input_files("#dance-input", str(black.dance))
     page.set_input_files("#bgm-input", str(black.bgm))
     wait_card(page, "dance", "ready")
