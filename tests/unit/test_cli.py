@@ -26,6 +26,7 @@ from beatsync.engine.pipeline import StageTiming, SyncOptions, SyncResult
 from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
 from beatsync.engine.render import RenderedOutput
 from beatsync.engine.report import report_dict
+from beatsync.engine.span import MusicSpan
 from beatsync.engine.trim import Cut
 
 FOUND = Mapping(7.125, 1.0 - 18.26e-6)
@@ -46,7 +47,7 @@ def _result(out: Path) -> SyncResult:
             confidence=0.934,
             candidates=(Candidate(FOUND, 0.934, 0.9),),
             windows=WindowTrack(times, np.full(5, 7.125), np.ones(5), np.ones(5, dtype=bool)),
-            music=(1.5, 18.0),
+            music=MusicSpan(1.5, 18.0),
             activity=(times, np.ones(5)),
             envelopes=(times, np.ones(5), np.ones(5)),
         ),

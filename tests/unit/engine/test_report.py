@@ -25,6 +25,7 @@ from beatsync.engine.report import (
     window_residuals_ms,
     write_report,
 )
+from beatsync.engine.span import MusicSpan
 from beatsync.engine.trim import Cut
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "docs" / "report-schema.json"
@@ -50,7 +51,7 @@ def _result(*, used: Mapping = FOUND, rotation: int = 90) -> SyncResult:
             Candidate(RUNNER_UP, 0.31, 0.125),
         ),
         windows=WindowTrack(times, lags, np.full(8, 0.5), INLIER),
-        music=(np.float64(4.5), np.float64(21.0)),  # type: ignore[arg-type]
+        music=MusicSpan(np.float64(4.5), np.float64(21.0)),  # type: ignore[arg-type]
         activity=(times, np.full(8, 0.9)),
         envelopes=(times, np.zeros(8), np.zeros(8)),
     )
@@ -115,6 +116,7 @@ def test_report_holds_the_runs_numbers_rounded() -> None:
     assert report["cut"] == {
         "start_s": 4.6, "end_s": 21.0, "duration_s": 16.4,
         "start_reason": "music", "end_reason": "reference",
+        "start_certainty": 1.0, "end_certainty": 1.0, "start_unheard_s": 0.0, "end_unheard_s": 0.0,
     }  # fmt: skip
     assert report["music"] == {"start_s": 4.5, "end_s": 21.0, "duration_s": 16.5}
     assert report["timings"]["total_s"] == pytest.approx(1.572)
@@ -330,7 +332,8 @@ def test_schema_check_catches_a_wrong_report(schema: dict[str, Any]) -> None:
         [
             "$: unexpected extra",
             "$.alignment.confidence: 1.5 > 1",
-            "$.cut.start_reason: 'guess' not in ['music', 'reference', 'picture', 'video', 'user']",
+            "$.cut.start_reason: 'guess' not in "
+            "['music', 'music-uncertain', 'reference', 'picture', 'video', 'user']",
             "$.music: missing end_s",
         ]
     )
