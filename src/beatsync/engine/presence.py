@@ -80,14 +80,21 @@ def music_span(
         bgm.samples, rate, (mapping.bgm_time_array(centres) - bgm.start) * rate, _FRAME
     )
     heard = band_power(dance.samples, rate, (centres - dance.start) * rate, _FRAME / stretch)
+    smooth = np.convolve(agree, np.ones(5) / 5, mode="same")
     agreed = fit.track.times[fit.track.inlier]
     core = None
     if len(agreed):
         first, last = float(agreed.min()), float(agreed.max())
         middle = 0.5 * (first + last)
         core = (min(first + reach, middle), max(last - reach, middle))
+    else:
+        # A mapping a person chose may be a few milliseconds off, too far for the windows to
+        # agree but not for the frames: their longest stretch above half the typical level.
+        level = float(np.median(smooth)) if len(smooth) else 0.0
+        lo, hi = _largest_run(smooth - 0.5 * max(level, 0.0))
+        if hi > lo and level > 0.0:
+            core = (float(centres[lo]), float(centres[hi - 1]))
     span = music_edges(centres, agree, played, heard, core=core, bounds=(dance.start, dance.end))
-    smooth = np.convolve(agree, np.ones(5) / 5, mode="same")
     inside = (centres >= span.start) & (centres <= span.end)
     level = float(np.median(smooth[inside])) if inside.any() else 0.0
     score = np.clip(smooth / max(level, 1e-9), 0.0, 1.0)
@@ -223,6 +230,20 @@ def _edge(
     beyond = np.abs(boundary - inner) > abs(edge - inner) + EDGE_SLACK_S
     certainty = 1.0 - float(weight[beyond].sum() / weight.sum())
     return edge, EdgeEvidence(certainty=round(certainty, 4), unheard=round(unheard, 3))
+
+
+def _largest_run(values: NDArray[np.float64]) -> tuple[int, int]:
+    """``(lo, hi)`` maximising ``values[lo:hi].sum()`` (Kadane); ``(0, 0)`` if all negative."""
+    best, best_lo, best_hi = 0.0, 0, 0
+    running, lo = 0.0, 0
+    for i, v in enumerate(values.tolist()):
+        if running <= 0.0:
+            running, lo = v, i
+        else:
+            running += v
+        if running > best:
+            best, best_lo, best_hi = running, lo, i + 1
+    return best_lo, best_hi
 
 
 def _moving_mean(values: NDArray[np.float64]) -> NDArray[np.float64]:
