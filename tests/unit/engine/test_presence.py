@@ -124,7 +124,7 @@ def test_frame_evidence_weighs_only_what_the_room_could_hear() -> None:
     assert np.abs(llr).max() <= np.log(9.0) / 2 + 1e-9
 
 
-def test_band_power_is_the_music_band_and_nan_outside_the_signal() -> None:
+def test_band_power_drops_the_rumble_and_is_nan_outside_the_signal() -> None:
     rate = 16_000
     n = np.arange(rate)
     tone = np.sin(2 * np.pi * 1000.0 * n / rate).astype(np.float32)
@@ -132,8 +132,8 @@ def test_band_power_is_the_music_band_and_nan_outside_the_signal() -> None:
     centres = np.array([-100.0, 4000.0, 8000.0, rate - 100.0])
     inside = band_power(tone, rate, centres, 1024)
     assert np.isnan(inside[[0, 3]]).all()
-    assert inside[1:3] == pytest.approx(0.5, rel=0.02)
-    assert band_power(rumble, rate, centres, 1024)[1] < 0.01
+    assert inside[1:3] == pytest.approx(0.5, rel=0.04)  # -0.1 dB: the high-pass is not quite flat
+    assert band_power(rumble, rate, centres, 1024)[1] < 1e-3 * inside[1]
 
 
 def test_quiet_intro_in_a_loud_room_keeps_the_whole_routine(small_case, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
