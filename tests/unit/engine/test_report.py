@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from beatsync.engine.report import (
     write_report,
 )
 from beatsync.engine.span import MusicSpan
-from beatsync.engine.trim import Cut
+from beatsync.engine.trim import REASONS, Cut, EdgeEvidence
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "docs" / "report-schema.json"
 
@@ -309,6 +310,27 @@ def schema() -> dict[str, Any]:
 def test_schema_is_draft_2020_12_for_this_version(schema: dict[str, Any]) -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["properties"]["schema_version"] == {"const": REPORT_SCHEMA_VERSION}
+
+
+def test_schema_names_every_cut_reason(schema: dict[str, Any]) -> None:
+    assert schema["$defs"]["reason"]["enum"] == list(REASONS)
+
+
+def test_cut_evidence_is_reported(schema: dict[str, Any]) -> None:
+    result = _result()
+    doubtful = replace(
+        result,
+        cut=Cut(
+            4.6, 21.0, "music-uncertain", "reference", EdgeEvidence(0.62, 7.25), EdgeEvidence()
+        ),
+    )
+    report = report_dict(doubtful)
+    assert {k: v for k, v in report["cut"].items() if k.startswith(("start_", "end_"))} == {
+        "start_s": 4.6, "end_s": 21.0, "start_reason": "music-uncertain",
+        "end_reason": "reference", "start_certainty": 0.62, "end_certainty": 1.0,
+        "start_unheard_s": 7.25, "end_unheard_s": 0.0,
+    }  # fmt: skip
+    assert _validate(report, schema, schema, "$") == []
 
 
 @pytest.mark.parametrize("used", [FOUND, FOUND.nudged(12.0), RUNNER_UP, Mapping(1.0, 1.05)])
