@@ -75,10 +75,11 @@ def music_span(
     count = track.frame_count(len(x))
     agree = frame_agreement(x, bgm.samples, track, count, rate=rate, pool=pool)
     centres = dance.start + (np.arange(count) * track.hop + _FRAME / 2) / rate / stretch
-    played = band_power(
-        bgm.samples, rate, (mapping.bgm_time_array(centres) - bgm.start) * rate, _FRAME
-    )
+    # Each recording's power on its own thread: NumPy lets go of the interpreter lock.
+    where = (mapping.bgm_time_array(centres) - bgm.start) * rate
+    played_job = pool.submit(band_power, bgm.samples, rate, where, _FRAME) if pool else None
     heard = band_power(dance.samples, rate, (centres - dance.start) * rate, _FRAME / stretch)
+    played = played_job.result() if played_job else band_power(bgm.samples, rate, where, _FRAME)
     smooth = np.convolve(agree, np.ones(5) / 5, mode="same")
     agreed = fit.track.times[fit.track.inlier]
     core = None
