@@ -5,6 +5,7 @@ The engine is replaced by a fake ``sync`` here; runs on real media live in ``tes
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -26,7 +27,8 @@ from beatsync.engine.pipeline import StageTiming, SyncOptions, SyncResult
 from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
 from beatsync.engine.render import RenderedOutput
 from beatsync.engine.report import report_dict
-from beatsync.engine.trim import Cut
+from beatsync.engine.span import MusicSpan
+from beatsync.engine.trim import Cut, EdgeEvidence
 
 FOUND = Mapping(7.125, 1.0 - 18.26e-6)
 
@@ -46,7 +48,7 @@ def _result(out: Path) -> SyncResult:
             confidence=0.934,
             candidates=(Candidate(FOUND, 0.934, 0.9),),
             windows=WindowTrack(times, np.full(5, 7.125), np.ones(5), np.ones(5, dtype=bool)),
-            music=(1.5, 18.0),
+            music=MusicSpan(1.5, 18.0),
             activity=(times, np.ones(5)),
             envelopes=(times, np.ones(5), np.ones(5)),
         ),
@@ -248,6 +250,16 @@ def test_summary_line_on_stdout(
         r"drift -18\.3 ppm, confidence 0\.93, cut 1\.50-18\.00 s \(music/music\)"
     )
     assert re.fullmatch(expected + "\n", out)
+
+
+def test_summary_line_says_how_sure_each_cut_edge_is(tmp_path: Path) -> None:
+    result = _result(tmp_path / "out.mp4")
+    doubtful = Cut(1.5, 18.0, "music-uncertain", "reference", EdgeEvidence(0.62, 7.25),
+                   EdgeEvidence(1.0, 0.4))  # fmt: skip
+    line = cli.sync.summary_line(dataclasses.replace(result, cut=doubtful), 2.0)
+    assert line.endswith(
+        "cut 1.50-18.00 s (music-uncertain 62% sure, 7.2 s too quiet to hear kept/reference)"
+    )
 
 
 def test_report_to_stdout_is_the_json_report(

@@ -17,6 +17,7 @@ from ._common import EXIT_OK, SubParsers, finite_number, whole_number
 
 if TYPE_CHECKING:
     from beatsync.engine.pipeline import SyncResult
+    from beatsync.engine.span import EdgeEvidence
 
 __all__ = ["ProgressBar", "add_sync", "summary_line"]
 
@@ -179,9 +180,21 @@ def summary_line(result: SyncResult, elapsed: float) -> str:
         facts.append(f"speed x{mapping.scale:.4f}")
     facts += [
         f"confidence {result.alignment.confidence:.2f}",
-        f"cut {cut.start:.2f}-{cut.end:.2f} s ({cut.start_reason}/{cut.end_reason})",
+        f"cut {cut.start:.2f}-{cut.end:.2f} s ({_edge(cut.start_reason, cut.start_evidence)}"
+        f"/{_edge(cut.end_reason, cut.end_evidence)})",
     ]
     return f"wrote {result.output.path} in {elapsed:.1f} s: " + ", ".join(facts)
+
+
+def _edge(reason: str, evidence: EdgeEvidence) -> str:
+    """A cut edge's reason, with how sure it is when not quite, and the music kept there that
+    was too quiet for the room to hear (a quiet intro or outro)."""
+    words = reason
+    if evidence.certainty < 0.995:
+        words += f" {evidence.certainty:.0%} sure"
+    if evidence.unheard >= 0.5:
+        words += f", {evidence.unheard:.1f} s too quiet to hear kept"
+    return words
 
 
 class ProgressBar:

@@ -28,6 +28,7 @@ from .mapping import Mapping
 from .pipeline import STAGES, ProgressCallback, StageTiming, SyncOptions, SyncResult, sync
 from .probe import AudioInfo, MediaInfo, VideoInfo, probe
 from .render import RenderedOutput, RenderParams, render
+from .span import EdgeEvidence, MusicSpan
 from .trim import Cut, find_cut
 
 if TYPE_CHECKING:
@@ -62,12 +63,14 @@ __all__ = [
     "Candidate",
     "Cut",
     "DurationTooLongError",
+    "EdgeEvidence",
     "InputError",
     "InvalidFormatError",
     "Mapping",
     "MediaInfo",
     "MediaNotFoundError",
     "MusicMismatchError",
+    "MusicSpan",
     "NoAudioTrackError",
     "NoVideoTrackError",
     "OptionsError",

@@ -32,6 +32,7 @@ from .fine import Fit, Signals, WindowTrack, measure_mapping, refine
 from .mapping import Mapping
 from .presence import music_span
 from .search import Line, coarse_lines
+from .span import MusicSpan
 
 __all__ = [
     "AlignParams",
@@ -60,17 +61,17 @@ class Candidate:
 class Alignment:
     """The answer of :func:`align_signals`.
 
-    ``music`` is the dance-time span (start, end) where the reference's music is heard in the
-    live recording; ``activity`` is a (times, score) curve of how well each moment matches, score
-    in [0, 1]; ``envelopes`` is (times, dance envelope, reference envelope mapped onto dance time),
-    three arrays of one length, envelopes normalised to [0, 1], for the plot.
+    ``music`` is the dance-time span where the reference's music plays in the live recording
+    (with its edges' evidence); ``activity`` is a (times, score) curve of how well each moment
+    matches, score in [0, 1]; ``envelopes`` is (times, dance envelope, reference envelope mapped
+    onto dance time), three arrays of one length, envelopes normalised to [0, 1], for the plot.
     """
 
     mapping: Mapping
     confidence: float
     candidates: tuple[Candidate, ...]
     windows: WindowTrack
-    music: tuple[float, float]
+    music: MusicSpan
     activity: tuple[NDArray[np.float64], NDArray[np.float64]] = field(repr=False)
     envelopes: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] = field(
         repr=False

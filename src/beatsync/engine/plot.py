@@ -206,9 +206,14 @@ def _draw_lags(ax: Any, result: SyncResult, end: float) -> None:
 
 def _draw_activity(ax: Any, result: SyncResult) -> None:
     times, score = (np.asarray(a, dtype=np.float64) for a in result.alignment.activity)
-    start, stop = result.alignment.music
+    music = result.alignment.music
+    start, stop = music.start, music.end
+    quiet_in, quiet_out = music.start_evidence.unheard, music.end_evidence.unheard
+    kept = [f"{x:.1f} s at the {side}" for x, side in ((quiet_in, "start"), (quiet_out, "end"))]
+    kept = [k for k, x in zip(kept, (quiet_in, quiet_out), strict=True) if x >= 0.5]
     ax.set_title(
-        f"match with the reference; music heard {start:.2f}–{stop:.2f} s",
+        f"match with the reference; music plays {start:.2f}–{stop:.2f} s"
+        + (f" (too quiet to hear, kept: {', '.join(kept)})" if kept else ""),
         fontsize=9,
         loc="left",
     )
@@ -222,6 +227,11 @@ def _draw_activity(ax: Any, result: SyncResult) -> None:
     else:
         _empty(ax, "no match curve")
     ax.plot([start, stop], [1.13, 1.13], color=_REF, lw=4.0, solid_capstyle="butt", label="music")
+    if quiet_in > 0 or quiet_out > 0:
+        # The doubtful ends: kept as music though the room could not tell.
+        for lo, hi in ((start, start + quiet_in), (stop - quiet_out, stop)):
+            ax.plot([lo, hi], [1.13, 1.13], color="white", lw=2.0, solid_capstyle="butt")
+        ax.plot([], [], color=_REF, lw=1.0, label="music, too quiet to hear")
     ax.legend(loc="lower right", fontsize=8, ncols=2, framealpha=0.85)
 
 

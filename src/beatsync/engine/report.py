@@ -141,7 +141,7 @@ def report_dict(result: SyncResult) -> dict[str, Any]:
     """
     alignment = result.alignment
     adjustment = describe_adjustment(alignment, result.mapping)
-    music_start, music_end = alignment.music
+    music, cut = alignment.music, result.cut
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "tool": {"name": "beatsync", "version": __version__},
@@ -167,16 +167,20 @@ def report_dict(result: SyncResult) -> dict[str, Any]:
             "windows": _windows(alignment),
         },
         "cut": {
-            "start_s": _s(result.cut.start),
-            "end_s": _s(result.cut.end),
-            "duration_s": _s(result.cut.duration),
-            "start_reason": result.cut.start_reason,
-            "end_reason": result.cut.end_reason,
+            "start_s": _s(cut.start),
+            "end_s": _s(cut.end),
+            "duration_s": _s(cut.duration),
+            "start_reason": cut.start_reason,
+            "end_reason": cut.end_reason,
+            "start_certainty": _round(cut.start_evidence.certainty, 4),
+            "end_certainty": _round(cut.end_evidence.certainty, 4),
+            "start_unheard_s": _round(cut.start_evidence.unheard, 3),
+            "end_unheard_s": _round(cut.end_evidence.unheard, 3),
         },
         "music": {
-            "start_s": _s(music_start),
-            "end_s": _s(music_end),
-            "duration_s": _s(music_end - music_start),
+            "start_s": _s(music.start),
+            "end_s": _s(music.end),
+            "duration_s": _s(music.duration),
         },
         "output": _output(result),
         "timings": {

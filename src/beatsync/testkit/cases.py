@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encode import Scene, TailPlan, VideoParams, write_video_file
-from .music import Song, load_track, play, repeat_section
+from .music import Song, load_track, play, quieten, repeat_section
 from .reference import REFERENCE_KINDS, write_reference
 from .room import Room, record_in_room
 
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # Bumped whenever generated media would change, so cached cases are rebuilt.
 KIT_VERSION = 1
+# Song seconds over which a quiet intro rises back, or a quiet outro falls, to the song's level.
+_GLIDE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,10 @@ class CaseSpec:
     speed: float = 1.0
     drift_ppm: float = 0.0
     mismatch_track: str | None = None
+    intro_db: float = 0.0
+    intro_seconds: float = 0.0
+    outro_db: float = 0.0
+    outro_seconds: float = 0.0
     room: Room = field(default_factory=Room)
     width: int = 320
     height: int = 240
@@ -157,10 +163,18 @@ class BuiltCase:
 
 
 def load_song(spec: CaseSpec) -> Song:
-    """The master song of a case: the track, with its repeated section if the spec has one."""
+    """The master song of a case: the track, with its repeated section and its quiet intro or
+    outro if the spec has them."""
     song = load_track(spec.track)
     if spec.repeat is not None:
         song = repeat_section(song, *spec.repeat)
+    p0, b = spec.play_from, spec.scale
+    if spec.intro_seconds > 0 and spec.intro_db > 0:
+        intro_end = p0 + b * spec.intro_seconds
+        song = quieten(song, p0, intro_end, db=spec.intro_db, after=_GLIDE)
+    if spec.outro_seconds > 0 and spec.outro_db > 0:
+        outro = (p0 + b * (spec.play_duration - spec.outro_seconds), p0 + b * spec.play_duration)
+        song = quieten(song, *outro, db=spec.outro_db, before=_GLIDE)
     return song
 
 
@@ -179,6 +193,9 @@ def _validate(spec: CaseSpec, song: Song, ref_song: Song) -> None:
         problems.append(f"unknown reference kind {spec.reference!r}")
     if min(spec.music_start, spec.play_duration, spec.tail) < 0:
         problems.append("negative timing")
+    quiet = (spec.intro_db, spec.intro_seconds, spec.outro_db, spec.outro_seconds)
+    if min(quiet) < 0 or spec.intro_seconds + spec.outro_seconds > spec.play_duration:
+        problems.append("quiet intro and outro must be positive and fit in what is played")
     if problems:
         raise ValueError(f"case {spec.name}: " + "; ".join(problems))
 

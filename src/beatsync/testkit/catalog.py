@@ -34,13 +34,14 @@ def _std(name: str, seed: int, **kw: object) -> CaseSpec:
 
 
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 48 pairs at 512×288, 17–110 s of dance.
+    """The accuracy benchmark's cases: 56 pairs at 512×288, 17–110 s of dance.
 
     Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music,
     clipping and phone AGC, songs that repeat a section, a class playing only a section, a
     reference that starts late or ends early, drift to ±300 ppm, speed ×0.90–×1.10, black and
     frozen tails, a black start, portrait rotation, HEVC, MOV and MKV, audio-only references
-    (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, and five
+    (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, songs
+    10–16 dB quieter for their first or last 6–10 s (also in rooms at 3 to −5 dB SNR), and five
     mismatched songs that must be refused.
     """
     quiet = Room()
@@ -109,6 +110,25 @@ def standard_cases() -> tuple[CaseSpec, ...]:
         _std("sparse-music-noisy", 242, music_start=35.0, play_duration=18.0, tail=50.0,
              track="etr/spunkyrace-ks", play_from=40.0,
              room=rev(rt60=1.0, snr_db=3.0, speech_db=-3.0, footsteps=True)),
+        # The song is quiet where the class starts or stops it (the reference too): still music.
+        _std("intro-quiet10", 251, intro_db=10.0, intro_seconds=8.0),
+        _std("intro-quiet16", 252, intro_db=16.0, intro_seconds=10.0, track="etr/start1-jt",
+             play_from=15.0),
+        _std("intro-quiet16-loudroom", 253, intro_db=16.0, intro_seconds=10.0,
+             room=rev(rt60=1.0, drr_db=2.0, snr_db=-5.0, speech_db=0.0, footsteps=True)),
+        _std("intro-quiet12-snr0-reverb", 254, intro_db=12.0, intro_seconds=6.0,
+             track="etr/freezingpoint", play_from=30.0,
+             room=rev(rt60=1.5, drr_db=0.0, snr_db=0.0, footsteps=True)),
+        _std("intro-quiet14-talk-drift", 255, intro_db=14.0, intro_seconds=7.0, drift_ppm=-150.0,
+             track="etr/spunkyrace-ks", play_from=40.0,
+             room=rev(rt60=0.8, snr_db=3.0, speech_db=3.0, footsteps=True)),
+        _std("intro-outro-quiet-loudroom", 256, intro_db=12.0, intro_seconds=6.0,
+             outro_db=14.0, outro_seconds=7.0, track="etr/calmrace-ks", play_from=20.0,
+             room=rev(rt60=1.2, drr_db=0.0, snr_db=-3.0, speech_db=0.0, footsteps=True)),
+        _std("outro-quiet12", 257, outro_db=12.0, outro_seconds=8.0, track="etr/credits1-cp",
+             play_from=20.0),
+        _std("outro-quiet16-loudroom", 258, outro_db=16.0, outro_seconds=10.0,
+             room=rev(rt60=1.0, drr_db=2.0, snr_db=-5.0, speech_db=0.0, footsteps=True)),
         _std("mismatch-etr-vs-immich", 231, mismatch_track="immich/calm/calm_acoustic_1"),
         _std("mismatch-immich-moods", 232, track="immich/energetic/energetic_electronic_2",
              play_from=1.0, play_duration=25.0, mismatch_track="immich/tender/tender_acoustic_1"),
@@ -136,7 +156,10 @@ def _small(name: str, seed: int, **kw: object) -> CaseSpec:
 
 
 def small_cases() -> tuple[CaseSpec, ...]:
-    """Short (14–20 s), 320×240 cases for unit tests, each built in about a second."""
+    """Short (14–20 s), 320×240 cases for unit tests, each built in about a second: clean, drift
+    and speed, a degraded room, black and frozen tails, HEVC portrait, a partial reference, a
+    mismatch, and a song 16 dB quieter for its first 5 s (12 dB for its last 3 s) in a room at
+    −5 dB SNR."""
     return (
         _small("small-clean", 1),
         _small("small-drift-speed", 2, speed=1.06, drift_ppm=250.0, audio_rate=44100),
@@ -149,6 +172,9 @@ def small_cases() -> tuple[CaseSpec, ...]:
         _small("small-partial", 7, ref_start=14.0, ref_end=19.0, play_duration=14.0, tail=2.0),
         _small("small-mismatch", 8, mismatch_track="immich/calm/calm_acoustic_1", ref_start=2.0,
                ref_end=25.0),
+        _small("small-quiet-intro-loud", 9, intro_db=16.0, intro_seconds=5.0, outro_db=12.0,
+               outro_seconds=3.0, play_duration=14.0, tail=1.5,
+               room=Room(rt60=0.8, drr_db=2.0, snr_db=-5.0, speech_db=0.0, footsteps=True)),
     )  # fmt: skip
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "load_track",
     "medley",
     "play",
+    "quieten",
     "repeat_section",
     "track_path",
 ]
@@ -199,6 +200,31 @@ def repeat_section(song: Song, start: float, end: float, *, times: int = 2) -> S
     samples = np.ascontiguousarray(np.concatenate(parts))
     samples.setflags(write=False)
     name = f"{song.name}+repeat({start:g}-{end:g})x{times}"
+    return Song(name=name, samples=samples, rate=song.rate)
+
+
+def quieten(
+    song: Song, start: float, end: float, *, db: float, before: float = 0.0, after: float = 0.0
+) -> Song:
+    """The song ``db`` decibels quieter from ``start`` to ``end`` (song seconds).
+
+    The level glides down over ``before`` seconds ahead of ``start`` and back up over ``after``
+    seconds past ``end``, linearly in decibels as a fader would; a side without a glide is a
+    step. A quiet intro where the class starts the song is ``after`` only; a quiet outro where it
+    stops, ``before`` only. The result is named ``<name>+quiet(<start>-<end>,-<db>dB)``.
+    """
+    if not 0 <= start < end or db < 0 or before < 0 or after < 0:
+        raise ValueError(f"bad quiet passage [{start}, {end}) at -{db} dB")
+    t = np.arange(song.samples.shape[0], dtype=np.float64) / song.rate
+    depth = np.where((t >= start) & (t < end), 1.0, 0.0)
+    if before > 0:
+        depth = np.maximum(depth, np.where(t < start, 1.0 - (start - t) / before, 0.0))
+    if after > 0:
+        depth = np.maximum(depth, np.where(t >= end, 1.0 - (t - end) / after, 0.0))
+    gain = 10.0 ** (-db * np.clip(depth, 0.0, 1.0) / 20.0)
+    samples = np.ascontiguousarray(song.samples * gain[:, None].astype(np.float32))
+    samples.setflags(write=False)
+    name = f"{song.name}+quiet({start:g}-{end:g},-{db:g}dB)"
     return Song(name=name, samples=samples, rate=song.rate)
 
 

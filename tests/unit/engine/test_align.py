@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from beatsync.engine import AlignParams, Audio, Mapping, MusicMismatchError, align_signals
+from beatsync.engine import (
+    Alignment,
+    AlignParams,
+    Audio,
+    Mapping,
+    MusicMismatchError,
+    align_signals,
+)
 from beatsync.testkit.music import load_track, play
 from beatsync.testkit.room import hard_clip, impulse_response, pink_noise, reverberate
 
@@ -88,6 +95,14 @@ def reference(track: str, start: float = 0.0, end: float | None = None) -> Audio
     return Audio(x[lo:hi], RATE, 0.0)
 
 
+def within_reference(found: Alignment, ref: Audio) -> tuple[float, float]:
+    """The found music span within what the reference covers: where nothing can tell whether
+    the music plays (no reference to compare), the span goes on and the cut is the
+    reference's."""
+    covered = sorted(found.mapping.dance_time(t) for t in (ref.start, ref.end))
+    return max(found.music.start, covered[0]), min(found.music.end, covered[1])
+
+
 def error_ms(found: Mapping, truth: Mapping, times: tuple[float, ...]) -> float:
     return max(abs(found.bgm_time(t) - truth.bgm_time(t)) for t in times) * 1000 / truth.scale
 
@@ -113,13 +128,15 @@ ROOMS: dict[str, dict[str, float]] = {
 @pytest.mark.parametrize("name", sorted(ROOMS))
 def test_recovers_mapping(name: str) -> None:
     take = record("etr/freezingpoint", **ROOMS[name])
-    found = align_signals(take.dance, reference("etr/freezingpoint"))
+    ref = reference("etr/freezingpoint")
+    found = align_signals(take.dance, ref)
     lo, hi = take.music
     assert error_ms(found.mapping, take.mapping, (lo, (lo + hi) / 2, hi)) < 1.0, name
     assert abs(found.mapping.drift_ppm - take.mapping.drift_ppm) < 5.0
     assert found.confidence > 0.5
-    assert abs(found.music[0] - lo) < 0.5
-    assert abs(found.music[1] - hi) < 0.5
+    music = within_reference(found, ref)
+    assert abs(music[0] - lo) < 0.5
+    assert abs(music[1] - hi) < 0.5
     assert found.windows.inlier.sum() >= 0.7 * len(
         found.windows.times[(found.windows.times > lo) & (found.windows.times < hi)]
     )
@@ -134,9 +151,14 @@ def test_reference_that_starts_late_and_ends_early() -> None:
     found = align_signals(take.dance, ref)
     truth = Mapping(take.mapping.offset - 12.0, take.mapping.scale)
     assert error_ms(found.mapping, truth, (12.0, 20.0, 28.0)) < 1.0
-    # Music is heard only where the reference covers it.
-    assert abs(found.music[0] - 10.0) < 0.5
-    assert abs(found.music[1] - 32.0) < 0.5
+    # Beyond the reference nothing can tell that the music stops: the span goes on, unheard.
+    assert found.music.start < 10.0 - 5.0
+    assert found.music.end > 32.0 + 5.0
+    assert found.music.start_evidence.unheard > 5.0
+    assert found.music.end_evidence.unheard > 5.0
+    music = within_reference(found, ref)
+    assert abs(music[0] - 10.0) < 0.5
+    assert abs(music[1] - 32.0) < 0.5
 
 
 def test_different_songs_are_refused() -> None:
@@ -197,8 +219,8 @@ def test_music_for_a_short_stretch_of_a_long_recording() -> None:
     found = align_signals(take.dance, reference("etr/credits1-cp"))
     assert error_ms(found.mapping, take.mapping, (52.0, 60.0, 68.0)) < 1.0
     assert abs(found.mapping.drift_ppm - take.mapping.drift_ppm) < 5.0
-    assert abs(found.music[0] - 50.0) < 0.5
-    assert abs(found.music[1] - 70.0) < 0.5
+    assert abs(found.music.start - 50.0) < 0.5
+    assert abs(found.music.end - 70.0) < 0.5
 
 
 def test_offset_hint_with_a_practice_version() -> None:

@@ -20,6 +20,7 @@ from beatsync.engine.pipeline import StageTiming, SyncResult
 from beatsync.engine.plot import PLOT_DPI, PLOT_SIZE_IN, plot_title, write_plot
 from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
 from beatsync.engine.render import RenderedOutput
+from beatsync.engine.span import MusicSpan
 from beatsync.engine.trim import Cut
 
 OFFSET = 31.25
@@ -62,7 +63,7 @@ def _result(
         confidence=CONFIDENCE,
         candidates=(Candidate(found, CONFIDENCE, 0.95), Candidate(Mapping(OFFSET + 8.0), 0.2, 0.1)),
         windows=WindowTrack(centres, lags, rng.random(centres.size), inlier),
-        music=(5.0, 52.0),
+        music=MusicSpan(5.0, 52.0),
         activity=(times, activity),
         envelopes=(times, live, ref),
     )
@@ -173,7 +174,7 @@ def test_plot_survives_empty_curves_and_many_points(
         confidence=1.0,
         candidates=(),
         windows=WindowTrack(empty, empty, empty, np.zeros(0, dtype=bool)),
-        music=(0.0, 60.0),
+        music=MusicSpan(0.0, 60.0),
         activity=(empty, empty),
         envelopes=(empty, empty, empty),
     )

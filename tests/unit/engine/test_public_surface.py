@@ -9,8 +9,9 @@ import beatsync.engine as engine
 
 PUBLIC = {
     "STAGES", "AlignParams", "Alignment", "AlignmentError", "Audio", "AudioInfo", "BeatSyncError",
-    "Candidate", "Cut", "DurationTooLongError", "InputError", "InvalidFormatError", "Mapping",
-    "MediaInfo", "MediaNotFoundError", "MusicMismatchError", "NoAudioTrackError",
+    "Candidate", "Cut", "DurationTooLongError", "EdgeEvidence", "InputError",
+    "InvalidFormatError", "Mapping", "MediaInfo", "MediaNotFoundError", "MusicMismatchError",
+    "MusicSpan", "NoAudioTrackError",
     "NoVideoTrackError", "OptionsError", "ProcessingError", "ProgressCallback", "RenderParams",
     "RenderedOutput", "StageTiming", "SyncOptions", "SyncResult", "VideoInfo", "WindowTrack",
     "align_files", "align_signals", "assess_mapping", "decode_audio", "find_cut", "probe",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from beatsync.engine.report import (
     window_residuals_ms,
     write_report,
 )
-from beatsync.engine.trim import Cut
+from beatsync.engine.span import MusicSpan
+from beatsync.engine.trim import REASONS, Cut, EdgeEvidence
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "docs" / "report-schema.json"
 
@@ -50,7 +52,7 @@ def _result(*, used: Mapping = FOUND, rotation: int = 90) -> SyncResult:
             Candidate(RUNNER_UP, 0.31, 0.125),
         ),
         windows=WindowTrack(times, lags, np.full(8, 0.5), INLIER),
-        music=(np.float64(4.5), np.float64(21.0)),  # type: ignore[arg-type]
+        music=MusicSpan(np.float64(4.5), np.float64(21.0)),  # type: ignore[arg-type]
         activity=(times, np.full(8, 0.9)),
         envelopes=(times, np.zeros(8), np.zeros(8)),
     )
@@ -115,6 +117,7 @@ def test_report_holds_the_runs_numbers_rounded() -> None:
     assert report["cut"] == {
         "start_s": 4.6, "end_s": 21.0, "duration_s": 16.4,
         "start_reason": "music", "end_reason": "reference",
+        "start_certainty": 1.0, "end_certainty": 1.0, "start_unheard_s": 0.0, "end_unheard_s": 0.0,
     }  # fmt: skip
     assert report["music"] == {"start_s": 4.5, "end_s": 21.0, "duration_s": 16.5}
     assert report["timings"]["total_s"] == pytest.approx(1.572)
@@ -309,6 +312,27 @@ def test_schema_is_draft_2020_12_for_this_version(schema: dict[str, Any]) -> Non
     assert schema["properties"]["schema_version"] == {"const": REPORT_SCHEMA_VERSION}
 
 
+def test_schema_names_every_cut_reason(schema: dict[str, Any]) -> None:
+    assert schema["$defs"]["reason"]["enum"] == list(REASONS)
+
+
+def test_cut_evidence_is_reported(schema: dict[str, Any]) -> None:
+    result = _result()
+    doubtful = replace(
+        result,
+        cut=Cut(
+            4.6, 21.0, "music-uncertain", "reference", EdgeEvidence(0.62, 7.25), EdgeEvidence()
+        ),
+    )
+    report = report_dict(doubtful)
+    assert {k: v for k, v in report["cut"].items() if k.startswith(("start_", "end_"))} == {
+        "start_s": 4.6, "end_s": 21.0, "start_reason": "music-uncertain",
+        "end_reason": "reference", "start_certainty": 0.62, "end_certainty": 1.0,
+        "start_unheard_s": 7.25, "end_unheard_s": 0.0,
+    }  # fmt: skip
+    assert _validate(report, schema, schema, "$") == []
+
+
 @pytest.mark.parametrize("used", [FOUND, FOUND.nudged(12.0), RUNNER_UP, Mapping(1.0, 1.05)])
 def test_written_report_matches_the_schema(
     tmp_path: Path, schema: dict[str, Any], used: Mapping
@@ -330,7 +354,8 @@ def test_schema_check_catches_a_wrong_report(schema: dict[str, Any]) -> None:
         [
             "$: unexpected extra",
             "$.alignment.confidence: 1.5 > 1",
-            "$.cut.start_reason: 'guess' not in ['music', 'reference', 'picture', 'video', 'user']",
+            "$.cut.start_reason: 'guess' not in "
+            "['music', 'music-uncertain', 'reference', 'picture', 'video', 'user']",
             "$.music: missing end_s",
         ]
     )

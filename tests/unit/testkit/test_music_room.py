@@ -8,11 +8,13 @@ import pytest
 from beatsync.testkit import (
     Room,
     TrackSourceMissingError,
+    case_named,
     list_tracks,
+    load_song,
     load_track,
     repeat_section,
 )
-from beatsync.testkit.music import play, track_path
+from beatsync.testkit.music import Song, play, quieten, track_path
 from beatsync.testkit.room import impulse_response, record_in_room, speech
 
 
@@ -73,6 +75,42 @@ def test_medley_joins_tracks_with_a_crossfade_at_the_first_rate() -> None:
     mid = n1 - fade // 2
     blend = 0.5 * (first.samples[n1 - fade // 2] + second.samples[fade // 2])
     np.testing.assert_allclose(song.samples[mid], blend, atol=2e-3)
+
+
+def test_quieten_lowers_a_passage_and_glides_back() -> None:
+    rate = 1000
+    song = Song("ones", np.ones((10 * rate, 2), dtype=np.float32), rate)
+    quiet = quieten(song, 2.0, 5.0, db=20.0, after=1.0)
+    gain_db = 20 * np.log10(quiet.samples[:, 0])
+    at = [1.999, 2.0, 4.999, 5.5, 6.0, 9.0]
+    assert gain_db[[round(t * rate) for t in at]] == pytest.approx(
+        [0, -20, -20, -10, 0, 0], abs=0.01
+    )
+    faded = quieten(song, 2.0, 5.0, db=12.0, before=2.0)
+    assert 20 * np.log10(faded.samples[1 * rate, 1]) == pytest.approx(-6.0, abs=0.01)
+    with pytest.raises(ValueError, match="quiet passage"):
+        quieten(song, 5.0, 2.0, db=10.0)
+
+
+def test_a_quiet_intro_and_outro_are_in_the_song_the_class_plays() -> None:
+    # The intro is quiet from the class's first note (song time p0), the outro up to its last.
+    spec = case_named("small-quiet-intro-loud")
+    plain = load_track(spec.track).samples[:, 0].astype(np.float64)
+    gain_db = 20 * np.log10(np.abs(load_song(spec).samples[:, 0]) / np.maximum(np.abs(plain), 1e-9))
+    rate = load_track(spec.track).rate
+    p0, last = spec.play_from, spec.play_from + spec.play_duration
+
+    def level(t: float) -> float:
+        i = round(t * rate)
+        part, loud = gain_db[i : i + 50], np.abs(plain[i : i + 50]) > 1e-3
+        return float(np.median(part[loud]))
+
+    assert level(p0 - 0.1) == pytest.approx(0.0, abs=0.01)
+    assert level(p0) == pytest.approx(-spec.intro_db, abs=0.01)
+    assert level(p0 + spec.intro_seconds - 0.1) == pytest.approx(-spec.intro_db, abs=0.01)
+    assert level(p0 + spec.intro_seconds + 1.5) == pytest.approx(0.0, abs=0.01)
+    assert level(last - spec.outro_seconds + 0.1) == pytest.approx(-spec.outro_db, abs=0.01)
+    assert level(last + 0.01) == pytest.approx(0.0, abs=0.01)
 
 
 def test_play_reads_the_song_at_the_given_speed() -> None:
