@@ -78,7 +78,8 @@ def test_without_a_configured_secret_a_random_one_is_kept_in_the_data_folder(
     kept = tmp_path / "a" / "secret_key"
     assert first == again == kept.read_text().strip()
     assert elsewhere != first
-    assert first != DEFAULT_SECRET and not weak_secret(first)
+    assert first != DEFAULT_SECRET
+    assert not weak_secret(first)
     assert kept.stat().st_mode & 0o777 == 0o600
 
 
