@@ -31,6 +31,7 @@ _TABLE = (
     Code("METHOD_NOT_ALLOWED", 405, "不支持该请求方法。", "This method is not allowed here."),
     Code("FILE_NOT_FOUND", 404, "找不到文件。", "The file was not found."),
     Code("FILE_TOO_LARGE", 413, "文件太大。", "The file is too large."),
+    Code("REQUEST_TOO_LARGE", 413, "请求内容太大。", "The request body is too large."),
     Code(
         "INVALID_FORMAT",
         422,

@@ -149,6 +149,7 @@ def limited(tmp_path: Path) -> Settings:
         log_json=False,
         rate_limit_per_owner=3,
         rate_limit_per_address=6,
+        sessions_per_address_per_minute=100,
     )
 
 

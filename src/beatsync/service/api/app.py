@@ -25,6 +25,7 @@ from beatsync.service.ratelimit import RateLimitMiddleware
 from beatsync.service.storage import Storage, open_storage
 
 from . import events, files, health, jobs, metrics, problems, sessions, tus, uploads
+from .bodies import BodyGuardMiddleware
 from .context import ServiceContext
 from .middleware import RequestContextMiddleware
 
@@ -82,7 +83,9 @@ def create_app(
         app.include_router(module.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
-    # Inside CORS and the request id: a refusal carries both.
+    # Inside CORS and the request id: a refusal carries both. Bodies are looked at only once
+    # the request has passed the rate limits.
+    app.add_middleware(BodyGuardMiddleware, settings=settings)
     app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.allowed_origins:
         app.add_middleware(

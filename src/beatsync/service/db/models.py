@@ -138,6 +138,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        Index("ix_jobs_address_status", "client_address", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -163,6 +164,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # Where the request that created it came from: one address gets a share of the queue.
+    client_address: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class MetricSample(Base):

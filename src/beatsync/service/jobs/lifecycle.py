@@ -113,8 +113,12 @@ def create_job(
     dance_upload_id: str,
     bgm_upload_id: str,
     options: JobOptions,
+    client_address: str | None = None,
 ) -> tuple[Job, bool]:
-    """A queued job, or the owner's finished twin from the result cache; whether it is new."""
+    """A queued job, or the owner's finished twin from the result cache; whether it is new.
+
+    ``client_address`` is where the request came from: each address has a share of the queue.
+    """
     return _enqueue(
         session,
         settings=settings,
@@ -125,6 +129,7 @@ def create_job(
         bgm_upload_id=bgm_upload_id,
         options=options_dict(options),
         parent_id=None,
+        client_address=client_address,
     )
 
 
@@ -175,6 +180,7 @@ def _enqueue(
     bgm_upload_id: str,
     options: dict[str, Any],
     parent_id: str | None,
+    client_address: str | None = None,
 ) -> tuple[Job, bool]:
     dance = _usable_upload(session, storage, owner_id, dance_upload_id, role="dance")
     bgm = _usable_upload(session, storage, owner_id, bgm_upload_id, role="bgm")
@@ -184,7 +190,7 @@ def _enqueue(
     if cached is not None:
         logger.info("job %s answers from the result cache", cached.id, extra={"job_id": cached.id})
         return cached, False
-    _check_quotas(session, settings, owner_id, daily=True)
+    _check_quotas(session, settings, owner_id, daily=True, address=client_address)
     job = Job(
         id=new_id("job"),
         owner_id=owner_id,
@@ -194,6 +200,7 @@ def _enqueue(
         options=options,
         cache_key=key,
         status=JobStatus.QUEUED.value,
+        client_address=client_address,
     )
     session.add(job)
     session.commit()
@@ -231,7 +238,9 @@ def _busy(detail: str) -> ServiceError:
     return ServiceError("SERVER_BUSY", detail, headers={"Retry-After": str(_BUSY_RETRY_AFTER_S)})
 
 
-def _check_quotas(session: Session, settings: Settings, owner_id: str, *, daily: bool) -> None:
+def _check_quotas(
+    session: Session, settings: Settings, owner_id: str, *, daily: bool, address: str | None = None
+) -> None:
     active = session.scalar(
         select(func.count())
         .select_from(Job)
@@ -260,11 +269,29 @@ def _check_quotas(session: Session, settings: Settings, owner_id: str, *, daily:
                 f"the limit is {settings.max_daily_jobs_per_owner}",
                 headers={"Retry-After": str(wait)},
             )
+    if address is not None:
+        _check_address_share(session, settings, address)
     queued = session.scalar(
         select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED.value)
     )
     if (queued or 0) >= settings.max_queued_jobs:
         raise _busy(f"{queued} jobs are waiting; try again shortly")
+
+
+def _check_address_share(session: Session, settings: Settings, address: str) -> None:
+    # Owners are free to make, so the per-owner cap alone lets one address fill the queue.
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.client_address == address, Job.status.in_(_UNFINISHED))
+    )
+    if (active or 0) >= settings.max_active_jobs_per_address:
+        raise ServiceError(
+            "QUOTA_EXCEEDED",
+            f"{active} jobs from your address are queued or running; "
+            f"the limit is {settings.max_active_jobs_per_address}",
+            headers={"Retry-After": str(_BUSY_RETRY_AFTER_S)},
+        )
 
 
 # ---------------------------------------------------------------- changing
@@ -337,7 +364,7 @@ def retry_job(
         raise ServiceError("JOB_NOT_RETRYABLE", f"job {job_id} is {job.status}")
     _usable_upload(session, storage, owner_id, job.dance_upload_id, role="dance")
     _usable_upload(session, storage, owner_id, job.bgm_upload_id, role="bgm")
-    _check_quotas(session, settings, owner_id, daily=False)
+    _check_quotas(session, settings, owner_id, daily=False, address=job.client_address)
     storage.delete_prefix(f"jobs/{job.id}")  # whatever a canceled run left half-written
     changed = session.execute(
         update(Job)
@@ -387,6 +414,7 @@ def render_variant(
     owner_id: str,
     job_id: str,
     request: RenderRequest,
+    client_address: str | None = None,
 ) -> tuple[Job, bool]:
     """A new job from a succeeded one with a fixed mapping, so no search runs again.
 
@@ -426,6 +454,7 @@ def render_variant(
         bgm_upload_id=parent.bgm_upload_id,
         options=options_dict(options, mapping),
         parent_id=parent.id,
+        client_address=client_address,
     )
 
 
