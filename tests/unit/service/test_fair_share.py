@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
+from conftest import LiveServer
 from factories import AUDIO_MEDIA, Rows
 from fastapi.testclient import TestClient
 
@@ -80,3 +82,25 @@ def test_new_sessions_per_address_are_rationed(clients: dict[str, TestClient]) -
     body = _refusal(flooder.post("/api/v1/sessions"), 429, "RATE_LIMITED")
     assert body["limit"] == 4
     assert neighbour.post("/api/v1/sessions").status_code == 201
+
+
+def _sessions_from(live: LiveServer, claimed: list[str]) -> list[int]:
+    return [
+        httpx.post(
+            f"{live.url}/api/v1/sessions", headers={"X-Forwarded-For": address}, timeout=10
+        ).status_code
+        for address in claimed
+    ]
+
+
+def test_forwarded_addresses_are_believed_only_from_configured_proxies(
+    make_live: Callable[..., LiveServer], make_settings: Callable[..., Settings]
+) -> None:
+    claimed = [f"192.0.2.{n}" for n in range(1, 7)]
+    # Nobody is trusted by default: the six claimed addresses are one peer, limited at four.
+    direct = make_live(make_settings(sessions_per_address_per_minute=4))
+    assert _sessions_from(direct, claimed) == [201] * 4 + [429] * 2
+    behind = make_live(
+        make_settings(sessions_per_address_per_minute=4, trusted_proxies="127.0.0.1")
+    )
+    assert _sessions_from(behind, claimed) == [201] * 6
