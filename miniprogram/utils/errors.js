@@ -26,6 +26,7 @@ const MESSAGES = {
   RESOURCE_LIMIT: "视频太大，处理所需的内存超出限制，请剪短后再试。",
   TIMEOUT: "处理时间太长，请剪短视频后再试。",
   QUOTA_EXCEEDED: "任务数量已达上限，请等当前任务完成后再开始。",
+  STORAGE_QUOTA_EXCEEDED: "你上传的文件太多，请删除不需要的文件或等它们过期后再上传。",
   RATE_LIMITED: "操作太频繁，请稍后再试。",
   SERVER_BUSY: "服务器繁忙，请稍后再试。",
   STORAGE_UNAVAILABLE: "存储暂时不可用，请稍后再试。",

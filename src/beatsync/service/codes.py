@@ -97,6 +97,12 @@ _TABLE = (
         "You have reached your job limit; wait for your jobs to finish.",
     ),
     Code(
+        "STORAGE_QUOTA_EXCEEDED",
+        413,
+        "你的上传文件已占满存储空间，请删除不需要的文件或等待它们过期。",
+        "Your uploads fill your storage space; delete some or wait for them to expire.",
+    ),
+    Code(
         "RATE_LIMITED",
         429,
         "请求太频繁，请稍后再试。",
