@@ -225,7 +225,7 @@ def test_nginx_streams_uploads_and_progress_and_caches_no_api() -> None:
     server, locations = nginx_blocks()
     # JSON routes take what the service takes; only the upload routes take files.
     assert "client_max_body_size 64k" in server
-    assert 64 * 1024 == Settings().max_json_body_bytes
+    assert Settings().max_json_body_bytes == 64 * 1024
     for prefix in ("/api/v1/uploads", "/api/v1/tus"):
         limit = re.fullmatch(
             r"client_max_body_size (\d+)m",
@@ -272,7 +272,7 @@ def test_nginx_logs_no_query_strings() -> None:
         parts = log.split()
         assert parts[0] == "off" or (len(parts) >= 2 and parts[1] in formats), log
     for name, layout in formats.items():
-        for leaky in ("$request ", "$request\"", "$request_uri", "$args", "$query_string", "$arg_"):
+        for leaky in ("$request ", '$request"', "$request_uri", "$args", "$query_string", "$arg_"):
             assert leaky not in layout, (name, leaky)
         assert "$uri" in layout
 

@@ -147,6 +147,9 @@ export const api = {
       json: { dance_upload_id: danceId, bgm_upload_id: bgmId, options },
     }),
   job: (id) => request("GET", `${API}/jobs/${encodeURIComponent(id)}`),
+  // A minute-long ticket for the job's event stream: EventSource cannot send the token in a
+  // header, and a token in a URL would end up in logs.
+  ticket: (id) => request("POST", `${API}/jobs/${encodeURIComponent(id)}/ticket`),
   jobs: (limit = 10) => request("GET", `${API}/jobs?limit=${limit}`),
   render: (id, body) =>
     request("POST", `${API}/jobs/${encodeURIComponent(id)}/render`, { json: body }),

@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveServer
 from factories import AUDIO_MEDIA, Rows
 from fastapi.testclient import TestClient
 
 from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings
+from conftest import LiveServer
 
 FLOODER = ("203.0.113.7", 40000)
 NEIGHBOUR = ("198.51.100.20", 40001)

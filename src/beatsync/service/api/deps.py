@@ -7,6 +7,7 @@ functions; only this module knows how the pieces are found.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -85,9 +86,7 @@ async def resolve_owner(context: ServiceContext, token: str) -> str | None:
 
 
 async def _owner(request: Request, context: Context) -> str:
-    token = bearer_token(
-        request.headers.get("authorization"), request.query_params.get("access_token")
-    )
+    token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise ServiceError("UNAUTHORIZED", "send Authorization: Bearer <token>")
     owner_id = await resolve_owner(context, token)
@@ -99,7 +98,12 @@ async def _owner(request: Request, context: Context) -> str:
 
 def _authenticate(context: ServiceContext, token: str) -> str | None:
     with context.db.session() as session:
-        return authenticate(session, token, context.settings.operator_keys)
+        return authenticate(
+            session,
+            token,
+            context.settings.operator_keys,
+            lifetime=timedelta(hours=context.settings.token_ttl_h),
+        )
 
 
 OwnerId = Annotated[str, Depends(_owner)]
