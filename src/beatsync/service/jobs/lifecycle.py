@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from beatsync.service.codes import CODES
 from beatsync.service.config import Settings
 from beatsync.service.db.models import Job, JobStatus, Upload, UploadStatus, new_id, utcnow
-from beatsync.service.errors import ServiceError
+from beatsync.service.errors import ServiceError, plain_errors
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage
 
@@ -438,8 +439,10 @@ def render_variant(
             merged[name] = getattr(request, name)
     try:
         options = JobOptions.model_validate(merged)
-    except ValueError as exc:
-        raise ServiceError("VALIDATION_ERROR", f"the resulting options: {exc}") from exc
+    except ValidationError as exc:
+        raise ServiceError(
+            "VALIDATION_ERROR", f"the resulting options: {plain_errors(exc.errors())}"
+        ) from exc
     if request.candidate is not None:
         mapping = _candidate_mapping(session, parent, request.candidate)
     else:
