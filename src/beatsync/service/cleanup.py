@@ -49,7 +49,8 @@ from .config import Settings
 from .db import Database, Job, JobStatus, Upload, UploadStatus
 from .db.models import utcnow
 from .storage import LocalStorage, Storage
-from .uploads import referenced_folders, release_files, spool_path
+from .stored import referenced_folders, release_files
+from .uploads import spool_path
 
 try:  # POSIX; elsewhere only the in-process lock keeps two sweeps apart
     import fcntl
@@ -272,10 +273,12 @@ def _drop_upload_files(
     key: str | None,
 ) -> None:
     # Its stored object may be shared with another upload of the owner: it stays for that one.
-    if spool_path(settings, upload_id).exists():
-        tally.add("spool_files")
     with db.session() as session:
-        tally.add("files_deleted", release_files(session, storage, settings, upload_id, key))
+        tally.add("files_deleted", release_files(session, storage, upload_id, key))
+    part = spool_path(settings, upload_id)
+    if part.exists():
+        part.unlink(missing_ok=True)
+        tally.add("spool_files")
 
 
 def _expired_results(db: Database, storage: Storage, tally: _Tally) -> None:

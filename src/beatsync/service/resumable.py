@@ -29,6 +29,7 @@ from .errors import ServiceError
 from .metrics import count_upload_bytes
 from .quota import check_room
 from .storage import Storage
+from .stored import shared_copy
 from .uploads import (
     READ_CHUNK,
     data_key,
@@ -36,7 +37,6 @@ from .uploads import (
     inspect_media,
     require_free_disk,
     require_size_allowed,
-    shared_copy,
     spool_path,
     write_all,
 )

@@ -9,7 +9,7 @@ sends is a display string only: no path is ever built from it.
 Identical bytes of one owner are stored once: a file whose sha256 and size match a ready upload
 of the same owner refers to that upload's stored object (``storage_key``) instead of storing a
 copy, so a repeated upload costs no quota twice (:mod:`.quota`). An object stays while any
-upload row refers to it (:func:`release_files`); owners never share objects, since finding a
+upload row refers to it (:mod:`.stored`); owners never share objects, since finding a
 file by its hash would hand it to anyone who knows the hash.
 
 The resumable (tus) side lives in :mod:`.resumable`.
@@ -46,6 +46,7 @@ from .errors import ServiceError, from_engine
 from .metrics import count_upload_bytes
 from .quota import check_room
 from .storage import Storage
+from .stored import data_key, release_files, shared_copy
 
 __all__ = [
     "ReceivedFile",
@@ -61,13 +62,10 @@ __all__ = [
     "instant_upload",
     "list_uploads",
     "media_facts",
-    "referenced_folders",
-    "release_files",
     "require_free_disk",
     "require_size_allowed",
     "sanitize_filename",
     "sanitize_text",
-    "shared_copy",
     "spool_path",
     "too_large",
     "upload_json",
@@ -113,10 +111,6 @@ def spool_path(settings: Settings, upload_id: str) -> Path:
     if not _UPLOAD_ID.fullmatch(upload_id):
         raise ValueError(f"not an upload id: {upload_id!r}")
     return settings.spool_root / f"{upload_id}.part"
-
-
-def data_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/data"
 
 
 def require_free_disk(settings: Settings) -> None:
@@ -350,67 +344,6 @@ def accept_file(db: Database, storage: Storage, settings: Settings, file: Receiv
     return row
 
 
-def shared_copy(
-    session: Session, storage: Storage, owner_id: str, sha256: str, size: int
-) -> str | None:
-    """The storage key of a ready upload of ``owner_id`` with these bytes, if its object is
-    still there; a new upload of the same bytes refers to it instead of storing a copy."""
-    keys = session.scalars(
-        select(Upload.storage_key)
-        .where(
-            Upload.owner_id == owner_id,
-            Upload.sha256 == sha256.lower(),
-            Upload.size == size,
-            Upload.status == UploadStatus.READY.value,
-            Upload.storage_key.is_not(None),
-        )
-        .order_by(Upload.created_at)
-        .distinct()
-    )
-    for key in keys:
-        if key and storage.size(key) == size:
-            return key
-    return None
-
-
-def _folder(key: str) -> str | None:
-    parts = key.split("/")
-    return parts[1] if len(parts) == 3 and parts[0] == "uploads" else None
-
-
-def referenced_folders(session: Session, folder_ids: list[str]) -> set[str]:
-    """Which of the ``uploads/<id>/`` folders an upload row still needs: its own upload's
-    (ready or receiving), or one whose stored object another upload refers to."""
-    if not folder_ids:
-        return set()
-    owners = session.scalars(
-        select(Upload.id).where(
-            Upload.id.in_(folder_ids),
-            Upload.status.in_((UploadStatus.READY.value, UploadStatus.RECEIVING.value)),
-        )
-    )
-    keys = session.scalars(
-        select(Upload.storage_key).where(
-            Upload.storage_key.in_([data_key(f) for f in folder_ids]),
-            Upload.status == UploadStatus.READY.value,
-        )
-    )
-    return set(owners) | {f for f in map(_folder, (k for k in keys if k)) if f}
-
-
-def release_files(
-    session: Session, storage: Storage, settings: Settings, upload_id: str, key: str | None
-) -> int:
-    """After the row of ``upload_id`` (which referred to ``key``) is gone: delete its spool part
-    and each stored folder no other upload refers to; the number of files deleted."""
-    spool_path(settings, upload_id).unlink(missing_ok=True)
-    folders = {upload_id}
-    if key and _folder(key):
-        folders.add(str(_folder(key)))
-    needed = referenced_folders(session, sorted(folders))
-    return sum(storage.delete_prefix(f"uploads/{f}") for f in sorted(folders - needed))
-
-
 # --- reading and deleting --------------------------------------------------------------------
 
 
@@ -517,7 +450,8 @@ def delete_upload(
     key = row.storage_key
     session.delete(row)
     session.flush()
-    release_files(session, storage, settings, upload_id, key)
+    release_files(session, storage, upload_id, key)
+    spool_path(settings, upload_id).unlink(missing_ok=True)
     logger.info("upload %s deleted", upload_id)
 
 
