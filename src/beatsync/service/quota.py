@@ -70,7 +70,7 @@ def usage(session: Session, owner_id: str, *, streaming: bool = True) -> Usage:
         with _lock:
             arriving = list((_streaming.get(owner_id) or {}).values())
     return Usage(
-        bytes=sum(int(size or 0) for _, size in stored) + int(receiving_bytes) + sum(arriving),
+        bytes=sum(int(size or 0) for _, size in stored) + int(receiving_bytes or 0) + sum(arriving),
         files=len(stored) + int(receiving_files) + len(arriving),
     )
 
