@@ -236,6 +236,7 @@ def test_the_sweeper_keeps_a_file_while_an_upload_refers_to_it(
     settings = _settings(client)
     me = _owner(client)
     first, second = (_upload(client, me, dance).json()["id"] for _ in range(2))
+    assert list(_stored(settings).values()) == [len(dance)]  # one object, two uploads
     db = Database(settings.database)
     storage = LocalStorage(settings.storage_root)
     try:
