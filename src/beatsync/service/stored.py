@@ -42,11 +42,12 @@ def shared_copy(
             Upload.storage_key.is_not(None),
         )
         .order_by(Upload.created_at)
-        .distinct()
     )
+    seen: set[str] = set()
     for key in keys:
-        if key and storage.size(key) == size:
+        if key and key not in seen and storage.size(key) == size:
             return key
+        seen.add(key or "")
     return None
 
 
