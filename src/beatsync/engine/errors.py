@@ -10,6 +10,7 @@
     │   ├── NoVideoTrackError     NO_VIDEO_TRACK
     │   └── DurationTooLongError  DURATION_TOO_LONG
     ├── OptionsError              VALIDATION_ERROR (CLI exit 2)
+    │   └── ManifestError         INVALID_MANIFEST
     ├── AlignmentError            (no confident answer; CLI exit 4)
     │   └── MusicMismatchError    MUSIC_MISMATCH
     └── ProcessingError           PROCESSING_FAILED (CLI exit 5)
@@ -25,6 +26,7 @@ __all__ = [
     "DurationTooLongError",
     "InputError",
     "InvalidFormatError",
+    "ManifestError",
     "MediaNotFoundError",
     "MusicMismatchError",
     "NoAudioTrackError",
@@ -78,6 +80,13 @@ class OptionsError(BeatSyncError):
     """Options that contradict each other or the media (a cut outside the video, say)."""
 
     code = "VALIDATION_ERROR"
+
+
+class ManifestError(OptionsError):
+    """A video manifest (an audio-first job's picture tables) that is malformed or contradicts
+    itself or the audio sent with it."""
+
+    code = "INVALID_MANIFEST"
 
 
 class AlignmentError(BeatSyncError):
