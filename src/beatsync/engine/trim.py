@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from .errors import AlignmentError, OptionsError
 from .mapping import Mapping
-from .picture import good_picture_span
+from .picture import FrameSource, good_picture_span
 from .probe import MediaInfo
 from .span import CERTAIN, EdgeEvidence, MusicSpan
 
@@ -49,6 +49,7 @@ def find_cut(
     end: float | None = None,
     trim: bool = True,
     picture: bool = True,
+    frames: FrameSource | None = None,
 ) -> Cut:
     """The span of the dance video to keep, in dance seconds.
 
@@ -57,7 +58,8 @@ def find_cut(
     picture at either end; a music edge less sure than :data:`CERTAIN` is ``music-uncertain``.
     ``start`` and ``end`` override the computed edges; ``trim=False`` keeps the whole video
     unless they are given. ``picture=False`` skips the check for black or frozen picture (the
-    cheap part alone, to start work early).
+    cheap part alone, to start work early); ``frames`` gives the pictures it checks (default:
+    decoded from the dance file).
 
     Raises
     ------
@@ -86,7 +88,7 @@ def find_cut(
         lo, lo_why = max(edges_start, key=lambda e: (e[0], not e[1].startswith("music")))
         hi, hi_why = min(edges_end, key=lambda e: (e[0], e[1].startswith("music")))
         if hi > lo and picture:
-            good_lo, good_hi = good_picture_span(dance, lo, hi)
+            good_lo, good_hi = good_picture_span(dance, lo, hi, source=frames)
             if good_lo > lo:
                 lo, lo_why = good_lo, "picture"
             if good_hi < hi:
