@@ -144,9 +144,7 @@ def _list(value: object, where: str, limit: int) -> list[Any]:
     return value
 
 
-def _runs(
-    value: object, where: str, limit: int, lo: int, hi: int
-) -> tuple[tuple[int, int], ...]:
+def _runs(value: object, where: str, limit: int, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
     runs = []
     for i, entry in enumerate(_list(value, where, limit)):
         pair = _list(entry, f"{where}[{i}]", 2)

@@ -48,7 +48,15 @@ if TYPE_CHECKING:
 
     Packet = av.Packet[Any]
 
-__all__ = ["OUTPUT_RATE", "EarlyAudio", "RenderParams", "RenderedOutput", "render", "start_audio"]
+__all__ = [
+    "OUTPUT_RATE",
+    "EarlyAudio",
+    "RenderParams",
+    "RenderedOutput",
+    "audio_plan",
+    "render",
+    "start_audio",
+]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +168,32 @@ def start_audio(
         log.debug("the audio waits for the final cut: %s", exc)
         return EarlyAudio()
     return EarlyAudio(AudioTrack(plan))
+
+
+def audio_plan(
+    dance: MediaInfo,
+    bgm: MediaInfo,
+    *,
+    mapping: Mapping,
+    origin: float,
+    end: float,
+    params: RenderParams = RenderParams(),
+    decoded: DecodedStream | None = None,
+) -> AudioPlan:
+    """The audio track a render lays under a picture whose first packet decodes at dance time
+    ``origin`` and whose last frame ends at dance time ``end`` (seconds): output time 0 is
+    ``origin``. What a stream copy of the same span carries, for a client that copies the
+    picture itself. ``decoded`` as for :func:`render`.
+
+    Raises
+    ------
+    OptionsError
+        As :func:`render`, for a mapping, span or params that cannot be rendered.
+    """
+    video = _validate(dance, bgm, mapping, Cut(origin, end, "user", "user"), params)
+    cut = Cut(origin, end, "user", "user")
+    job = _Job(dance, video, bgm, mapping, cut, params, Reporter(None), decoded=decoded)
+    return job._plan(origin, end)
 
 
 def render(

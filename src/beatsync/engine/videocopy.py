@@ -31,6 +31,7 @@ __all__ = [
     "end_of_run",
     "from_keyframe",
     "pts_of",
+    "run_end",
     "scan_keyframe",
     "video_stream",
 ]
@@ -149,33 +150,42 @@ def end_of_run(path: str, index: int, floor: int, end: int, *, copy: bool) -> in
     """
     container, packets = from_keyframe(path, index, end)
     with container:
-        durations: dict[int, int] = {}
-        later: list[int] = []
-        selector = RunSelector(floor, end)
-        top = -FAR
-        for packet in packets:
-            if not packet.size:
-                continue
-            if (selector.feed(packet) is None) if copy else pts_of(packet) >= end:
-                later.append(pts_of(packet))
-                break
-            if pts_of(packet) >= floor:
-                durations[pts_of(packet)] = packet.duration or 0
-                top = max(top, pts_of(packet))
-        if copy:
-            selector.finish()
-            top = selector.top
-            later += [pts_of(p) for p in selector.held]
-        if later:
-            following = min(later)
-            for packet in packets:  # a packet decoded later may still be shown sooner
-                if packet.size and dts_of(packet) >= following:
-                    break
-                if packet.size:
-                    following = min(following, pts_of(packet))
-            return following
-        if durations.get(top):
-            return top + durations[top]
         stream = video_stream(container, index)
         tb = stream.time_base or Fraction(1, 90_000)
-        return top + max(1, round(1 / (float(stream.average_rate or 30) * tb)))
+        frame = max(1, round(1 / (float(stream.average_rate or 30) * tb)))
+        return run_end(packets, floor, end, copy=copy, frame_ticks=frame)
+
+
+def run_end(
+    packets: Iterator[Packet], floor: int, end: int, *, copy: bool, frame_ticks: int
+) -> int:
+    """:func:`end_of_run` over decode-order ``packets`` from the keyframe shown at or before
+    ``end``; ``frame_ticks`` is the last frame's length when no packet says it."""
+    durations: dict[int, int] = {}
+    later: list[int] = []
+    selector = RunSelector(floor, end)
+    top = -FAR
+    for packet in packets:
+        if not packet.size:
+            continue
+        if (selector.feed(packet) is None) if copy else pts_of(packet) >= end:
+            later.append(pts_of(packet))
+            break
+        if pts_of(packet) >= floor:
+            durations[pts_of(packet)] = packet.duration or 0
+            top = max(top, pts_of(packet))
+    if copy:
+        selector.finish()
+        top = selector.top
+        later += [pts_of(p) for p in selector.held]
+    if later:
+        following = min(later)
+        for packet in packets:  # a packet decoded later may still be shown sooner
+            if packet.size and dts_of(packet) >= following:
+                break
+            if packet.size:
+                following = min(following, pts_of(packet))
+        return following
+    if durations.get(top):
+        return top + durations[top]
+    return top + frame_ticks

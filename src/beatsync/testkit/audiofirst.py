@@ -224,10 +224,17 @@ def frame_thumbnails(path: Path | str, samples: Sequence[int]) -> bytes:
 
 
 def assemble(
-    video: Path | str, audio: Path | str, out: Path | str, *, first_sample: int, end_sample: int
+    video: Path | str,
+    audio: Path | str,
+    out: Path | str,
+    *,
+    first_sample: int,
+    end_sample: int,
+    excluded: Sequence[int] = (),
 ) -> None:
-    """Mux samples ``[first_sample, end_sample)`` of ``video`` (decode times shifted so the
-    first is 0, composition offsets kept) with every packet of ``audio`` as it is."""
+    """Mux samples ``[first_sample, end_sample)`` of ``video`` but ``excluded`` (decode times
+    shifted so the first is 0, composition offsets kept) with every packet of ``audio`` as it
+    is. Packet order is taken for sample order: true of files whose demuxer drops no sample."""
     options = {"use_editlist": "0"}
     with (
         av.open(str(video)) as vsrc,
@@ -240,7 +247,10 @@ def assemble(
             vout.codec_tag = "hvc1"
         aout = dst.add_stream_from_template(ain)
         packets = [p for p in vsrc.demux(vin) if p.size]
-        chosen = packets[first_sample:end_sample]
+        skip = set(excluded)
+        chosen = [
+            p for i, p in enumerate(packets) if first_sample <= i < end_sample and i not in skip
+        ]
         origin = chosen[0].dts
         for p in chosen:
             p.pts, p.dts = p.pts - origin, p.dts - origin

@@ -1,0 +1,116 @@
+"""Pictures an audio-first client decoded: a :class:`~.picture.FrameSource` over its thumbnails.
+
+The client sends a thumbnail of every keyframe with the job; when the picture check needs every
+frame of a stretch (one group of pictures at an edge), the source asks ``fetch`` for the missing
+samples, and the caller gets them from the client. Which packets a decoder would show after a
+seek is worked out from the manifest's timeline exactly as :class:`~.picture.FileFrames` meets
+them in the file, so both sources answer alike.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ManifestError, ProcessingError
+from .movtime import VideoTimeline
+from .picture import THUMB_SIZE, Thumb
+
+__all__ = [
+    "THUMB_BYTES",
+    "ClientFrames",
+    "FetchFrames",
+    "FramesUnavailableError",
+    "split_thumbnails",
+]
+
+THUMB_BYTES = THUMB_SIZE[0] * THUMB_SIZE[1]
+
+
+class FramesUnavailableError(ProcessingError):
+    """The client did not send the frames asked for (in time, or at all)."""
+
+
+FetchFrames = Callable[[tuple[int, ...]], Mapping[int, Thumb]]
+"""Thumbnails of these source samples (decode-order indices), from the client."""
+
+
+def split_thumbnails(data: bytes, samples: Sequence[int]) -> dict[int, Thumb]:
+    """``len(samples)`` grey 96×54 thumbnails laid end to end (row by row, one byte a pixel),
+    keyed by the sample each belongs to.
+
+    Raises
+    ------
+    ManifestError
+        When the bytes are not exactly that many thumbnails.
+    """
+    if len(data) != THUMB_BYTES * len(samples):
+        raise ManifestError(
+            f"thumbnails: {len(data)} bytes are not {len(samples)} pictures of "
+            f"{THUMB_SIZE[0]}×{THUMB_SIZE[1]} grey bytes ({THUMB_BYTES * len(samples)} bytes)"
+        )
+    pictures = np.frombuffer(data, np.uint8).reshape(len(samples), THUMB_SIZE[1], THUMB_SIZE[0])
+    return {s: pictures[i].astype(np.int16) for i, s in enumerate(samples)}
+
+
+class ClientFrames:
+    """Thumbnails sent by the client, laid on the timeline of its video.
+
+    ``keyframes`` maps source sample → thumbnail for every keyframe (and any other frame already
+    known); ``fetch`` is asked for the other frames when they are needed. Without ``fetch``, or
+    when it raises :class:`FramesUnavailableError`, a stretch with a frame missing raises it.
+    """
+
+    def __init__(
+        self,
+        timeline: VideoTimeline,
+        keyframes: Mapping[int, Thumb],
+        fetch: FetchFrames | None = None,
+    ) -> None:
+        self.timeline = timeline
+        self.known: dict[int, Thumb] = dict(keyframes)
+        self.fetch = fetch
+        self.requests: list[tuple[int, ...]] = []
+        self._dts = timeline.dts.tolist()
+        tb = timeline.time_base
+        self._time = [float(int(p) * tb) for p in timeline.pts]
+
+    def _seek(self, start: float) -> int:
+        """The packet a backward seek to ``start`` reads first: the last keyframe decoded at or
+        before it (the first packet when it precedes them all)."""
+        target = int(max(start, 0.0) / self.timeline.time_base)
+        i = bisect.bisect_right(self._dts, target) - 1
+        while i >= 0 and not self.timeline.key[i]:
+            i -= 1
+        return max(i, 0)
+
+    def _shown(self, start: float, end: float, *, keys: bool) -> list[int]:
+        """Packets decoded from the seek point that a decoder shows up to ``end``, by time."""
+        tl = self.timeline
+        chosen = [
+            i
+            for i in range(self._seek(start), len(tl))
+            if not tl.discard[i] and self._time[i] <= end and (tl.key[i] or not keys)
+        ]
+        return sorted(chosen, key=lambda i: self._time[i])
+
+    def keyframes(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
+        return self._yield(self._shown(start, end, keys=True))
+
+    def frames(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
+        return self._yield(self._shown(start, end, keys=False))
+
+    def _yield(self, packets: list[int]) -> Iterator[tuple[float, Thumb]]:
+        samples = [int(self.timeline.sample[i]) for i in packets]
+        missing = tuple(s for s in samples if s not in self.known)
+        if missing:
+            if self.fetch is None:
+                raise FramesUnavailableError(f"{len(missing)} frames are not known")
+            self.requests.append(missing)
+            got = self.fetch(missing)
+            self.known.update({s: got[s] for s in missing if s in got})
+            if any(s not in self.known for s in missing):
+                raise FramesUnavailableError("the client sent fewer frames than asked for")
+        return iter([(self._time[i], self.known[s]) for i, s in zip(packets, samples, strict=True)])
