@@ -71,6 +71,12 @@ _TABLE = (
         "This version of the upload protocol is not supported.",
     ),
     Code(
+        "INVALID_MANIFEST",
+        422,
+        "视频清单与视频或声音不符，请重新选择视频。",
+        "The video manifest is malformed or does not match the sound; choose the video again.",
+    ),
+    Code(
         "MUSIC_MISMATCH",
         422,
         "两个文件里的音乐对不上，请确认是同一首歌。",
@@ -148,6 +154,12 @@ _TABLE = (
         409,
         "任务还没有完成。",
         "The job has not finished yet.",
+    ),
+    Code(
+        "FRAMES_NOT_REQUESTED",
+        409,
+        "任务没有在等待这些画面。",
+        "The job is not waiting for these frames.",
     ),
     Code(
         "JOB_NOT_RETRYABLE",

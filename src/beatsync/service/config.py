@@ -234,6 +234,21 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(
         100, ge=1, description="Queued jobs in all; beyond it `SERVER_BUSY` (503)."
     )
+    max_job_request_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest job request body: an audio-first job's manifest and keyframe "
+        "thumbnails (`INVALID_MANIFEST` beyond it).",
+    )
+    max_manifest_samples: int = Field(
+        200_000, ge=1, description="Most video samples an audio-first job's manifest may list."
+    )
+    frames_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long an audio-first run waits for the frames it asks its client for; "
+        "then the cut ignores the picture.",
+    )
     min_free_disk_mb: int = Field(
         512, ge=0, description="Uploads are refused when the data disk has less free space."
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +117,12 @@ def video_manifest(path: Path | str) -> dict[str, Any]:
         if kind != "trak":
             continue
         t = _track_info(data, s, e)
-        stbl = t.pop("stbl")
-        entry = t.pop("entry")
+        stbl: tuple[int, int] = t.pop("stbl")
+        entry: int = t.pop("entry")
         if t["handler"] == "vide" and video is None:
-            stts = _full_table(data, _child(data, *stbl, "stts"))
-            ctts_box = _child(data, *stbl, "ctts")
-            stss = _child(data, *stbl, "stss")
+            stts = _full_table(data, _child(data, stbl[0], stbl[1], "stts"))
+            ctts_box = _child(data, stbl[0], stbl[1], "ctts")
+            stss = _child(data, stbl[0], stbl[1], "stss")
             sync = None
             if stss is not None:
                 n = _u32(data, stss[0] + 4)
@@ -195,15 +194,12 @@ def _decoded(path: Path | str, *, keyframes_only: bool) -> Iterator[tuple[int, b
         stream = container.streams.video[0]
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
-        index_of: dict[int, int] = {}
+        index_of: dict[int | None, int] = {}
         count = 0
         for packet in container.demux(stream):
-            if packet.size == 0:
-                for frame in packet.decode():
-                    yield index_of[frame.pts], _thumb(frame)
-                continue
-            index_of[packet.pts if packet.pts is not None else packet.dts] = count
-            count += 1
+            if packet.size:
+                index_of[packet.pts if packet.pts is not None else packet.dts] = count
+                count += 1
             for frame in packet.decode():
                 yield index_of[frame.pts], _thumb(frame)
 
@@ -251,15 +247,15 @@ def assemble(
         chosen = [
             p for i, p in enumerate(packets) if first_sample <= i < end_sample and i not in skip
         ]
-        origin = chosen[0].dts
+        origin = chosen[0].dts or 0
         for p in chosen:
+            assert p.pts is not None
+            assert p.dts is not None
             p.pts, p.dts = p.pts - origin, p.dts - origin
             p.stream = vout
             dst.mux(p)
-        tb = Fraction(1, ain.codec_context.sample_rate)
-        for p in asrc.demux(ain):
-            if p.dts is None:
+        for q in asrc.demux(ain):
+            if q.dts is None:
                 continue
-            p.stream = aout
-            p.time_base = p.time_base or tb
-            dst.mux(p)
+            q.stream = aout
+            dst.mux(q)

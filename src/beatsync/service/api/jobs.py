@@ -7,7 +7,7 @@ which state allows what) lives in the lifecycle.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
@@ -30,14 +30,50 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 _ID = Field(min_length=1, max_length=40)
 
 
+class Thumbnails(BaseModel):
+    """Grey 96×54 pictures laid end to end, row by row, one byte a pixel, base64."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format: Literal["gray8"] = "gray8"
+    width: Literal[96] = 96
+    height: Literal[54] = 54
+    keyframes: str = Field(
+        description="One picture per keyframe of the manifest, in the order of `video.sync` "
+        "(every sample when `sync` is null)."
+    )
+
+
 class JobCreate(BaseModel):
-    """Two ready uploads of the caller and the options of the run."""
+    """Two ready uploads of the caller and the options of the run.
+
+    With ``video_manifest`` the job is audio-first: the dance upload is the class video's sound,
+    the manifest describes its picture, and the result is an audio track and the video samples
+    to copy (see docs/audio-first.md).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     dance_upload_id: str = _ID
     bgm_upload_id: str = _ID
     options: JobOptions = JobOptions()  # frozen, so one shared default is safe
+    video_manifest: dict[str, Any] | None = Field(
+        default=None, description="The class video's sample tables (docs/audio-first.md)."
+    )
+    thumbnails: Thumbnails | None = Field(
+        default=None, description="The keyframes' thumbnails, for the picture check."
+    )
+
+
+class FramesAnswer(BaseModel):
+    """The frames an audio-first run asked for (``frames_request`` of the job)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    request_id: str = Field(min_length=1, max_length=40)
+    thumbnails: str = Field(
+        description="One 96×54 grey picture per sample of the request, in its order, base64."
+    )
 
 
 def _job(
@@ -75,6 +111,8 @@ def create_job(
         bgm_upload_id=body.bgm_upload_id,
         options=body.options,
         client_address=address,
+        video_manifest=body.video_manifest,
+        keyframes=body.thumbnails.keyframes if body.thumbnails is not None else None,
     )
     return _job(job, context, locale, status=202 if created else 200, located=True)
 
@@ -170,3 +208,20 @@ def render_variant(
         client_address=address,
     )
     return _job(job, context, locale, status=202 if created else 200, located=True)
+
+
+@router.post("/{job_id}/frames", responses={200: _JOB})
+def send_frames(
+    job_id: str,
+    body: FramesAnswer,
+    owner: OwnerId,
+    session: DbSession,
+    context: Context,
+    locale: LocaleDep,
+) -> JSONResponse:
+    """Answer an audio-first job's ``frames_request`` with the thumbnails of its samples
+    (409 ``FRAMES_NOT_REQUESTED`` when the job waits for no such request)."""
+    job = lifecycle.send_frames(
+        session, owner, job_id, request_id=body.request_id, thumbnails=body.thumbnails
+    )
+    return _job(job, context, locale)

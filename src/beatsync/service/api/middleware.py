@@ -10,9 +10,14 @@ import re
 import secrets
 import time
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["RequestContextMiddleware"]
+from beatsync.service.errors import ServiceError
+
+from .problems import problem_response
+
+__all__ = ["JobBodyLimitMiddleware", "RequestContextMiddleware"]
 
 logger = logging.getLogger("beatsync.service.access")
 
@@ -70,3 +75,52 @@ class RequestContextMiddleware:
                         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     },
                 )
+
+
+class JobBodyLimitMiddleware:
+    """Refuses a job request body (``POST /api/v1/jobs``, ``…/frames``) larger than ``limit``.
+
+    An audio-first job carries its manifest and thumbnails in the body; this bounds what a
+    client can make the API hold in memory. A declared length is judged before anything is
+    read; an undeclared one is counted as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _applies(self, scope: Scope) -> bool:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            return False
+        return path == "/api/v1/jobs" or (
+            path.startswith("/api/v1/jobs/") and path.endswith("/frames")
+        )
+
+    def _refusal(self, size: int | None) -> ServiceError:
+        told = "" if size is None else f"{size} bytes; "
+        return ServiceError(
+            "INVALID_MANIFEST", f"the request body is {told}the limit is {self.limit} bytes"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._applies(scope):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            response = problem_response(Request(scope), self._refusal(int(declared)))
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise self._refusal(None)
+            return message
+
+        await self.app(scope, counted, send)

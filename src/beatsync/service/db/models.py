@@ -21,12 +21,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
 __all__ = [
     "Base",
@@ -166,6 +167,13 @@ class Job(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     # Where the request that created it came from: one address gets a share of the queue.
     client_address: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Audio-first jobs: the picture's sample tables, the client's 96×54 grey thumbnails laid
+    # end to end (one per entry of ``thumbnail_samples``) and the frames the run waits for.
+    # Deferred: listing jobs never loads them.
+    manifest: Mapped[dict[str, Any] | None] = deferred(mapped_column(default=None))
+    thumbnails: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
+    thumbnail_samples: Mapped[list[int] | None] = deferred(mapped_column(JSON, default=None))
+    frames_request: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 class MetricSample(Base):

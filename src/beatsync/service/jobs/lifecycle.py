@@ -28,6 +28,7 @@ from beatsync.service.errors import ServiceError, plain_errors
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage
 
+from .audiofirst import AUDIO_FIRST_KEYS, AudioFirstInput, answer_frames, check_audio_first
 from .dispatch import Dispatcher, DispatchUnavailable
 from .options import JobOptions, RenderRequest, cache_key, options_dict
 
@@ -40,6 +41,7 @@ __all__ = [
     "list_jobs",
     "render_variant",
     "retry_job",
+    "send_frames",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,11 +117,25 @@ def create_job(
     bgm_upload_id: str,
     options: JobOptions,
     client_address: str | None = None,
+    video_manifest: dict[str, Any] | None = None,
+    keyframes: str | None = None,
 ) -> tuple[Job, bool]:
     """A queued job, or the owner's finished twin from the result cache; whether it is new.
 
     ``client_address`` is where the request came from: each address has a share of the queue.
+    With ``video_manifest`` the job is audio-first: the dance upload is the class video's sound,
+    ``keyframes`` (base64) the thumbnails of its keyframes (see :mod:`.audiofirst`).
     """
+    stored = options_dict(options)
+    inputs = None
+    if video_manifest is not None:
+        dance = _usable_upload(
+            session, storage, owner_id, dance_upload_id, role="dance", audio_first=True
+        )
+        inputs = check_audio_first(video_manifest, keyframes, dance, settings, stored)
+        stored.update(inputs.options())
+    elif keyframes is not None:
+        raise ServiceError("VALIDATION_ERROR", "thumbnails: only with a video_manifest")
     return _enqueue(
         session,
         settings=settings,
@@ -128,14 +144,21 @@ def create_job(
         owner_id=owner_id,
         dance_upload_id=dance_upload_id,
         bgm_upload_id=bgm_upload_id,
-        options=options_dict(options),
+        options=stored,
         parent_id=None,
         client_address=client_address,
+        inputs=inputs,
     )
 
 
 def _usable_upload(
-    session: Session, storage: Storage, owner_id: str, upload_id: str, *, role: str
+    session: Session,
+    storage: Storage,
+    owner_id: str,
+    upload_id: str,
+    *,
+    role: str,
+    audio_first: bool = False,
 ) -> Upload:
     upload = session.get(Upload, upload_id)
     if upload is None or upload.owner_id != owner_id:
@@ -151,7 +174,8 @@ def _usable_upload(
     if upload.expires_at <= utcnow():
         raise ServiceError("FILE_NOT_FOUND", f"the {role} upload has expired; upload it again")
     media = upload.media or {}
-    if role == "dance" and media.get("has_video") is False:
+    # An audio-first job's dance upload is the sound alone (a picture in it is not read).
+    if role == "dance" and not audio_first and media.get("has_video") is False:
         raise ServiceError("NO_VIDEO_TRACK", "the dance upload has no video track")
     if media.get("has_audio") is False:
         raise ServiceError("NO_AUDIO_TRACK", f"the {role} upload has no audio track")
@@ -182,8 +206,13 @@ def _enqueue(
     options: dict[str, Any],
     parent_id: str | None,
     client_address: str | None = None,
+    inputs: AudioFirstInput | None = None,
+    parent: Job | None = None,
 ) -> tuple[Job, bool]:
-    dance = _usable_upload(session, storage, owner_id, dance_upload_id, role="dance")
+    audio_first = bool(options.get("audio_first"))
+    dance = _usable_upload(
+        session, storage, owner_id, dance_upload_id, role="dance", audio_first=audio_first
+    )
     bgm = _usable_upload(session, storage, owner_id, bgm_upload_id, role="bgm")
     _check_cut(dance, options)
     key = cache_key(dance.sha256 or dance.id, bgm.sha256 or bgm.id, options)
@@ -203,6 +232,13 @@ def _enqueue(
         status=JobStatus.QUEUED.value,
         client_address=client_address,
     )
+    if inputs is not None:
+        job.manifest = inputs.manifest_json
+        job.thumbnails, job.thumbnail_samples = inputs.thumbnails, inputs.samples
+    elif parent is not None and audio_first:
+        # A variant sees the same picture: the manifest and every thumbnail the parent had.
+        job.manifest = parent.manifest
+        job.thumbnails, job.thumbnail_samples = parent.thumbnails, parent.thumbnail_samples
     session.add(job)
     session.commit()
     try:
@@ -363,7 +399,10 @@ def retry_job(
     job = get_job(session, owner_id, job_id)
     if job.status not in _RETRYABLE:
         raise ServiceError("JOB_NOT_RETRYABLE", f"job {job_id} is {job.status}")
-    _usable_upload(session, storage, owner_id, job.dance_upload_id, role="dance")
+    audio_first = bool(job.options.get("audio_first"))
+    _usable_upload(
+        session, storage, owner_id, job.dance_upload_id, role="dance", audio_first=audio_first
+    )
     _usable_upload(session, storage, owner_id, job.bgm_upload_id, role="bgm")
     _check_quotas(session, settings, owner_id, daily=False, address=job.client_address)
     storage.delete_prefix(f"jobs/{job.id}")  # whatever a canceled run left half-written
@@ -385,6 +424,7 @@ def retry_job(
             finished_at=None,
             heartbeat_at=None,
             expires_at=None,
+            frames_request=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -404,6 +444,13 @@ def retry_job(
         raise _busy(detail) from exc
     logger.info("job %s queued again", job.id, extra={"job_id": job.id})
     return job
+
+
+def send_frames(
+    session: Session, owner_id: str, job_id: str, *, request_id: str, thumbnails: str
+) -> Job:
+    """Answer the frame request of the owner's running audio-first job (see :mod:`.audiofirst`)."""
+    return answer_frames(session, get_job(session, owner_id, job_id), request_id, thumbnails)
 
 
 def render_variant(
@@ -447,6 +494,8 @@ def render_variant(
         mapping = _candidate_mapping(session, parent, request.candidate)
     else:
         mapping = _base_mapping(parent)
+    stored = options_dict(options, mapping)
+    stored.update({k: parent.options[k] for k in AUDIO_FIRST_KEYS if k in parent.options})
     return _enqueue(
         session,
         settings=settings,
@@ -455,9 +504,10 @@ def render_variant(
         owner_id=owner_id,
         dance_upload_id=parent.dance_upload_id,
         bgm_upload_id=parent.bgm_upload_id,
-        options=options_dict(options, mapping),
+        options=stored,
         parent_id=parent.id,
         client_address=client_address,
+        parent=parent,
     )
 
 

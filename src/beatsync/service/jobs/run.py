@@ -41,7 +41,10 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Table, select, update
 
 from beatsync.engine import Mapping, RenderParams, SyncOptions, SyncResult, sync
+from beatsync.engine.audiofirst import AudioFirstResult, sync_audio_first
+from beatsync.engine.clientframes import split_thumbnails
 from beatsync.engine.errors import BeatSyncError
+from beatsync.engine.manifest import ManifestLimits, parse_manifest
 from beatsync.engine.report import report_dict
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
@@ -49,8 +52,11 @@ from beatsync.service.db.models import utcnow
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage, StorageUnavailable, open_storage
 
+from .audiofirst import FrameWaiter
+
 __all__ = [
     "ARTIFACTS",
+    "AUDIO_FIRST_ARTIFACTS",
     "JobInterrupted",
     "JobTimeLimit",
     "claim_job",
@@ -68,6 +74,12 @@ ARTIFACTS = {
     "report": "report.json",
     "plot": "plot.png",
     "poster": "poster.jpg",
+}
+# An audio-first job writes the clean audio track instead of a video, and no poster.
+AUDIO_FIRST_ARTIFACTS = {
+    "audio": "audio.m4a",
+    "report": "report.json",
+    "plot": "plot.png",
 }
 
 _JOBS = cast(Table, Job.__table__)
@@ -260,6 +272,8 @@ class _Run:
         self._message: str | None = None
         self._last_write = 0.0
         self._last_fraction = 0.0
+        self.artifacts = ARTIFACTS
+        self.assembly: dict[str, Any] | None = None
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -324,6 +338,8 @@ class _Run:
         self.work.mkdir(parents=True)
         dance = self._fetch(job.dance_upload_id, "dance")
         bgm = self._fetch(job.bgm_upload_id, "bgm")
+        if (job.options or {}).get("audio_first"):
+            return self._work_audio_first(dance, bgm, options)
         result = sync(
             dance,
             bgm,
@@ -337,6 +353,60 @@ class _Run:
         # Storing may take a while on a remote store; say so, and stop here if canceled.
         self._write_progress("render", max(self._last_fraction, 0.97), "storing the results")
         return result
+
+    def _work_audio_first(self, audio: Path, bgm: Path, options: SyncOptions) -> SyncResult:
+        """The run of an audio-first job: the clean audio track and the samples to copy."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                select(_JOBS.c.manifest, _JOBS.c.thumbnails, _JOBS.c.thumbnail_samples).where(
+                    _JOBS.c.id == self.job_id
+                )
+            ).one()
+        limits = ManifestLimits(
+            max_samples=self.settings.max_manifest_samples,
+            max_duration=self.settings.max_duration_s,
+        )
+        manifest = parse_manifest(row.manifest, limits=limits)
+        keyframes = split_thumbnails(row.thumbnails or b"", row.thumbnail_samples or [])
+        waiter = FrameWaiter(
+            self.db,
+            self.job_id,
+            held=_held(self.job_id, self.holder),
+            beat=lambda: self._progress(
+                "trim", self._last_fraction, "waiting for the client's frames"
+            ),
+            wait_s=self.settings.frames_wait_s,
+        )
+        self.artifacts = AUDIO_FIRST_ARTIFACTS
+        done: AudioFirstResult = sync_audio_first(
+            audio,
+            bgm,
+            manifest,
+            self.work / AUDIO_FIRST_ARTIFACTS["audio"],
+            keyframes=keyframes,
+            fetch=waiter,
+            options=options,
+            on_progress=self._progress,
+            report=self.work / AUDIO_FIRST_ARTIFACTS["report"],
+            plot=self.work / AUDIO_FIRST_ARTIFACTS["plot"],
+        )
+        out = done.sync.output
+        self.assembly = {
+            "first_sample": done.run.first_sample,
+            "end_sample": done.run.end_sample,
+            "excluded_samples": list(done.run.excluded),
+            "video_start": round(out.video_start, 6),
+            "video_end": round(out.video_end, 6),
+            "first_frame_time": round(out.first_frame_time, 6),
+            "audio": {
+                "codec": "aac",
+                "sample_rate": out.sample_rate,
+                "channels": out.channels,
+                "duration": round(done.audio_duration, 6),
+            },
+        }
+        self._write_progress("render", max(self._last_fraction, 0.97), "storing the results")
+        return done.sync
 
     def _fetch(self, upload_id: str, role: str) -> Path:
         with self.db.session() as session:
@@ -392,7 +462,7 @@ class _Run:
         )
         files: dict[str, str] = {}
         try:
-            for name, filename in ARTIFACTS.items():
+            for name, filename in self.artifacts.items():
                 key = f"{self.prefix}/{filename}"
                 self._retry(
                     f"storing {filename}", partial(self.storage.put_file, key, self.work / filename)
@@ -414,7 +484,7 @@ class _Run:
                     stage="done",
                     progress=1.0,
                     message="done",
-                    result=_result_row(report, files),
+                    result=_result_row(report, files, self.assembly),
                     finished_at=now,
                     heartbeat_at=now,
                     expires_at=now + timedelta(hours=self.settings.result_ttl_h),
@@ -508,13 +578,20 @@ class _Run:
         report = report_dict(result)
         report["inputs"]["dance"]["path"] = "dance"
         report["inputs"]["bgm"]["path"] = "bgm"
-        report["output"]["path"] = ARTIFACTS["video"]
-        report["artifacts"] = dict(ARTIFACTS)
+        if self.assembly is not None:
+            report["output"]["path"] = AUDIO_FIRST_ARTIFACTS["audio"]
+            report["assembly"] = self.assembly
+        else:
+            report["output"]["path"] = ARTIFACTS["video"]
+        report["artifacts"] = dict(self.artifacts)
         return report
 
 
-def _result_row(report: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
-    """The row's ``result``: what the API shows, with storage keys for the files."""
+def _result_row(
+    report: dict[str, Any], files: dict[str, str], assembly: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The row's ``result``: what the API shows, with storage keys for the files (and for an
+    audio-first job, how its client assembles the output)."""
     alignment = report["alignment"]
     output = report["output"]
     return {
@@ -536,6 +613,7 @@ def _result_row(report: dict[str, Any], files: dict[str, str]) -> dict[str, Any]
         "output": {k: output[k] for k in ("duration_s", "size_bytes", "width", "height")},
         "timings": report["timings"],
         "files": files,
+        "assembly": assembly,
     }
 
 

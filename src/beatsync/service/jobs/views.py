@@ -24,6 +24,7 @@ FILE_NAMES = {
     "report": "report.json",
     "plot": "plot.png",
     "poster": "poster.jpg",
+    "audio": "audio.m4a",  # an audio-first job's clean track
 }
 
 
@@ -42,6 +43,7 @@ def job_fingerprint(job: Job) -> tuple[Any, ...]:
         job.attempts,
         job.finished_at,
         job.result is not None,
+        (job.frames_request or {}).get("id"),
     )
 
 
@@ -66,12 +68,20 @@ def job_json(job: Job, *, settings: Settings, storage: Storage, locale: Locale) 
         "bgm_upload_id": job.bgm_upload_id,
         "parent_id": job.parent_id,
         "options": job.options,
+        "audio_first": bool((job.options or {}).get("audio_first")),
+        # An audio-first run waiting for the client: {id, samples} to answer at links.frames.
+        "frames_request": job.frames_request,
         "attempts": job.attempts,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "result": _result_json(job, settings, storage) if job.result else None,
-        "links": {"self": base, "events": f"{base}/events", "ws": f"{base}/ws"},
+        "links": {
+            "self": base,
+            "events": f"{base}/events",
+            "ws": f"{base}/ws",
+            "frames": f"{base}/frames",
+        },
     }
 
 
@@ -91,7 +101,16 @@ def _result_json(job: Job, settings: Settings, storage: Storage) -> dict[str, An
         "cut": result.get("cut"),
         "output": result.get("output"),
         "files": files,
+        "assembly": _assembly(result, files),
     }
+
+
+def _assembly(result: dict[str, Any], files: dict[str, str | None]) -> dict[str, Any] | None:
+    """How an audio-first client assembles its output: the signed audio URL and the samples."""
+    assembly = result.get("assembly")
+    if not assembly:
+        return None
+    return {"audio_url": files.get("audio"), **assembly}
 
 
 def file_url(settings: Settings, storage: Storage, job_id: str, name: str) -> str:
