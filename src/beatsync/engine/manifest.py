@@ -192,6 +192,10 @@ def _video(value: object, limits: ManifestLimits) -> VideoTable:
     ctts = None
     if v["ctts"] is not None:
         ctts = _runs(v["ctts"], "video.ctts", limits.max_samples, -_INT32, _INT32 - 1)
+    for name, runs in (("stts", stts), ("ctts", ctts)):
+        total = sum(n for n, _ in runs or ())
+        if runs is not None and total != count:
+            raise _fail(f"video.{name}", f"counts {total} samples, sample_count is {count}")
     sync = None
     if v["sync"] is not None:
         entries = _list(v["sync"], "video.sync", limits.max_samples)
@@ -214,19 +218,10 @@ def _video(value: object, limits: ManifestLimits) -> VideoTable:
 
 
 def _check_tables(v: VideoTable) -> None:
-    """The tables describe ``sample_count`` samples, in order, with keyframes among them."""
-    stts_total = sum(n for n, _ in v.stts)
-    if stts_total != v.sample_count:
-        raise _fail("video.stts", f"counts {stts_total} samples, sample_count is {v.sample_count}")
+    """Decode times increase, keyframes are listed in order, the edits can be followed."""
     if any(delta == 0 for n, delta in v.stts[:-1]):
         # A zero delta before the end stops decode time: two samples would decode at once.
         raise _fail("video.stts", "decode times must increase (a delta of 0 before the end)")
-    if v.ctts is not None:
-        ctts_total = sum(n for n, _ in v.ctts)
-        if ctts_total != v.sample_count:
-            raise _fail(
-                "video.ctts", f"counts {ctts_total} samples, sample_count is {v.sample_count}"
-            )
     if v.sync is not None:
         if not v.sync:
             raise _fail("video.sync", "names no keyframe (null means every sample is one)")
@@ -237,6 +232,9 @@ def _check_tables(v: VideoTable) -> None:
             raise _fail(f"video.edits[{i}]", f"rate {edit.rate} is not supported (only 1)")
         if edit.media_time == -1 and any(e.media_time >= 0 for e in (v.edits or ())[:i]):
             raise _fail(f"video.edits[{i}]", "an empty edit after the media started")
+        if edit.media_time >= 0 and any(e.media_time >= 0 for e in (v.edits or ())[:i]):
+            # A second piece of media would repeat or skip samples: no single copy run.
+            raise _fail(f"video.edits[{i}]", "more than one media edit is not supported")
 
 
 def _audio(value: object) -> AudioTable:

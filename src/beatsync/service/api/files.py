@@ -1,4 +1,5 @@
-"""``/api/v1/files/{job_id}/{name}``: a job's video, report, plot and poster by signed URL.
+"""``/api/v1/files/{job_id}/{name}``: a job's video or audio track, report, plot and poster by
+signed URL.
 
 The URL's ``exp`` and ``sig`` are the only credentials, so it works in ``<video src>``,
 ``<img src>`` and ``wx.downloadFile``, none of which can send an Authorization header. Files
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/api/v1/files", tags=["results"])
 
 CONTENT_TYPES = {
     "output.mp4": "video/mp4",
+    "audio.m4a": "audio/mp4",
     "report.json": "application/json",
     "plot.png": "image/png",
     "poster.jpg": "image/jpeg",

@@ -27,7 +27,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
@@ -170,9 +170,11 @@ class Job(Base):
     # Audio-first jobs: the picture's sample tables, the client's 96×54 grey thumbnails laid
     # end to end (one per entry of ``thumbnail_samples``) and the frames the run waits for.
     # Deferred: listing jobs never loads them.
-    manifest: Mapped[dict[str, Any] | None] = deferred(mapped_column(default=None))
-    thumbnails: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
-    thumbnail_samples: Mapped[list[int] | None] = deferred(mapped_column(JSON, default=None))
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, deferred=True)
+    thumbnails: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+    thumbnail_samples: Mapped[list[int] | None] = mapped_column(
+        JSON, default=None, deferred=True
+    )
     frames_request: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 

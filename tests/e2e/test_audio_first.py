@@ -1,0 +1,265 @@
+"""Audio-first jobs end to end: a reference client keeps the video, sends its sound and tables.
+
+The test kit's reference client re-wraps the class video's AAC packets into an M4A, reads the
+MP4's sample tables into a manifest and decodes the keyframes' thumbnails; the job runs in a real
+``beatsync serve``, asks the client for the frames of the edges it checks, and returns the audio
+track and the samples to copy. Assembled in Python, the output must be the server render's: same
+samples, same audio packets, the same sync measured against the truth.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import pytest
+from conftest import Served
+
+from beatsync.testkit.audiofirst import (
+    assemble,
+    extract_audio,
+    frame_thumbnails,
+    keyframe_thumbnails,
+    video_manifest,
+)
+from beatsync.testkit.cases import BuiltCase, build_case
+from beatsync.testkit.catalog import case_named
+from beatsync.testkit.measure import sync_errors, video_packets_copied
+
+FINISHED = {"succeeded", "failed", "canceled"}
+MAX_SYNC_MS = 1.0
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
+    # Black at the head and the tail: the cut rests on the client's frames at both edges.
+    return build_case(case_named("small-black-tail"), tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="module")
+def client(served: Served) -> Iterator[httpx.Client]:
+    token = httpx.post(f"{served.url}/api/v1/sessions").json()["token"]
+    with httpx.Client(
+        base_url=served.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as session:
+        yield session
+
+
+def _upload(client: httpx.Client, path: Path) -> str:
+    with path.open("rb") as handle:
+        response = client.post("/api/v1/uploads", files={"file": (path.name, handle)})
+    assert response.status_code == 201, response.text
+    upload_id = str(response.json()["id"])
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/v1/uploads/{upload_id}").json()["status"] == "receiving":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return upload_id
+
+
+def _run(client: httpx.Client, job: dict[str, Any], video: Path) -> tuple[dict[str, Any], int]:
+    """Poll the job to its end, answering its frame requests as a phone would; the job and
+    the number of frames it asked for."""
+    asked = 0
+    deadline = time.monotonic() + 180
+    while job["status"] not in FINISHED:
+        assert time.monotonic() < deadline, job
+        request = job.get("frames_request")
+        if request:
+            samples = request["samples"]
+            asked += len(samples)
+            pictures = base64.b64encode(frame_thumbnails(video, samples)).decode()
+            answered = client.post(
+                job["links"]["frames"],
+                json={"request_id": request["id"], "thumbnails": pictures},
+            )
+            assert answered.status_code == 200, answered.text
+        time.sleep(0.05)
+        job = client.get(job["links"]["self"]).json()
+    return job, asked
+
+
+@pytest.fixture(scope="module")
+def inputs(case: BuiltCase, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("phone")
+    audio = folder / "class.m4a"
+    extract_audio(case.dance, audio)
+    manifest = video_manifest(case.dance)
+    video = manifest["video"]
+    keys = keyframe_thumbnails(case.dance, video["sync"], video["sample_count"])
+    return {"audio": audio, "manifest": manifest, "keyframes": base64.b64encode(keys).decode()}
+
+
+@pytest.fixture(scope="module")
+def server_job(client: httpx.Client, case: BuiltCase) -> dict[str, Any]:
+    """The same pair through the server path (the video uploaded and rendered)."""
+    body = {
+        "dance_upload_id": _upload(client, case.dance),
+        "bgm_upload_id": _upload(client, case.bgm),
+    }
+    created = client.post("/api/v1/jobs", json=body)
+    assert created.status_code == 202, created.text
+    job, _ = _run(client, created.json(), case.dance)
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def _fetch(served: Served, url: str, path: Path) -> Path:
+    response = httpx.get(served.url + url if url.startswith("/") else url, timeout=60)
+    assert response.status_code == 200
+    path.write_bytes(response.content)
+    return path
+
+
+def _audio_packets(path: Path) -> list[tuple[bytes, int | None]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [(bytes(p), p.pts) for p in container.demux(stream) if p.size]
+
+
+def test_the_audio_first_job_gives_the_server_renders_file(
+    served: Served,
+    client: httpx.Client,
+    case: BuiltCase,
+    inputs: dict[str, Any],
+    server_job: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    audio_id = _upload(client, inputs["audio"])
+    assert client.get(f"/api/v1/uploads/{audio_id}").json()["media"]["has_video"] is False
+    body = {
+        "dance_upload_id": audio_id,
+        "bgm_upload_id": server_job["bgm_upload_id"],
+        "video_manifest": inputs["manifest"],
+        "thumbnails": {"keyframes": inputs["keyframes"]},
+    }
+    created = client.post("/api/v1/jobs", json=body)
+    assert created.status_code == 202, created.text
+    assert created.json()["audio_first"] is True
+    job, asked = _run(client, created.json(), case.dance)
+    assert job["status"] == "succeeded", job
+    assert asked > 0  # the frames of the tail's groups of pictures were asked for
+
+    result, server = job["result"], server_job["result"]
+    assert result["cut"] == server["cut"]
+    assert result["files"]["video"] is None and result["files"]["poster"] is None
+    assembly = result["assembly"]
+    assert assembly["audio"] == {
+        "codec": "aac",
+        "sample_rate": 48000,
+        "channels": 2,
+        "duration": assembly["audio"]["duration"],
+    }
+
+    rendered = _fetch(served, server["files"]["video"], tmp_path / "server.mp4")
+    copied = video_packets_copied(case.dance, rendered)
+    assert copied
+    assert assembly["first_sample"] == copied.source_start
+    assert assembly["end_sample"] - assembly["first_sample"] == copied.packets
+    assert assembly["excluded_samples"] == []
+
+    track = _fetch(served, assembly["audio_url"], tmp_path / "audio.m4a")
+    out = tmp_path / "assembled.mp4"
+    assemble(
+        case.dance,
+        track,
+        out,
+        first_sample=assembly["first_sample"],
+        end_sample=assembly["end_sample"],
+    )
+    assert _audio_packets(out) == _audio_packets(rendered)
+    packets = len(_audio_packets(track))
+    assert abs(assembly["audio"]["duration"] - packets * 1024 / 48000) <= 1e-6
+    errors = sync_errors(out, case)
+    assert all(not math.isnan(e) for e in errors), errors
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+    assert errors == sync_errors(rendered, case)
+
+    # Another take: a nudge is a new audio track, the music 20 ms later against the picture.
+    variant = client.post(job["links"]["self"] + "/render", json={"nudge_ms": 20.0})
+    assert variant.status_code == 202, variant.text
+    nudged, _ = _run(client, variant.json(), case.dance)
+    assert nudged["status"] == "succeeded", nudged
+    assert nudged["parent_id"] == job["id"] and nudged["audio_first"] is True
+    moved = nudged["result"]["assembly"]
+    track2 = _fetch(served, moved["audio_url"], tmp_path / "audio2.m4a")
+    assert _audio_packets(track2) != _audio_packets(track)
+    out2 = tmp_path / "nudged.mp4"
+    assemble(case.dance, track2, out2, first_sample=moved["first_sample"],
+             end_sample=moved["end_sample"])  # fmt: skip
+    late = sync_errors(out2, case)
+    assert all(abs(e - 20.0) <= MAX_SYNC_MS for e in late), late
+
+
+def _lie(manifest: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    import copy
+
+    lied = copy.deepcopy(manifest)
+    *parents, last = path.split(".")
+    node = lied
+    for name in parents:
+        node = node[name]
+    node[last] = value
+    return lied
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "says"),
+    [
+        ("video.sample_count", 10, "sample_count"),
+        ("duration", 95.0, "duration"),
+        ("video.sync", [30, 0], "sorted"),
+        ("video.stts", [[1, "x"]], "integer"),
+        ("video.codec", "mjpg", "codec"),
+    ],
+)
+def test_a_manifest_that_lies_is_refused_and_loses_nothing(
+    client: httpx.Client,
+    inputs: dict[str, Any],
+    server_job: dict[str, Any],
+    path: str,
+    value: Any,
+    says: str,
+) -> None:
+    audio_id = _upload(client, inputs["audio"])
+    before = len(client.get("/api/v1/jobs", params={"limit": 100}).json()["items"])
+    body = {
+        "dance_upload_id": audio_id,
+        "bgm_upload_id": server_job["bgm_upload_id"],
+        "video_manifest": _lie(inputs["manifest"], path, value),
+        "thumbnails": {"keyframes": inputs["keyframes"]},
+    }
+    refused = client.post("/api/v1/jobs", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    problem = refused.json()
+    assert problem["code"] == "INVALID_MANIFEST"
+    assert says in problem["detail"]
+    assert len(client.get("/api/v1/jobs", params={"limit": 100}).json()["items"]) == before
+    # The uploads are untouched: the honest request goes through.
+    assert client.get(f"/api/v1/uploads/{audio_id}").json()["status"] == "ready"
+    body["video_manifest"] = inputs["manifest"]
+    accepted = client.post("/api/v1/jobs", json=body)
+    assert accepted.status_code in (200, 202), accepted.text
+
+
+def test_thumbnails_of_the_wrong_size_are_refused(
+    client: httpx.Client, inputs: dict[str, Any], server_job: dict[str, Any]
+) -> None:
+    audio_id = _upload(client, inputs["audio"])
+    short = base64.b64encode(base64.b64decode(inputs["keyframes"])[:-1]).decode()
+    body = {
+        "dance_upload_id": audio_id,
+        "bgm_upload_id": server_job["bgm_upload_id"],
+        "video_manifest": inputs["manifest"],
+        "thumbnails": {"keyframes": short},
+    }
+    refused = client.post("/api/v1/jobs", json=body)
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "INVALID_MANIFEST"
