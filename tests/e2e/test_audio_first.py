@@ -19,7 +19,6 @@ from typing import Any
 import av
 import httpx
 import pytest
-from conftest import Served
 
 from beatsync.testkit.audiofirst import (
     assemble,
@@ -31,6 +30,7 @@ from beatsync.testkit.audiofirst import (
 from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors, video_packets_copied
+from conftest import Served
 
 FINISHED = {"succeeded", "failed", "canceled"}
 MAX_SYNC_MS = 1.0
@@ -148,7 +148,8 @@ def test_the_audio_first_job_gives_the_server_renders_file(
 
     result, server = job["result"], server_job["result"]
     assert result["cut"] == server["cut"]
-    assert result["files"]["video"] is None and result["files"]["poster"] is None
+    assert result["files"]["video"] is None
+    assert result["files"]["poster"] is None
     assembly = result["assembly"]
     assert assembly["audio"] == {
         "codec": "aac",
@@ -186,7 +187,8 @@ def test_the_audio_first_job_gives_the_server_renders_file(
     assert variant.status_code == 202, variant.text
     nudged, _ = _run(client, variant.json(), case.dance)
     assert nudged["status"] == "succeeded", nudged
-    assert nudged["parent_id"] == job["id"] and nudged["audio_first"] is True
+    assert nudged["parent_id"] == job["id"]
+    assert nudged["audio_first"] is True
     moved = nudged["result"]["assembly"]
     track2 = _fetch(served, moved["audio_url"], tmp_path / "audio2.m4a")
     assert _audio_packets(track2) != _audio_packets(track)

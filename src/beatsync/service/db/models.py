@@ -172,9 +172,7 @@ class Job(Base):
     # Deferred: listing jobs never loads them.
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, deferred=True)
     thumbnails: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
-    thumbnail_samples: Mapped[list[int] | None] = mapped_column(
-        JSON, default=None, deferred=True
-    )
+    thumbnail_samples: Mapped[list[int] | None] = mapped_column(JSON, default=None, deferred=True)
     frames_request: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 

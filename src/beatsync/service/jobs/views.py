@@ -57,6 +57,10 @@ def job_json(job: Job, *, settings: Settings, storage: Storage, locale: Locale) 
             "detail": job.error_message,
         }
     base = f"{API}/jobs/{job.id}"
+    audio_first = bool((job.options or {}).get("audio_first"))
+    links = {"self": base, "events": f"{base}/events", "ws": f"{base}/ws"}
+    if audio_first:
+        links["frames"] = f"{base}/frames"
     return {
         "id": job.id,
         "status": job.status,
@@ -68,7 +72,7 @@ def job_json(job: Job, *, settings: Settings, storage: Storage, locale: Locale) 
         "bgm_upload_id": job.bgm_upload_id,
         "parent_id": job.parent_id,
         "options": job.options,
-        "audio_first": bool((job.options or {}).get("audio_first")),
+        "audio_first": audio_first,
         # An audio-first run waiting for the client: {id, samples} to answer at links.frames.
         "frames_request": job.frames_request,
         "attempts": job.attempts,
@@ -76,12 +80,7 @@ def job_json(job: Job, *, settings: Settings, storage: Storage, locale: Locale) 
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "result": _result_json(job, settings, storage) if job.result else None,
-        "links": {
-            "self": base,
-            "events": f"{base}/events",
-            "ws": f"{base}/ws",
-            "frames": f"{base}/frames",
-        },
+        "links": links,
     }
 
 
@@ -91,18 +90,23 @@ def _result_json(job: Job, settings: Settings, storage: Storage) -> dict[str, An
     expired = job.expires_at is not None and job.expires_at <= utcnow()
     stored = {} if expired else result.get("files") or {}
     files: dict[str, str | None] = {}
+    audio_first = bool((job.options or {}).get("audio_first"))
     for kind, name in FILE_NAMES.items():
+        if kind == "audio" and not audio_first:
+            continue  # a track of its own only for a client that copies the picture
         key = stored.get(kind)
         files[kind] = file_url(settings, storage, job.id, name) if key else None
-    return {
+    shown = {
         "confidence": result.get("confidence"),
         "mapping": result.get("mapping"),
         "candidates": result.get("candidates") or [],
         "cut": result.get("cut"),
         "output": result.get("output"),
         "files": files,
-        "assembly": _assembly(result, files),
     }
+    if audio_first:
+        shown["assembly"] = _assembly(result, files)
+    return shown
 
 
 def _assembly(result: dict[str, Any], files: dict[str, str | None]) -> dict[str, Any] | None:
