@@ -9,13 +9,12 @@ them in the file, so both sources answer alike.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .errors import ManifestError, ProcessingError
-from .movtime import VideoTimeline
+from .movtime import VideoTimeline, seek_packet
 from .picture import THUMB_SIZE, Thumb
 
 __all__ = [
@@ -73,26 +72,25 @@ class ClientFrames:
         self.known: dict[int, Thumb] = dict(keyframes)
         self.fetch = fetch
         self.requests: list[tuple[int, ...]] = []
-        self._dts = timeline.dts.tolist()
         tb = timeline.time_base
         self._time = [float(int(p) * tb) for p in timeline.pts]
 
-    def _seek(self, start: float) -> int:
-        """The packet a backward seek to ``start`` reads first: the last keyframe decoded at or
-        before it (the first packet when it precedes them all)."""
-        target = int(max(start, 0.0) / self.timeline.time_base)
-        i = bisect.bisect_right(self._dts, target) - 1
-        while i >= 0 and not self.timeline.key[i]:
-            i -= 1
-        return max(i, 0)
-
     def _shown(self, start: float, end: float, *, keys: bool) -> list[int]:
-        """Packets decoded from the seek point that a decoder shows up to ``end``, by time."""
+        """Packets decoded from the seek point that a decoder shows up to ``end``, by time.
+
+        Pictures decoded after the seek point's keyframe but shown before it (the leading
+        pictures of an open GOP) refer to frames before the seek: the decoder drops them.
+        """
         tl = self.timeline
+        first = seek_packet(tl, start)
+        lead = int(tl.pts[first])
         chosen = [
             i
-            for i in range(self._seek(start), len(tl))
-            if not tl.discard[i] and self._time[i] <= end and (tl.key[i] or not keys)
+            for i in range(first, len(tl))
+            if not tl.discard[i]
+            and self._time[i] <= end
+            and (tl.key[i] or not keys)
+            and int(tl.pts[i]) >= lead
         ]
         return sorted(chosen, key=lambda i: self._time[i])
 

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from .manifest import VideoTable
 
-__all__ = ["VideoTimeline", "video_timeline"]
+__all__ = ["VideoTimeline", "seek_packet", "video_timeline"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,11 @@ class VideoTimeline:
     decode and presentation times (track ticks), keyframe and discard flags, duration (ticks).
 
     ``start``/``duration`` (seconds) are the stream's start time and length as FFmpeg reports
-    them; ``time_base`` is one track tick.
+    them (without an edit list the start is the first packet's pts, as probing sets it);
+    ``time_base`` is one track tick. ``shift`` (ticks) is how far decode times were moved back
+    so that the first frame shows at the start (by the edit list, or without one by the
+    largest negative composition offset): a seek lands on the last keyframe whose decode time
+    plus ``shift`` is at or before its target.
     """
 
     sample: NDArray[np.int64]
@@ -43,9 +47,21 @@ class VideoTimeline:
     time_base: Fraction
     start: float
     duration: float
+    shift: int = 0
 
     def __len__(self) -> int:
         return int(self.sample.shape[0])
+
+
+def seek_packet(timeline: VideoTimeline, seconds: float) -> int:
+    """The packet a backward seek to ``seconds`` reads first (PyAV's ``container.seek`` of
+    ``int(seconds / time_base)`` on the stream): the last keyframe whose decode time plus
+    ``shift`` is at or before the target, or the first packet when none is."""
+    target = int(max(seconds, 0.0) / timeline.time_base) - timeline.shift
+    i = bisect.bisect_right(timeline.dts.tolist(), target) - 1
+    while i >= 0 and not timeline.key[i]:
+        i -= 1
+    return max(i, 0)
 
 
 def _expand(runs: tuple[tuple[int, int], ...]) -> NDArray[np.int64]:
@@ -102,7 +118,7 @@ def video_timeline(video: VideoTable, movie_timescale: int) -> VideoTimeline:
             tb,
             float(int(pts[0]) * tb) if n else 0.0,
             float(int(deltas.sum()) * tb),
-            # (start: the first packet's pts, as FFmpeg's probing sets it without an edit list)
+            shift,
         )
     return _edited(video, movie_timescale, dts, ctts, key, shift, int(deltas.sum()))
 
@@ -212,4 +228,5 @@ def _edited(
         tb,
         float(empty * tb),
         float(length * tb),
+        max(min_pts, 0),
     )

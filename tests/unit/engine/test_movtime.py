@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from beatsync.engine.manifest import parse_manifest
-from beatsync.engine.movtime import video_timeline
+from beatsync.engine.movtime import seek_packet, video_timeline
 from beatsync.engine.probe import probe
 from beatsync.testkit.audiofirst import video_manifest
 
@@ -162,3 +162,24 @@ def test_the_shapes_under_test_are_there(files: dict[str, Path]) -> None:
     manifest = parse_manifest(video_manifest(files["trimmed-start"]))
     timeline = video_timeline(manifest.video, manifest.movie_timescale)
     assert timeline.discard.sum() == 7
+
+
+@pytest.mark.parametrize(
+    "name", ["plain", "bframes-edit", "negative-ctts", "negative-ctts-no-edit", "delayed-bframes",
+             "hevc-mov", "vfr-bframes"],
+)  # fmt: skip
+def test_a_seek_lands_where_the_demuxers_does(files: dict[str, Path], name: str) -> None:
+    path = files[name]
+    manifest = parse_manifest(video_manifest(path))
+    timeline = video_timeline(manifest.video, manifest.movie_timescale)
+    tb = timeline.time_base
+    landed = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for seconds in np.arange(0.0, 2.6, 0.0123):
+            container.seek(int(seconds / tb), stream=stream, backward=True)
+            first = next(iter(container.demux(stream)))
+            i = seek_packet(timeline, float(seconds))
+            landed.append(((int(timeline.dts[i]), int(timeline.pts[i])), (first.dts, first.pts)))
+    assert [mine for mine, _ in landed] == [theirs for _, theirs in landed]
+    assert len({theirs for _, theirs in landed}) >= 3  # several keyframes were landed on

@@ -1,0 +1,151 @@
+"""The audio-first run against the server path on the same generated pairs.
+
+The test kit's reference client makes what a phone sends (the re-wrapped sound, the manifest, the
+keyframes' thumbnails, and the frames the run asks for); the server path renders the video. Both
+must cut at the same frames, copy the same samples and carry the same audio packets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from beatsync.engine import sync
+from beatsync.engine.audiofirst import AudioFirstResult, sync_audio_first
+from beatsync.engine.clientframes import ClientFrames, split_thumbnails
+from beatsync.engine.manifest import parse_manifest
+from beatsync.engine.movtime import video_timeline
+from beatsync.engine.picture import FileFrames, Thumb
+from beatsync.engine.probe import probe
+from beatsync.engine.trim import find_cut
+from beatsync.testkit import BuiltCase, build_case, case_named
+from beatsync.testkit.audiofirst import (
+    assemble,
+    extract_audio,
+    frame_thumbnails,
+    keyframe_thumbnails,
+    video_manifest,
+)
+from beatsync.testkit.measure import sync_errors, video_packets_copied
+
+
+class Phone:
+    """What the client holds and sends for one case; counts the frames it was asked for."""
+
+    def __init__(self, case: BuiltCase, folder: Path) -> None:
+        self.case = case
+        self.audio = folder / f"{case.spec.name}.sound.m4a"
+        extract_audio(case.dance, self.audio)
+        self.manifest = parse_manifest(video_manifest(case.dance))
+        video = self.manifest.video
+        keys = list(video.sync) if video.sync is not None else list(range(video.sample_count))
+        data = keyframe_thumbnails(case.dance, video.sync, video.sample_count)
+        self.keyframes = split_thumbnails(data, keys)
+        self.asked: list[tuple[int, ...]] = []
+
+    def fetch(self, samples: tuple[int, ...]) -> dict[int, Thumb]:
+        self.asked.append(samples)
+        return split_thumbnails(frame_thumbnails(self.case.dance, samples), samples)
+
+    def run(self, out: Path) -> AudioFirstResult:
+        return sync_audio_first(
+            self.audio,
+            self.case.bgm,
+            self.manifest,
+            out,
+            keyframes=self.keyframes,
+            fetch=self.fetch,
+        )
+
+
+def _video_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+def _audio_packets(path: Path) -> list[tuple[bytes, int | None]]:
+    with av.open(str(path)) as container:
+        return [(bytes(p), p.pts) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+@pytest.mark.parametrize(
+    ("name", "edge"),
+    [
+        ("black-tail", "end"),
+        ("frozen-tail", "end"),
+        ("black-head", "start"),
+        ("small-hevc-portrait", None),
+    ],
+)
+def test_the_audio_first_cut_is_the_server_paths(
+    kit_dir: Path, tmp_path: Path, name: str, edge: str | None
+) -> None:
+    case = build_case(case_named(name), kit_dir)
+    server = sync(case.dance, case.bgm, tmp_path / "server.mp4")
+    phone = Phone(case, tmp_path)
+    done = phone.run(tmp_path / "audio.m4a")
+
+    assert done.sync.cut == server.cut
+    if edge is not None:
+        assert getattr(server.cut, f"{edge}_reason") == "picture"
+        assert phone.asked  # frames of the edge's groups of pictures were asked for
+    out, mine = server.output, done.sync.output
+    assert (mine.video_start, mine.video_end, mine.first_frame_time, mine.frames) == (
+        out.video_start,
+        out.video_end,
+        out.first_frame_time,
+        out.frames,
+    )
+    run = done.run
+    source = _video_packets(case.dance)
+    kept = [i for i in range(run.first_sample, run.end_sample) if i not in set(run.excluded)]
+    assert [source[i] for i in kept] == _video_packets(Path(server.output.path))
+    if not run.excluded:
+        copied = video_packets_copied(case.dance, server.output.path)
+        assert copied
+        assert (copied.source_start, copied.packets) == (run.first_sample, len(kept))
+    assert _audio_packets(done.audio_path) == _audio_packets(Path(server.output.path))
+
+    assembled = tmp_path / "assembled.mp4"
+    assemble(
+        case.dance,
+        done.audio_path,
+        assembled,
+        first_sample=run.first_sample,
+        end_sample=run.end_sample,
+        excluded=run.excluded,
+    )
+    errors = sync_errors(assembled, case)
+    assert max(abs(e) for e in errors) <= 1.0, errors
+    assert errors == pytest.approx(sync_errors(server.output.path, case), abs=0.002)
+
+
+@pytest.mark.parametrize("name", ["small-black-tail", "small-hevc-portrait"])
+def test_client_frames_are_the_files_frames(kit_dir: Path, tmp_path: Path, name: str) -> None:
+    """The same frames at the same times, for any stretch, keyframes alone or all."""
+    case = build_case(case_named(name), kit_dir)
+    phone = Phone(case, tmp_path)
+    timeline = video_timeline(phone.manifest.video, phone.manifest.movie_timescale)
+    client = ClientFrames(timeline, phone.keyframes, phone.fetch)
+    server = FileFrames(probe(case.dance, require_video=True))
+    for start, end in ((0.0, 2.0), (3.41, 5.2), (9.9, 10.9), (12.0, 99.0), (4.0, 4.0)):
+        for kind in ("keyframes", "frames"):
+            theirs = list(getattr(server, kind)(start, end))
+            ours = list(getattr(client, kind)(start, end))
+            assert [t for t, _ in ours] == [t for t, _ in theirs], (kind, start, end)
+            assert all((a == b).all() for (_, a), (_, b) in zip(ours, theirs, strict=True))
+
+
+def test_without_the_frames_the_cut_ignores_the_picture(kit_dir: Path, tmp_path: Path) -> None:
+    case = build_case(case_named("small-black-tail"), kit_dir)
+    phone = Phone(case, tmp_path)
+    done = sync_audio_first(
+        phone.audio, case.bgm, phone.manifest, tmp_path / "a.m4a", keyframes=phone.keyframes
+    )
+    result = done.sync
+    expected = find_cut(result.dance, result.bgm, result.mapping, result.alignment.music,
+                        picture=False)  # fmt: skip
+    assert result.cut == expected
+    assert result.cut.end_reason != "picture"
