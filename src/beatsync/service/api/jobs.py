@@ -84,10 +84,81 @@ def _job(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-_JOB: dict[str, Any] = {"description": "The job (see the Job schema in the documentation)."}
+_NUMBER = {"type": "number"}
+_ASSEMBLY = {
+    "type": "object",
+    "description": "How an audio-first client assembles its output (docs/audio-first.md): "
+    "copy video samples [first_sample, end_sample) but excluded_samples, decode times shifted "
+    "so the first is 0, and mux the AAC packets of audio_url as they are.",
+    "required": [
+        "audio_url",
+        "first_sample",
+        "end_sample",
+        "excluded_samples",
+        "video_start",
+        "video_end",
+        "first_frame_time",
+        "audio",
+    ],
+    "properties": {
+        "audio_url": {"type": ["string", "null"], "description": "Signed URL of the M4A."},
+        "first_sample": {"type": "integer", "description": "Keyframe the copy starts from."},
+        "end_sample": {"type": "integer", "description": "One past the last sample copied."},
+        "excluded_samples": {"type": "array", "items": {"type": "integer"}},
+        "video_start": _NUMBER,
+        "video_end": _NUMBER,
+        "first_frame_time": _NUMBER,
+        "audio": {
+            "type": "object",
+            "required": ["codec", "sample_rate", "channels", "duration"],
+            "properties": {
+                "codec": {"type": "string"},
+                "sample_rate": {"type": "integer"},
+                "channels": {"type": "integer"},
+                "duration": _NUMBER,
+            },
+        },
+    },
+}
+_JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The job. Fields of audio-first jobs are described here; the rest in "
+    "the README.",
+    "properties": {
+        "audio_first": {"type": "boolean"},
+        "frames_request": {
+            "description": "Frames an audio-first run waits for: answer at links.frames.",
+            "anyOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["id", "samples"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "samples": {"type": "array", "items": {"type": "integer"}},
+                    },
+                },
+            ],
+        },
+        "result": {
+            "anyOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "properties": {"assembly": {"anyOf": [{"type": "null"}, _ASSEMBLY]}},
+                },
+            ]
+        },
+    },
+}
+_JOB_CONTENT = {"application/json": {"schema": _JOB_SCHEMA}}
+_JOB: dict[str, Any] = {"description": "The job.", "content": _JOB_CONTENT}
 _CREATED: dict[int | str, dict[str, Any]] = {
-    200: {"description": "A finished job with the same inputs and options (result cache)."},
-    202: {"description": "The job was queued; `Location` is its address."},
+    200: {
+        "description": "A finished job with the same inputs and options (result cache).",
+        "content": _JOB_CONTENT,
+    },
+    202: {"description": "The job was queued; `Location` is its address.", "content": _JOB_CONTENT},
 }
 
 
