@@ -73,7 +73,8 @@ class ClientFrames:
         self.fetch = fetch
         self.requests: list[tuple[int, ...]] = []
         tb = timeline.time_base
-        self._time = [float(int(p) * tb) for p in timeline.pts]
+        # Exactly as the file source computes a frame's time: float(pts × time_base).
+        self._time = np.array([float(int(p) * tb) for p in timeline.pts])
 
     def _shown(self, start: float, end: float, *, keys: bool) -> list[int]:
         """Packets decoded from the seek point that a decoder shows up to ``end``, by time.
@@ -83,16 +84,12 @@ class ClientFrames:
         """
         tl = self.timeline
         first = seek_packet(tl, start)
-        lead = int(tl.pts[first])
-        chosen = [
-            i
-            for i in range(first, len(tl))
-            if not tl.discard[i]
-            and self._time[i] <= end
-            and (tl.key[i] or not keys)
-            and int(tl.pts[i]) >= lead
-        ]
-        return sorted(chosen, key=lambda i: self._time[i])
+        pts = tl.pts[first:]
+        shown = ~tl.discard[first:] & (self._time[first:] <= end) & (pts >= tl.pts[first])
+        if keys:
+            shown &= tl.key[first:]
+        chosen = (np.flatnonzero(shown) + first).tolist()
+        return sorted(chosen, key=lambda i: float(self._time[i]))
 
     def keyframes(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
         return self._yield(self._shown(start, end, keys=True))
@@ -111,4 +108,5 @@ class ClientFrames:
             self.known.update({s: got[s] for s in missing if s in got})
             if any(s not in self.known for s in missing):
                 raise FramesUnavailableError("the client sent fewer frames than asked for")
-        return iter([(self._time[i], self.known[s]) for i, s in zip(packets, samples, strict=True)])
+        pairs = zip(packets, samples, strict=True)
+        return iter([(float(self._time[i]), self.known[s]) for i, s in pairs])

@@ -58,10 +58,9 @@ def seek_packet(timeline: VideoTimeline, seconds: float) -> int:
     ``int(seconds / time_base)`` on the stream): the last keyframe whose decode time plus
     ``shift`` is at or before the target, or the first packet when none is."""
     target = int(max(seconds, 0.0) / timeline.time_base) - timeline.shift
-    i = bisect.bisect_right(timeline.dts.tolist(), target) - 1
-    while i >= 0 and not timeline.key[i]:
-        i -= 1
-    return max(i, 0)
+    i = int(np.searchsorted(timeline.dts, target, side="right")) - 1
+    keys = np.flatnonzero(timeline.key[: i + 1]) if i >= 0 else np.zeros(0, np.int64)
+    return int(keys[-1]) if len(keys) else 0
 
 
 def _expand(runs: tuple[tuple[int, int], ...]) -> NDArray[np.int64]:

@@ -143,6 +143,7 @@ def claim_job(db: Database, job_id: str, worker: str) -> bool:
                 message=None,
                 error_code=None,
                 error_message=None,
+                frames_request=None,
             )
         )
     return claimed.rowcount == 1
@@ -164,6 +165,7 @@ def fail_job(
                 error_message=detail[:_MAX_DETAIL],
                 finished_at=now,
                 heartbeat_at=now,
+                frames_request=None,
             )
         )
     if done.rowcount == 1:
@@ -485,6 +487,7 @@ class _Run:
                     progress=1.0,
                     message="done",
                     result=_result_row(report, files, self.assembly),
+                    frames_request=None,
                     finished_at=now,
                     heartbeat_at=now,
                     expires_at=now + timedelta(hours=self.settings.result_ttl_h),
