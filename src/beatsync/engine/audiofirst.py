@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -43,7 +44,7 @@ from .pipeline import (
 from .probe import MediaInfo, VideoInfo, probe
 from .render import RenderedOutput, audio_plan
 from .trim import Cut, find_cut
-from .videocopy import FAR, RunSelector, dts_of, pts_of, run_end, scan_keyframe
+from .videocopy import RunSelector, dts_of, pts_of, run_end, scan_keyframe
 
 if TYPE_CHECKING:
     from .videocopy import Packet
@@ -65,7 +66,8 @@ class CopyRun:
     sample copied; ``excluded`` lists samples in between that the copy leaves out (leading
     pictures of an open GOP shown before the keyframe; usually none). ``origin``, ``start`` and
     ``end`` are the first sample's decode time, its presentation time and the end of the last
-    frame (track ticks).
+    frame (track ticks); ``audio_end`` is where the render ends the audio (``end``, unless the
+    last frame had to be lengthened).
     """
 
     first_sample: int
@@ -75,6 +77,7 @@ class CopyRun:
     start: int
     end: int
     frames: int
+    audio_end: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +124,15 @@ def copy_run(tl: VideoTimeline, cut: Cut, *, fps: float) -> CopyRun:
     end = run_end(tail, start, end_ts, copy=True, frame_ticks=frame) if tail else start + frame
     selector = RunSelector(start, end_ts)
     chosen: list[int] = []
-    for packet in (key, *found):
+    for packet in chain([key], found):
         picked = selector.feed(packet)
         if picked is None:
             break
         chosen += [cast("_Packet", p).sample for p in picked]
     chosen += [cast("_Packet", p).sample for p in selector.finish()]
-    top = max(selector.top, -FAR)
-    if end <= top:
-        end = top + 1  # as the render's writer does for a last frame that would end early
+    # The render plans the audio up to ``end`` and then gives a last frame that would end
+    # before it starts one tick.
+    shown_end = max(end, selector.top + 1)
     first = cast("_Packet", key).sample
     inside = set(chosen)
     stop = max(chosen) + 1
@@ -139,8 +142,9 @@ def copy_run(tl: VideoTimeline, cut: Cut, *, fps: float) -> CopyRun:
         excluded=tuple(s for s in range(first, stop) if s not in inside),
         origin=origin,
         start=start,
-        end=end,
+        end=shown_end,
         frames=len(chosen),
+        audio_end=end,
     )
 
 
@@ -325,7 +329,7 @@ def sync_audio_first(
                 bgm_info,
                 mapping=mapping,
                 origin=run.origin * seconds,
-                end=run.end * seconds,
+                end=run.audio_end * seconds,
                 params=opts.render,
                 decoded=reference,
             )
