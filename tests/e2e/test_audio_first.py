@@ -270,3 +270,17 @@ def test_thumbnails_of_the_wrong_size_are_refused(
     refused = client.post("/api/v1/jobs", json=body)
     assert refused.status_code == 422
     assert refused.json()["code"] == "INVALID_MANIFEST"
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_request_body_past_the_limit_is_refused(client: httpx.Client, declared: bool) -> None:
+    padding = "A" * (8 * 1024 * 1024 + 1)  # BEATSYNC_MAX_JOB_REQUEST_BYTES: 8 MB
+    body = f'{{"dance_upload_id": "upl_x", "bgm_upload_id": "upl_y", "pad": "{padding}"}}'
+    data = body.encode()
+    if declared:
+        refused = client.post("/api/v1/jobs", content=data)
+    else:  # chunked: counted as it arrives
+        refused = client.post("/api/v1/jobs", content=iter([data[:4096], data[4096:]]))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "INVALID_MANIFEST"
+    assert refused.json()["detail"].endswith(" 8388608 bytes")

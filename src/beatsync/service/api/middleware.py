@@ -82,7 +82,7 @@ class JobBodyLimitMiddleware:
 
     An audio-first job carries its manifest and thumbnails in the body; this bounds what a
     client can make the API hold in memory. A declared length is judged before anything is
-    read; an undeclared one is counted as it arrives.
+    read; an undeclared one is counted as it arrives, and refused once past the limit.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
@@ -98,10 +98,8 @@ class JobBodyLimitMiddleware:
         )
 
     def _refusal(self, size: int | None) -> ServiceError:
-        told = "" if size is None else f"{size} bytes; "
-        return ServiceError(
-            "INVALID_MANIFEST", f"the request body is {told}the limit is {self.limit} bytes"
-        )
+        told = "passes the limit" if size is None else f"is {size} bytes; the limit is"
+        return ServiceError("INVALID_MANIFEST", f"the request body {told} {self.limit} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._applies(scope):
@@ -112,15 +110,24 @@ class JobBodyLimitMiddleware:
             response = problem_response(Request(scope), self._refusal(int(declared)))
             await response(scope, receive, send)
             return
+        # Undeclared: read it here, up to the limit (the route would hold it all anyway),
+        # and hand the route the same messages.
+        received: list[Message] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise self._refusal(None)
-            return message
+            received.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                response = problem_response(Request(scope), self._refusal(None))
+                await response(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        await self.app(scope, replay, send)
