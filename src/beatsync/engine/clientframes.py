@@ -97,6 +97,10 @@ class ClientFrames:
     def frames(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
         return self._yield(self._shown(start, end, keys=False))
 
+    def last_two(self, start: float, end: float) -> list[tuple[float, Thumb]]:
+        shown = [i for i in self._shown(start, end, keys=False) if self._time[i] < end]
+        return list(self._yield(shown[-2:]))
+
     def _yield(self, packets: list[int]) -> Iterator[tuple[float, Thumb]]:
         samples = [int(self.timeline.sample[i]) for i in packets]
         missing = tuple(s for s in samples if s not in self.known)

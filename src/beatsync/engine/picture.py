@@ -57,6 +57,11 @@ class FrameSource(Protocol):
         """Every frame shown."""
         ...
 
+    def last_two(self, start: float, end: float) -> list[tuple[float, Thumb]]:
+        """The last two frames :meth:`frames` yields before ``end`` (fewer when there are
+        fewer), in presentation order: only they need a thumbnail."""
+        ...
+
 
 class FileFrames:
     """A :class:`FrameSource` decoding the first video stream of a file."""
@@ -69,6 +74,13 @@ class FileFrames:
 
     def frames(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
         return _thumbnails(self.info, start, end, keyframes_only=False)
+
+    def last_two(self, start: float, end: float) -> list[tuple[float, Thumb]]:
+        last: list[tuple[float, av.VideoFrame]] = []
+        for t, frame in _frames(self.info, start, end, keyframes_only=False):
+            if t < end:
+                last = [*last[-1:], (t, frame)]
+        return [(t, _thumb(frame)) for t, frame in last]
 
 
 def good_picture_span(
@@ -170,10 +182,7 @@ def _last_good(source: FrameSource, start: float, end: float) -> float:
 def _ends_well(source: FrameSource, start: float, end: float) -> bool:
     """Whether the last frame before ``end`` is neither black nor a repeat of the one before it
     (both at or after ``start``)."""
-    last: list[tuple[float, Thumb]] = []
-    for t, thumb in source.frames(max(start, end - 0.5), end):
-        if t < end:
-            last = [*last[-1:], (t, thumb)]
+    last = source.last_two(max(start, end - 0.5), end)
     if len(last) < 2 or last[0][0] < start:
         return False
     return not _bad(last[1][1], last[0][1])

@@ -124,14 +124,14 @@ def test_the_audio_first_cut_is_the_server_paths(
 
 @pytest.mark.parametrize("name", ["small-black-tail", "small-hevc-portrait"])
 def test_client_frames_are_the_files_frames(kit_dir: Path, tmp_path: Path, name: str) -> None:
-    """The same frames at the same times, for any stretch, keyframes alone or all."""
+    """The same frames at the same times, for any stretch: keyframes, all, the last two."""
     case = build_case(case_named(name), kit_dir)
     phone = Phone(case, tmp_path)
     timeline = video_timeline(phone.manifest.video, phone.manifest.movie_timescale)
     client = ClientFrames(timeline, phone.keyframes, phone.fetch)
     server = FileFrames(probe(case.dance, require_video=True))
     for start, end in ((0.0, 2.0), (3.41, 5.2), (9.9, 10.9), (12.0, 99.0), (4.0, 4.0)):
-        for kind in ("keyframes", "frames"):
+        for kind in ("keyframes", "frames", "last_two"):
             theirs = list(getattr(server, kind)(start, end))
             ours = list(getattr(client, kind)(start, end))
             assert [t for t, _ in ours] == [t for t, _ in theirs], (kind, start, end)
