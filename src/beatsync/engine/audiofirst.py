@@ -191,6 +191,7 @@ def dance_info(audio: MediaInfo, manifest: Manifest, tl: VideoTimeline) -> Media
         fps=len(tl) / tl.duration if tl.duration > 0 else 0.0,
         variable_frame_rate=len({int(d) for d in tl.duration_ticks[:-1]}) > 1,
         rotation=v.rotation,
+        # Unknown here and unused: the client's copy keeps the file's own colour boxes.
         pix_fmt=None,
         color_range=0,
         color_primaries=2,
