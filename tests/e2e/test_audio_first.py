@@ -33,7 +33,6 @@ from beatsync.testkit.measure import sync_errors, video_packets_copied
 
 if TYPE_CHECKING:
     from conftest import Served
-from conftest import Served
 
 FINISHED = {"succeeded", "failed", "canceled"}
 MAX_SYNC_MS = 1.0
