@@ -237,8 +237,8 @@ class Settings(BaseSettings):
     max_job_request_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
-        description="Largest job request body: an audio-first job's manifest and keyframe "
-        "thumbnails (`INVALID_MANIFEST` beyond it).",
+        description="Largest body of a job's creation or of its frames (an audio-first job's "
+        "manifest and thumbnails); larger ones are refused (413).",
     )
     max_manifest_samples: int = Field(
         200_000, ge=1, description="Most video samples an audio-first job's manifest may list."

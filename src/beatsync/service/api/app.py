@@ -27,7 +27,7 @@ from beatsync.service.storage import Storage, open_storage
 from . import apidocs, events, files, health, jobs, metrics, problems, sessions, tus, uploads
 from .bodies import BodyGuardMiddleware
 from .context import ServiceContext
-from .middleware import JobBodyLimitMiddleware, RequestContextMiddleware
+from .middleware import RequestContextMiddleware
 
 __all__ = ["create_app"]
 
@@ -83,7 +83,6 @@ def create_app(
         app.include_router(module.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
-    app.add_middleware(JobBodyLimitMiddleware, limit=settings.max_job_request_bytes)
     # Inside CORS and the request id: a refusal carries both. Bodies are looked at only once
     # the request has passed the rate limits.
     app.add_middleware(BodyGuardMiddleware, settings=settings)

@@ -7,9 +7,10 @@ JSON document went into memory whole. Here, in pure ASGI ahead of the routes:
 - a request that carries a body to the API (other than the two upload routes, which stream
   to disk under their own limits) must present a known bearer token first, except the session
   creation that issues one; it is refused with 401 before its body is read;
-- such a body is read here, up to ``max_json_body_bytes``: a larger declared ``Content-Length``
-  is refused at once, a chunked body the moment it passes the cap (413 ``REQUEST_TOO_LARGE``),
-  and the route is handed the bytes read;
+- such a body is read here, up to ``max_json_body_bytes`` (``max_job_request_bytes`` for a
+  job's creation and its frames, which carry an audio-first job's manifest and thumbnails): a
+  larger declared ``Content-Length`` is refused at once, a chunked body the moment it passes
+  the cap (413 ``REQUEST_TOO_LARGE``), and the route is handed the bytes read;
 - every request body, uploads included, that sends nothing for ``body_idle_timeout_s`` is
   treated as abandoned: the route sees the client leave (a resumable upload keeps what came);
 - a request still being served when the server shuts down and cancels it is answered with a
@@ -47,6 +48,13 @@ def streams_its_body(method: str, path: str) -> bool:
     return path == _UPLOAD_ROUTES[0] or path.startswith(_UPLOAD_ROUTES[1])
 
 
+def _carries_a_job(method: str, path: str) -> bool:
+    """A job's creation or an audio-first job's frames: bodies with thumbnails in them."""
+    if method != "POST" or not path.startswith("/api/v1/jobs"):
+        return False
+    return path in ("/api/v1/jobs", "/api/v1/jobs/") or path.endswith("/frames")
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers") or ():
         if key == name:
@@ -57,7 +65,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class BodyGuardMiddleware:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
-        self.limit = settings.max_json_body_bytes
+        self.json_limit = settings.max_json_body_bytes
+        self.job_limit = settings.max_job_request_bytes
         self.idle_s = settings.body_idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,8 +113,9 @@ class BodyGuardMiddleware:
                 )
                 await problem_response(request, error)(scope, receive, send)
                 return
-        if length is not None and length.strip().isdigit() and int(length) > self.limit:
-            await self._too_large(scope, receive, send)
+        limit = self.job_limit if _carries_a_job(method, path) else self.json_limit
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            await self._too_large(scope, receive, send, limit)
             return
         body = bytearray()
         while True:
@@ -114,20 +124,20 @@ class BodyGuardMiddleware:
                 await self.app(scope, _replay(message, receive), send)
                 return
             body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._too_large(scope, receive, send)
+            if len(body) > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
             if not message.get("more_body", False):
                 break
         ready: Message = {"type": "http.request", "body": bytes(body), "more_body": False}
         await self.app(scope, _replay(ready, receive), send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         error = ServiceError(
             "REQUEST_TOO_LARGE",
-            f"the request body is larger than {self.limit} bytes",
+            f"the request body is larger than {limit} bytes",
             headers=_CLOSE,
-            extra={"max_bytes": self.limit},
+            extra={"max_bytes": limit},
         )
         await problem_response(Request(scope), error)(scope, receive, send)
 
