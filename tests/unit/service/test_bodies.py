@@ -71,10 +71,14 @@ def test_a_body_without_a_valid_token_is_refused_before_it_is_read(
     assert problem(status, headers, body)["code"] == "UNAUTHORIZED"
 
 
+# A JSON route with a small body; a job's creation and its frames have a cap of their own.
+RENDER = "/api/v1/jobs/job_x/render"
+
+
 def test_a_declared_json_body_over_the_cap_is_refused_unread(live: LiveServer) -> None:
     token = live.token()
     with live.connect() as sock:
-        sock.sendall(head("POST", "/api/v1/jobs", token=token, Content_Length=str(HUGE)))
+        sock.sendall(head("POST", RENDER, token=token, Content_Length=str(HUGE)))
         status, headers, body = read_answer(sock)
     assert status == 413
     document = problem(status, headers, body)
@@ -82,12 +86,23 @@ def test_a_declared_json_body_over_the_cap_is_refused_unread(live: LiveServer) -
     assert document["max_bytes"] == live.settings.max_json_body_bytes == 64 * 1024
 
 
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/jobs/job_x/frames"])
+def test_a_job_body_has_the_job_cap(live: LiveServer, path: str) -> None:
+    token = live.token()
+    with live.connect() as sock:
+        sock.sendall(head("POST", path, token=token, Content_Length=str(HUGE)))
+        status, headers, body = read_answer(sock)
+    assert status == 413
+    document = problem(status, headers, body)
+    assert document["max_bytes"] == live.settings.max_job_request_bytes == 8 * 1024 * 1024
+
+
 def test_a_chunked_json_body_is_refused_as_it_passes_the_cap(live: LiveServer) -> None:
     token = live.token()
     cap = live.settings.max_json_body_bytes
     piece = b"[" + b" " * 8190 + b"]"
     with live.connect() as sock:
-        sock.sendall(head("POST", "/api/v1/jobs", token=token, Transfer_Encoding="chunked"))
+        sock.sendall(head("POST", RENDER, token=token, Transfer_Encoding="chunked"))
         sent = 0
         # One piece more than the cap holds, and no last chunk: the answer must come anyway.
         while sent <= cap:
