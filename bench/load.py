@@ -74,6 +74,11 @@ class Server:
             "BEATSYNC_MIN_FREE_DISK_MB": "0",
             "BEATSYNC_RATE_LIMIT_PER_OWNER": "10000000",
             "BEATSYNC_RATE_LIMIT_PER_ADDRESS": "10000000",
+            "BEATSYNC_SESSIONS_PER_ADDRESS_PER_MINUTE": "10000000",
+            "BEATSYNC_MAX_ACTIVE_JOBS_PER_ADDRESS": "10000000",
+            # One owner sends all the uploads: ten of 500 MiB pass the default quota.
+            "BEATSYNC_MAX_STORED_BYTES_PER_OWNER": str(1 << 40),
+            "BEATSYNC_MAX_UPLOADS_PER_OWNER": "100000",
             "BEATSYNC_MAX_RUNNING_JOBS_PER_OWNER": "100",
             "BEATSYNC_MAX_DAILY_JOBS_PER_OWNER": "100000",
             "BEATSYNC_LOG_LEVEL": "WARNING",

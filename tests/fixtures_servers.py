@@ -129,6 +129,10 @@ def redis_url(redis_private: RedisServer) -> str:
     return redis_private.url
 
 
+# A key the distributed mode accepts (it refuses short or well-known ones); tests only.
+TEST_SECRET_KEY = "test-cluster-signing-key-0123456789abcdef"
+
+
 @dataclass
 class S3Server:
     endpoint_url: str
@@ -140,6 +144,7 @@ class S3Server:
     def settings(self) -> dict[str, object]:
         """The ``BEATSYNC_S3_*`` settings (as :func:`load_settings` overrides) for this server."""
         return {
+            "secret_key": TEST_SECRET_KEY,
             "storage": "s3",
             "s3_endpoint_url": self.endpoint_url,
             "s3_bucket": self.bucket,

@@ -13,6 +13,12 @@ from managed_process import ManagedProcess
 __all__ = ["ServiceProcess"]
 
 READY_DEADLINE_S = 60.0
+# Every test client speaks from 127.0.0.1, standing for many users: the shares of one address
+# (sessions a minute, jobs at once) are tested on their own, not met by accident here.
+SHARED_ADDRESS = {
+    "BEATSYNC_SESSIONS_PER_ADDRESS_PER_MINUTE": "100000",
+    "BEATSYNC_MAX_ACTIVE_JOBS_PER_ADDRESS": "100000",
+}
 
 
 class ServiceProcess(ManagedProcess):
@@ -21,7 +27,8 @@ class ServiceProcess(ManagedProcess):
 
     def __init__(self, data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None):
         super().__init__(
-            data_dir / "server.log", {"BEATSYNC_DATA_DIR": str(data_dir), **(env or {})}
+            data_dir / "server.log",
+            {**SHARED_ADDRESS, "BEATSYNC_DATA_DIR": str(data_dir), **(env or {})},
         )
         self.data_dir = data_dir
         self.workers = workers

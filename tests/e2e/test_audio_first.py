@@ -33,7 +33,6 @@ from beatsync.testkit.measure import sync_errors, video_packets_copied
 
 if TYPE_CHECKING:
     from conftest import Served
-from conftest import Served
 
 FINISHED = {"succeeded", "failed", "canceled"}
 MAX_SYNC_MS = 1.0
@@ -281,6 +280,6 @@ def test_a_request_body_past_the_limit_is_refused(client: httpx.Client, declared
         refused = client.post("/api/v1/jobs", content=data)
     else:  # chunked: counted as it arrives
         refused = client.post("/api/v1/jobs", content=iter([data[:4096], data[4096:]]))
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["code"] == "INVALID_MANIFEST"
-    assert refused.json()["detail"].endswith(" 8388608 bytes")
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["code"] == "REQUEST_TOO_LARGE"
+    assert refused.json()["max_bytes"] == 8 * 1024 * 1024

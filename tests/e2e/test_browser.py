@@ -692,3 +692,29 @@ def test_the_watch_sees_what_the_policy_blocks(served: Served, browser: Browser)
     assert sorted(v.split()[0] for v in violations) == ["script-src-elem", "style-src-attr"]
     assert any("Content Security Policy" in error for error in watch.errors)
     context.close()
+
+
+def test_the_api_documentation_works_under_the_policy(served: Served, browser: Browser) -> None:
+    """/docs renders every operation of the API with the service's own policy in force and
+    without a request to any other site."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    watch = Watch()
+    page = context.new_page()
+    page.add_init_script(CSP_WATCH)
+    watch.attach(page)
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda r: elsewhere.append(r.url) if not r.url.startswith(served.url) else None,
+    )
+    page.goto(f"{served.url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    spec = page.request.get(f"{served.url}/openapi.json").json()
+    operations = sum(
+        1 for item in spec["paths"].values() for method in item if method != "parameters"
+    )
+    assert page.locator(".swagger-ui .opblock").count() == operations
+    assert page.locator(".swagger-ui .opblock-summary-path", has_text="/api/v1/jobs").count() > 0
+    assert elsewhere == []
+    watch.assert_clean(page)
+    context.close()

@@ -32,7 +32,7 @@ from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors
-from fixtures_servers import RedisServer, S3Server
+from fixtures_servers import TEST_SECRET_KEY, RedisServer, S3Server
 from worker_process import WorkerProcess
 
 MAX_SYNC_MS = 5.0
@@ -57,6 +57,7 @@ class Cluster:
         self.postgres_url = postgres_url
         self.env = {
             "BEATSYNC_QUEUE": "celery",
+            "BEATSYNC_SECRET_KEY": TEST_SECRET_KEY,
             "BEATSYNC_DATABASE_URL": postgres_url,
             "BEATSYNC_REDIS_URL": redis.url,
             "BEATSYNC_MAX_RUNNING_JOBS_PER_OWNER": "50",
@@ -327,7 +328,10 @@ def test_a_worker_killed_mid_job_is_redelivered_and_succeeds_once(
     victim.start()
     duplicate = CeleryDispatcher(
         load_settings(
-            queue="celery", redis_url=cluster.redis.url, database_url=cluster.postgres_url
+            queue="celery",
+            redis_url=cluster.redis.url,
+            database_url=cluster.postgres_url,
+            secret_key=TEST_SECRET_KEY,
         ),
         cluster.db,
     )

@@ -574,6 +574,7 @@ def test_file_names_are_display_strings_only(
         answer = client.post("/api/v1/uploads", content=body, headers=headers)
         assert answer.status_code == 201, answer.text
         upload_id = answer.json()["id"]
+        sha256 = answer.json()["sha256"]
         assert answer.json()["filename"] == shown
         metadata = f"filename {base64.b64encode(raw).decode()}"
         location = tus_create(client, len(content), **{"Upload-Metadata": metadata})
@@ -581,9 +582,11 @@ def test_file_names_are_display_strings_only(
         via_tus = client.get(location.replace("/tus/", "/uploads/")).json()
         assert (via_tus["filename"], via_tus["status"]) == (shown, "ready")
     stored = server.data_dir / "files" / "uploads"
-    for upload in (upload_id, via_tus["id"]):
-        assert [p.name for p in (stored / upload).iterdir()] == ["data"]
-        assert (stored / upload / "data").read_bytes() == content
+    assert [p.name for p in (stored / upload_id).iterdir()] == ["data"]
+    assert (stored / upload_id / "data").read_bytes() == content
+    # The same bytes again from the same owner are not stored twice: the copy refers to them.
+    assert via_tus["sha256"] == sha256
+    assert not (stored / via_tus["id"]).exists()
     names = {p.name for p in server.data_dir.rglob("*")}
     assert not names & {"passwd.mp4", "x.mp4", "etc", "windows", "var"}
     assert sorted(p.name for p in server.data_dir.parent.iterdir()) == outside

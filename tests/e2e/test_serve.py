@@ -121,8 +121,20 @@ def wait_finished(client: httpx.Client, job_id: str, timeout: float = 180) -> di
     raise AssertionError(f"job {job_id} did not finish in {timeout:g} s")
 
 
+def ticket_for(service: ServiceProcess, token: str, job_id: str) -> dict[str, Any]:
+    """A stream ticket of ``job_id``: the way a browser opens the streams without its token."""
+    answer = httpx.post(
+        f"{service.url}/api/v1/jobs/{job_id}/ticket",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    ticket: dict[str, Any] = answer.json()
+    return ticket
+
+
 def read_sse(service: ServiceProcess, token: str, job_id: str, into: list[dict[str, Any]]) -> None:
-    url = f"{service.url}/api/v1/jobs/{job_id}/events?access_token={token}"
+    url = service.url + ticket_for(service, token, job_id)["events"]
     with httpx.stream("GET", url, timeout=180) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -131,7 +143,7 @@ def read_sse(service: ServiceProcess, token: str, job_id: str, into: list[dict[s
 
 
 def read_ws(service: ServiceProcess, token: str, job_id: str, into: list[dict[str, Any]]) -> None:
-    url = f"ws://127.0.0.1:{service.port}/api/v1/jobs/{job_id}/ws?access_token={token}"
+    url = f"ws://127.0.0.1:{service.port}" + ticket_for(service, token, job_id)["ws"]
     with connect(url, open_timeout=10) as socket:
         for message in socket:
             into.append(json.loads(message))

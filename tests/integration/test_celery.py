@@ -34,7 +34,7 @@ from beatsync.service.jobs.celery_task import JobDelivery
 from beatsync.service.jobs.dispatch import DispatchUnavailable
 from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
-from fixtures_servers import RedisServer
+from fixtures_servers import TEST_SECRET_KEY, RedisServer
 from job_env import JobEnv
 from worker_process import WorkerProcess
 
@@ -51,11 +51,16 @@ class Cluster(JobEnv):
 
     def __init__(self, root: Path, postgres_url: str, redis_server: RedisServer) -> None:
         super().__init__(
-            root, database_url=postgres_url, redis_url=redis_server.url, queue="celery"
+            root,
+            database_url=postgres_url,
+            redis_url=redis_server.url,
+            queue="celery",
+            secret_key=TEST_SECRET_KEY,
         )
         self.redis_server = redis_server
         self.env = {
             "BEATSYNC_QUEUE": "celery",
+            "BEATSYNC_SECRET_KEY": TEST_SECRET_KEY,
             "BEATSYNC_DATA_DIR": str(root / "data"),
             "BEATSYNC_DATABASE_URL": postgres_url,
             "BEATSYNC_REDIS_URL": redis_server.url,
@@ -377,6 +382,7 @@ def test_the_app_is_configured_from_settings(tmp_path: Path) -> None:
     settings = load_settings(
         data_dir=tmp_path,
         queue="celery",
+        secret_key=TEST_SECRET_KEY,
         redis_url="redis://127.0.0.1:1/3",
         celery_queue="jobs-eu",
         job_soft_time_limit_s=100,

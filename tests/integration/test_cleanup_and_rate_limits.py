@@ -17,7 +17,7 @@ from beatsync.service.db import Database, Job, JobStatus, Owner, Upload, UploadS
 from beatsync.service.db.models import new_id, utcnow
 from beatsync.service.ratelimit import RateLimiter, RedisCounter, Verdict, make_limiter
 from beatsync.service.storage import LocalStorage
-from fixtures_servers import RedisServer
+from fixtures_servers import TEST_SECRET_KEY, RedisServer
 
 
 @pytest.fixture
@@ -130,6 +130,7 @@ def test_replicas_share_their_counts_in_redis(redis_url: str, tmp_path: Path) ->
     settings = load_settings(
         data_dir=tmp_path,
         queue="celery",
+        secret_key=TEST_SECRET_KEY,
         redis_url=redis_url,
         rate_limit_per_owner=3,
         rate_limit_per_address=100,

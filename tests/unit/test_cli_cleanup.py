@@ -23,7 +23,8 @@ from beatsync.service.storage import LocalStorage
 
 SECRET_REFUSAL = (
     "beatsync: error [VALIDATION_ERROR]: "
-    "BEATSYNC_SECRET_KEY must be set to a private value in production\n"
+    "BEATSYNC_SECRET_KEY must be a private random value of at least 32 characters "
+    "in production and in the distributed mode\n"
 )
 
 

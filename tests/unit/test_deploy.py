@@ -223,12 +223,16 @@ def seconds(value: str) -> float:
 
 def test_nginx_streams_uploads_and_progress_and_caches_no_api() -> None:
     server, locations = nginx_blocks()
-    limit = re.fullmatch(
-        r"client_max_body_size (\d+)m",
-        next(d for d in server if d.startswith("client_max_body_size")),
-    )
-    assert limit is not None
-    assert int(limit.group(1)) * 1024 * 1024 == Settings().max_upload_bytes + FORM_OVERHEAD
+    # JSON routes take what the service takes; only the upload routes take files.
+    assert "client_max_body_size 64k" in server
+    assert Settings().max_json_body_bytes == 64 * 1024
+    for prefix in ("/api/v1/uploads", "/api/v1/tus"):
+        limit = re.fullmatch(
+            r"client_max_body_size (\d+)m",
+            next(d for d in locations[f"^~ {prefix}"] if d.startswith("client_max_body_size")),
+        )
+        assert limit is not None, prefix
+        assert int(limit.group(1)) * 1024 * 1024 == Settings().max_upload_bytes + FORM_OVERHEAD
     for needed in (
         "proxy_http_version 1.1",
         "proxy_set_header Upgrade $http_upgrade",
@@ -255,6 +259,22 @@ def test_nginx_streams_uploads_and_progress_and_caches_no_api() -> None:
             assert "proxy_cache off" in directives, where
             assert "proxy_pass http://beatsync_api" in directives, where
     assert locations["= /metrics"] == ["return 404"]
+
+
+def test_nginx_logs_no_query_strings() -> None:
+    # Signed links and stream tickets travel in query strings: they must not reach a log.
+    text = re.sub(r"#[^\n]*", "", (DEPLOY / "nginx.conf").read_text(encoding="utf-8"))
+    formats = dict(re.findall(r"log_format\s+(\w+)\s+((?:'[^']*'\s*)+);", text))
+    assert formats, "no log_format"
+    logs = re.findall(r"access_log\s+([^;]+);", text)
+    assert logs, "no access_log"
+    for log in logs:
+        parts = log.split()
+        assert parts[0] == "off" or (len(parts) >= 2 and parts[1] in formats), log
+    for name, layout in formats.items():
+        for leaky in ("$request ", '$request"', "$request_uri", "$args", "$query_string", "$arg_"):
+            assert leaky not in layout, (name, leaky)
+        assert "$uri" in layout
 
 
 def test_nginx_locations_match_the_service_routes(tmp_path: Path) -> None:

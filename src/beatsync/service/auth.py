@@ -1,7 +1,9 @@
 """Owners and their bearer tokens: anonymous client tokens and operator API keys.
 
 A token is shown to its client once and stored only as its SHA-256, so a copy of the database
-gives no one access. Operator keys come from the settings and get a stable owner each.
+gives no one access. A token lives ``token_ttl_h`` from its issue and can be revoked earlier
+(:func:`revoke_token`, ``DELETE /api/v1/sessions/current``): its row is deleted. Operator keys
+come from the settings and get a stable owner each; they end when the settings drop them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .db.models import Owner, Token, new_id, utcnow
 
-__all__ = ["IssuedToken", "TokenCache", "authenticate", "issue_token", "token_hash"]
+__all__ = [
+    "IssuedToken",
+    "TokenCache",
+    "authenticate",
+    "is_operator_key",
+    "issue_token",
+    "revoke_token",
+    "token_hash",
+]
 
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -44,8 +54,20 @@ def issue_token(session: Session) -> IssuedToken:
     return IssuedToken(token, owner.id)
 
 
-def authenticate(session: Session, token: str, operator_keys: tuple[str, ...]) -> str | None:
-    """The owner id of ``token``, or None when it is unknown."""
+def is_operator_key(token: str, operator_keys: tuple[str, ...]) -> bool:
+    digest = token_hash(token)
+    return any(secrets.compare_digest(token_hash(key), digest) for key in operator_keys)
+
+
+def authenticate(
+    session: Session,
+    token: str,
+    operator_keys: tuple[str, ...],
+    *,
+    lifetime: timedelta | None = None,
+) -> str | None:
+    """The owner id of ``token``, or None when it is unknown, revoked or (with ``lifetime``)
+    issued longer ago than that."""
     if not token or len(token) > 512:
         return None
     digest = token_hash(token)
@@ -57,24 +79,32 @@ def authenticate(session: Session, token: str, operator_keys: tuple[str, ...]) -
                 session.flush()
             return owner_id
     found = session.execute(
-        select(Token.owner_id, Token.last_used_at).where(Token.hash == digest)
+        select(Token.owner_id, Token.last_used_at, Token.created_at).where(Token.hash == digest)
     ).first()
     if found is None:
         return None
-    owner, last_used = found
+    owner, last_used, created = found
     now = utcnow()
+    if lifetime is not None and created + lifetime <= now:
+        return None
     # Recorded to the minute, not on every request: a status poll must not be a write.
     if last_used is None or now - last_used > _LAST_USED_RESOLUTION:
         session.execute(update(Token).where(Token.hash == digest).values(last_used_at=now))
     return str(owner)
 
 
+def revoke_token(session: Session, token: str) -> bool:
+    """Delete ``token``'s row; whether there was one."""
+    gone = session.execute(delete(Token).where(Token.hash == token_hash(token)))
+    return bool(getattr(gone, "rowcount", 0))
+
+
 class TokenCache:
     """Recently seen tokens and their owners, for ``ttl_s`` seconds, in this process.
 
-    A status poll then costs no token query. Tokens are never revoked (an owner keeps its
-    token for life), so a cached answer cannot outlive a valid one; unknown tokens are not
-    cached, so a token issued by another replica is found at once.
+    A status poll then costs no token query. A token revoked through this process is forgotten
+    at once; one revoked through another replica, or expiring, works here for at most ``ttl_s``
+    more. Unknown tokens are not cached, so a token issued by another replica is found at once.
     """
 
     def __init__(self, *, ttl_s: float = 60.0, size: int = 10_000) -> None:
@@ -94,6 +124,10 @@ class TokenCache:
                 del self._owners[digest]
                 return None
             return owner
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._owners.pop(token_hash(token), None)
 
     def put(self, token: str, owner: str) -> None:
         digest = token_hash(token)

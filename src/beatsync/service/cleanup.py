@@ -49,6 +49,7 @@ from .config import Settings
 from .db import Database, Job, JobStatus, Upload, UploadStatus
 from .db.models import utcnow
 from .storage import LocalStorage, Storage
+from .stored import referenced_folders, release_files
 from .uploads import spool_path
 
 try:  # POSIX; elsewhere only the in-process lock keeps two sweeps apart
@@ -230,6 +231,7 @@ def _expired_uploads(db: Database, storage: Storage, settings: Settings, tally: 
         ids = list(session.scalars(select(Upload.id).where(Upload.expires_at <= now, done)))
     for upload_id in ids:
         with db.session() as session:
+            key = session.scalar(select(Upload.storage_key).where(Upload.id == upload_id))
             # An expired upload cannot gain a job (creation and retry refuse it), only lose one.
             gone = session.execute(
                 delete(Upload)
@@ -240,7 +242,7 @@ def _expired_uploads(db: Database, storage: Storage, settings: Settings, tally: 
             tally.add("uploads_in_use")
             continue
         tally.add("uploads_expired")
-        _drop_upload_files(storage, settings, upload_id, tally)
+        _drop_upload_files(db, storage, settings, upload_id, tally, key=key)
 
 
 def _expired_partials(db: Database, storage: Storage, settings: Settings, tally: _Tally) -> None:
@@ -258,11 +260,21 @@ def _expired_partials(db: Database, storage: Storage, settings: Settings, tally:
             )
         if getattr(gone, "rowcount", 0):
             tally.add("partials_expired")
-            _drop_upload_files(storage, settings, upload_id, tally)
+            _drop_upload_files(db, storage, settings, upload_id, tally, key=None)
 
 
-def _drop_upload_files(storage: Storage, settings: Settings, upload_id: str, tally: _Tally) -> None:
-    tally.add("files_deleted", storage.delete_prefix(f"uploads/{upload_id}"))
+def _drop_upload_files(
+    db: Database,
+    storage: Storage,
+    settings: Settings,
+    upload_id: str,
+    tally: _Tally,
+    *,
+    key: str | None,
+) -> None:
+    # Its stored object may be shared with another upload of the owner: it stays for that one.
+    with db.session() as session:
+        tally.add("files_deleted", release_files(session, storage, upload_id, key))
     part = spool_path(settings, upload_id)
     if part.exists():
         part.unlink(missing_ok=True)
@@ -326,15 +338,9 @@ def _orphans(db: Database, storage: Storage, grace: timedelta, tally: _Tally) ->
     claimed_uploads: set[str] = set()
     with db.session() as session:
         for batch in _chunks(uploads):
-            rows = session.execute(
-                select(Upload.id, Upload.status).where(Upload.id.in_(batch))
-            ).all()
-            # Receiving: a resumable upload stores its file a moment before it is marked ready.
-            claimed_uploads.update(
-                upload_id
-                for upload_id, status in rows
-                if status in (UploadStatus.READY.value, UploadStatus.RECEIVING.value)
-            )
+            # Receiving: a resumable upload stores its file a moment before it is marked ready;
+            # and a folder whose upload is gone stays while a copy of the upload refers to it.
+            claimed_uploads.update(referenced_folders(session, batch))
     claimed_jobs: set[str] = set()
     with db.session() as session:
         for batch in _chunks(jobs):

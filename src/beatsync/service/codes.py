@@ -31,6 +31,7 @@ _TABLE = (
     Code("METHOD_NOT_ALLOWED", 405, "不支持该请求方法。", "This method is not allowed here."),
     Code("FILE_NOT_FOUND", 404, "找不到文件。", "The file was not found."),
     Code("FILE_TOO_LARGE", 413, "文件太大。", "The file is too large."),
+    Code("REQUEST_TOO_LARGE", 413, "请求内容太大。", "The request body is too large."),
     Code(
         "INVALID_FORMAT",
         422,
@@ -100,6 +101,12 @@ _TABLE = (
         429,
         "任务数量已达上限，请等待当前任务完成。",
         "You have reached your job limit; wait for your jobs to finish.",
+    ),
+    Code(
+        "STORAGE_QUOTA_EXCEEDED",
+        413,
+        "你的上传文件已占满存储空间，请删除不需要的文件或等待它们过期。",
+        "Your uploads fill your storage space; delete some or wait for them to expire.",
     ),
     Code(
         "RATE_LIMITED",

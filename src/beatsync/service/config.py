@@ -7,16 +7,38 @@ beatsync.service.docs``), so each field's description is its documentation.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_SECRET", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_SECRET",
+    "MIN_OPERATOR_KEY_CHARS",
+    "MIN_SECRET_CHARS",
+    "Settings",
+    "load_settings",
+    "weak_secret",
+]
 
+# The value earlier versions signed with when none was configured: public, so never trusted.
 DEFAULT_SECRET = "beatsync-development-secret-change-me"
+MIN_SECRET_CHARS = 32
+MIN_OPERATOR_KEY_CHARS = 24
+
+
+def weak_secret(value: str) -> bool:
+    """Whether ``value`` is too short or too well known to sign anything with."""
+    return (
+        len(value) < MIN_SECRET_CHARS
+        or value == DEFAULT_SECRET
+        or len(set(value)) < 8
+        or "change-me" in value.lower()
+    )
 
 
 class Settings(BaseSettings):
@@ -26,7 +48,7 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = Field(
         "development",
-        description="`production` refuses to start with the default secret key.",
+        description="`production` refuses to start without a strong configured secret key.",
     )
     host: str = Field("127.0.0.1", description="Address `beatsync serve` listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port `beatsync serve` listens on.")
@@ -47,12 +69,20 @@ class Settings(BaseSettings):
         "empty means `<data_dir>/spool`. Must be shared by API replicas.",
     )
     secret_key: SecretStr = Field(
-        SecretStr(DEFAULT_SECRET),
-        description="Signs result URLs. Set a long random value in production.",
+        SecretStr(""),
+        description="Signs result URLs and stream tickets. Empty: a random key is made on first "
+        "start and kept in `<data_dir>/secret_key` (embedded mode only; the distributed mode "
+        f"and `production` need a configured key of at least {MIN_SECRET_CHARS} characters).",
     )
     api_keys: str = Field(
         "",
-        description="Comma-separated operator API keys (`Authorization: Bearer <key>`).",
+        description="Comma-separated operator API keys (`Authorization: Bearer <key>`), each "
+        f"at least {MIN_OPERATOR_KEY_CHARS} characters.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses (or `*`) of proxies whose `X-Forwarded-For` "
+        "names the client; empty: the peer's address is the client's.",
     )
     cors_origins: str = Field(
         "", description="Comma-separated origins allowed to call the API from a browser."
@@ -110,6 +140,60 @@ class Settings(BaseSettings):
     rate_limit_per_address: int = Field(
         1200, ge=1, description="Requests per minute one client address may make (`RATE_LIMITED`)."
     )
+    sessions_per_address_per_minute: int = Field(
+        5,
+        ge=1,
+        description="Anonymous sessions one client address may create a minute (`RATE_LIMITED`).",
+    )
+    max_active_jobs_per_address: int = Field(
+        6,
+        ge=1,
+        description="Queued or running jobs of all owners created from one client address "
+        "(`QUOTA_EXCEEDED`), so one address cannot fill the shared queue.",
+    )
+    max_stored_bytes_per_owner: int = Field(
+        2 * 1024 * 1024 * 1024,
+        ge=1,
+        description="Bytes of live uploads one owner may keep, identical files counted once "
+        "(`STORAGE_QUOTA_EXCEEDED`).",
+    )
+    max_uploads_per_owner: int = Field(
+        20,
+        ge=1,
+        description="Live uploads (distinct files, unfinished ones included) one owner may keep "
+        "(`STORAGE_QUOTA_EXCEEDED`).",
+    )
+    token_ttl_h: float = Field(
+        720.0, gt=0, description="Hours an anonymous client token stays valid after it is issued."
+    )
+    stream_ticket_ttl_s: int = Field(
+        60,
+        ge=5,
+        le=3600,
+        description="Lifetime of a ticket that opens one job's event stream or WebSocket.",
+    )
+    max_json_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest JSON request body; larger ones are refused (413) while streaming.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection that has not sent a whole request head in this time is "
+        "closed (uvicorn facing clients).",
+    )
+    body_idle_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body that sends nothing for this long is treated as abandoned.",
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, description="Idle seconds before a kept-alive connection is closed."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Open connections and requests beyond which uvicorn answers 503."
+    )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
     metrics_token: SecretStr = Field(
         SecretStr(""),
@@ -153,8 +237,8 @@ class Settings(BaseSettings):
     max_job_request_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
-        description="Largest job request body: an audio-first job's manifest and keyframe "
-        "thumbnails (`INVALID_MANIFEST` beyond it).",
+        description="Largest body of a job's creation or of its frames (an audio-first job's "
+        "manifest and thumbnails); larger ones are refused (413).",
     )
     max_manifest_samples: int = Field(
         200_000, ge=1, description="Most video samples an audio-first job's manifest may list."
@@ -188,11 +272,24 @@ class Settings(BaseSettings):
     def _limits_agree(self) -> Settings:
         if self.job_time_limit_s < self.job_soft_time_limit_s:
             raise ValueError("job_time_limit_s must not be below job_soft_time_limit_s")
-        if self.environment == "production" and (
-            self.secret_key.get_secret_value() == DEFAULT_SECRET
-        ):
-            raise ValueError("BEATSYNC_SECRET_KEY must be set to a private value in production")
+        secret = self.secret_key.get_secret_value()
+        if (self.distributed or self.environment == "production") and weak_secret(secret):
+            raise ValueError(
+                "BEATSYNC_SECRET_KEY must be a private random value of at least "
+                f"{MIN_SECRET_CHARS} characters in production and in the distributed mode"
+            )
+        short = [k for k in self.operator_keys if len(k) < MIN_OPERATOR_KEY_CHARS]
+        if short:
+            raise ValueError(
+                f"BEATSYNC_API_KEYS: every operator key needs at least {MIN_OPERATOR_KEY_CHARS} "
+                f"characters ({len(short)} shorter)"
+            )
         return self
+
+    @property
+    def distributed(self) -> bool:
+        """Whether API replicas and workers on several hosts share the work (Celery or S3)."""
+        return self.queue == "celery" or self.storage == "s3"
 
     @property
     def database(self) -> str:
@@ -212,10 +309,64 @@ class Settings(BaseSettings):
         return tuple(k.strip() for k in self.api_keys.split(",") if k.strip())
 
     @property
+    def proxies(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
     def allowed_origins(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
 
+logger = logging.getLogger(__name__)
+
+SECRET_FILE = "secret_key"
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with ``overrides`` (field names) taking precedence."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Settings from the environment, with ``overrides`` (field names) taking precedence.
+
+    Without a configured secret key (the embedded mode only: the validator refuses it
+    elsewhere) the key kept in ``<data_dir>/secret_key`` is used, made on first start.
+    """
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configured = settings.secret_key.get_secret_value()
+    if configured:
+        if weak_secret(configured):
+            logger.warning("BEATSYNC_SECRET_KEY is short or well known: links can be forged")
+        return settings
+    kept = kept_secret(settings.data_dir)
+    return settings.model_copy(update={"secret_key": SecretStr(kept)})
+
+
+def kept_secret(data_dir: Path) -> str:
+    """The random key in ``<data_dir>/secret_key`` (mode 0600), made there when missing."""
+    path = data_dir / SECRET_FILE
+    try:
+        value = path.read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        value = ""
+    if value and not weak_secret(value):
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return value
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fresh = secrets.token_urlsafe(48)
+    # Written whole under a private name, then linked into place: two first starts at once
+    # end up with one key (the loser reads the winner's), and no one ever reads half a key.
+    temporary = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(fresh + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if value:  # a damaged or weak key file: replaced
+            os.replace(temporary, path)
+            return fresh
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return kept_secret(data_dir)
+        return fresh
+    finally:
+        temporary.unlink(missing_ok=True)

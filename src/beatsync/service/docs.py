@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from pydantic_core import PydanticUndefined
 
 from .codes import CODES
-from .config import DEFAULT_SECRET, Settings
+from .config import Settings
 
 __all__ = ["configuration_page", "errors_page", "main"]
 
@@ -37,13 +37,7 @@ def configuration_page() -> str:
             default = "(required)"
         elif isinstance(field.default, SecretStr):
             value = field.default.get_secret_value()
-            default = (
-                "(a development value)"
-                if value == DEFAULT_SECRET
-                else "(set)"
-                if value
-                else "(empty)"
-            )
+            default = "(set)" if value else "(empty)"
         elif field.default in ("", None):
             default = "(empty)"
         else:

@@ -11,13 +11,14 @@ The API turns a :class:`ServiceError` into an RFC 9457 problem document in exact
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from beatsync.engine.errors import BeatSyncError
 
 from .codes import CODES
 
-__all__ = ["ServiceError", "from_engine"]
+__all__ = ["ServiceError", "from_engine", "plain_errors", "plain_list"]
 
 
 class ServiceError(Exception):
@@ -40,6 +41,25 @@ class ServiceError(Exception):
         self.status = status or CODES[code].status
         self.headers = headers or {}
         self.extra = extra or {}
+
+
+def plain_list(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors as ``{loc, msg}`` only: pydantic's ``input`` (the client's data echoed
+    back), ``ctx``, ``url`` and ``type`` say nothing a client needs."""
+    plain = []
+    for error in errors:
+        message = str(error.get("msg", ""))
+        # "Value error, …" is how pydantic wraps a validator's own words.
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        plain.append({"loc": [str(p) for p in error.get("loc", ())], "msg": message})
+    return plain
+
+
+def plain_errors(errors: Sequence[Any], *, limit: int = 5) -> str:
+    """Validation errors in one line: ``where: what; …``."""
+    return "; ".join(
+        f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in plain_list(errors)[:limit]
+    )
 
 
 def from_engine(exc: BeatSyncError) -> ServiceError:

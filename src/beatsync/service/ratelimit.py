@@ -6,7 +6,9 @@ owner's, named by the SHA-256 of its bearer token (no database lookup, so a floo
 tokens costs nothing but is still counted by address), and its client address's. Past either
 limit the request is refused with ``Retry-After`` (seconds to the next window); every counted
 answer carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` for the
-tighter of the two.
+tighter of the two. Creating an anonymous session (``POST /api/v1/sessions``) counts a third
+counter, the address's new sessions, with its own small limit: owners are free, and an address
+that could make them without end could spread its load over as many as it liked.
 
 Counters live in this process's memory in the embedded mode and in Redis in the distributed
 mode, where every API replica shares them: one Lua script increments a request's counters and
@@ -137,7 +139,7 @@ class Verdict:
     """The outcome for one request, stated for the tighter of its limits."""
 
     allowed: bool
-    scope: str  # owner | address
+    scope: str  # owner | address | sessions
     limit: int
     remaining: int
     reset_s: int
@@ -159,16 +161,21 @@ class RateLimiter:
         *,
         per_owner: int,
         per_address: int,
+        sessions_per_address: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.counter = counter
         self.per_owner = per_owner
         self.per_address = per_address
+        self.sessions_per_address = sessions_per_address
         self.clock = clock
         self._warned = -math.inf
 
-    async def check(self, owner: str | None, address: str | None) -> Verdict | None:
-        """Count one request; its verdict, or None when it cannot be counted (Redis down)."""
+    async def check(
+        self, owner: str | None, address: str | None, *, new_session: bool = False
+    ) -> Verdict | None:
+        """Count one request (``new_session``: one that creates an owner); its verdict, or None
+        when it cannot be counted (Redis down)."""
         now = self.clock()
         window = int(now // WINDOW_S)
         reset = max(1, math.ceil((window + 1) * WINDOW_S - now))
@@ -177,6 +184,8 @@ class RateLimiter:
             limits.append(("owner", f"o:{owner}", self.per_owner))
         if address is not None:
             limits.append(("address", f"a:{address}", self.per_address))
+            if new_session and self.sessions_per_address is not None:
+                limits.append(("sessions", f"s:{address}", self.sessions_per_address))
         if not limits:
             return None
         try:
@@ -203,6 +212,7 @@ def make_limiter(settings: Settings) -> RateLimiter:
         counter,
         per_owner=settings.rate_limit_per_owner,
         per_address=settings.rate_limit_per_address,
+        sessions_per_address=settings.sessions_per_address_per_minute,
     )
 
 
@@ -250,7 +260,10 @@ class RateLimitMiddleware:
         if scope["type"] not in ("http", "websocket") or not is_limited_path(scope["path"]):
             await self.app(scope, receive, send)
             return
-        verdict = await self.limiter.check(_owner_key(scope), _address(scope))
+        new_session = scope.get("method") == "POST" and scope["path"] == "/api/v1/sessions"
+        verdict = await self.limiter.check(
+            _owner_key(scope), _address(scope), new_session=new_session
+        )
         if verdict is None:
             await self.app(scope, receive, send)
             return
@@ -267,17 +280,21 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, verdict: Verdict) -> None:
-        log.info("rate limited: %s over %d requests a minute", verdict.scope, verdict.limit)
+        log.info("rate limited: %s over %d a minute", verdict.scope, verdict.limit)
         if scope["type"] == "websocket":
             # Accepted first, as the job streams do, so a browser learns why: 4000 + 429.
             await receive()  # websocket.connect
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 4429, "reason": "RATE_LIMITED"})
             return
+        what = (
+            "new sessions a minute from this address"
+            if verdict.scope == "sessions"
+            else f"requests a minute from this {verdict.scope}"
+        )
         error = ServiceError(
             "RATE_LIMITED",
-            f"more than {verdict.limit} requests a minute from this {verdict.scope}; "
-            f"try again in {verdict.reset_s} s",
+            f"more than {verdict.limit} {what}; try again in {verdict.reset_s} s",
             headers={"Retry-After": str(verdict.reset_s), **verdict.headers()},
             extra={"limit": verdict.limit, "window_s": WINDOW_S},
         )

@@ -27,7 +27,9 @@ from .db import Database, Upload, UploadStatus
 from .db.models import new_id, utcnow
 from .errors import ServiceError
 from .metrics import count_upload_bytes
+from .quota import check_room
 from .storage import Storage
+from .stored import shared_copy
 from .uploads import (
     READ_CHUNK,
     data_key,
@@ -68,9 +70,11 @@ def create_resumable(
     metadata_header: str | None,
     expected_sha256: str | None,
 ) -> Upload:
-    """A ``receiving`` upload of ``length`` bytes and its empty part file."""
+    """A ``receiving`` upload of ``length`` bytes and its empty part file; the length is
+    reserved in the owner's quota until the upload settles."""
     require_size_allowed(length, settings)
     require_free_disk(settings)
+    check_room(session, settings, owner_id, size=length, files=1)
     now = utcnow()
     row = Upload(
         id=new_id("upl"),
@@ -290,8 +294,11 @@ def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_
         )
         path.unlink(missing_ok=True)
     else:
-        key = data_key(upload_id)
-        storage.put_file(key, path)
+        with db.session() as session:
+            shared = shared_copy(session, storage, row.owner_id, digest, row.offset)
+        key = shared or data_key(upload_id)
+        if shared is None:
+            storage.put_file(key, path)
         path.unlink(missing_ok=True)
         values.update(status=UploadStatus.READY.value, storage_key=key)
     values["expires_at"] = utcnow() + timedelta(hours=settings.upload_ttl_h)
@@ -306,7 +313,8 @@ def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_
         )
         settled = session.get(Upload, upload_id)
     if result.rowcount != 1 or settled is None:
-        # Terminated while it was being probed: nothing of it may stay.
+        # Terminated while it was being probed: nothing of it may stay (a shared object stays
+        # with the uploads that refer to it).
         with contextlib.suppress(Exception):
             storage.delete_prefix(f"uploads/{upload_id}")
         raise ServiceError("NOT_FOUND", f"upload {upload_id} was deleted")

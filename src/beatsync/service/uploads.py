@@ -6,6 +6,12 @@ has been probed and found usable. A multipart upload that is unusable leaves not
 resumable one is kept as a ``rejected`` row so its client can learn why. The file name a client
 sends is a display string only: no path is ever built from it.
 
+Identical bytes of one owner are stored once: a file whose sha256 and size match a ready upload
+of the same owner refers to that upload's stored object (``storage_key``) instead of storing a
+copy, so a repeated upload costs no quota twice (:mod:`.quota`). An object stays while any
+upload row refers to it (:mod:`.stored`); owners never share objects, since finding a
+file by its hash would hand it to anyone who knows the hash.
+
 The resumable (tus) side lives in :mod:`.resumable`.
 """
 
@@ -19,6 +25,7 @@ import os
 import re
 import shutil
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +44,9 @@ from .db import Database, Upload, UploadStatus
 from .db.models import utcnow
 from .errors import ServiceError, from_engine
 from .metrics import count_upload_bytes
+from .quota import check_room
 from .storage import Storage
+from .stored import data_key, release_files, shared_copy
 
 __all__ = [
     "ReceivedFile",
@@ -102,10 +111,6 @@ def spool_path(settings: Settings, upload_id: str) -> Path:
     if not _UPLOAD_ID.fullmatch(upload_id):
         raise ValueError(f"not an upload id: {upload_id!r}")
     return settings.spool_root / f"{upload_id}.part"
-
-
-def data_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/data"
 
 
 def require_free_disk(settings: Settings) -> None:
@@ -173,9 +178,12 @@ class Spool:
     (into storage), so no failure — refusal, bad media, a client gone — leaves a spool file.
     """
 
-    def __init__(self, path: Path, *, limit: int) -> None:
+    def __init__(
+        self, path: Path, *, limit: int, counted: Callable[[int], None] | None = None
+    ) -> None:
         self.path = path
         self.limit = limit
+        self.counted = counted  # told of each chunk before it is written (the owner's quota)
         self.size = 0
         self._hash = hashlib.sha256()
         self._handle: IO[bytes] | None = None
@@ -198,6 +206,8 @@ class Spool:
         """Append ``data``; FILE_TOO_LARGE the moment the total passes the limit."""
         if self.size + len(data) > self.limit:
             raise too_large(self.limit)
+        if self.counted is not None:
+            self.counted(len(data))
         assert self._handle is not None, "the spool is not open"
         write_all(self._handle, data)
         self._hash.update(data)
@@ -297,7 +307,14 @@ def accept_file(db: Database, storage: Storage, settings: Settings, file: Receiv
     """
     media = inspect_media(file.path, settings)
     key = data_key(file.upload_id)
-    storage.put_file(key, file.path)
+    with db.session() as session:
+        shared = shared_copy(session, storage, file.owner_id, file.sha256, file.size)
+        if shared is None:
+            # Not a copy: it must fit without the allowance it may have streamed on, and
+            # within the number of files (it counts itself while it streams).
+            check_room(session, settings, file.owner_id, size=0, files=0)
+    if shared is None:
+        storage.put_file(key, file.path)
     now = utcnow()
     row = Upload(
         id=file.upload_id,
@@ -309,7 +326,7 @@ def accept_file(db: Database, storage: Storage, settings: Settings, file: Receiv
         sha256=file.sha256,
         status=UploadStatus.READY.value,
         media=media,
-        storage_key=key,
+        storage_key=shared or key,
         created_at=now,
         updated_at=now,
         expires_at=now + timedelta(hours=settings.upload_ttl_h),
@@ -318,9 +335,12 @@ def accept_file(db: Database, storage: Storage, settings: Settings, file: Receiv
         with db.session() as session:
             session.add(row)
     except BaseException:
-        storage.delete_prefix(f"uploads/{file.upload_id}")
+        if shared is None:
+            storage.delete_prefix(f"uploads/{file.upload_id}")
         raise
-    logger.info("upload %s ready: %d bytes", row.id, row.size)
+    logger.info(
+        "upload %s ready: %d bytes%s", row.id, row.size, " (a stored copy)" if shared else ""
+    )
     return row
 
 
@@ -427,9 +447,10 @@ def delete_upload(
     row = session.get(Upload, upload_id) if _UPLOAD_ID.fullmatch(upload_id) else None
     if row is None or row.owner_id != owner_id:
         raise ServiceError("NOT_FOUND", f"no upload {upload_id}")
+    key = row.storage_key
     session.delete(row)
     session.flush()
-    storage.delete_prefix(f"uploads/{upload_id}")
+    release_files(session, storage, upload_id, key)
     spool_path(settings, upload_id).unlink(missing_ok=True)
     logger.info("upload %s deleted", upload_id)
 

@@ -149,6 +149,9 @@ export const api = {
   answerFrames: (url, requestId, thumbnails) =>
     request("POST", url, { json: { request_id: requestId, thumbnails } }),
   job: (id) => request("GET", `${API}/jobs/${encodeURIComponent(id)}`),
+  // A minute-long ticket for the job's event stream: EventSource cannot send the token in a
+  // header, and a token in a URL would end up in logs.
+  ticket: (id) => request("POST", `${API}/jobs/${encodeURIComponent(id)}/ticket`),
   jobs: (limit = 10) => request("GET", `${API}/jobs?limit=${limit}`),
   render: (id, body) =>
     request("POST", `${API}/jobs/${encodeURIComponent(id)}/render`, { json: body }),

@@ -37,6 +37,7 @@ export class JobView {
     this.showError = showError;
     this.job = null;
     this.source = null;
+    this.generation = 0;
     this.pollTimer = 0;
     this.peak = { id: null, progress: 0, stage: -1 };
     this.ancestors = new Map();
@@ -116,6 +117,7 @@ export class JobView {
   }
 
   stop() {
+    this.generation += 1; // a ticket still on its way opens nothing
     this.source?.close();
     this.source = null;
     clearTimeout(this.pollTimer);
@@ -236,35 +238,47 @@ export class JobView {
 
   #subscribe(job) {
     const id = job.id;
-    if (typeof EventSource === "function" && currentToken()) {
-      const url = new URL(job.links?.events || `${API}/jobs/${id}/events`, window.location.href);
-      url.searchParams.set("access_token", currentToken());
-      const source = new EventSource(url.href);
-      this.source = source;
-      source.addEventListener("job", (event) => {
-        if (this.source !== source) return;
-        let data;
-        try {
-          data = JSON.parse(event.data);
-        } catch {
-          return;
-        }
-        if (isTerminal(data)) {
-          this.stop();
-          // The stream speaks the server's default language; the poll answer speaks ours.
-          this.#poll(id, 0);
-        } else {
-          this.#update(data);
-        }
-      });
-      source.addEventListener("error", () => {
-        if (this.source !== source) return;
-        this.stop();
-        this.#poll(id, 0);
-      });
+    if (typeof EventSource !== "function" || !currentToken()) {
+      this.#poll(id, 0);
       return;
     }
-    this.#poll(id, 0);
+    const generation = this.generation;
+    api.ticket(id).then(
+      (ticket) => {
+        if (this.generation !== generation || this.job?.id !== id) return;
+        this.#listen(id, new URL(ticket.events, window.location.href));
+      },
+      () => {
+        if (this.generation === generation && this.job?.id === id) this.#poll(id, 0);
+      },
+    );
+  }
+
+  #listen(id, url) {
+    const source = new EventSource(url.href);
+    this.source = source;
+    source.addEventListener("job", (event) => {
+      if (this.source !== source) return;
+      let data;
+      try {
+        data = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (isTerminal(data)) {
+        this.stop();
+        // The stream speaks the server's default language; the poll answer speaks ours.
+        this.#poll(id, 0);
+      } else {
+        this.#update(data);
+      }
+    });
+    source.addEventListener("error", () => {
+      // The ticket lasts a minute: a stream that drops is not reopened with it; polling goes on.
+      if (this.source !== source) return;
+      this.stop();
+      this.#poll(id, 0);
+    });
   }
 
   #poll(id, failures) {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from socket import socket as socket_type
 
 import pytest
 from factories import Rows
@@ -106,3 +107,69 @@ def rows(settings: Settings, client: TestClient) -> Iterator[Rows]:
     made = Rows(settings)
     yield made
     made.close()
+
+
+class LiveServer:
+    """The app behind a real uvicorn, configured as ``beatsync serve`` runs it, in a thread."""
+
+    def __init__(self, settings: Settings, dispatcher: ManualDispatcher, **overrides: object):
+        import socket
+        import threading
+
+        import uvicorn
+
+        from beatsync.service.server import uvicorn_config
+
+        self.settings = settings
+        self.app = create_app(settings, dispatcher=dispatcher)
+        self.server = uvicorn.Server(uvicorn_config(settings, self.app, **overrides))
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    def start(self) -> LiveServer:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+        self._socket.close()
+
+    def connect(self, *, timeout: float = 10.0) -> socket_type:
+        import socket
+
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def token(self) -> str:
+        import httpx
+
+        answer = httpx.post(f"{self.url}/api/v1/sessions", timeout=10)
+        answer.raise_for_status()
+        return str(answer.json()["token"])
+
+
+@pytest.fixture
+def make_live(dispatcher: ManualDispatcher) -> Iterator[Callable[..., LiveServer]]:
+    """``make_live(settings, **uvicorn_overrides)``: a started :class:`LiveServer`."""
+    servers: list[LiveServer] = []
+
+    def make(settings: Settings, **overrides: object) -> LiveServer:
+        server = LiveServer(settings, dispatcher, **overrides)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.stop()

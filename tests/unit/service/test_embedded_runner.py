@@ -28,6 +28,7 @@ from beatsync.service.jobs.dispatch import Dispatcher, DispatchUnavailable
 from beatsync.service.jobs.embedded import EmbeddedRunner
 from beatsync.service.jobs.factory import make_dispatcher
 from beatsync.testkit import BuiltCase, build_case, case_named
+from fixtures_servers import TEST_SECRET_KEY
 from job_env import JobEnv as Env
 
 # -- what misbehaving children run (module level: a child imports them by name) -------------
@@ -447,7 +448,7 @@ def test_make_dispatcher(tmp_path: Path) -> None:
         dispatcher.check()  # not started
 
     # The distributed mode sends jobs to Celery workers; nothing connects until it is used.
-    celery = load_settings(data_dir=tmp_path / "data", queue="celery")
+    celery = load_settings(data_dir=tmp_path / "data", queue="celery", secret_key=TEST_SECRET_KEY)
     distributed = make_dispatcher(celery, env.db, env.storage)
     assert isinstance(distributed, CeleryDispatcher)
     assert isinstance(distributed, Dispatcher)

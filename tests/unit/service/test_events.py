@@ -201,7 +201,12 @@ def test_a_deleted_job_ends_its_stream(
     with client.stream("GET", url) as response:
         stream = sse(response)
         next(stream)
-        assert client.delete(f"/api/v1/jobs/{job_id}?access_token={token}").status_code == 204
+        assert (
+            client.delete(
+                f"/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 204
+        )
         assert [e for e in stream if "comment" not in e] == []
 
 
@@ -278,7 +283,9 @@ def test_the_websocket_follows_every_change_and_closes_normally(
         ("succeeded", "done", 1.0),
     ]
     _assert_runs_in_order(jobs)
-    polled = client.get(f"/api/v1/jobs/{job_id}?access_token={token}").json()
+    polled = client.get(
+        f"/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}
+    ).json()
     assert _without_signatures(jobs[-1]) == _without_signatures(polled)
 
 
@@ -312,7 +319,12 @@ def test_the_websocket_refuses_strangers(client: TestClient, token: str, job_id:
 def test_a_deleted_job_closes_its_websocket(client: TestClient, token: str, job_id: str) -> None:
     with client.websocket_connect(f"/api/v1/jobs/{job_id}/ws?access_token={token}") as ws:
         assert ws.receive_json()["status"] == "queued"
-        assert client.delete(f"/api/v1/jobs/{job_id}?access_token={token}").status_code == 204
+        assert (
+            client.delete(
+                f"/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+            == 204
+        )
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
     assert closed.value.code == 4404

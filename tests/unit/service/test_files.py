@@ -270,3 +270,17 @@ def test_a_store_with_its_own_urls_gets_a_redirect(
     assert download.status_code == 307
     assert download.headers["location"].endswith(f"&download=beatsync-{finished.id}.mp4")
     assert forged.status_code == 403
+
+
+def test_a_link_valid_for_longer_than_the_link_lifetime_is_refused(
+    client: TestClient, finished: Finished, settings: Settings
+) -> None:
+    secret = settings.secret_key.get_secret_value()
+    path = f"/api/v1/files/{finished.id}/report.json"
+    ttl = settings.signed_url_ttl_s
+    # Minted with the key, but valid for ten lifetimes: no link the service gives looks so.
+    forever = int(time.time()) + 10 * ttl
+    _problem(
+        client.get(f"{path}?exp={forever}&sig={sign(secret, path, forever)}"), 403, "LINK_EXPIRED"
+    )
+    assert client.get(signed_path(secret, path, ttl_s=ttl)).status_code == 200

@@ -30,6 +30,7 @@ from beatsync.service.ratelimit import (
     is_limited_path,
     make_limiter,
 )
+from fixtures_servers import TEST_SECRET_KEY
 
 START = 1_800_000_000.0  # a window boundary (divisible by 60)
 
@@ -88,7 +89,12 @@ def test_the_embedded_mode_counts_in_memory_and_the_distributed_mode_in_redis(
 ) -> None:
     embedded = make_limiter(load_settings(data_dir=tmp_path))
     distributed = make_limiter(
-        load_settings(data_dir=tmp_path, queue="celery", redis_url="redis://127.0.0.1:1/0")
+        load_settings(
+            data_dir=tmp_path,
+            queue="celery",
+            redis_url="redis://127.0.0.1:1/0",
+            secret_key=TEST_SECRET_KEY,
+        )
     )
     assert isinstance(embedded.counter, MemoryCounter)
     assert isinstance(distributed.counter, RedisCounter)
@@ -143,6 +149,7 @@ def limited(tmp_path: Path) -> Settings:
         log_json=False,
         rate_limit_per_owner=3,
         rate_limit_per_address=6,
+        sessions_per_address_per_minute=100,
     )
 
 

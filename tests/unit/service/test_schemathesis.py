@@ -43,6 +43,9 @@ def api_settings(tmp_path: Path) -> Settings:
         log_json=False,
         rate_limit_per_owner=1_000_000,
         rate_limit_per_address=1_000_000,
+        # Every scenario is a new owner from the one test address.
+        sessions_per_address_per_minute=1_000_000,
+        max_active_jobs_per_address=1_000_000,
     )
 
 

@@ -24,9 +24,10 @@ from beatsync.service.metrics import HttpMetricsMiddleware
 from beatsync.service.ratelimit import RateLimitMiddleware
 from beatsync.service.storage import Storage, open_storage
 
-from . import events, files, health, jobs, metrics, problems, sessions, tus, uploads
+from . import apidocs, events, files, health, jobs, metrics, problems, sessions, tus, uploads
+from .bodies import BodyGuardMiddleware
 from .context import ServiceContext
-from .middleware import JobBodyLimitMiddleware, RequestContextMiddleware
+from .middleware import RequestContextMiddleware
 
 __all__ = ["create_app"]
 
@@ -71,19 +72,20 @@ def create_app(
         version=__version__,
         summary="Put the clean reference track under a dance class video, in sync.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by .apidocs, without a CDN or an inline script
         openapi_url="/openapi.json",
         redoc_url=None,
         responses=problems.PROBLEM_RESPONSES,
     )
     app.state.context = context
     problems.install(app)
-    for module in (sessions, uploads, tus, jobs, events, files, health):
+    for module in (sessions, uploads, tus, jobs, events, files, health, apidocs):
         app.include_router(module.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
-    app.add_middleware(JobBodyLimitMiddleware, limit=settings.max_job_request_bytes)
-    # Inside CORS and the request id: a refusal carries both.
+    # Inside CORS and the request id: a refusal carries both. Bodies are looked at only once
+    # the request has passed the rate limits.
+    app.add_middleware(BodyGuardMiddleware, settings=settings)
     app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.allowed_origins:
         app.add_middleware(

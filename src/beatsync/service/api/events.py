@@ -1,9 +1,14 @@
 """Live progress: ``/api/v1/jobs/{id}/events`` (Server-Sent Events) and ``/ws`` (WebSocket).
 
 Both repeat the job row: the current Job JSON on connect, then the Job JSON again each time the
-row changes, ending after a finished status. The row is polled every ``event_poll_s`` with the
-read in a worker thread, so a slow database never stalls the event loop; nothing else is shared
-between streams, and a client that goes away takes its stream's work with it.
+row changes, ending after a finished status. Clients that cannot send an ``Authorization``
+header (``EventSource``, browsers' WebSocket) open them with a stream ticket from
+``POST /api/v1/jobs/{id}/ticket`` (:mod:`beatsync.service.tickets`): valid for a minute, for that
+job only. ``?access_token=`` is still read here, and only here, for older clients.
+
+The row is polled every ``event_poll_s`` with the read in a worker thread, so a slow database
+never stalls the event loop; nothing else is shared between streams, and a client that goes
+away takes its stream's work with it.
 """
 
 from __future__ import annotations
@@ -12,21 +17,23 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
-from beatsync.service.auth import authenticate
 from beatsync.service.codes import Locale, negotiate_locale
 from beatsync.service.db.models import Job, JobStatus
 from beatsync.service.errors import ServiceError
 from beatsync.service.jobs.views import job_fingerprint, job_json
+from beatsync.service.tickets import issue_ticket, verify_ticket
 
 from .context import ServiceContext
-from .deps import Context, LocaleDep, OwnerId, bearer_token
+from .deps import Context, LocaleDep, OwnerId, bearer_token, resolve_owner
 
 __all__ = ["KEEPALIVE_S", "router"]
 
@@ -86,18 +93,74 @@ def _payload(context: ServiceContext, job: Job, locale: Locale) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
+async def _stream_owner(
+    context: ServiceContext, job_id: str, headers: Any, query: Any
+) -> str | None:
+    """Who opens a stream of ``job_id``: by header, by a ticket for this job, else by a token
+    in the query."""
+    ticket = query.get("ticket")
+    if ticket and not headers.get("authorization"):
+        settings = context.settings
+        return verify_ticket(
+            settings.secret_key.get_secret_value(),
+            ticket,
+            job_id,
+            max_ttl_s=settings.stream_ticket_ttl_s,
+        )
+    token = bearer_token(headers.get("authorization"), query.get("access_token"))
+    return await resolve_owner(context, token) if token else None
+
+
+class TicketOut(BaseModel):
+    ticket: str
+    expires_at: str = Field(description="ISO 8601, UTC.")
+    ttl_s: int
+    events: str = Field(description="The job's event stream, ticket included.")
+    ws: str = Field(description="The job's WebSocket, ticket included.")
+
+
+@router.post("/{job_id}/ticket", status_code=201, response_model=TicketOut)
+async def stream_ticket(job_id: str, owner: OwnerId, context: Context) -> TicketOut:
+    """A ticket that opens this job's event stream and WebSocket for a minute, for clients
+    that cannot send an ``Authorization`` header there (``EventSource``)."""
+    if await _owned_job(context, owner, job_id) is None:
+        raise ServiceError("NOT_FOUND", f"no job {job_id}")
+    settings = context.settings
+    ttl = settings.stream_ticket_ttl_s
+    ticket, expires = issue_ticket(settings.secret_key.get_secret_value(), job_id, owner, ttl_s=ttl)
+    moment = datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")
+    base = f"/api/v1/jobs/{job_id}"
+    return TicketOut(
+        ticket=ticket,
+        expires_at=moment,
+        ttl_s=ttl,
+        events=f"{base}/events?ticket={ticket}",
+        ws=f"{base}/ws?ticket={ticket}",
+    )
+
+
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "`event: job` lines"}},
 )
 async def job_events(
-    job_id: str, request: Request, owner: OwnerId, context: Context, locale: LocaleDep
+    job_id: str,
+    request: Request,
+    context: Context,
+    locale: LocaleDep,
+    ticket: Annotated[str | None, Query(max_length=200)] = None,
 ) -> StreamingResponse:
     """The job as Server-Sent Events (``event: job``, data = the Job JSON) until it finishes.
 
-    ``EventSource`` cannot send headers: pass the token as ``?access_token=``.
+    ``EventSource`` cannot send headers: pass a ticket (``POST …/ticket``) as ``?ticket=``.
     """
+    owner = await _stream_owner(context, job_id, request.headers, request.query_params)
+    if owner is None:
+        raise ServiceError(
+            "UNAUTHORIZED", "send Authorization: Bearer <token>, or ?ticket= for this job"
+        )
+    request.state.owner_id = owner
     first = await _owned_job(context, owner, job_id)
     if first is None:
         raise ServiceError("NOT_FOUND", f"no job {job_id}")
@@ -128,24 +191,16 @@ async def job_events(
     )
 
 
-def _authenticate(context: ServiceContext, token: str) -> str | None:
-    with context.db.session() as session:
-        return authenticate(session, token, context.settings.operator_keys)
-
-
 @router.websocket("/{job_id}/ws")
 async def job_socket(websocket: WebSocket, job_id: str) -> None:
     """The job as WebSocket text messages (the Job JSON), closed with 1000 once it finishes.
 
-    The token comes as ``?access_token=`` or an ``Authorization`` header. The connection is
-    accepted first so that a browser sees why it is closed: 4401 for a bad token, 4404 for a
-    job that is not the caller's.
+    The caller comes with an ``Authorization`` header or a ticket (``?ticket=``). The connection
+    is accepted first so that a browser sees why it is closed: 4401 for a bad token or ticket,
+    4404 for a job that is not the caller's.
     """
     context: ServiceContext = websocket.app.state.context
-    token = bearer_token(
-        websocket.headers.get("authorization"), websocket.query_params.get("access_token")
-    )
-    owner = await anyio.to_thread.run_sync(_authenticate, context, token) if token else None
+    owner = await _stream_owner(context, job_id, websocket.headers, websocket.query_params)
     await websocket.accept()
     if owner is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "a valid access token is required")

@@ -90,7 +90,8 @@ def result_file(
     if name not in CONTENT_TYPES or not _JOB_ID.fullmatch(job_id):
         raise ServiceError("NOT_FOUND", f"no file {name}")
     secret = context.settings.secret_key.get_secret_value()
-    if not verify(secret, f"/api/v1/files/{job_id}/{name}", exp, sig):
+    path = f"/api/v1/files/{job_id}/{name}"
+    if not verify(secret, path, exp, sig, max_ttl_s=context.settings.signed_url_ttl_s):
         raise ServiceError("LINK_EXPIRED", "the link's signature is not valid or has expired")
     key = f"jobs/{job_id}/{name}"
     filename = f"beatsync-{job_id}{name[name.rindex('.') :]}"

@@ -21,7 +21,7 @@ from beatsync.service.jobs.options import JobOptions, RenderRequest
 from beatsync.service.jobs.views import job_json
 
 from .context import ServiceContext
-from .deps import Context, DbSession, LocaleDep, OwnerId
+from .deps import ClientAddress, Context, DbSession, LocaleDep, OwnerId
 
 __all__ = ["router"]
 
@@ -164,7 +164,12 @@ _CREATED: dict[int | str, dict[str, Any]] = {
 
 @router.post("", status_code=202, responses=_CREATED)
 def create_job(
-    body: JobCreate, owner: OwnerId, session: DbSession, context: Context, locale: LocaleDep
+    body: JobCreate,
+    owner: OwnerId,
+    session: DbSession,
+    context: Context,
+    locale: LocaleDep,
+    address: ClientAddress,
 ) -> JSONResponse:
     """Queue a job for two ready uploads (202), or answer with an identical finished job (200)."""
     job, created = lifecycle.create_job(
@@ -176,6 +181,7 @@ def create_job(
         dance_upload_id=body.dance_upload_id,
         bgm_upload_id=body.bgm_upload_id,
         options=body.options,
+        client_address=address,
         video_manifest=body.video_manifest,
         keyframes=body.thumbnails.keyframes if body.thumbnails is not None else None,
     )
@@ -255,6 +261,7 @@ def render_variant(
     session: DbSession,
     context: Context,
     locale: LocaleDep,
+    address: ClientAddress,
     body: RenderRequest | None = None,
 ) -> JSONResponse:
     """Render a succeeded job again with another candidate, a nudge or another cut.
@@ -269,6 +276,7 @@ def render_variant(
         owner_id=owner,
         job_id=job_id,
         request=body or RenderRequest(),
+        client_address=address,
     )
     return _job(job, context, locale, status=202 if created else 200, located=True)
 

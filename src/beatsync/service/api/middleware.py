@@ -10,14 +10,9 @@ import re
 import secrets
 import time
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from beatsync.service.errors import ServiceError
-
-from .problems import problem_response
-
-__all__ = ["JobBodyLimitMiddleware", "RequestContextMiddleware"]
+__all__ = ["RequestContextMiddleware"]
 
 logger = logging.getLogger("beatsync.service.access")
 
@@ -75,59 +70,3 @@ class RequestContextMiddleware:
                         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     },
                 )
-
-
-class JobBodyLimitMiddleware:
-    """Refuses a job request body (``POST /api/v1/jobs``, ``…/frames``) larger than ``limit``.
-
-    An audio-first job carries its manifest and thumbnails in the body; this bounds what a
-    client can make the API hold in memory. A declared length is judged before anything is
-    read; an undeclared one is counted as it arrives, and refused once past the limit.
-    """
-
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    def _applies(self, scope: Scope) -> bool:
-        path = str(scope.get("path", ""))
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            return False
-        return path == "/api/v1/jobs" or (
-            path.startswith("/api/v1/jobs/") and path.endswith("/frames")
-        )
-
-    def _refusal(self, size: int | None) -> ServiceError:
-        told = "passes the limit" if size is None else f"is {size} bytes; the limit is"
-        return ServiceError("INVALID_MANIFEST", f"the request body {told} {self.limit} bytes")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._applies(scope):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = problem_response(Request(scope), self._refusal(int(declared)))
-            await response(scope, receive, send)
-            return
-        # Undeclared: read it here, up to the limit (the route would hold it all anyway),
-        # and hand the route the same messages.
-        received: list[Message] = []
-        seen = 0
-        while True:
-            message = await receive()
-            received.append(message)
-            if message["type"] != "http.request":
-                break
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                response = problem_response(Request(scope), self._refusal(None))
-                await response(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-
-        async def replay() -> Message:
-            return received.pop(0) if received else await receive()
-
-        await self.app(scope, replay, send)

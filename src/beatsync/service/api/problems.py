@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from beatsync.engine.errors import BeatSyncError
 from beatsync.service.codes import CODES, Locale, message, negotiate_locale
-from beatsync.service.errors import ServiceError, from_engine
+from beatsync.service.errors import ServiceError, from_engine, plain_errors, plain_list
 from beatsync.service.storage import StorageUnavailable
 
 __all__ = ["PROBLEM_RESPONSES", "Problem", "install", "problem_body", "problem_response"]
@@ -125,11 +125,8 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-        for e in exc.errors()
-    ]
-    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
+    errors = plain_list(exc.errors())
+    detail = plain_errors(exc.errors())
     return problem_response(
         request, ServiceError("VALIDATION_ERROR", detail, extra={"errors": errors[:20]})
     )

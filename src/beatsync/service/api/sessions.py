@@ -1,13 +1,18 @@
-"""``POST /api/v1/sessions``: an anonymous client token, the owner of what it uploads."""
+"""``/api/v1/sessions``: an anonymous client token (the owner of what it uploads), who a token
+belongs to, and revoking the token in use."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from datetime import timedelta
 
-from beatsync.service.auth import issue_token
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
 
-from .deps import DbSession, OwnerId
+from beatsync.service.auth import is_operator_key, issue_token, revoke_token
+from beatsync.service.db.models import utcnow
+from beatsync.service.errors import ServiceError
+
+from .deps import Context, DbSession, OwnerId, bearer_token
 
 __all__ = ["router"]
 
@@ -17,6 +22,7 @@ router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 class SessionOut(BaseModel):
     token: str
     owner_id: str
+    expires_at: str = Field(description="ISO 8601, UTC: the token stops working then.")
 
 
 class WhoAmI(BaseModel):
@@ -24,10 +30,32 @@ class WhoAmI(BaseModel):
 
 
 @router.post("", status_code=201, response_model=SessionOut)
-def create_session(session: DbSession) -> SessionOut:
-    """A new anonymous owner. Keep the token: it is shown once and is the only key to its files."""
+def create_session(session: DbSession, context: Context) -> SessionOut:
+    """A new anonymous owner. Keep the token: it is shown once and is the only key to its files.
+    Send it only in the ``Authorization`` header: URLs end up in logs."""
     issued = issue_token(session)
-    return SessionOut(token=issued.token, owner_id=issued.owner_id)
+    expires = utcnow() + timedelta(hours=context.settings.token_ttl_h)
+    return SessionOut(
+        token=issued.token,
+        owner_id=issued.owner_id,
+        expires_at=expires.isoformat().replace("+00:00", "Z"),
+    )
+
+
+@router.delete("/current", status_code=204)
+def revoke_session(
+    request: Request, owner: OwnerId, session: DbSession, context: Context
+) -> Response:
+    """Revoke the bearer token of this request (sign out); it never works again."""
+    token = bearer_token(request.headers.get("authorization"))
+    assert token is not None  # OwnerId found one
+    if is_operator_key(token, context.settings.operator_keys):
+        raise ServiceError(
+            "VALIDATION_ERROR", "an operator key is revoked by removing it from the settings"
+        )
+    revoke_token(session, token)
+    context.tokens.forget(token)
+    return Response(status_code=204)
 
 
 @router.get("/me", response_model=WhoAmI)

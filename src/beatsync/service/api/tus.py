@@ -14,6 +14,7 @@ import binascii
 import email.utils
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -207,6 +208,11 @@ def _load(context: ServiceContext, owner: str, upload_id: str) -> Upload:
         return uploads.get_upload(session, owner, upload_id, expired_status=410)
 
 
+# Creation checks the owner's quota, then inserts: one at a time in this process, so two
+# creations at once cannot both fit into the same room.
+_creating = threading.Lock()
+
+
 def _create(
     context: ServiceContext,
     owner: str,
@@ -215,7 +221,7 @@ def _create(
     metadata_header: str | None,
 ) -> Upload:
     content_type = uploads.sanitize_text(metadata.get("filetype") or metadata.get("type"))
-    with context.db.session() as session:
+    with _creating, context.db.session() as session:
         return resumable.create_resumable(
             session,
             context.settings,

@@ -17,10 +17,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from beatsync.service import uploads
+from beatsync.service import quota, uploads
 from beatsync.service.db.models import new_id
 from beatsync.service.errors import ServiceError
 
+from .context import ServiceContext
 from .deps import Context, LocaleDep, OwnerId
 
 __all__ = ["FORM_OVERHEAD", "MAX_HEADER_BYTES", "MAX_PARTS", "router"]
@@ -210,7 +211,7 @@ _FORM_BODY = {
     response_model=UploadOut,
     openapi_extra={"requestBody": _FORM_BODY},
     responses={
-        413: {"description": "FILE_TOO_LARGE"},
+        413: {"description": "FILE_TOO_LARGE, STORAGE_QUOTA_EXCEEDED"},
         422: {"description": "INVALID_FORMAT, NO_AUDIO_TRACK, DURATION_TOO_LONG, or a bad form"},
         507: {"description": "INSUFFICIENT_STORAGE"},
     },
@@ -226,9 +227,15 @@ async def create_upload(
     if declared is not None and declared > body_limit:
         raise uploads.too_large(settings.max_upload_bytes)
     uploads.require_free_disk(settings)
+    base, allowance = await run_in_threadpool(_room, context, owner, declared or 0)
     upload_id = new_id("upl")
     spool_path = uploads.spool_path(settings, upload_id)
-    with uploads.Spool(spool_path, limit=settings.max_upload_bytes) as spool:
+    with (
+        quota.Reservation(settings, owner, base, allowance=allowance) as reservation,
+        uploads.Spool(
+            spool_path, limit=settings.max_upload_bytes, counted=reservation.add
+        ) as spool,
+    ):
         form = _FormReceiver(boundary, spool, body_limit=body_limit)
         try:
             async for chunk in request.stream():
@@ -251,6 +258,16 @@ async def create_upload(
         )
     response.headers["Location"] = f"/api/v1/uploads/{row.id}"
     return uploads.upload_json(row, locale)
+
+
+def _room(context: ServiceContext, owner: str, declared: int) -> tuple[quota.Usage, int]:
+    """The owner's usage and allowance; refused when the declared body cannot fit even as a
+    copy of a stored file (which would cost nothing, but that is known only at the end)."""
+    with context.db.session() as session:
+        largest = quota.largest_file(session, owner)
+        allowance = largest + FORM_OVERHEAD if largest else 0
+        size = max(0, declared - allowance)
+        return quota.check_room(session, context.settings, owner, size=size, files=0), largest
 
 
 @router.get("", response_model=UploadPageOut)

@@ -139,6 +139,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        Index("ix_jobs_address_status", "client_address", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -164,6 +165,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # Where the request that created it came from: one address gets a share of the queue.
+    client_address: Mapped[str | None] = mapped_column(String(64), default=None)
     # Audio-first jobs: the picture's sample tables, the client's 96×54 grey thumbnails laid
     # end to end (one per entry of ``thumbnail_samples``) and the frames the run waits for.
     # Deferred: listing jobs never loads them.

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from beatsync.service.codes import CODES
 from beatsync.service.config import Settings
 from beatsync.service.db.models import Job, JobStatus, Upload, UploadStatus, new_id, utcnow
-from beatsync.service.errors import ServiceError
+from beatsync.service.errors import ServiceError, plain_errors
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage
 
@@ -115,11 +116,13 @@ def create_job(
     dance_upload_id: str,
     bgm_upload_id: str,
     options: JobOptions,
+    client_address: str | None = None,
     video_manifest: dict[str, Any] | None = None,
     keyframes: str | None = None,
 ) -> tuple[Job, bool]:
     """A queued job, or the owner's finished twin from the result cache; whether it is new.
 
+    ``client_address`` is where the request came from: each address has a share of the queue.
     With ``video_manifest`` the job is audio-first: the dance upload is the class video's sound,
     ``keyframes`` (base64) the thumbnails of its keyframes (see :mod:`.audiofirst`).
     """
@@ -143,6 +146,7 @@ def create_job(
         bgm_upload_id=bgm_upload_id,
         options=stored,
         parent_id=None,
+        client_address=client_address,
         inputs=inputs,
     )
 
@@ -201,6 +205,7 @@ def _enqueue(
     bgm_upload_id: str,
     options: dict[str, Any],
     parent_id: str | None,
+    client_address: str | None = None,
     inputs: AudioFirstInput | None = None,
     parent: Job | None = None,
 ) -> tuple[Job, bool]:
@@ -215,7 +220,7 @@ def _enqueue(
     if cached is not None:
         logger.info("job %s answers from the result cache", cached.id, extra={"job_id": cached.id})
         return cached, False
-    _check_quotas(session, settings, owner_id, daily=True)
+    _check_quotas(session, settings, owner_id, daily=True, address=client_address)
     job = Job(
         id=new_id("job"),
         owner_id=owner_id,
@@ -225,6 +230,7 @@ def _enqueue(
         options=options,
         cache_key=key,
         status=JobStatus.QUEUED.value,
+        client_address=client_address,
     )
     if inputs is not None:
         job.manifest = inputs.manifest_json
@@ -269,7 +275,9 @@ def _busy(detail: str) -> ServiceError:
     return ServiceError("SERVER_BUSY", detail, headers={"Retry-After": str(_BUSY_RETRY_AFTER_S)})
 
 
-def _check_quotas(session: Session, settings: Settings, owner_id: str, *, daily: bool) -> None:
+def _check_quotas(
+    session: Session, settings: Settings, owner_id: str, *, daily: bool, address: str | None = None
+) -> None:
     active = session.scalar(
         select(func.count())
         .select_from(Job)
@@ -298,11 +306,29 @@ def _check_quotas(session: Session, settings: Settings, owner_id: str, *, daily:
                 f"the limit is {settings.max_daily_jobs_per_owner}",
                 headers={"Retry-After": str(wait)},
             )
+    if address is not None:
+        _check_address_share(session, settings, address)
     queued = session.scalar(
         select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED.value)
     )
     if (queued or 0) >= settings.max_queued_jobs:
         raise _busy(f"{queued} jobs are waiting; try again shortly")
+
+
+def _check_address_share(session: Session, settings: Settings, address: str) -> None:
+    # Owners are free to make, so the per-owner cap alone lets one address fill the queue.
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.client_address == address, Job.status.in_(_UNFINISHED))
+    )
+    if (active or 0) >= settings.max_active_jobs_per_address:
+        raise ServiceError(
+            "QUOTA_EXCEEDED",
+            f"{active} jobs from your address are queued or running; "
+            f"the limit is {settings.max_active_jobs_per_address}",
+            headers={"Retry-After": str(_BUSY_RETRY_AFTER_S)},
+        )
 
 
 # ---------------------------------------------------------------- changing
@@ -378,7 +404,7 @@ def retry_job(
         session, storage, owner_id, job.dance_upload_id, role="dance", audio_first=audio_first
     )
     _usable_upload(session, storage, owner_id, job.bgm_upload_id, role="bgm")
-    _check_quotas(session, settings, owner_id, daily=False)
+    _check_quotas(session, settings, owner_id, daily=False, address=job.client_address)
     storage.delete_prefix(f"jobs/{job.id}")  # whatever a canceled run left half-written
     changed = session.execute(
         update(Job)
@@ -436,6 +462,7 @@ def render_variant(
     owner_id: str,
     job_id: str,
     request: RenderRequest,
+    client_address: str | None = None,
 ) -> tuple[Job, bool]:
     """A new job from a succeeded one with a fixed mapping, so no search runs again.
 
@@ -459,8 +486,10 @@ def render_variant(
             merged[name] = getattr(request, name)
     try:
         options = JobOptions.model_validate(merged)
-    except ValueError as exc:
-        raise ServiceError("VALIDATION_ERROR", f"the resulting options: {exc}") from exc
+    except ValidationError as exc:
+        raise ServiceError(
+            "VALIDATION_ERROR", f"the resulting options: {plain_errors(exc.errors())}"
+        ) from exc
     if request.candidate is not None:
         mapping = _candidate_mapping(session, parent, request.candidate)
     else:
@@ -477,6 +506,7 @@ def render_variant(
         bgm_upload_id=parent.bgm_upload_id,
         options=stored,
         parent_id=parent.id,
+        client_address=client_address,
         parent=parent,
     )
 
