@@ -12,9 +12,9 @@ seams between them come from :mod:`.seam`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +27,19 @@ from .linefit import fit_line
 from .mapping import Mapping
 from .piece import Piece
 from .presence import music_span
-from .search import coarse_lines
 from .seam import find_seam
+from .search import coarse_lines
 
-__all__ = ["MAX_PIECES", "MIN_PIECE_S", "Edit", "Stretch", "assemble", "find_stretches", "join_stretches"]
+__all__ = [
+    "MAX_PIECES",
+    "MIN_PIECE_S",
+    "Edit",
+    "Stretch",
+    "assemble",
+    "find_stretches",
+    "finish",
+    "join_stretches",
+]
 
 MAX_PIECES = 4
 # An edit's pieces last at least this long; a line claims a piece only with runs of agreeing
@@ -122,9 +131,7 @@ def join_stretches(
         for k in range(len(groups) - 1)
     ]
     edges = [music[0], *seams, music[1]]
-    pieces = tuple(
-        Piece(edges[k], edges[k + 1], mappings[k]) for k in range(len(groups))
-    )
+    pieces = tuple(Piece(edges[k], edges[k + 1], mappings[k]) for k in range(len(groups)))
     return pieces, tuple(g[0].fit for g in groups)
 
 
@@ -147,9 +154,29 @@ def assemble(
     """Pieces, seams, music span, activity and windows from the stretches of several lines."""
     dance = signals.dance
     provisional, fits = join_stretches(signals, stretches, (dance.start, dance.end))
-    spans = []
+    first = next(s for s in stretches if s.fit is fits[0])
+    last = [s for s in stretches if s.fit is fits[-1]][-1]
+    return finish(
+        signals, provisional, fits, (first.lo - window / 2, last.hi + window / 2), pool=pool
+    )
+
+
+def finish(
+    signals: Signals,
+    pieces: Sequence[Piece],
+    fits: Sequence[Fit],
+    fallback: tuple[float, float],
+    *,
+    pool: Executor | None = None,
+) -> Edit:
+    """The edit of ``pieces`` (seams fixed) with each piece's ``fits``: the first piece starts
+    where its music starts and the last ends where its music ends (``fallback``, dance s, when
+    its music span lies elsewhere), the activity and windows are each piece's on its interval.
+    """
     curves = []
-    for piece, fit in zip(provisional, fits, strict=True):
+    spans = []
+    times = np.zeros(0)
+    for piece, fit in zip(pieces, fits, strict=True):
         own = (fit.track.times >= piece.start) & (fit.track.times <= piece.end)
         kept = dataclasses.replace(
             fit, track=dataclasses.replace(fit.track, inlier=fit.track.inlier & own)
@@ -157,24 +184,18 @@ def assemble(
         times, score, span = music_span(signals, piece.mapping, kept, pool=pool)
         curves.append(score)
         spans.append(span)
-    first, last = provisional[0], provisional[-1]
-    agreed = [s for s in stretches if s.fit is fits[0]]
-    lo = spans[0][0] if spans[0][0] < first.end else agreed[0].lo - window / 2
-    agreed = [s for s in stretches if s.fit is fits[-1]]
-    hi = spans[-1][1] if spans[-1][1] > last.start else agreed[-1].hi + window / 2
-    pieces = (
-        dataclasses.replace(first, start=min(lo, first.end)),
-        *provisional[1:],
-    )
-    pieces = (*pieces[:-1], dataclasses.replace(pieces[-1], end=max(hi, pieces[-1].start)))
+    lo = spans[0][0] if spans[0][0] < pieces[0].end else fallback[0]
+    hi = spans[-1][1] if spans[-1][1] > pieces[-1].start else fallback[1]
+    edges = [min(lo, pieces[0].end), *(p.start for p in pieces[1:]), max(hi, pieces[-1].start)]
+    joined = tuple(Piece(edges[k], edges[k + 1], piece.mapping) for k, piece in enumerate(pieces))
     # All pieces share the scale, so their frame grids are the same.
     n = min(len(c) for c in curves)
     times = times[:n]
     score = curves[-1][:n]
-    for piece, curve in zip(reversed(pieces[:-1]), reversed(curves[:-1]), strict=True):
+    for piece, curve in zip(reversed(joined[:-1]), reversed(curves[:-1]), strict=True):
         score = np.where(times < piece.end, curve[:n], score)
-    return Edit(pieces, fits, (pieces[0].start, pieces[-1].end), (times, score),
-                _windows(pieces, fits))  # fmt: skip
+    return Edit(joined, tuple(fits), (joined[0].start, joined[-1].end), (times, score),
+                _windows(joined, fits))  # fmt: skip
 
 
 def _windows(pieces: Sequence[Piece], fits: Sequence[Fit]) -> WindowTrack:

@@ -31,9 +31,7 @@ _LPC_ORDER = 16
 _LOWPASS_HZ = 2000.0
 
 
-def find_seam(
-    signals: Signals, before: Mapping, after: Mapping, lo: float, hi: float
-) -> float:
+def find_seam(signals: Signals, before: Mapping, after: Mapping, lo: float, hi: float) -> float:
     """The dance time (s) at which the sound passes from ``before``'s line to ``after``'s.
 
     Parameters
@@ -69,7 +67,7 @@ def find_seam(
 def _agreement(part: Signals, mapping: Mapping) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Frame centres (dance s) and each 32 ms frame's phase agreement under ``mapping``."""
     rate = part.dance.rate
-    frame = int(round(_FRAME_S * rate))
+    frame = round(_FRAME_S * rate)
     x, stretch, track = frame_track(part, mapping, frame=frame, hop=frame // 2)
     count = track.frame_count(len(x))
     # Frames the mapping puts outside the reference agree with nothing.
@@ -94,8 +92,8 @@ def _fine(signals: Signals, before: Mapping, after: Mapping, coarse: float) -> f
     """The sample-level change point within ``_FINE_REACH_S`` of ``coarse`` (s)."""
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
-    first = int(round((coarse - _FINE_CONTEXT_S - dance.start) * rate))
-    count = int(round(2 * _FINE_CONTEXT_S * rate))
+    first = round((coarse - _FINE_CONTEXT_S - dance.start) * rate)
+    count = round(2 * _FINE_CONTEXT_S * rate)
     if first < 0 or first + count > dance.samples.shape[-1]:
         return coarse
     t = dance.start + (first + np.arange(count)) / rate
@@ -131,7 +129,8 @@ def _lowpass(rate: int) -> NDArray[np.float64]:
     cutoff = 2 * _LOWPASS_HZ / rate
     m = np.arange(63) - 31.0
     taps: NDArray[np.float64] = cutoff * np.sinc(cutoff * m) * np.hamming(63)
-    return taps / taps.sum()
+    taps /= taps.sum()
+    return taps
 
 
 def _whitener(x: NDArray[np.float64]) -> NDArray[np.float64]:
