@@ -29,6 +29,7 @@ _FINE_REACH_S = 0.25  # the sample-level search stays this close to the frame-le
 _FINE_CONTEXT_S = 0.6  # samples summed either side for the sample-level change point
 _LPC_ORDER = 16
 _LOWPASS_HZ = 2000.0
+_PLATEAU = 0.01
 
 
 def find_seam(signals: Signals, before: Mapping, after: Mapping, lo: float, hi: float) -> float:
@@ -114,14 +115,29 @@ def _fine(signals: Signals, before: Mapping, after: Mapping, coarse: float) -> f
     if power <= 0.0:
         return coarse
     g = float(np.dot(d[:half], pa[:half]) + np.dot(d[half:], pb[half:])) / power
-    running = np.concatenate([[0.0], np.cumsum(2 * g * d * (pa - pb) - g * g * (pa**2 - pb**2))])
+    votes = (d - g * pb) ** 2 - (d - g * pa) ** 2
+    running = np.concatenate([[0.0], np.cumsum(votes)])
     reach = int(_FINE_REACH_S * rate)
     mid = count // 2
     window = running[mid - reach : mid + reach + 1]
     if not np.isfinite(window).all() or float(np.ptp(window)) <= 0.0:
         return coarse
-    k = mid - reach + int(np.argmax(window))
-    return float(dance.start + (first + k) / rate)
+    k = _plateau_centre(window)
+    return float(dance.start + (first + mid - reach + k) / rate)
+
+
+def _plateau_centre(running: NDArray[np.float64]) -> int:
+    """The middle of the stretch around the maximum of ``running`` that stays within
+    ``_PLATEAU`` of its range below it: where the two lines explain the sound equally (the
+    same notes, or silence), the seam is put halfway."""
+    top = int(np.argmax(running))
+    level = float(running[top]) - _PLATEAU * float(np.ptp(running))
+    lo = hi = top
+    while lo > 0 and running[lo - 1] >= level:
+        lo -= 1
+    while hi < len(running) - 1 and running[hi + 1] >= level:
+        hi += 1
+    return (lo + hi) // 2
 
 
 def _lowpass(rate: int) -> NDArray[np.float64]:
