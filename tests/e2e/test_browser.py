@@ -306,6 +306,9 @@ def test_sync_on_a_phone(
     assert page.locator("#fact-cut").inner_text() == (
         f"{minutes(cut['start_s'])} – {minutes(cut['end_s'])} ({minutes(cut['duration_s'])})"
     )
+    # The class danced to the song as it is: one piece, so no list of pieces.
+    assert len(result["pieces"]) == 1
+    assert page.locator("#fact-pieces-row").is_hidden()
     # The song repeats itself every few seconds: the search offers runner-up answers.
     runners = result["candidates"]
     assert len(runners) >= 1
