@@ -172,10 +172,10 @@ def _small(name: str, seed: int, **kw: object) -> CaseSpec:
 
 
 def small_cases() -> tuple[CaseSpec, ...]:
-    """Short (14–20 s), 320×240 cases for unit tests, each built in about a second: clean, drift
+    """Short (14–22 s), 320×240 cases for unit tests, each built in about a second: clean, drift
     and speed, a degraded room, black and frozen tails, HEVC portrait, a partial reference, a
-    mismatch, and a song 16 dB quieter for its first 5 s (12 dB for its last 3 s) in a room at
-    −5 dB SNR."""
+    mismatch, a song 16 dB quieter for its first 5 s (12 dB for its last 3 s) in a room at
+    −5 dB SNR, and an edit of the song in two pieces (a jump forward)."""
     return (
         _small("small-clean", 1),
         _small("small-drift-speed", 2, speed=1.06, drift_ppm=250.0, audio_rate=44100),
@@ -191,6 +191,9 @@ def small_cases() -> tuple[CaseSpec, ...]:
         _small("small-quiet-intro-loud", 9, intro_db=16.0, intro_seconds=5.0, outro_db=12.0,
                outro_seconds=3.0, play_duration=14.0, tail=1.5,
                room=Room(rt60=0.8, drr_db=2.0, snr_db=-5.0, speech_db=0.0, footsteps=True)),
+        _small("small-edit", 10, track="etr/spunkyrace-ks", ref_start=0.0, ref_end=None,
+               pieces=((8.0, 10.0), (47.3, 9.0)), play_from=8.0, play_duration=19.0,
+               room=Room(rt60=0.5, drr_db=4.0, snr_db=20.0)),
     )  # fmt: skip
 
 
