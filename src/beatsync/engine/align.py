@@ -230,7 +230,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     if len({id(s.fit) for s in stretches}) > 1:
         same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH
         bands = unit_bands if same_pitch else dance_bands(best.mapping.scale)
-        return _edit(signals, fits, stretches, bands, bgm_bands, p.window, pool)
+        return _edit(signals, fits, stretches, bands, bgm_bands, p.window, p.hop, pool)
     shares = _shares([f.score for f in fits])
     confidence = _confidence(best) * shares[0]
     candidates = tuple(
@@ -274,12 +274,13 @@ def _edit(
     dance_bands: NDArray[np.float32],
     bgm_bands: NDArray[np.float32],
     window: float,
+    hop: float,
     pool: ThreadPoolExecutor,
 ) -> Alignment:
     """The alignment of an edit: several pieces, the best line's the main one; the lines that
     became pieces are no longer candidates."""
     best = fits[0]
-    edit = assemble(signals, stretches, window=window, pool=pool)
+    edit = assemble(signals, stretches, window=window, hop=hop, pool=pool)
     used = {id(f) for f in edit.fits}
     ranked = [best, *(f for f in fits[1:] if id(f) not in used)]
     shares = _shares([f.score for f in ranked])

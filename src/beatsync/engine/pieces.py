@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from .decode import Audio
 from .features import FEATURE_RATE
 from .fine import Fit, Signals, WindowTrack, assess, measure
-from .linefit import fit_line
+from .linefit import AGREE_PROMINENCE, fit_line
 from .mapping import Mapping
 from .piece import Piece
 from .presence import music_span
@@ -111,13 +111,20 @@ def find_stretches(
 
 
 def join_stretches(
-    signals: Signals, stretches: Sequence[Stretch], music: tuple[float, float]
+    signals: Signals,
+    stretches: Sequence[Stretch],
+    music: tuple[float, float],
+    *,
+    window: float = 2.0,
+    hop: float = 1.0,
 ) -> tuple[tuple[Piece, ...], tuple[Fit, ...]]:
     """The pieces the stretches make, in dance-time order, and each piece's fit.
 
-    Consecutive stretches of one line join into one piece; every piece gets the common scale
-    fitted over all agreeing windows; seams are found between consecutive pieces. The first
-    piece starts at ``music[0]`` and the last ends at ``music[1]`` (dance s).
+    Consecutive stretches of one line join into one piece; every piece gets the common scale,
+    fitted over the agreeing windows of all pieces, then measured again at that scale on each
+    piece's own stretch away from its seams (``window``/``hop`` seconds, as the alignment's),
+    and fitted once more; seams are found between consecutive pieces. The first piece starts at
+    ``music[0]`` and the last ends at ``music[1]`` (dance s).
     """
     groups: list[list[Stretch]] = []
     for s in sorted(stretches, key=lambda s: s.lo):
@@ -125,7 +132,12 @@ def join_stretches(
             groups[-1].append(s)
         else:
             groups.append([s])
-    mappings = _joint_fit(groups)
+    mappings = _joint_fit([_agreeing(g) for g in groups], groups)
+    if len(groups) > 1:
+        mappings = _joint_fit(
+            [_remeasure(signals, g, m, window, hop) for g, m in zip(groups, mappings, strict=True)],
+            groups,
+        )
     seams = [
         find_seam(signals, mappings[k], mappings[k + 1], groups[k][-1].hi, groups[k + 1][0].lo)
         for k in range(len(groups) - 1)
@@ -149,11 +161,18 @@ class Edit:
 
 
 def assemble(
-    signals: Signals, stretches: Sequence[Stretch], *, window: float, pool: Executor | None = None
+    signals: Signals,
+    stretches: Sequence[Stretch],
+    *,
+    window: float,
+    hop: float,
+    pool: Executor | None = None,
 ) -> Edit:
     """Pieces, seams, music span, activity and windows from the stretches of several lines."""
     dance = signals.dance
-    provisional, fits = join_stretches(signals, stretches, (dance.start, dance.end))
+    provisional, fits = join_stretches(
+        signals, stretches, (dance.start, dance.end), window=window, hop=hop
+    )
     first = next(s for s in stretches if s.fit is fits[0])
     last = [s for s in stretches if s.fit is fits[-1]][-1]
     return finish(
@@ -335,37 +354,74 @@ def _offset_at(
     return float(np.average(beta - scale * t, weights=w + 1e-9))
 
 
-def _joint_fit(groups: Sequence[Sequence[Stretch]]) -> list[Mapping]:
-    """One mapping per group with a common scale, by weighted least squares over the groups'
-    agreeing windows; a single group keeps its own fit."""
+Windows = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+def _agreeing(group: Sequence[Stretch]) -> Windows:
+    """The times, matched reference times and strengths of a group's agreeing windows."""
+    track = group[0].fit.track
+    inside = np.zeros(len(track.times), dtype=bool)
+    for s in group:
+        inside |= (track.times >= s.lo) & (track.times <= s.hi)
+    use = inside & track.inlier
+    t = track.times[use]
+    return t, track.lags[use] + t, np.maximum(track.strength[use], 1e-6)
+
+
+def _remeasure(
+    signals: Signals, group: Sequence[Stretch], mapping: Mapping, window: float, hop: float
+) -> Windows:
+    """A group's windows measured again under ``mapping`` (the common scale), only those whose
+    whole span lies inside the group's agreeing stretch: none hears the other side of a seam."""
+    dance = signals.dance
+    rate = dance.rate
+    lo, hi = group[0].lo, group[-1].hi
+    i0 = max(0, int((lo - dance.start) * rate))
+    i1 = min(dance.samples.shape[-1], int((hi - dance.start) * rate))
+    if (i1 - i0) / rate < window + 2 * hop:
+        return _agreeing(group)
+    part = Signals(Audio(dance.samples[i0:i1], rate, dance.start + i0 / rate), signals.bgm)
+    t, beta, strength, prom = measure(
+        part, mapping, window=window, hop=hop, max_windows=600, search=0.08
+    )
+    use = (prom >= AGREE_PROMINENCE) & (np.abs(beta - mapping.bgm_time_array(t)) <= 0.002)
+    if use.sum() < 2:
+        return _agreeing(group)
+    return t[use], beta[use], np.maximum(strength[use], 1e-6)
+
+
+def _joint_fit(parts: Sequence[Windows], groups: Sequence[Sequence[Stretch]]) -> list[Mapping]:
+    """One mapping per group with a common scale: least squares over each group's windows
+    (``parts``) with an offset per group, reweighted (Tukey, 1.5 ms) so that a window that
+    heard a reflection weighs little; a single group keeps its own fit."""
     if len(groups) == 1:
         return [groups[0][0].fit.mapping]
-    num = den = 0.0
-    centres: list[tuple[float, float]] = []
-    for group in groups:
-        fit = group[0].fit
-        track = fit.track
-        inside = np.zeros(len(track.times), dtype=bool)
-        for s in group:
-            inside |= (track.times >= s.lo) & (track.times <= s.hi)
-        use = inside & track.inlier
-        t = track.times[use]
-        beta = track.lags[use] + t
-        w = np.maximum(track.strength[use], 1e-6)
-        if len(t) == 0:
-            centres.append((float("nan"), float("nan")))
-            continue
-        tc, bc = float(np.average(t, weights=w)), float(np.average(beta, weights=w))
-        num += float(np.sum(w * (t - tc) * (beta - bc)))
-        den += float(np.sum(w * (t - tc) ** 2))
-        centres.append((tc, bc))
-    scale = num / den if den > 0 else groups[0][0].fit.mapping.scale
-    out = []
-    for group, (tc, bc) in zip(groups, centres, strict=True):
-        if np.isnan(tc):
-            m = group[0].fit.mapping
-            out.append(Mapping(m.offset + (m.scale - scale) * (group[0].lo + group[-1].hi) / 2,
-                               scale))  # fmt: skip
-        else:
-            out.append(Mapping(bc - scale * tc, scale))
-    return out
+    t = np.concatenate([p[0] for p in parts])
+    beta = np.concatenate([p[1] for p in parts])
+    strength = np.concatenate([p[2] for p in parts])
+    which = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])
+    if np.bincount(which, minlength=len(groups)).min() < 2:
+        return [_at_scale(g[0].fit.mapping, groups[0][0].fit.mapping.scale, g) for g in groups]
+    weight = strength.copy()
+    scale, offsets = groups[0][0].fit.mapping.scale, np.zeros(len(groups))
+    for _ in range(4):
+        sums = np.bincount(which, weights=weight, minlength=len(groups))
+        tc = np.bincount(which, weights=weight * t, minlength=len(groups)) / sums
+        bc = np.bincount(which, weights=weight * beta, minlength=len(groups)) / sums
+        dt = t - tc[which]
+        den = float(np.sum(weight * dt**2))
+        if den <= 0.0:
+            break
+        scale = float(np.sum(weight * dt * (beta - bc[which]))) / den
+        offsets = bc - scale * tc
+        u = (beta - offsets[which] - scale * t) / 0.0015
+        weight = strength * np.where(np.abs(u) < 1.0, (1.0 - u**2) ** 2, 0.0)
+        if np.bincount(which, weights=weight, minlength=len(groups)).min() <= 0.0:
+            break
+    return [Mapping(float(a), scale) for a in offsets]
+
+
+def _at_scale(mapping: Mapping, scale: float, group: Sequence[Stretch]) -> Mapping:
+    """``mapping`` turned to ``scale`` about the middle of ``group``."""
+    middle = (group[0].lo + group[-1].hi) / 2
+    return Mapping(mapping.bgm_time(middle) - scale * middle, scale)
