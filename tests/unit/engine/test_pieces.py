@@ -143,7 +143,8 @@ def test_one_piece_is_never_split() -> None:
     assert len(found.pieces) == 1
     assert found.pieces[0].mapping == found.mapping
     assert error_ms(found.mapping, edit.mappings[0], 20.0) < 0.5
-    assert found.pieces[0].start == found.music[0] and found.pieces[0].end == found.music[1]
+    assert found.pieces[0].start == found.music[0]
+    assert found.pieces[0].end == found.music[1]
 
 
 def test_repeated_chorus_in_one_piece_is_a_candidate_not_a_piece() -> None:

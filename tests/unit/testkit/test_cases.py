@@ -220,7 +220,7 @@ def test_edit_plays_each_piece_where_its_truth_says(built: Built) -> None:
             # Where the piece's song time is heard, to within 1 ms of the truth, searched
             # ±50 ms around a guess 20 ms off.
             guess = p + truth.scale * (t - lo) + 0.02
-            error = (_song_time(case, float(t), guess=guess) - _truth_song_time(case, float(t)))
+            error = _song_time(case, float(t), guess=guess) - _truth_song_time(case, float(t))
             assert abs(error / truth.scale) < 1e-3, (t, error)
     assert truth.bgm_time(truth.seams[0] - 0.01) == pytest.approx(
         truth.pieces[0][2] + truth.scale * (truth.seams[0] - 0.01)
