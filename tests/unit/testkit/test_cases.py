@@ -212,7 +212,8 @@ def test_edit_plays_each_piece_where_its_truth_says(built: Built) -> None:
     truth = case.truth
     assert len(truth.pieces) == 2
     assert truth.seams == (truth.pieces[0][1],) == (truth.pieces[1][0],)
-    assert truth.pieces[0][0] == truth.music_start and truth.pieces[1][1] == truth.music_end
+    assert truth.pieces[0][0] == truth.music_start
+    assert truth.pieces[1][1] == truth.music_end
     (p0, d0), (p1, _) = case.spec.pieces
     assert truth.seams[0] == pytest.approx(case.spec.music_start + d0)
     for (lo, hi, _), p in zip(truth.pieces, (p0, p1), strict=True):
