@@ -77,9 +77,9 @@ def find_stretches(
     dance-time order.
 
     ``others`` are the runner-up lines already locked; stretches of ``MIN_PIECE_S`` or more
-    that no accepted line explains are searched again (coarse lines on that stretch alone,
-    locked at the best line's scale). One stretch (or several of the best line alone) means
-    one piece.
+    that no accepted line explains, where the best line maps inside the reference, are searched
+    again (coarse lines on that stretch alone, locked at the best line's scale). One stretch
+    (or several of the best line alone) means one piece.
     """
     accepted = _runs(best, window)
     if not accepted:
@@ -98,7 +98,11 @@ def find_stretches(
         if searched:
             break
         searched = True
-        gaps = _gaps(accepted, signals.dance.start, signals.dance.end)
+        # Only where the best line stays inside the reference: past its ends the class may
+        # play what a cut reference lacks, and a phrase the song repeats would pass for a piece.
+        lo = max(signals.dance.start, best.mapping.dance_time(signals.bgm.start))
+        hi = min(signals.dance.end, best.mapping.dance_time(signals.bgm.end))
+        gaps = _gaps(accepted, lo, hi)
         for lo, hi in gaps:
             pending.extend(
                 _lines_in(signals, best.mapping.scale, lo, hi, dance_bands, bgm_bands,
