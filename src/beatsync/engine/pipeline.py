@@ -200,8 +200,8 @@ def sync(
             decoded.span, reference = collected, decoded
         with progress.stage("align", "finding the music in the recording"):
             if opts.pieces:
-                alignment = assess_mapping(dance_audio, bgm_audio, opts.pieces[0].mapping,
-                                           pieces=opts.pieces)  # fmt: skip
+                main = max(opts.pieces, key=lambda p: p.duration).mapping
+                alignment = assess_mapping(dance_audio, bgm_audio, main, pieces=opts.pieces)
             elif opts.mapping is not None:
                 alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
             else:
