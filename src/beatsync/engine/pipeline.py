@@ -88,8 +88,9 @@ class SyncResult:
 
     @property
     def parts(self) -> tuple[Piece, ...]:
-        """``pieces``, or the one piece ``mapping`` makes over the cut when none are set."""
-        return self.pieces or (Piece(self.cut.start, self.cut.end, self.mapping),)
+        """``pieces``, or the one piece ``mapping`` makes over the music when none are set."""
+        music = self.alignment.music
+        return self.pieces or (Piece(music[0], music[1], self.mapping),)
 
 
 # Where each stage starts on the overall progress scale; render takes the largest share.
