@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .decode import Audio, decode_audio
+from .edit import assemble, finish
 from .errors import MusicMismatchError
 from .features import (
     FEATURE_RATE,
@@ -31,7 +32,7 @@ from .features import (
 from .fine import Fit, Signals, WindowTrack, measure_mapping, refine
 from .mapping import Mapping
 from .piece import Piece, bgm_times
-from .pieces import Stretch, assemble, find_stretches, finish
+from .pieces import Stretch, find_stretches
 from .presence import music_span
 from .search import Line, coarse_lines
 from .span import MusicSpan

@@ -12,7 +12,6 @@ seams between them come from :mod:`.seam`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -22,24 +21,14 @@ from numpy.typing import NDArray
 
 from .decode import Audio
 from .features import FEATURE_RATE
-from .fine import Fit, Signals, WindowTrack, assess, measure
+from .fine import Fit, Signals, assess, measure
 from .linefit import AGREE_PROMINENCE, fit_line
 from .mapping import Mapping
 from .piece import Piece
-from .presence import music_span
 from .seam import find_seam
 from .search import coarse_lines
 
-__all__ = [
-    "MAX_PIECES",
-    "MIN_PIECE_S",
-    "Edit",
-    "Stretch",
-    "assemble",
-    "find_stretches",
-    "finish",
-    "join_stretches",
-]
+__all__ = ["MAX_PIECES", "MIN_PIECE_S", "Stretch", "find_stretches", "join_stretches"]
 
 MAX_PIECES = 4
 # An edit's pieces last at least this long; a line claims a piece only with runs of agreeing
@@ -81,7 +70,7 @@ def find_stretches(
     again (coarse lines on that stretch alone, locked at the best line's scale). One stretch
     (or several of the best line alone) means one piece.
     """
-    accepted = _runs(best, window)
+    accepted = _runs(best)
     if not accepted:
         return []
     used: set[int] = {id(best)}
@@ -151,101 +140,7 @@ def join_stretches(
     return pieces, tuple(g[0].fit for g in groups)
 
 
-@dataclass(frozen=True, slots=True)
-class Edit:
-    """The pieces of an edit and what the alignment reports of them: each piece's fit, the
-    music span across all pieces, the activity curve (each piece's on its interval) and the
-    windows (each piece's on its interval)."""
-
-    pieces: tuple[Piece, ...]
-    fits: tuple[Fit, ...]
-    music: tuple[float, float]
-    activity: tuple[NDArray[np.float64], NDArray[np.float64]]
-    windows: WindowTrack
-
-
-def assemble(
-    signals: Signals,
-    stretches: Sequence[Stretch],
-    *,
-    window: float,
-    hop: float,
-    pool: Executor | None = None,
-) -> Edit:
-    """Pieces, seams, music span, activity and windows from the stretches of several lines."""
-    dance = signals.dance
-    provisional, fits = join_stretches(
-        signals, stretches, (dance.start, dance.end), window=window, hop=hop
-    )
-    first = next(s for s in stretches if s.fit is fits[0])
-    last = [s for s in stretches if s.fit is fits[-1]][-1]
-    return finish(
-        signals, provisional, fits, (first.lo - window / 2, last.hi + window / 2), pool=pool
-    )
-
-
-def finish(
-    signals: Signals,
-    pieces: Sequence[Piece],
-    fits: Sequence[Fit],
-    fallback: tuple[float, float],
-    *,
-    pool: Executor | None = None,
-) -> Edit:
-    """The edit of ``pieces`` (seams fixed) with each piece's ``fits``: the first piece starts
-    where its music starts and the last ends where its music ends (``fallback``, dance s, when
-    its music span lies elsewhere), the activity and windows are each piece's on its interval.
-    """
-    curves = []
-    spans = []
-    times = np.zeros(0)
-    for piece, fit in zip(pieces, fits, strict=True):
-        own = (fit.track.times >= piece.start) & (fit.track.times <= piece.end)
-        kept = dataclasses.replace(
-            fit, track=dataclasses.replace(fit.track, inlier=fit.track.inlier & own)
-        )
-        times, score, span = music_span(signals, piece.mapping, kept, pool=pool)
-        curves.append(score)
-        spans.append(span)
-    lo = spans[0][0] if spans[0][0] < pieces[0].end else fallback[0]
-    hi = spans[-1][1] if spans[-1][1] > pieces[-1].start else fallback[1]
-    edges = [min(lo, pieces[0].end), *(p.start for p in pieces[1:]), max(hi, pieces[-1].start)]
-    joined = tuple(Piece(edges[k], edges[k + 1], piece.mapping) for k, piece in enumerate(pieces))
-    # All pieces share the scale, so their frame grids are the same.
-    n = min(len(c) for c in curves)
-    times = times[:n]
-    score = curves[-1][:n]
-    for piece, curve in zip(reversed(joined[:-1]), reversed(curves[:-1]), strict=True):
-        score = np.where(times < piece.end, curve[:n], score)
-    return Edit(joined, tuple(fits), (joined[0].start, joined[-1].end), (times, score),
-                _windows(joined, fits))  # fmt: skip
-
-
-def _windows(pieces: Sequence[Piece], fits: Sequence[Fit]) -> WindowTrack:
-    """Each piece's windows on its own interval, in time order."""
-    parts = []
-    for k, (piece, fit) in enumerate(zip(pieces, fits, strict=True)):
-        t = fit.track.times
-        lo = -np.inf if k == 0 else piece.start
-        hi = np.inf if k == len(pieces) - 1 else piece.end
-        parts.append((t >= lo) & (t < hi))
-    times = np.concatenate([f.track.times[m] for f, m in zip(fits, parts, strict=True)])
-    order = np.argsort(times, kind="stable")
-
-    def joined(name: str) -> NDArray[np.generic]:
-        return np.concatenate(
-            [getattr(f.track, name)[m] for f, m in zip(fits, parts, strict=True)]
-        )[order]
-
-    return WindowTrack(
-        times=times[order],
-        lags=joined("lags").astype(np.float64),
-        strength=joined("strength").astype(np.float64),
-        inlier=joined("inlier").astype(np.bool_),
-    )
-
-
-def _runs(fit: Fit, window: float, *, keep: NDArray[np.bool_] | None = None) -> list[Stretch]:
+def _runs(fit: Fit, *, keep: NDArray[np.bool_] | None = None) -> list[Stretch]:
     """``fit``'s agreeing windows (those in ``keep``, when given) grouped into runs."""
     mask = fit.track.inlier if keep is None else fit.track.inlier & keep
     times = fit.track.times[mask]
@@ -266,7 +161,7 @@ def _claims(fit: Fit, accepted: Sequence[Stretch], window: float) -> list[Stretc
         free &= (t < s.lo - _CLAIM_MARGIN_S) | (t > s.hi + _CLAIM_MARGIN_S)
     return [
         s
-        for s in _runs(fit, window, keep=free)
+        for s in _runs(fit, keep=free)
         if s.hi - s.lo + window >= _MIN_REACH_S and s.hits >= _MIN_HITS
     ]
 
