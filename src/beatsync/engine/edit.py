@@ -15,6 +15,7 @@ from .fine import Fit, Signals, WindowTrack
 from .piece import Piece
 from .pieces import Stretch, join_stretches
 from .presence import music_span
+from .span import EdgeEvidence, MusicSpan
 
 __all__ = ["Edit", "assemble", "finish"]
 
@@ -27,7 +28,7 @@ class Edit:
 
     pieces: tuple[Piece, ...]
     fits: tuple[Fit, ...]
-    music: tuple[float, float]
+    music: MusicSpan
     activity: tuple[NDArray[np.float64], NDArray[np.float64]]
     windows: WindowTrack
 
@@ -75,8 +76,19 @@ def finish(
         times, score, span = music_span(signals, piece.mapping, kept, pool=pool)
         curves.append(score)
         spans.append(span)
-    lo = spans[0][0] if spans[0][0] < pieces[0].end else fallback[0]
-    hi = spans[-1][1] if spans[-1][1] > pieces[-1].start else fallback[1]
+    # The music starts where the first piece's starts and ends where the last piece's ends,
+    # each edge with its own evidence.
+    first, last = spans[0], spans[-1]
+    lo, lo_evidence = (
+        (first.start, first.start_evidence)
+        if first.start < pieces[0].end
+        else (fallback[0], EdgeEvidence())
+    )
+    hi, hi_evidence = (
+        (last.end, last.end_evidence)
+        if last.end > pieces[-1].start
+        else (fallback[1], EdgeEvidence())
+    )
     edges = [min(lo, pieces[0].end), *(p.start for p in pieces[1:]), max(hi, pieces[-1].start)]
     joined = tuple(Piece(edges[k], edges[k + 1], piece.mapping) for k, piece in enumerate(pieces))
     # All pieces share the scale, so their frame grids are the same.
@@ -85,8 +97,8 @@ def finish(
     score = curves[-1][:n]
     for piece, curve in zip(reversed(joined[:-1]), reversed(curves[:-1]), strict=True):
         score = np.where(times < piece.end, curve[:n], score)
-    return Edit(joined, tuple(fits), (joined[0].start, joined[-1].end), (times, score),
-                _windows(joined, fits))  # fmt: skip
+    music = MusicSpan(joined[0].start, joined[-1].end, lo_evidence, hi_evidence)
+    return Edit(joined, tuple(fits), music, (times, score), _windows(joined, fits))
 
 
 def _windows(pieces: Sequence[Piece], fits: Sequence[Fit]) -> WindowTrack:

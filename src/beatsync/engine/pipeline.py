@@ -90,7 +90,7 @@ class SyncResult:
     def parts(self) -> tuple[Piece, ...]:
         """``pieces``, or the one piece ``mapping`` makes over the music when none are set."""
         music = self.alignment.music
-        return self.pieces or (Piece(music[0], music[1], self.mapping),)
+        return self.pieces or (Piece(music.start, music.end, self.mapping),)
 
 
 # Where each stage starts on the overall progress scale; render takes the largest share.

@@ -29,7 +29,8 @@ def test_two_piece_edit_is_synced_in_every_piece_and_spliced_at_the_seam(  # typ
     assert pieces[1].start == pytest.approx(truth.seams[0], abs=0.003)
     assert truth.cut is not None
     assert result.cut.start == pytest.approx(truth.cut[0], abs=0.1)
-    assert result.cut.end == pytest.approx(truth.cut[1], abs=0.1)
+    # The music's end keeps the room's reverberant tail: a little late, never early.
+    assert truth.cut[1] - 0.05 <= result.cut.end <= truth.cut[1] + 0.2
     # Measured on the written file: in sync in each piece, and its sound switches at the seam.
     shift = result.output.first_frame_time - result.output.video_start
     per_piece = piece_sync(out, case, shift=shift, cut=(result.cut.start, result.cut.end))
