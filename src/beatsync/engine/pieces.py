@@ -75,7 +75,7 @@ def find_stretches(
         return []
     used: set[int] = {id(best)}
     pending = list(others)
-    searched = False
+    searched: set[tuple[float, float]] = set()
     while True:
         claims = [(fit, _claims(fit, accepted, window)) for fit in pending if id(fit) not in used]
         claims = [(fit, runs) for fit, runs in claims if runs]
@@ -84,14 +84,17 @@ def find_stretches(
             accepted.extend(runs)
             used.add(id(fit))
             continue
-        if searched:
+        if len({id(s.fit) for s in accepted}) >= MAX_PIECES:
             break
-        searched = True
         # Only where the best line stays inside the reference: past its ends the class may
         # play what a cut reference lacks, and a phrase the song repeats would pass for a piece.
+        # A stretch that held two pieces is searched again once one of them is claimed.
         lo = max(signals.dance.start, best.mapping.dance_time(signals.bgm.start))
         hi = min(signals.dance.end, best.mapping.dance_time(signals.bgm.end))
-        gaps = _gaps(accepted, lo, hi)
+        gaps = [
+            g for g in _gaps(accepted, lo, hi) if (round(g[0], 3), round(g[1], 3)) not in searched
+        ]
+        searched.update((round(a, 3), round(b, 3)) for a, b in gaps)
         for lo, hi in gaps:
             pending.extend(
                 _lines_in(signals, best.mapping.scale, lo, hi, dance_bands, bgm_bands,
