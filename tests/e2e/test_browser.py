@@ -313,6 +313,9 @@ def test_sync_on_a_phone(
     assert page.locator("#fact-cut").inner_text() == (
         f"{minutes(cut['start_s'])} – {minutes(cut['end_s'])} ({minutes(cut['duration_s'])})"
     )
+    # The class danced to the song as it is: one piece, so no list of pieces.
+    assert len(result["pieces"]) == 1
+    assert page.locator("#fact-pieces-row").is_hidden()
     # The song repeats itself every few seconds: the search offers runner-up answers.
     runners = result["candidates"]
     assert len(runners) >= 1
@@ -422,6 +425,40 @@ def test_sync_on_a_phone(
         wide.screenshot(path=REPO / "docs" / "screenshot.png")
     watch.assert_clean(wide)
     desktop.close()
+    context.close()
+
+
+def test_an_edit_of_the_song_is_shown_piece_by_piece(
+    served: Served, browser: Browser, tmp_path_factory: pytest.TempPathFactory, artifacts: Path
+) -> None:
+    edit = build_case(case_named("small-edit"), tmp_path_factory.mktemp("edit"))
+    context = phone(browser)
+    watch = Watch()
+    page = open_page(context, served, watch)
+    page.set_input_files("#dance-input", str(edit.dance))
+    page.set_input_files("#bgm-input", str(edit.bgm))
+    wait_card(page, "dance", "ready")
+    wait_card(page, "bgm", "ready")
+    page.locator("#start").click()
+    job = api_get(page, served, f"/api/v1/jobs/{wait_job(page)}")
+    assert job["status"] == "succeeded", job
+    # Two pieces, as the truth has them, each listed with the stretch of the class video it
+    # covers and where in the reference it plays from.
+    pieces = job["result"]["pieces"]
+    assert [p["start_s"] for p in pieces[1:]] == pytest.approx(list(edit.truth.seams), abs=0.005)
+    expect(page.locator("#fact-pieces-row")).to_be_visible()
+    assert page.locator("#fact-pieces small").inner_text() == (
+        "The class danced to an edit of the song, in 2 pieces:"
+    )
+    items = page.locator("#fact-pieces li").all_inner_texts()
+    assert items == [
+        f"{minutes(p['start_s'])} – {minutes(p['end_s'])}: the reference from "
+        f"{minutes(p['offset_s'] + p['scale'] * p['start_s'])}"
+        for p in pieces
+    ]
+    page.locator("#result").scroll_into_view_if_needed()
+    page.screenshot(path=artifacts / "07-phone-edit.png", full_page=True)
+    watch.assert_clean(page)
     context.close()
 
 

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 from beatsync import __version__, cli
+from beatsync.cli import summary_line
 from beatsync.engine import errors, pipeline
-from beatsync.engine.align import Alignment, Candidate, Mapping, WindowTrack
+from beatsync.engine.align import Alignment, Candidate, Mapping, Piece, WindowTrack
 from beatsync.engine.pipeline import StageTiming, SyncOptions, SyncResult
 from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
 from beatsync.engine.render import RenderedOutput
@@ -560,3 +561,14 @@ def test_the_command_keeps_openblas_to_one_thread_unless_told_otherwise(
     threads = json.loads(done.stdout)
     assert threads
     assert set(threads) == {expected}
+
+
+def test_summary_line_of_an_edit_lists_its_pieces(tmp_path: Path) -> None:
+    result = _result(tmp_path / "out.mp4")
+    later = Mapping(FOUND.offset + 21.5, FOUND.scale)
+    edit = dataclasses.replace(result, pieces=(Piece(1.5, 9.25, FOUND), Piece(9.25, 18.0, later)))
+    assert summary_line(edit, 2.04) == (
+        f"wrote {tmp_path / 'out.mp4'} in 2.0 s: 2 pieces (1.50-9.25 s at +7.125 s; "
+        "9.25-18.00 s at +28.625 s), drift -18.3 ppm, confidence 0.93, "
+        "cut 1.50-18.00 s (music/music)"
+    )

@@ -173,9 +173,18 @@ def _all_or_nothing(paths: Sequence[Path]) -> Iterator[None]:
 
 
 def summary_line(result: SyncResult, elapsed: float) -> str:
-    """One line for a person: output, time taken, offset, drift, confidence and cut."""
+    """One line for a person: output, time taken, offset, drift, confidence and cut; for an
+    edit, each piece's dance interval and offset instead of the one offset."""
     mapping, cut = result.mapping, result.cut
-    facts = [f"offset {mapping.offset:+.3f} s", f"drift {mapping.drift_ppm:+.1f} ppm"]
+    pieces = result.parts
+    if len(pieces) > 1:
+        spans = "; ".join(
+            f"{p.start:.2f}-{p.end:.2f} s at {p.mapping.offset:+.3f} s" for p in pieces
+        )
+        facts = [f"{len(pieces)} pieces ({spans})"]
+    else:
+        facts = [f"offset {mapping.offset:+.3f} s"]
+    facts.append(f"drift {mapping.drift_ppm:+.1f} ppm")
     if abs(mapping.drift_ppm) >= 1000.0:
         facts.append(f"speed x{mapping.scale:.4f}")
     facts += [

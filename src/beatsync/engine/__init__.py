@@ -25,6 +25,7 @@ from .errors import (
     ProcessingError,
 )
 from .mapping import Mapping
+from .piece import Piece
 from .pipeline import STAGES, ProgressCallback, StageTiming, SyncOptions, SyncResult, sync
 from .probe import AudioInfo, MediaInfo, VideoInfo, probe
 from .render import RenderedOutput, RenderParams, render
@@ -74,6 +75,7 @@ __all__ = [
     "NoAudioTrackError",
     "NoVideoTrackError",
     "OptionsError",
+    "Piece",
     "ProcessingError",
     "ProgressCallback",
     "RenderParams",

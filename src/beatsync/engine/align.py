@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .decode import Audio, decode_audio
+from .edit import assemble, finish
 from .errors import MusicMismatchError
 from .features import (
     FEATURE_RATE,
@@ -30,6 +31,8 @@ from .features import (
 )
 from .fine import Fit, Signals, WindowTrack, measure_mapping, refine
 from .mapping import Mapping
+from .piece import Piece, bgm_times
+from .pieces import Stretch, find_stretches
 from .presence import music_span
 from .search import Line, coarse_lines
 from .span import MusicSpan
@@ -39,6 +42,7 @@ __all__ = [
     "Alignment",
     "Candidate",
     "Mapping",
+    "Piece",
     "WindowTrack",
     "align_files",
     "align_signals",
@@ -65,6 +69,11 @@ class Alignment:
     (with its edges' evidence); ``activity`` is a (times, score) curve of how well each moment
     matches, score in [0, 1]; ``envelopes`` is (times, dance envelope, reference envelope mapped
     onto dance time), three arrays of one length, envelopes normalised to [0, 1], for the plot.
+
+    ``pieces`` are the stretches of an edit in dance-time order, each with its own mapping (one
+    piece, over ``music``, for a recording of the song as it is); ``mapping``
+    is the main piece's, the one with the most evidence, and ``windows`` are each piece's
+    windows on its own interval.
     """
 
     mapping: Mapping
@@ -76,6 +85,12 @@ class Alignment:
     envelopes: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] = field(
         repr=False
     )
+    pieces: tuple[Piece, ...] = ()
+
+    @property
+    def parts(self) -> tuple[Piece, ...]:
+        """``pieces``, or the one piece ``mapping`` makes over ``music`` when none are set."""
+        return self.pieces or (Piece(self.music.start, self.music.end, self.mapping),)
 
 
 DEFAULT_SPEEDS = (0.90, 0.92, 0.94, 0.96, 0.98, 1.02, 1.04, 1.06, 1.08, 1.10)
@@ -203,6 +218,20 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     best = _best(fits)
     if best is None or not _accepted(best, p):
         raise MusicMismatchError(_refusal(best, dance, bgm, p))
+    stretches = find_stretches(
+        signals,
+        best,
+        [f for f in fits if f is not best],
+        dance_bands=dance_bands,
+        bgm_bands=bgm_bands,
+        window=p.window,
+        hop=p.hop,
+        pool=pool,
+    )
+    if len({id(s.fit) for s in stretches}) > 1:
+        same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH
+        bands = unit_bands if same_pitch else dance_bands(best.mapping.scale)
+        return _edit(signals, fits, stretches, bands, bgm_bands, p.window, p.hop, pool)
     shares = _shares([f.score for f in fits])
     confidence = _confidence(best) * shares[0]
     candidates = tuple(
@@ -233,23 +262,73 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
             bgm_bands,
             dance.start,
             bgm.start,
-            best.mapping,
+            (Piece(dance.start, dance.end, best.mapping),),
         ),
+        pieces=(Piece(music.start, music.end, best.mapping),),
+    )
+
+
+def _edit(
+    signals: Signals,
+    fits: list[Fit],
+    stretches: list[Stretch],
+    dance_bands: NDArray[np.float32],
+    bgm_bands: NDArray[np.float32],
+    window: float,
+    hop: float,
+    pool: ThreadPoolExecutor,
+) -> Alignment:
+    """The alignment of an edit: several pieces, the best line's the main one; the lines that
+    became pieces are no longer candidates."""
+    best = fits[0]
+    edit = assemble(signals, stretches, window=window, hop=hop, pool=pool)
+    used = {id(f) for f in edit.fits}
+    ranked = [best, *(f for f in fits[1:] if id(f) not in used)]
+    shares = _shares([f.score for f in ranked])
+    main = max(
+        (p for p, f in zip(edit.pieces, edit.fits, strict=True) if f is best),
+        key=lambda p: p.duration,
+    )
+    log.debug("aligned an edit of %d pieces, seams at %s", len(edit.pieces),
+              ", ".join(f"{p.start:.3f}" for p in edit.pieces[1:]))  # fmt: skip
+    return Alignment(
+        mapping=main.mapping,
+        confidence=round(_confidence(best) * shares[0], 4),
+        candidates=tuple(
+            Candidate(f.mapping, round(_confidence(f) * share, 4), f.hits / max(f.windows, 1))
+            for f, share in zip(ranked[1:], shares[1:], strict=True)
+        ),
+        windows=edit.windows,
+        music=edit.music,
+        activity=edit.activity,
+        envelopes=_envelopes(
+            dance_bands, bgm_bands, signals.dance.start, signals.bgm.start, edit.pieces
+        ),
+        pieces=edit.pieces,
     )
 
 
 def assess_mapping(
-    dance: Audio, bgm: Audio, mapping: Mapping, *, params: AlignParams | None = None
+    dance: Audio,
+    bgm: Audio,
+    mapping: Mapping,
+    *,
+    params: AlignParams | None = None,
+    pieces: tuple[Piece, ...] | None = None,
 ) -> Alignment:
     """Describe a mapping chosen by a person (another candidate, an earlier answer) without
     searching: how many windows agree with it, its confidence, and where the music is heard.
 
-    Never refuses: the choice is the caller's. Parameters as for :func:`align_signals`.
+    ``pieces``: an edit's pieces (an earlier answer), kept with their seams; ``mapping`` is then
+    the main one (its confidence is reported). Never refuses: the choice is the caller's.
+    Other parameters as for :func:`align_signals`.
     """
     p = params or AlignParams()
     if dance.rate != bgm.rate:
         raise ValueError("both signals must have the same sample rate")
     signals = Signals(dance, bgm)
+    if pieces is not None and len(pieces) > 1:
+        return _assess_pieces(signals, mapping, pieces, p)
     fit = measure_mapping(signals, mapping, window=p.window, hop=p.hop, max_windows=p.max_windows)
     times, score, music = music_span(signals, mapping, fit)
     return Alignment(
@@ -266,8 +345,41 @@ def assess_mapping(
             signal_band_features(bgm.samples, bgm.rate),
             dance.start,
             bgm.start,
-            mapping,
+            (Piece(dance.start, dance.end, mapping),),
         ),
+        pieces=(Piece(music.start, music.end, mapping),),
+    )
+
+
+def _assess_pieces(
+    signals: Signals, mapping: Mapping, pieces: tuple[Piece, ...], p: AlignParams
+) -> Alignment:
+    fits = [
+        measure_mapping(signals, piece.mapping, window=p.window, hop=p.hop,
+                        max_windows=p.max_windows)
+        for piece in pieces
+    ]  # fmt: skip
+    edit = finish(signals, pieces, fits, (pieces[0].start, pieces[-1].end))
+    main = next((f for f, piece in zip(fits, pieces, strict=True) if piece.mapping == mapping),
+                fits[0])  # fmt: skip
+    dance, bgm = signals.dance, signals.bgm
+    return Alignment(
+        mapping=mapping,
+        confidence=round(_confidence(main), 4),
+        candidates=(),
+        windows=edit.windows,
+        music=edit.music,
+        activity=edit.activity,
+        envelopes=_envelopes(
+            band_features(
+                power_spectrogram(dance.samples, dance.rate), dance.rate, pitch=mapping.scale
+            ),
+            signal_band_features(bgm.samples, bgm.rate),
+            dance.start,
+            bgm.start,
+            edit.pieces,
+        ),
+        pieces=edit.pieces,
     )
 
 
@@ -325,11 +437,11 @@ def _envelopes(
     bgm_bands: NDArray[np.float32],
     dance_start: float,
     bgm_start: float,
-    mapping: Mapping,
+    pieces: tuple[Piece, ...],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     dance_env = onset_envelope(dance_bands)
     bgm_env = onset_envelope(bgm_bands)
     times = dance_start + np.arange(len(dance_env)) / FEATURE_RATE
-    where = (mapping.offset + mapping.scale * times - bgm_start) * FEATURE_RATE
+    where = (bgm_times(pieces, times) - bgm_start) * FEATURE_RATE
     mapped = np.interp(where, np.arange(len(bgm_env)), bgm_env, left=0.0, right=0.0)
     return times, dance_env, mapped

@@ -90,6 +90,10 @@ def _synthesise(plan: AudioPlan, start: int, stop: int, cancel: threading.Event)
             _fade(edge, n0, plan.samples, plan.fade, rising=False)
             mix: Audio | None = None
             for source, reader in zip(plan.sources, readers, strict=True):
+                if source.span is not None and (
+                    n1 <= math.ceil(source.span[0]) or n0 > math.floor(source.span[1])
+                ):
+                    continue  # silent in this block (a piece of an edit heard elsewhere)
                 gain = edge * np.float32(source.gain)
                 if source.span is not None:
                     _fade(gain, n0, source.span[0], plan.fade, rising=True)

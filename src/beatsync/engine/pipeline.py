@@ -19,6 +19,7 @@ from .decode import Audio, decode_audio
 from .errors import BeatSyncError, OptionsError, ProcessingError
 from .forked import ForkedCall, can_fork
 from .mapping import Mapping
+from .piece import Piece
 from .probe import MediaInfo, probe
 from .render import RenderedOutput, RenderParams, render, start_audio
 from .trim import Cut, find_cut
@@ -42,12 +43,16 @@ class SyncOptions:
 
     ``offset``: a reference time (s) at dance time 0 given by a person; the search stays near it.
     ``mapping``: use this mapping as it is (another candidate), no search.
-    ``nudge_ms``: play the reference this much later (positive) or earlier against the picture.
+    ``pieces``: use these pieces of an edit as they are (an earlier answer), no search; their
+    seams stay where they are.
+    ``nudge_ms``: play the reference this much later (positive) or earlier against the picture
+    (every piece of an edit alike).
     ``start``/``end``: cut edges in dance seconds; ``trim=False`` keeps the whole video.
     """
 
     offset: float | None = None
     mapping: Mapping | None = None
+    pieces: tuple[Piece, ...] | None = None
     nudge_ms: float = 0.0
     start: float | None = None
     end: float | None = None
@@ -63,7 +68,11 @@ class StageTiming:
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """Everything one run learned and wrote."""
+    """Everything one run learned and wrote.
+
+    ``mapping`` is the main piece's (nudged as rendered); ``pieces`` are all of them, in
+    dance-time order (one for a recording of the song as it is).
+    """
 
     dance: MediaInfo
     bgm: MediaInfo
@@ -75,6 +84,13 @@ class SyncResult:
     report_path: Path | None = None
     plot_path: Path | None = None
     poster_path: Path | None = None
+    pieces: tuple[Piece, ...] = ()
+
+    @property
+    def parts(self) -> tuple[Piece, ...]:
+        """``pieces``, or the one piece ``mapping`` makes over the music when none are set."""
+        music = self.alignment.music
+        return self.pieces or (Piece(music.start, music.end, self.mapping),)
 
 
 # Where each stage starts on the overall progress scale; render takes the largest share.
@@ -184,14 +200,18 @@ def sync(
         if decoded is not None and collected is not None:
             decoded.span, reference = collected, decoded
         with progress.stage("align", "finding the music in the recording"):
-            if opts.mapping is not None:
+            if opts.pieces:
+                main = max(opts.pieces, key=lambda p: p.duration).mapping
+                alignment = assess_mapping(dance_audio, bgm_audio, main, pieces=opts.pieces)
+            elif opts.mapping is not None:
                 alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
             else:
                 alignment = align_signals(
                     dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
                 )
             del dance_audio, bgm_audio
-            mapping = (opts.mapping or alignment.mapping).nudged(opts.nudge_ms)
+            mapping = alignment.mapping.nudged(opts.nudge_ms)
+            pieces = tuple(p.nudged(opts.nudge_ms) for p in alignment.parts)
         cut_for = functools.partial(
             find_cut,
             dance_info,
@@ -201,6 +221,7 @@ def sync(
             start=opts.start,
             end=opts.end,
             trim=opts.trim,
+            pieces=pieces,
         )
         with progress.stage("trim", "choosing the cut"):
             # The audio encoders start on the cut the music and the reference give, while the
@@ -213,6 +234,7 @@ def sync(
                     cut=cut_for(picture=False),
                     params=opts.render,
                     decoded=reference,
+                    pieces=pieces,
                 )
             )
             cut = cut_for()
@@ -227,6 +249,7 @@ def sync(
                 on_progress=lambda f: progress.report("render", 0.9 * f, "writing the video"),
                 early=early,
                 decoded=reference,
+                pieces=pieces,
             )
     result = SyncResult(
         dance=dance_info,
@@ -236,6 +259,7 @@ def sync(
         cut=cut,
         output=output,
         timings=tuple(progress.timings),
+        pieces=pieces,
     )
     try:
         result = _write_artifacts(result, report=report, plot=plot, poster=poster)

@@ -3,6 +3,8 @@
 Three panels over dance time: both loudness envelopes after alignment (live above, reference
 mirrored below), each window's lag against the fitted line in milliseconds, and how well each
 moment matches with the span where the music is heard. The kept cut is shaded in all three.
+For an edit, each window is read against its own piece's line, the seams are marked in every
+panel and each piece's stretch of music is labelled with its offset.
 
 Matplotlib is imported inside :func:`write_plot` (it is slow to import) and driven through
 ``Figure`` and the Agg canvas directly, never ``pyplot``: no global backend or figure state, so
@@ -46,6 +48,8 @@ _LIVE = "#1f6fb4"
 _REF = "#e07b1a"
 _CUT = "#2ca02c"
 _OUTLIER = "#c0392b"
+_SEAM = "#7b3fa0"
+_PIECE_COLOURS = ("#e07b1a", "#b5651d")
 
 
 def plot_title(result: SyncResult) -> str:
@@ -66,6 +70,8 @@ def plot_title(result: SyncResult) -> str:
         facts.append("mapping given")
     if adjustment.nudge_ms:
         facts.append(f"nudged {adjustment.nudge_ms:+g} ms")
+    if len(result.parts) > 1:
+        facts.insert(0, f"edit of {len(result.parts)} pieces")
     names = f"{Path(result.dance.path).name}  ↔  {Path(result.bgm.path).name}"
     return names + "\n" + "  ·  ".join(facts)
 
@@ -105,6 +111,9 @@ def write_plot(result: SyncResult, path: Path) -> Path:
         ax.axvspan(result.cut.start, result.cut.end, color=_CUT, alpha=0.09, lw=0, label=label)
         for edge in (result.cut.start, result.cut.end):
             ax.axvline(edge, color=_CUT, lw=1.0, ls="--")
+        for k, piece in enumerate(result.parts[1:]):
+            label = "seam" if ax is env_ax and k == 0 else None
+            ax.axvline(piece.start, color=_SEAM, lw=1.2, ls=":", label=label)
         ax.grid(True, color="#dddddd", lw=0.6)
         ax.set_axisbelow(True)
         ax.set_xlim(0.0, end)
@@ -147,7 +156,8 @@ def _draw_lags(ax: Any, result: SyncResult, end: float) -> None:
     found = result.alignment.mapping
     ax.set_ylabel("lag − fit (ms)")
     times = np.asarray(windows.times, dtype=np.float64)
-    residual = window_residuals_ms(windows, found)
+    pieces = result.alignment.parts
+    residual = window_residuals_ms(windows, found, pieces)
     inlier = np.asarray(windows.inlier, dtype=bool)
     strength = np.clip(np.asarray(windows.strength, dtype=np.float64), 0.0, 1.0)
     finite = np.isfinite(residual) & np.isfinite(times)
@@ -163,7 +173,11 @@ def _draw_lags(ax: Any, result: SyncResult, end: float) -> None:
         0.0,
         color="#222222",
         lw=1.2,
-        label=f"fit: offset {found.offset:.3f} s, drift {found.drift_ppm:+.1f} ppm",
+        label=(
+            f"fit: offset {found.offset:.3f} s, drift {found.drift_ppm:+.1f} ppm"
+            if len(pieces) == 1
+            else f"each piece's fit, drift {found.drift_ppm:+.1f} ppm"
+        ),
     )
     limit = _MIN_SPAN_MS
     if keep_in.any():
@@ -226,7 +240,17 @@ def _draw_activity(ax: Any, result: SyncResult) -> None:
         ax.plot(t, s, color=_LIVE, lw=0.8, label="match score")
     else:
         _empty(ax, "no match curve")
-    ax.plot([start, stop], [1.13, 1.13], color=_REF, lw=4.0, solid_capstyle="butt", label="music")
+    pieces = result.alignment.parts
+    if len(pieces) == 1:
+        ax.plot([start, stop], [1.13, 1.13], color=_REF, lw=4.0, solid_capstyle="butt",
+                label="music")  # fmt: skip
+    for k, piece in enumerate(pieces if len(pieces) > 1 else ()):
+        colour = _PIECE_COLOURS[k % 2]
+        ax.plot([piece.start, piece.end], [1.13, 1.13], color=colour, lw=4.0,
+                solid_capstyle="butt", label="music, by piece" if k == 0 else None)  # fmt: skip
+        ax.text((piece.start + piece.end) / 2, 1.03, f"{k + 1}: {piece.mapping.offset:+.2f} s",
+                ha="center", va="top", fontsize=7, color=colour,
+                bbox={"facecolor": "white", "alpha": 0.85, "lw": 0, "pad": 1.0})  # fmt: skip
     if quiet_in > 0 or quiet_out > 0:
         # The doubtful ends: kept as music though the room could not tell.
         for lo, hi in ((start, start + quiet_in), (stop - quiet_out, stop)):

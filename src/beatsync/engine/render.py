@@ -38,6 +38,7 @@ from .errors import (
 from .mapping import Mapping
 from .mux import Muxer, Progress, Reporter, VideoOut, WrittenVideo
 from .outfile import part_path, publish
+from .piece import Piece
 from .probe import MediaInfo, VideoInfo
 from .reencode import reencode_video
 from .trim import Cut
@@ -149,6 +150,7 @@ def start_audio(
     cut: Cut,
     params: RenderParams = RenderParams(),
     decoded: DecodedStream | None = None,
+    pieces: tuple[Piece, ...] | None = None,
 ) -> EarlyAudio:
     """Start encoding the audio a stream copy of ``cut`` would carry, before the cut is final.
 
@@ -156,13 +158,15 @@ def start_audio(
     its last frame: while the picture at the edges is still being checked, the encoders can run.
     :func:`render` adopts the track when the final cut leads to the same audio and stops it
     otherwise. Nothing starts for a re-encode or for a cut that cannot be rendered (the render
-    reports the problem). ``decoded`` as for :func:`render`.
+    reports the problem). ``decoded`` and ``pieces`` as for :func:`render`.
     """
     try:
-        video = _validate(dance, bgm, mapping, cut, params)
+        video = _validate(dance, bgm, mapping, cut, params, pieces)
         if params.reencode or video.codec not in _COPYABLE:
             return EarlyAudio()
-        job = _Job(dance, video, bgm, mapping, cut, params, Reporter(None), decoded=decoded)
+        job = _Job(
+            dance, video, bgm, mapping, cut, params, Reporter(None), decoded=decoded, pieces=pieces
+        )
         plan = job.copy_plan()
     except Exception as exc:  # only a head start: the render meets and reports the problem
         log.debug("the audio waits for the final cut: %s", exc)
@@ -207,6 +211,7 @@ def render(
     on_progress: Progress | None = None,
     early: EarlyAudio | None = None,
     decoded: DecodedStream | None = None,
+    pieces: tuple[Piece, ...] | None = None,
 ) -> RenderedOutput:
     """Write ``out``: the dance picture over ``cut`` with the reference audio placed by ``mapping``.
 
@@ -233,6 +238,11 @@ def render(
     decoded
         The reference's audio stream already decoded (:class:`~.audiosource.DecodedStream`),
         read instead of decoding the file again.
+    pieces
+        The pieces of an edit, in dance-time order (``mapping`` is then ignored): the reference
+        is spliced at their seams, each piece resampled by its own mapping, the two sides
+        crossfaded over ``params.fade`` centred on the seam. ``None`` or one piece: ``mapping``
+        throughout.
 
     Returns
     -------
@@ -248,7 +258,9 @@ def render(
         unchanged); no partial file is left behind either way.
     """
     try:
-        return _render(dance, bgm, Path(out), mapping, cut, params, on_progress, early, decoded)
+        return _render(
+            dance, bgm, Path(out), mapping, cut, params, on_progress, early, decoded, pieces
+        )
     finally:
         if early is not None:
             early.stop()  # unless the render took the track over (it stops it itself)
@@ -264,13 +276,17 @@ def _render(
     on_progress: Progress | None,
     early: EarlyAudio | None,
     decoded: DecodedStream | None,
+    pieces: tuple[Piece, ...] | None,
 ) -> RenderedOutput:
-    video = _validate(dance, bgm, mapping, cut, params)
+    video = _validate(dance, bgm, mapping, cut, params, pieces)
     tmp: Path | None = None
     try:
         tmp = part_path(out)
         report = Reporter(on_progress)
-        job = _Job(dance, video, bgm, mapping, cut, params, report, early=early, decoded=decoded)
+        job = _Job(
+            dance, video, bgm, mapping, cut, params, report,
+            early=early, decoded=decoded, pieces=pieces,
+        )  # fmt: skip
         result = job.write(tmp)
         result = dataclasses.replace(result, path=str(out), size_bytes=tmp.stat().st_size)
         report(1.0)
@@ -287,14 +303,23 @@ def _render(
 
 
 def _validate(
-    dance: MediaInfo, bgm: MediaInfo, mapping: Mapping, cut: Cut, params: RenderParams
+    dance: MediaInfo,
+    bgm: MediaInfo,
+    mapping: Mapping,
+    cut: Cut,
+    params: RenderParams,
+    pieces: tuple[Piece, ...] | None = None,
 ) -> VideoInfo:
     if dance.video is None:
         raise NoVideoTrackError("the dance file has no video track", path=dance.path)
     if bgm.audio is None:
         raise NoAudioTrackError("the reference has no audio track", path=bgm.path)
-    if not (math.isfinite(mapping.offset) and 0.5 <= mapping.scale <= 2.0):
-        raise OptionsError(f"cannot render with {mapping}: scale must be within 0.5–2")
+    for m in [mapping, *(p.mapping for p in pieces or ())]:
+        if not (math.isfinite(m.offset) and 0.5 <= m.scale <= 2.0):
+            raise OptionsError(f"cannot render with {m}: scale must be within 0.5–2")
+    seams = [p.start for p in (pieces or ())[1:]]
+    if not all(math.isfinite(t) for t in seams) or seams != sorted(seams):
+        raise OptionsError("the pieces' seams must be finite and in order")
     if not (math.isfinite(cut.start) and math.isfinite(cut.end)) or cut.end <= cut.start:
         raise OptionsError(f"the cut {cut.start}–{cut.end} s is empty")
     first = dance.video.start_time
@@ -327,9 +352,11 @@ class _Job:
         *,
         early: EarlyAudio | None = None,
         decoded: DecodedStream | None = None,
+        pieces: tuple[Piece, ...] | None = None,
     ) -> None:
         self.dance, self.video, self.bgm = dance, video, bgm
         self.mapping, self.cut, self.params, self.report = mapping, cut, params, report
+        self.pieces = pieces if pieces and len(pieces) > 1 else None
         self.early, self.decoded = early, decoded
         self.tb = video.time_base
 
@@ -421,26 +448,38 @@ class _Job:
         )
 
     def _plan(self, origin: float, end: float) -> AudioPlan:
-        """The audio for output time 0 = dance time ``origin`` through dance time ``end`` (s)."""
-        m, reference = self.mapping, self.bgm.audio
+        """The audio for output time 0 = dance time ``origin`` through dance time ``end`` (s).
+
+        Each piece is a source of its own, heard from half a fade before its first seam to half
+        a fade after its last: the two sides of a seam cross over the fade, their gains summing
+        to one, centred on the seam.
+        """
+        reference = self.bgm.audio
         assert reference is not None
         ref_start = reference.start_time
         ref_end = ref_start + (reference.duration or self.bgm.duration)
-        edges = (
-            (m.dance_time(ref_start) - origin) * OUTPUT_RATE,
-            (m.dance_time(ref_end) - origin) * OUTPUT_RATE,
-        )
         decoded = self.decoded if self.decoded and self.decoded.index == reference.index else None
-        sources = [
-            Source(
-                self.bgm.path,
-                reference.index,
-                m.bgm_time(origin),
-                m.scale,
-                span=edges,
-                decoded=decoded,
+        pieces = self.pieces or (Piece(-math.inf, math.inf, self.mapping),)
+        half = self.params.fade * OUTPUT_RATE / 2
+        sources = []
+        for k, piece in enumerate(pieces):
+            m = piece.mapping
+            lo = (m.dance_time(ref_start) - origin) * OUTPUT_RATE
+            hi = (m.dance_time(ref_end) - origin) * OUTPUT_RATE
+            if k > 0:
+                lo = max(lo, (piece.start - origin) * OUTPUT_RATE - half)
+            if k < len(pieces) - 1:
+                hi = min(hi, (piece.end - origin) * OUTPUT_RATE + half)
+            sources.append(
+                Source(
+                    self.bgm.path,
+                    reference.index,
+                    m.bgm_time(origin),
+                    m.scale,
+                    span=(lo, hi),
+                    decoded=decoded,
+                )
             )
-        ]
         live = self.params.live_mix_db
         if live is not None and self.dance.audio is not None:
             gain = 10 ** (live / 20)

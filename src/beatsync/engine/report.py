@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from beatsync import __version__
 
 from .errors import ProcessingError
+from .piece import Piece, bgm_times
 
 if TYPE_CHECKING:
     # The pipeline imports this module to write its report; only type checkers see the cycle.
@@ -104,8 +105,10 @@ def describe_adjustment(alignment: Alignment, used: Mapping) -> Adjustment:
     return Adjustment("manual", None, None)
 
 
-def window_residuals_ms(windows: WindowTrack, mapping: Mapping) -> NDArray[np.float64]:
-    """Each window's lag minus the lag the mapping predicts there.
+def window_residuals_ms(
+    windows: WindowTrack, mapping: Mapping, pieces: tuple[Piece, ...] | None = None
+) -> NDArray[np.float64]:
+    """Each window's lag minus the lag the mapping (the piece's, for an edit) predicts there.
 
     Parameters
     ----------
@@ -113,6 +116,8 @@ def window_residuals_ms(windows: WindowTrack, mapping: Mapping) -> NDArray[np.fl
         Fine lags: ``times`` (dance s) and ``lags`` (reference time − dance time, s), shape (n,).
     mapping
         The line to compare against; its lag at dance time ``t`` is ``offset + (scale − 1)·t``.
+    pieces
+        An edit's pieces: each window is compared with the line of the piece that holds it.
 
     Returns
     -------
@@ -121,7 +126,10 @@ def window_residuals_ms(windows: WindowTrack, mapping: Mapping) -> NDArray[np.fl
     """
     times = np.asarray(windows.times, dtype=np.float64)
     lags = np.asarray(windows.lags, dtype=np.float64)
-    predicted = mapping.offset + (mapping.scale - 1.0) * times
+    if pieces and len(pieces) > 1:
+        predicted = bgm_times(pieces, times) - times
+    else:
+        predicted = mapping.offset + (mapping.scale - 1.0) * times
     return (lags - predicted) * 1000.0
 
 
@@ -182,6 +190,15 @@ def report_dict(result: SyncResult) -> dict[str, Any]:
             "end_s": _s(music.end),
             "duration_s": _s(music.duration),
         },
+        "pieces": [
+            {
+                "start_s": _s(p.start),
+                "end_s": _s(p.end),
+                "duration_s": _s(p.duration),
+                **_mapping(p.mapping),
+            }
+            for p in result.parts
+        ],
         "output": _output(result),
         "timings": {
             "stages": [{"stage": t.stage, "seconds": _s(t.seconds)} for t in result.timings],
@@ -265,7 +282,7 @@ def _mapping(mapping: Mapping) -> dict[str, Any]:
 
 def _windows(alignment: Alignment) -> dict[str, Any]:
     inlier = np.asarray(alignment.windows.inlier, dtype=bool)
-    residuals = window_residuals_ms(alignment.windows, alignment.mapping)[inlier]
+    residuals = window_residuals_ms(alignment.windows, alignment.mapping, alignment.parts)[inlier]
     residuals = residuals[np.isfinite(residuals)]
     rms = float(np.sqrt(np.mean(residuals**2))) if residuals.size else None
     return {

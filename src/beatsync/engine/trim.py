@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .errors import AlignmentError, OptionsError
 from .mapping import Mapping
 from .picture import FrameSource, good_picture_span
+from .piece import Piece
 from .probe import MediaInfo
 from .span import CERTAIN, EdgeEvidence, MusicSpan
 
@@ -50,6 +51,7 @@ def find_cut(
     trim: bool = True,
     picture: bool = True,
     frames: FrameSource | None = None,
+    pieces: tuple[Piece, ...] | None = None,
 ) -> Cut:
     """The span of the dance video to keep, in dance seconds.
 
@@ -60,6 +62,9 @@ def find_cut(
     unless they are given. ``picture=False`` skips the check for black or frozen picture (the
     cheap part alone, to start work early); ``frames`` gives the pictures it checks (default:
     decoded from the dance file).
+    ``pieces``: an edit's pieces in dance-time order; ``music`` then spans them all, and the
+    reference's edges are read through the first piece's mapping at the start and the last
+    piece's at the end.
 
     Raises
     ------
@@ -82,8 +87,10 @@ def find_cut(
         if bgm.audio is not None:
             ref_lo = bgm.audio.start_time
             ref_hi = ref_lo + (bgm.audio.duration or bgm.duration)
-            edges_start.append((mapping.dance_time(ref_lo), "reference"))
-            edges_end.append((mapping.dance_time(ref_hi), "reference"))
+            first = pieces[0].mapping if pieces else mapping
+            last = pieces[-1].mapping if pieces else mapping
+            edges_start.append((first.dance_time(ref_lo), "reference"))
+            edges_end.append((last.dance_time(ref_hi), "reference"))
         # Ties go to the facts (the file, the reference) over the music's own edge.
         lo, lo_why = max(edges_start, key=lambda e: (e[0], not e[1].startswith("music")))
         hi, hi_why = min(edges_end, key=lambda e: (e[0], e[1].startswith("music")))

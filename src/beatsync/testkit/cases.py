@@ -8,6 +8,19 @@ encoder delay as a start time). The class plays S from song time ``p0`` at dance
 ``b = k·(1 + d·1e-6)``, until dance time ``m1`` (music_end). Hence the truth is
 ``bgm_time = a + b·dance_time`` with ``a = p0 − r0 + bgm_start − b·m0``. Video frame ``n`` of the
 dance file presents at ``n / fps``; its audio starts at 0.
+
+Edits. A class may dance to an edit of the song: pieces ``k = 0, 1, …`` of ``D_k`` dance seconds
+each, piece k playing S from song time ``p_k``. Piece k holds dance times ``[s_k, s_k+1)`` with
+``s_0 = m0`` and ``s_k+1 = s_k + D_k`` (so ``m1 = m0 + ΣD_k``), where ``σ = p_k + b·(t − s_k)``
+and ``bgm_time = a_k + b·dance_time`` with ``a_k = p_k − r0 + bgm_start − b·s_k``: one scale b
+for all pieces (one clock, one speed). The seams are ``s_1, s_2, …``: the dance times at which
+the sound switches from one piece to the next. With a hard cut (``crossfade`` 0) it switches
+there; with a crossfade of ``L`` seconds both pieces play during ``[s_k − L/2, s_k + L/2]``,
+each continuing its own line, the earlier fading out and the later fading in with raised-cosine
+gains summing to one: the seam is the crossfade's centre. The truth's ``offset`` is the main
+piece's (the longest; the first of equal ones), and ``pieces`` lists every piece as
+``(start, end, offset)`` with ``start``/``end`` its dance interval (the first starting at m0,
+the last ending at m1). A case without an edit has one piece.
 """
 
 from __future__ import annotations
@@ -36,7 +49,7 @@ __all__ = ["KIT_VERSION", "BuiltCase", "CaseSpec", "Truth", "build_case", "load_
 logger = logging.getLogger(__name__)
 
 # Bumped whenever generated media would change, so cached cases are rebuilt.
-KIT_VERSION = 1
+KIT_VERSION = 2
 # Song seconds over which a quiet intro rises back, or a quiet outro falls, to the song's level.
 _GLIDE = 1.0
 
@@ -57,6 +70,9 @@ class CaseSpec:
     start, ``black_tail`` or ``frozen_tail`` seconds at the end, ``bit_rate`` (None = constant
     quality). Sound: ``audio_rate`` 48000/44100 and the ``room``. ``reference``: ``video`` (MP4,
     H.264 + AAC), ``m4a`` (AAC), ``opus`` (Ogg Opus) or ``mp3``.
+    Edits: ``pieces`` as ``(p_k, D_k)`` pairs (song time where each piece starts, its dance
+    seconds) replace ``play_from`` and ``play_duration``; ``crossfade`` is L (seconds, 0 = hard
+    cuts).
     """
 
     name: str
@@ -91,6 +107,13 @@ class CaseSpec:
     bit_rate: int | None = None
     audio_rate: int = 48000
     reference: str = "video"
+    pieces: tuple[tuple[float, float], ...] = ()
+    crossfade: float = 0.0
+
+    @property
+    def edit(self) -> tuple[tuple[float, float], ...]:
+        """The pieces as ``(p_k, D_k)``: one, from ``play_from``, for a case without an edit."""
+        return self.pieces or ((self.play_from, self.play_duration),)
 
     @property
     def scale(self) -> float:
@@ -107,6 +130,8 @@ class Truth:
     ``reference_span`` is the dance-time span the reference covers (may reach outside the file);
     ``picture_start``/``picture_end`` bound the good picture (black or frozen outside);
     ``cut`` = music span ∩ reference span ∩ good picture ∩ file.
+    ``pieces`` are ``(start, end, offset)`` per piece, ``seams`` the dance times between them and
+    ``crossfade`` the edit's crossfade length (see the module's definitions).
     """
 
     offset: float
@@ -132,6 +157,9 @@ class Truth:
     bgm_duration: float
     bgm_rate: int
     mismatch: bool
+    pieces: tuple[tuple[float, float, float], ...] = ()
+    seams: tuple[float, ...] = ()
+    crossfade: float = 0.0
 
     @property
     def mapping(self) -> Mapping:
@@ -144,8 +172,16 @@ class Truth:
         return Mapping(offset=self.offset, scale=self.scale)
 
     def bgm_time(self, dance_time: float) -> float:
-        """Reference time heard at ``dance_time``."""
-        return self.offset + self.scale * dance_time
+        """Reference time heard at ``dance_time``: under the piece that holds it (the first
+        before the first seam, the last after the last)."""
+        return self.offset_at(dance_time) + self.scale * dance_time
+
+    def offset_at(self, dance_time: float) -> float:
+        """The offset of the piece that holds ``dance_time``."""
+        for (_, end, offset), _seam in zip(self.pieces, self.seams, strict=False):
+            if dance_time < end:
+                return offset
+        return self.pieces[-1][2] if self.pieces else self.offset
 
     def frame_time(self, index: int) -> float:
         """Dance time at which frame ``index`` is presented."""
@@ -180,8 +216,12 @@ def load_song(spec: CaseSpec) -> Song:
 
 def _validate(spec: CaseSpec, song: Song, ref_song: Song) -> None:
     problems = []
-    if spec.play_from < 0 or spec.play_from + spec.scale * spec.play_duration > song.duration:
-        problems.append(f"play {spec.play_from}+{spec.play_duration}×{spec.scale} outside song")
+    half = spec.scale * spec.crossfade / 2
+    for p, d in spec.edit:
+        if p - half < 0 or p + spec.scale * d + half > song.duration:
+            problems.append(f"play {p}+{d}×{spec.scale} outside song")
+    if spec.pieces and (min(d for _, d in spec.pieces) <= spec.crossfade or spec.crossfade < 0):
+        problems.append("a piece shorter than the crossfade")
     ref_end = ref_song.duration if spec.ref_end is None else spec.ref_end
     if not 0 <= spec.ref_start < ref_end <= ref_song.duration + 1e-6:
         problems.append(f"reference cut [{spec.ref_start}, {ref_end}] outside song")
@@ -222,15 +262,13 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
     ref_song = load_track(spec.mismatch_track) if spec.mismatch_track else song
     _validate(spec, song, ref_song)
 
-    frames = round((spec.music_start + spec.play_duration + spec.tail) * spec.fps)
+    played = sum(d for _, d in spec.edit)
+    frames = round((spec.music_start + played + spec.tail) * spec.fps)
     duration = frames / spec.fps
     m0 = float(spec.music_start)
-    m1 = float(min(m0 + spec.play_duration, duration))
+    m1 = float(min(m0 + played, duration))
     n_audio = round(duration * spec.audio_rate)
-    speaker = play(
-        song.mono(), song.rate, rate=spec.audio_rate, length=n_audio,
-        start=m0, end=m1, song_start=spec.play_from, speed=spec.scale,
-    )  # fmt: skip
+    speaker, seams = _speaker(spec, song, n_audio, m1)
     span = (math.ceil(m0 * spec.audio_rate), math.ceil(m1 * spec.audio_rate))
     recorded = record_in_room(speaker, spec.audio_rate, rng, spec.room, music_span=span)
 
@@ -260,13 +298,20 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
     )
 
     b = spec.scale
-    covered = (m0 + (r0 - spec.play_from) / b, m0 + (r_last / ref_song.rate - spec.play_from) / b)
+    starts = [m0, *seams]
+    offsets = [p - r0 + bgm_start - b * t for (p, _), t in zip(spec.edit, starts, strict=True)]
+    ends = [*seams, m1]
+    main = max(range(len(offsets)), key=lambda k: (ends[k] - starts[k], -k))
+    covered = (
+        (r0 - r0 + bgm_start - offsets[0]) / b,
+        (r_last / ref_song.rate - r0 + bgm_start - offsets[-1]) / b,
+    )
     pic = (good_start / spec.fps, (frames - tail_frames) / spec.fps)
     mismatch = spec.mismatch_track is not None
     lo = max(m0, covered[0], pic[0], 0.0)
     hi = min(m1, covered[1], pic[1], duration)
     truth = Truth(
-        offset=math.nan if mismatch else spec.play_from - r0 + bgm_start - b * m0,
+        offset=math.nan if mismatch else offsets[main],
         scale=math.nan if mismatch else b,
         speed=spec.speed,
         drift_ppm=spec.drift_ppm,
@@ -289,6 +334,9 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
         bgm_duration=(r_last - r_first) / ref_song.rate,
         bgm_rate=bgm_rate,
         mismatch=mismatch,
+        pieces=tuple(zip(starts, ends, offsets, strict=True)),
+        seams=tuple(seams),
+        crossfade=spec.crossfade if spec.pieces else 0.0,
     )
     manifest.write_text(
         json.dumps({"kit": KIT_VERSION, "spec": spec_json, "truth": dataclasses.asdict(truth)})
@@ -297,8 +345,43 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
     return BuiltCase(dance, bgm, truth, spec)
 
 
+def _speaker(
+    spec: CaseSpec, song: Song, length: int, end: float
+) -> tuple[np.ndarray[Any, np.dtype[np.float32]], list[float]]:
+    """What the loudspeaker plays (``length`` samples at the phone's rate) and the seams."""
+    rate, b, fade = spec.audio_rate, spec.scale, spec.crossfade
+    mono = song.mono()
+    out = np.zeros(length, dtype=np.float32)
+    seams: list[float] = []
+    at = float(spec.music_start)
+    pieces = spec.edit
+    for k, (p, d) in enumerate(pieces):
+        first, last = k == 0, k == len(pieces) - 1
+        lo = at if first else at - fade / 2
+        hi = min(end, at + d) if last else at + d + fade / 2
+        part = play(
+            mono, song.rate, rate=rate, length=length,
+            start=lo, end=hi, song_start=p - b * (at - lo), speed=b,
+        )  # fmt: skip
+        if fade > 0:
+            t = np.arange(length) / rate
+            gain = np.ones(length)
+            if not first:
+                gain *= np.sin(0.5 * np.pi * np.clip((t - lo) / fade, 0.0, 1.0)) ** 2
+            if not last:
+                gain *= np.sin(0.5 * np.pi * np.clip((hi - t) / fade, 0.0, 1.0)) ** 2
+            part *= gain.astype(np.float32)
+        out += part
+        at += d
+        if not last:
+            seams.append(at)
+    return out, seams
+
+
 def _truth_from_json(data: dict[str, Any]) -> Truth:
     data = dict(data)
+    data["pieces"] = tuple(tuple(p) for p in data.get("pieces", ()))
+    data["seams"] = tuple(data.get("seams", ()))
     data["reference_span"] = tuple(data["reference_span"])
     if data["cut"] is not None:
         data["cut"] = tuple(data["cut"])

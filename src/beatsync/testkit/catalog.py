@@ -33,15 +33,22 @@ def _std(name: str, seed: int, **kw: object) -> CaseSpec:
     return CaseSpec(name=name, seed=seed, **base)  # type: ignore[arg-type]
 
 
+def _edit(name: str, seed: int, pieces: tuple[tuple[float, float], ...], **kw: object) -> CaseSpec:
+    """A standard case whose class danced to an edit of the song (see :mod:`.cases`)."""
+    return _std(name, seed, pieces=pieces, play_from=pieces[0][0],
+                play_duration=sum(d for _, d in pieces), **kw)  # fmt: skip
+
+
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 56 pairs at 512×288, 17–110 s of dance.
+    """The accuracy benchmark's cases: 61 pairs at 512×288, 17–110 s of dance.
 
     Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music,
     clipping and phone AGC, songs that repeat a section, a class playing only a section, a
     reference that starts late or ends early, drift to ±300 ppm, speed ×0.90–×1.10, black and
     frozen tails, a black start, portrait rotation, HEVC, MOV and MKV, audio-only references
     (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, songs
-    10–16 dB quieter for their first or last 6–10 s (also in rooms at 3 to −5 dB SNR), and five
+    10–16 dB quieter for their first or last 6–10 s (also in rooms at 3 to −5 dB SNR), edits of
+    the song in two to four pieces (jumps forward and back, hard cuts and crossfades), and five
     mismatched songs that must be refused.
     """
     quiet = Room()
@@ -129,6 +136,15 @@ def standard_cases() -> tuple[CaseSpec, ...]:
              play_from=20.0),
         _std("outro-quiet16-loudroom", 258, outro_db=16.0, outro_seconds=10.0,
              room=rev(rt60=1.0, drr_db=2.0, snr_db=-5.0, speech_db=0.0, footsteps=True)),
+        # The class danced to an edit of the song: a section cut out, a chorus again, crossfades.
+        _edit("edit-jump-forward", 261, ((8.0, 20.0), (47.3, 16.0)), track="etr/spunkyrace-ks"),
+        _edit("edit-jump-back", 262, ((20.0, 22.0), (26.5, 14.0)), track="etr/credits1-cp"),
+        _edit("edit-three-pieces", 263, ((10.0, 14.0), (45.2, 12.0), (22.6, 15.0)),
+              track="etr/calmrace-ks", room=rev(rt60=0.9, drr_db=2.0, snr_db=10.0)),
+        _edit("edit-crossfade", 264, ((12.0, 18.0), (60.4, 16.0)), crossfade=0.4,
+              track="etr/spunkyrace-ks", room=rev(rt60=1.0, drr_db=2.0, snr_db=12.0)),
+        _edit("edit-four-pieces", 265, ((6.0, 11.0), (38.3, 10.0), (70.9, 12.0), (19.1, 10.0)),
+              track="etr/calmrace-ks", crossfade=0.15, drift_ppm=-150.0),
         _std("mismatch-etr-vs-immich", 231, mismatch_track="immich/calm/calm_acoustic_1"),
         _std("mismatch-immich-moods", 232, track="immich/energetic/energetic_electronic_2",
              play_from=1.0, play_duration=25.0, mismatch_track="immich/tender/tender_acoustic_1"),
@@ -156,10 +172,10 @@ def _small(name: str, seed: int, **kw: object) -> CaseSpec:
 
 
 def small_cases() -> tuple[CaseSpec, ...]:
-    """Short (14–20 s), 320×240 cases for unit tests, each built in about a second: clean, drift
+    """Short (14–22 s), 320×240 cases for unit tests, each built in about a second: clean, drift
     and speed, a degraded room, black and frozen tails, HEVC portrait, a partial reference, a
-    mismatch, and a song 16 dB quieter for its first 5 s (12 dB for its last 3 s) in a room at
-    −5 dB SNR."""
+    mismatch, a song 16 dB quieter for its first 5 s (12 dB for its last 3 s) in a room at
+    −5 dB SNR, and an edit of the song in two pieces (a jump forward)."""
     return (
         _small("small-clean", 1),
         _small("small-drift-speed", 2, speed=1.06, drift_ppm=250.0, audio_rate=44100),
@@ -175,6 +191,9 @@ def small_cases() -> tuple[CaseSpec, ...]:
         _small("small-quiet-intro-loud", 9, intro_db=16.0, intro_seconds=5.0, outro_db=12.0,
                outro_seconds=3.0, play_duration=14.0, tail=1.5,
                room=Room(rt60=0.8, drr_db=2.0, snr_db=-5.0, speech_db=0.0, footsteps=True)),
+        _small("small-edit", 10, track="etr/spunkyrace-ks", ref_start=0.0, ref_end=None,
+               pieces=((8.0, 10.0), (47.3, 9.0)), play_from=8.0, play_duration=19.0,
+               room=Room(rt60=0.5, drr_db=4.0, snr_db=20.0)),
     )  # fmt: skip
 
 

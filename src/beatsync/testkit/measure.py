@@ -3,8 +3,10 @@
 :func:`sync_errors` measures the audio-to-picture error of an output file by itself: the frame
 code says which dance frame is on screen at output time τ, the truth says which reference time
 should sound with it, and a cross-correlation of the output's own audio against the clean
-reference says which reference time does sound. :func:`video_packets_copied` checks that the
-picture was stream-copied, byte for byte.
+reference says which reference time does sound. For an edit, :func:`piece_sync` measures it in
+every piece (by the piece's own truth, away from the seams) and :func:`seam_errors` finds where
+the output's sound switches from one piece to the next. :func:`video_packets_copied` checks
+that the picture was stream-copied, byte for byte.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ __all__ = [
     "PacketCopy",
     "SyncSample",
     "decode_mono",
+    "piece_sync",
     "read_frame_indices",
+    "seam_errors",
     "sync_errors",
     "sync_samples",
     "video_packets_copied",
@@ -134,7 +138,8 @@ def sync_samples(
         times = [pts[0] + f * (last - pts[0]) for f in fractions]
     out_audio, out_rate, out_start = decode_mono(output)
     ref_audio, ref_rate, ref_start = decode_mono(case.bgm)
-    a, b, fps = case.truth.offset, case.truth.scale, case.truth.fps
+    truth = case.truth
+    b, fps = truth.scale, truth.fps
 
     results = []
     for tau in times:
@@ -143,7 +148,7 @@ def sync_samples(
         if index is None:
             results.append(SyncSample(tau, None, math.nan, math.nan, math.nan, 0.0))
             continue
-        expected = a + b * (index / fps + (tau - pts[k]))
+        expected = truth.bgm_time(index / fps + (tau - pts[k]))
         lag, peak = _lag(
             out_audio, out_rate, out_start, ref_audio, ref_rate, ref_start,
             tau=tau, beta=expected, scale=b, window=window, search=search,
@@ -167,6 +172,92 @@ def sync_errors(
     unreadable frame code, or the output's sound there is not the reference). See
     :func:`sync_samples` for the parameters."""
     return [s.error_ms for s in sync_samples(output, case, at=at, times=times)]
+
+
+# Sync points keep this far from a seam (s) beyond half the edit's crossfade: the checker's
+# one-second window then hears one piece only.
+_SEAM_CLEARANCE = 0.6
+
+
+def piece_sync(
+    output: Path | str,
+    case: BuiltCase,
+    *,
+    shift: float,
+    cut: tuple[float, float],
+    points: int = 5,
+) -> list[list[float]]:
+    """Audio-to-picture errors (ms, as :func:`sync_errors`) in each piece of ``case``'s edit.
+
+    Per truth piece, ``points`` dance times spread over its part of ``cut`` (dance s), kept
+    ``_SEAM_CLEARANCE`` plus half the crossfade away from its seams and that far inside the
+    cut; ``shift`` turns a dance time into output time (``first_frame_time − video_start`` of
+    the render). A piece with no room left gets an empty list.
+    """
+    truth = case.truth
+    clear = _SEAM_CLEARANCE + truth.crossfade / 2
+    times: list[list[float]] = []
+    for start, end, _ in truth.pieces or ((truth.music_start, truth.music_end, truth.offset),):
+        lo, hi = max(start, cut[0]) + clear, min(end, cut[1]) - clear
+        if hi <= lo:
+            times.append([])
+            continue
+        times.append([lo + (hi - lo) * i / max(points - 1, 1) for i in range(points)])
+    flat = [t + shift for group in times for t in group]
+    errors = sync_errors(output, case, times=flat) if flat else []
+    out, at = [], 0
+    for group in times:
+        out.append(errors[at : at + len(group)])
+        at += len(group)
+    return out
+
+
+def seam_errors(output: Path | str, case: BuiltCase, *, reach: float = 0.3) -> list[float]:
+    """Where the output's sound switches from each piece to the next, against the truth (ms).
+
+    Around each truth seam (within ``reach`` seconds), the output's audio is compared with the
+    clean reference under the two pieces' truth mappings, through the frame code: the switch is
+    the change point where the later piece starts to explain the sound better than the earlier
+    (the centre of a crossfade; the middle of a stretch where both explain it equally). Positive
+    when the output switches late; NaN when the seam is outside the output.
+    """
+    truth = case.truth
+    frames = [(p, i) for p, i in read_frame_indices(output) if i is not None]
+    out_audio, out_rate, out_start = decode_mono(output)
+    ref_audio, ref_rate, ref_start = decode_mono(case.bgm)
+    errors = []
+    for k, seam in enumerate(truth.seams):
+        # Output time of the seam, from the frame on screen there.
+        near = min(frames, key=lambda f: abs(f[1] / truth.fps - seam), default=None)
+        if near is None or abs(near[1] / truth.fps - seam) > 1.0:
+            errors.append(math.nan)
+            continue
+        to_dance = near[1] / truth.fps - near[0]  # dance time = output time + to_dance
+        tau0 = seam - to_dance
+        i0 = math.ceil((tau0 - reach - out_start) * out_rate)
+        n = int(2 * reach * out_rate)
+        if i0 < 0 or i0 + n > out_audio.size:
+            errors.append(math.nan)
+            continue
+        tau = out_start + (i0 + np.arange(n)) / out_rate
+        dance = tau + to_dance
+        before, after = truth.pieces[k][2], truth.pieces[k + 1][2]
+        pa = cubic_at(ref_audio, (before + truth.scale * dance - ref_start) * ref_rate)
+        pb = cubic_at(ref_audio, (after + truth.scale * dance - ref_start) * ref_rate)
+        seg = out_audio[i0 : i0 + n]
+        running = np.cumsum((seg - pb) ** 2 - (seg - pa) ** 2)
+        top = float(running.max())
+        low = min(float(running[0]), float(running[-1]), 0.0)
+        j = int(np.argmax(running))
+        level = top - 0.001 * (top - low)
+        lo, hi = j, j
+        while lo > 0 and running[lo - 1] >= level:
+            lo -= 1
+        while hi < n - 1 and running[hi + 1] >= level:
+            hi += 1
+        switch = float(dance[(lo + hi) // 2]) + 0.5 / out_rate
+        errors.append((switch - seam) * 1000.0)
+    return errors
 
 
 def _lag(

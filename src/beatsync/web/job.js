@@ -1,6 +1,6 @@
 // Following one job: its stages and overall bar while it runs (server-sent events, else polling;
 // the poll answer is the truth), then its result — player, plot, confidence, offset, drift, cut,
-// download — and the ways to redo it: another candidate, a nudge in milliseconds, a retry.
+// the pieces of an edit, download — and the ways to redo it: another candidate, a nudge in milliseconds, a retry.
 
 import { api, API, ApiError, currentToken } from "./api.js";
 import { formatBytes, formatClock, formatPercent, formatSigned, t } from "./i18n.js";
@@ -418,7 +418,29 @@ export class JobView {
           duration: formatClock(cut.duration_s),
         })
       : "–";
+    this.#drawPieces(result.pieces ?? []);
     this.#drawCandidates(job);
+  }
+
+  /** An edit of the song: each piece's stretch of the class video and where in the
+   *  reference it plays from. One piece (the song as it is) shows nothing. */
+  #drawPieces(pieces) {
+    const row = $("fact-pieces-row");
+    row.hidden = pieces.length < 2;
+    if (row.hidden) return;
+    const list = document.createElement("ol");
+    for (const piece of pieces) {
+      const from = piece.offset_s + (piece.scale || 1) * piece.start_s;
+      list.append(text("li", t("pieces.item", {
+        start: formatClock(piece.start_s),
+        end: formatClock(piece.end_s),
+        from: formatClock(from),
+      })));
+    }
+    $("fact-pieces").replaceChildren(
+      text("small", t("pieces.summary", { count: pieces.length })),
+      list,
+    );
   }
 
   /**

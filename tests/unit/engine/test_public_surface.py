@@ -11,7 +11,7 @@ PUBLIC = {
     "STAGES", "AlignParams", "Alignment", "AlignmentError", "Audio", "AudioInfo", "BeatSyncError",
     "Candidate", "Cut", "DurationTooLongError", "EdgeEvidence", "InputError",
     "InvalidFormatError", "Mapping", "MediaInfo", "MediaNotFoundError", "MusicMismatchError",
-    "MusicSpan", "NoAudioTrackError",
+    "MusicSpan", "NoAudioTrackError", "Piece",
     "NoVideoTrackError", "OptionsError", "ProcessingError", "ProgressCallback", "RenderParams",
     "RenderedOutput", "StageTiming", "SyncOptions", "SyncResult", "VideoInfo", "WindowTrack",
     "align_files", "align_signals", "assess_mapping", "decode_audio", "find_cut", "probe",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from beatsync.engine import (
 )
 from beatsync.engine import decode_audio as engine_decode
 from beatsync.engine.forked import ForkedCall
+from beatsync.engine.piece import Piece
 from beatsync.engine.render import start_audio
 
 audiosource = importlib.import_module("beatsync.engine.audiosource")
@@ -845,3 +847,64 @@ def test_keyframe_search_takes_the_last_one_shown_at_or_before_the_time() -> Non
     assert videocopy.scan_keyframe(iter(late), 4, from_start=False) is None
     # … and from the start of the file, a time before the first frame starts at the first frame.
     assert [p.pts for p in videocopy.scan_keyframe(iter(late), 4, from_start=True)] == [5, 7]
+
+
+def write_smooth_reference(path: Path, *, seconds: float = 14.0, seed: int = 11) -> Path:
+    """Mono 16-bit WAV at 48 kHz of noise below 300 Hz: smooth from sample to sample, so a jump
+    between two places of it stands out, yet nothing repeats."""
+    rng = np.random.default_rng(seed)
+    band = butter(8, 300, fs=LIVE_RATE, output="sos")
+    x = sosfilt(band, rng.standard_normal(int(seconds * LIVE_RATE)))
+    x = (0.5 * x / np.max(np.abs(x))).astype(np.float32)[None, :]
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=LIVE_RATE)
+        stream.layout = "mono"
+        _encode_audio(out, stream, x, LIVE_RATE)
+    return path
+
+
+def test_pieces_are_spliced_at_their_seams_in_sync_without_a_click(
+    render_media: dict[str, MediaInfo], tmp_path: Path
+) -> None:
+    smooth = probe(write_smooth_reference(tmp_path / "smooth.wav"))
+    samples, fine_rate, first = fine(smooth.path)
+    reference = (samples / 32768.0, fine_rate, first)  # 16-bit PCM decodes to integers
+    # A jump forward of 4.4 s at dance time 4.6 s, then back by 8 s at 5.9 s: three pieces.
+    pieces = (
+        Piece(2.0, 4.6, Mapping(1.7, 1.0003)),
+        Piece(4.6, 5.9, Mapping(6.1, 1.0003)),
+        Piece(5.9, 7.0, Mapping(-1.9, 1.0003)),
+    )
+    cut = Cut(2.45, 6.8, "music", "music")
+    result = render(render_media["h264"], smooth, tmp_path / "out.mp4", mapping=pieces[0].mapping,
+                    cut=cut, pieces=pieces)  # fmt: skip
+    audio, rate, _ = decode_audio(result.path)
+    origin = result.video_start - result.first_frame_time
+    # In sync in every piece, right up to a few ms from its seams: each output time carries
+    # the reference time its own piece maps the picture's dance time to.
+    for piece in pieces:
+        lo, hi = max(piece.start, cut.start) - origin, min(piece.end, cut.end) - origin
+        for at in (lo + 0.015, (lo + hi) / 2, hi - 0.115):
+            mapped = piece.mapping.bgm_time_array
+            delay, peak = lag(audio, at, reference, lambda s, at=at, m=mapped: m(origin + at + s))
+            assert peak > 0.99
+            assert abs(delay) < 2e-5, (piece, at, delay)
+    # No click: across each seam the output moves no faster than the music itself does;
+    # a hard splice of the same two places would jump.
+    step = np.abs(np.diff(audio[0]))
+    steady = float(np.percentile(step, 99.99))
+    for before, after in itertools.pairwise(pieces):
+        n = round((after.start - origin) * rate)
+        assert step[n - 480 : n + 480].max() <= 0.8 * steady
+        times = origin + (n + np.arange(-1, 1)) / rate
+        hard = np.array([
+            at_times(reference, before.mapping.bgm_time_array(times[:1]))[0],
+            at_times(reference, after.mapping.bgm_time_array(times[1:]))[0],
+        ])  # fmt: skip
+        assert abs(hard[1] - hard[0]) > 5 * steady
+        # The crossfade (RenderParams.fade, 20 ms) is centred on the seam: halfway through it
+        # both places sound at half gain.
+        mid = at_times(reference, before.mapping.bgm_time_array(times[1:])) + at_times(
+            reference, after.mapping.bgm_time_array(times[1:])
+        )
+        assert audio[0, n] == pytest.approx(0.5 * mid[0], abs=0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import replace
@@ -15,6 +16,7 @@ import pytest
 import beatsync
 from beatsync.engine.align import Alignment, Candidate, Mapping, WindowTrack
 from beatsync.engine.errors import ProcessingError
+from beatsync.engine.piece import Piece
 from beatsync.engine.pipeline import StageTiming, SyncResult
 from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
 from beatsync.engine.render import RenderedOutput
@@ -359,3 +361,37 @@ def test_schema_check_catches_a_wrong_report(schema: dict[str, Any]) -> None:
             "$.music: missing end_s",
         ]
     )
+
+
+def test_an_edit_reports_every_piece_and_reads_each_window_by_its_piece(
+    tmp_path: Path, schema: dict[str, Any]
+) -> None:
+    one = _result()
+    # The same windows, the later half of them heard 30 s further on in the reference: an
+    # edit in two pieces meeting at dance time 12 s.
+    times = one.alignment.windows.times
+    second = Mapping(FOUND.offset + 30.0, FOUND.scale)
+    lags = one.alignment.windows.lags + np.where(times >= 12.0, 30.0, 0.0)
+    pieces = (Piece(4.5, 12.0, FOUND), Piece(12.0, 21.0, second))
+    alignment = dataclasses.replace(
+        one.alignment,
+        windows=dataclasses.replace(one.alignment.windows, lags=lags),
+        pieces=pieces,
+    )
+    result = dataclasses.replace(one, alignment=alignment, pieces=pieces)
+    np.testing.assert_allclose(
+        window_residuals_ms(alignment.windows, FOUND, pieces), PLANTED_MS, atol=1e-6
+    )
+    path = write_report(result, tmp_path / "report.json")
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert _validate(report, schema, schema, "$") == []
+    assert [(p["start_s"], p["end_s"], p["offset_s"]) for p in report["pieces"]] == [
+        (4.5, 12.0, round(FOUND.offset, 6)),
+        (12.0, 21.0, round(second.offset, 6)),
+    ]
+    assert report["alignment"]["windows"]["inlier_rms_ms"] == pytest.approx(
+        float(np.sqrt(np.mean(PLANTED_MS[INLIER] ** 2))), abs=1e-3
+    )
+    # One piece for a recording of the song as it is: the mapping over the music.
+    (only,) = report_dict(one)["pieces"]
+    assert (only["start_s"], only["end_s"], only["offset_s"]) == (4.5, 21.0, round(OFFSET, 6))

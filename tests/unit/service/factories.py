@@ -64,6 +64,9 @@ RESULT = {
             "support": 0.3,
         },
     ],
+    "pieces": [
+        {"start_s": 1.2, "end_s": 17.5, "offset_s": 12.5, "scale": 1.0001, "drift_ppm": 100.0}
+    ],
     "cut": {"start_s": 1.5, "end_s": 17.25, "duration_s": 15.75},
     "music": {"start_s": 1.2, "end_s": 17.5, "duration_s": 16.3},
     "output": {"duration_s": 15.75, "size_bytes": 0, "width": 640, "height": 360},

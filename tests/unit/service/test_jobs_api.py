@@ -17,6 +17,7 @@ from beatsync.service.config import Settings
 from beatsync.service.db import UploadStatus
 from beatsync.service.db.models import utcnow
 from beatsync.service.jobs.options import cache_key
+from beatsync.service.jobs.run import sync_options
 from beatsync.service.signing import verify
 from beatsync.service.storage import LocalStorage
 
@@ -372,9 +373,12 @@ def test_a_succeeded_job_shows_its_result_with_signed_urls(
     assert result["confidence"] == RESULT["confidence"]
     assert result["mapping"] == RESULT["mapping"]
     assert result["candidates"] == RESULT["candidates"]
+    assert result["pieces"] == RESULT["pieces"]
     assert result["cut"] == RESULT["cut"]
     assert result["output"]["size_bytes"] == len(contents["video"])
-    assert set(result) == {"confidence", "mapping", "candidates", "cut", "output", "files"}
+    assert set(result) == {
+        "confidence", "mapping", "pieces", "candidates", "cut", "output", "files"
+    }  # fmt: skip
     secret = settings.secret_key.get_secret_value()
     names = {
         "video": "output.mp4",
@@ -556,6 +560,33 @@ def test_a_nudge_reuses_the_jobs_own_mapping_before_its_nudge(me: Owner, rows: R
     assert variant["options"]["nudge_ms"] == -35.0
     assert variant["options"]["mapping"] == pytest.approx({"offset_s": 12.5, "scale": 1.0001})
     assert variant["parent_id"] == parent
+
+
+def test_a_nudge_of_an_edit_moves_every_piece_and_keeps_the_seams(me: Owner, rows: Rows) -> None:
+    parent = me.queued({"nudge_ms": 20})
+    # An edit in two pieces; the result's offsets have the job's 20 ms nudge in them.
+    pieces = [
+        {"start_s": 1.2, "end_s": 9.0, "offset_s": 12.48, "scale": 1.0001, "drift_ppm": 100.0},
+        {"start_s": 9.0, "end_s": 17.5, "offset_s": 40.23, "scale": 1.0001, "drift_ppm": 100.0},
+    ]
+    mapping = {"offset_s": 12.48, "scale": 1.0001, "drift_ppm": 100.0}
+    rows.succeed(parent, result={**RESULT, "mapping": mapping, "pieces": pieces})
+    variant = _render(me, parent, {"nudge_ms": -35}).json()
+    given = variant["options"]["mapping"]
+    assert given["pieces"] == [
+        pytest.approx({"start_s": 1.2, "end_s": 9.0, "offset_s": 12.5, "scale": 1.0001}),
+        pytest.approx({"start_s": 9.0, "end_s": 17.5, "offset_s": 40.25, "scale": 1.0001}),
+    ]
+    # The engine renders those pieces as they are, every one nudged alike.
+    options = sync_options(variant["options"])
+    assert options.pieces is not None
+    assert [p.mapping.offset for p in options.pieces] == pytest.approx([12.5, 40.25])
+    assert [p.start for p in options.pieces] == [1.2, 9.0]
+    assert options.nudge_ms == -35.0
+    # A variant of the variant keeps them too.
+    rows.succeed(variant["id"])
+    again = _render(me, variant["id"], {"nudge_ms": 5}).json()
+    assert again["options"]["mapping"]["pieces"] == given["pieces"]
 
 
 def test_another_cut_overrides_only_what_is_sent(me: Owner, rows: Rows) -> None:

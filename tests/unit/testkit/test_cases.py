@@ -28,13 +28,21 @@ from beatsync.testkit.music import cubic_at
 Built = Callable[[str], BuiltCase]
 
 
-def _song_time(case: BuiltCase, t: float, window: float = 1.0, search: float = 0.05) -> float:
+def _song_time(
+    case: BuiltCase,
+    t: float,
+    window: float = 1.0,
+    search: float = 0.05,
+    guess: float | None = None,
+) -> float:
     """The song time heard in the dance file at dance time ``t``, measured against the master
-    song directly (not through the reference file), by correlation with sub-sample peak."""
+    song directly (not through the reference file), by correlation with sub-sample peak,
+    within ``search`` seconds of ``guess`` (default: where the first piece puts it)."""
     dance, rate, start = decode_mono(case.dance)
     song = load_song(case.spec)
     b = case.spec.scale
-    guess = case.spec.play_from + b * (t - case.spec.music_start)
+    if guess is None:
+        guess = case.spec.play_from + b * (t - case.spec.music_start)
     i0 = round((t - window / 2 - start) * rate)
     seg = dance[i0 : i0 + int(window * rate)]
     s = int(search * rate)
@@ -197,3 +205,27 @@ def test_rebuild_reuses_identical_files_and_validates(built: Built, tmp_path: Pa
     assert first.dance.stat().st_mtime == case.dance.stat().st_mtime
     with pytest.raises(ValueError, match="outside song"):
         build_case(replace(spec, name="bad", play_from=50.0), tmp_path)
+
+
+def test_edit_plays_each_piece_where_its_truth_says(built: Built) -> None:
+    case = built("small-edit")
+    truth = case.truth
+    assert len(truth.pieces) == 2
+    assert truth.seams == (truth.pieces[0][1],) == (truth.pieces[1][0],)
+    assert truth.pieces[0][0] == truth.music_start
+    assert truth.pieces[1][1] == truth.music_end
+    (p0, d0), (p1, _) = case.spec.pieces
+    assert truth.seams[0] == pytest.approx(case.spec.music_start + d0)
+    for (lo, hi, _), p in zip(truth.pieces, (p0, p1), strict=True):
+        for t in np.linspace(lo + 1.0, hi - 1.0, 3):
+            # Where the piece's song time is heard, to within 1 ms of the truth, searched
+            # ±50 ms around a guess 20 ms off.
+            guess = p + truth.scale * (t - lo) + 0.02
+            error = _song_time(case, float(t), guess=guess) - _truth_song_time(case, float(t))
+            assert abs(error / truth.scale) < 1e-3, (t, error)
+    assert truth.bgm_time(truth.seams[0] - 0.01) == pytest.approx(
+        truth.pieces[0][2] + truth.scale * (truth.seams[0] - 0.01)
+    )
+    assert truth.bgm_time(truth.seams[0] + 0.01) == pytest.approx(
+        truth.pieces[1][2] + truth.scale * (truth.seams[0] + 0.01)
+    )

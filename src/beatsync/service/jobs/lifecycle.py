@@ -511,23 +511,43 @@ def render_variant(
     )
 
 
-def _plain_mapping(entry: dict[str, Any]) -> dict[str, float]:
+def _plain_mapping(entry: dict[str, Any]) -> dict[str, Any]:
     return {"offset_s": float(entry["offset_s"]), "scale": float(entry["scale"])}
 
 
-def _base_mapping(job: Job) -> dict[str, float]:
+def _base_mapping(job: Job) -> dict[str, Any]:
+    """The mapping a variant of ``job`` renders with before its own nudge: with the pieces of
+    an edit (and their seams) when the job found or used several."""
     given = job.options.get("mapping")
     if given:
-        return _plain_mapping(given)
+        plain = _plain_mapping(given)
+        if given.get("pieces"):
+            plain["pieces"] = [dict(p) for p in given["pieces"]]
+        return plain
     used = (job.result or {}).get("mapping")
     if not used:
         raise ServiceError("JOB_NOT_FINISHED", f"job {job.id} has no mapping to render with")
     # The result's mapping has the job's nudge in it (offset − nudge); the variant nudges anew.
     nudge_s = float(job.options.get("nudge_ms") or 0.0) / 1000.0
-    return {"offset_s": float(used["offset_s"]) + nudge_s, "scale": float(used["scale"])}
+    base: dict[str, Any] = {
+        "offset_s": float(used["offset_s"]) + nudge_s,
+        "scale": float(used["scale"]),
+    }
+    pieces = (job.result or {}).get("pieces") or []
+    if len(pieces) > 1:
+        base["pieces"] = [
+            {
+                "start_s": float(p["start_s"]),
+                "end_s": float(p["end_s"]),
+                "offset_s": float(p["offset_s"]) + nudge_s,
+                "scale": float(p["scale"]),
+            }
+            for p in pieces
+        ]
+    return base
 
 
-def _candidate_mapping(session: Session, job: Job, index: int) -> dict[str, float]:
+def _candidate_mapping(session: Session, job: Job, index: int) -> dict[str, Any]:
     # A variant rendered with a fixed mapping lists no candidates of its own: the ones to
     # choose from are those of the search it came from.
     source: Job | None = job

@@ -40,7 +40,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, select, update
 
-from beatsync.engine import Mapping, RenderParams, SyncOptions, SyncResult, sync
+from beatsync.engine import Mapping, Piece, RenderParams, SyncOptions, SyncResult, sync
 from beatsync.engine.audiofirst import AudioFirstResult, sync_audio_first
 from beatsync.engine.clientframes import split_thumbnails
 from beatsync.engine.errors import BeatSyncError
@@ -186,10 +186,20 @@ def sync_options(options: dict[str, Any]) -> SyncOptions:
         if given is None
         else Mapping(offset=float(given["offset_s"]), scale=float(given.get("scale", 1.0)))
     )
+    # An edit's pieces, kept with their seams when an earlier answer is rendered again.
+    pieces = tuple(
+        Piece(
+            float(p["start_s"]),
+            float(p["end_s"]),
+            Mapping(offset=float(p["offset_s"]), scale=float(p.get("scale", 1.0))),
+        )
+        for p in ((given or {}).get("pieces") or ())
+    )
     max_height = options.get("max_height")
     return SyncOptions(
         offset=_float_or_none(options.get("offset_s")),
         mapping=mapping,
+        pieces=pieces if len(pieces) > 1 else None,
         nudge_ms=float(options.get("nudge_ms") or 0.0),
         start=_float_or_none(options.get("start_s")),
         end=_float_or_none(options.get("end_s")),
@@ -600,6 +610,10 @@ def _result_row(
     return {
         "confidence": alignment["confidence"],
         "mapping": report["mapping"],
+        "pieces": [
+            {k: p[k] for k in ("start_s", "end_s", "offset_s", "scale", "drift_ppm")}
+            for p in report["pieces"]
+        ],
         "candidates": [
             {
                 "index": index,

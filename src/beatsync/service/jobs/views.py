@@ -99,6 +99,7 @@ def _result_json(job: Job, settings: Settings, storage: Storage) -> dict[str, An
     shown = {
         "confidence": result.get("confidence"),
         "mapping": result.get("mapping"),
+        "pieces": result.get("pieces") or [],
         "candidates": result.get("candidates") or [],
         "cut": result.get("cut"),
         "output": result.get("output"),

@@ -1,0 +1,329 @@
+"""Find the pieces of an edit: other lines that explain stretches of the recording the best
+line does not.
+
+The best line's agreeing windows come in runs; so do those of another piece's line, on dance
+intervals of their own. A runner-up line whose agreeing windows fall where the best line's
+already do (a section the song repeats) is an alternative, not a piece. A line is a piece only
+when at least :data:`MIN_PIECE_S` seconds of windows, in runs, agree with it where no accepted
+line agrees; stretches of at least that length that no line explains are searched again on
+their own. All pieces share one scale (the same clock, the same speed), fitted jointly; the
+seams between them come from :mod:`.seam`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .decode import Audio
+from .features import FEATURE_RATE
+from .fine import Fit, Signals, assess, measure
+from .linefit import AGREE_PROMINENCE, fit_line
+from .mapping import Mapping
+from .piece import Piece
+from .seam import find_seam
+from .search import coarse_lines
+
+__all__ = ["MAX_PIECES", "MIN_PIECE_S", "Stretch", "find_stretches", "join_stretches"]
+
+MAX_PIECES = 4
+# An edit's pieces last at least this long; a line claims a piece only with runs of agreeing
+# windows reaching this far (less the windows at the seams, which hear both lines).
+MIN_PIECE_S = 8.0
+_MIN_REACH_S = 6.5
+_MIN_HITS = 5
+_RUN_GAP_S = 3.0  # agreeing windows further apart than this start a new run
+_CLAIM_MARGIN_S = 0.5  # a window this close to an accepted run is that run's
+_NO_STRETCH = 0.003
+
+
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """A run of windows agreeing with ``fit``'s line: centres from ``lo`` to ``hi`` (dance s)."""
+
+    fit: Fit
+    lo: float
+    hi: float
+    hits: int
+
+
+def find_stretches(
+    signals: Signals,
+    best: Fit,
+    others: Sequence[Fit],
+    *,
+    dance_bands: Callable[[float], NDArray[np.float32]],
+    bgm_bands: NDArray[np.float32],
+    window: float,
+    hop: float,
+    pool: Executor | None = None,
+) -> list[Stretch]:
+    """The runs of agreeing windows of the best line and of the lines that claim pieces, in
+    dance-time order.
+
+    ``others`` are the runner-up lines already locked; stretches of ``MIN_PIECE_S`` or more
+    that no accepted line explains, where the best line maps inside the reference, are searched
+    again (coarse lines on that stretch alone, locked at the best line's scale). One stretch
+    (or several of the best line alone) means one piece.
+    """
+    accepted = _runs(best)
+    if not accepted:
+        return []
+    used: set[int] = {id(best)}
+    pending = list(others)
+    searched: set[tuple[float, float]] = set()
+    while True:
+        claims = [(fit, _claims(fit, accepted, window)) for fit in pending if id(fit) not in used]
+        claims = [(fit, runs) for fit, runs in claims if runs]
+        if claims and len({id(s.fit) for s in accepted}) < MAX_PIECES:
+            fit, runs = max(claims, key=lambda c: sum(s.hits for s in c[1]))
+            accepted.extend(runs)
+            used.add(id(fit))
+            continue
+        if len({id(s.fit) for s in accepted}) >= MAX_PIECES:
+            break
+        # Only where the best line stays inside the reference: past its ends the class may
+        # play what a cut reference lacks, and a phrase the song repeats would pass for a piece.
+        # A stretch that held two pieces is searched again once one of them is claimed.
+        lo = max(signals.dance.start, best.mapping.dance_time(signals.bgm.start))
+        hi = min(signals.dance.end, best.mapping.dance_time(signals.bgm.end))
+        gaps = [
+            g for g in _gaps(accepted, lo, hi) if (round(g[0], 3), round(g[1], 3)) not in searched
+        ]
+        searched.update((round(a, 3), round(b, 3)) for a, b in gaps)
+        for lo, hi in gaps:
+            pending.extend(
+                _lines_in(signals, best.mapping.scale, lo, hi, dance_bands, bgm_bands,
+                          window=window, hop=hop, pool=pool)
+            )  # fmt: skip
+        if not gaps:
+            break
+    accepted.sort(key=lambda s: s.lo)
+    return accepted
+
+
+def join_stretches(
+    signals: Signals,
+    stretches: Sequence[Stretch],
+    music: tuple[float, float],
+    *,
+    window: float = 2.0,
+    hop: float = 1.0,
+) -> tuple[tuple[Piece, ...], tuple[Fit, ...]]:
+    """The pieces the stretches make, in dance-time order, and each piece's fit.
+
+    Consecutive stretches of one line join into one piece; every piece gets the common scale,
+    fitted over the agreeing windows of all pieces, then measured again at that scale on each
+    piece's own stretch away from its seams (``window``/``hop`` seconds, as the alignment's),
+    and fitted once more; seams are found between consecutive pieces. The first piece starts at
+    ``music[0]`` and the last ends at ``music[1]`` (dance s).
+    """
+    groups: list[list[Stretch]] = []
+    for s in sorted(stretches, key=lambda s: s.lo):
+        if groups and groups[-1][-1].fit is s.fit:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    mappings = _joint_fit([_agreeing(g) for g in groups], groups)
+    if len(groups) > 1:
+        mappings = _joint_fit(
+            [_remeasure(signals, g, m, window, hop) for g, m in zip(groups, mappings, strict=True)],
+            groups,
+        )
+    seams = [
+        find_seam(signals, mappings[k], mappings[k + 1], groups[k][-1].hi, groups[k + 1][0].lo)
+        for k in range(len(groups) - 1)
+    ]
+    edges = [music[0], *seams, music[1]]
+    pieces = tuple(Piece(edges[k], edges[k + 1], mappings[k]) for k in range(len(groups)))
+    return pieces, tuple(g[0].fit for g in groups)
+
+
+def _runs(fit: Fit, *, keep: NDArray[np.bool_] | None = None) -> list[Stretch]:
+    """``fit``'s agreeing windows (those in ``keep``, when given) grouped into runs."""
+    mask = fit.track.inlier if keep is None else fit.track.inlier & keep
+    times = fit.track.times[mask]
+    if len(times) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(times) > _RUN_GAP_S) + 1
+    return [
+        Stretch(fit, float(run[0]), float(run[-1]), len(run)) for run in np.split(times, breaks)
+    ]
+
+
+def _claims(fit: Fit, accepted: Sequence[Stretch], window: float) -> list[Stretch]:
+    """The runs of ``fit``'s agreeing windows outside every accepted run that are long and
+    full enough to be a piece."""
+    t = fit.track.times
+    free = np.ones(len(t), dtype=bool)
+    for s in accepted:
+        free &= (t < s.lo - _CLAIM_MARGIN_S) | (t > s.hi + _CLAIM_MARGIN_S)
+    return [
+        s
+        for s in _runs(fit, keep=free)
+        if s.hi - s.lo + window >= _MIN_REACH_S and s.hits >= _MIN_HITS
+    ]
+
+
+def _gaps(accepted: Sequence[Stretch], start: float, end: float) -> list[tuple[float, float]]:
+    """Dance intervals of at least ``MIN_PIECE_S`` that no accepted run covers."""
+    covered = sorted((s.lo, s.hi) for s in accepted)
+    gaps, at = [], start
+    for lo, hi in covered:
+        if lo - at >= MIN_PIECE_S:
+            gaps.append((at, lo))
+        at = max(at, hi)
+    if end - at >= MIN_PIECE_S:
+        gaps.append((at, end))
+    return gaps
+
+
+def _lines_in(
+    signals: Signals,
+    scale: float,
+    lo: float,
+    hi: float,
+    dance_bands: Callable[[float], NDArray[np.float32]],
+    bgm_bands: NDArray[np.float32],
+    *,
+    window: float,
+    hop: float,
+    pool: Executor | None,
+) -> list[Fit]:
+    """Lines found by a coarse search on dance times ``lo``–``hi`` alone, locked at ``scale``
+    on that stretch (with a window's margin either side)."""
+    dance = signals.dance
+    speed = 1.0 if abs(scale - 1.0) < _NO_STRETCH else scale
+    f0 = max(0, int((lo - dance.start) * FEATURE_RATE))
+    f1 = int((hi - dance.start) * FEATURE_RATE)
+    lines = coarse_lines(
+        lambda s: dance_bands(s)[:, f0:f1],
+        bgm_bands,
+        speeds=(speed,),
+        dance_start=dance.start + f0 / FEATURE_RATE,
+        bgm_start=signals.bgm.start,
+        max_lines=2,
+        pool=pool,
+    )
+    rate = dance.rate
+    i0 = max(0, int((lo - window - dance.start) * rate))
+    i1 = min(dance.samples.shape[-1], int((hi + window - dance.start) * rate))
+    part = Signals(Audio(dance.samples[i0:i1], rate, dance.start + i0 / rate), signals.bgm)
+    fits = []
+    for line in lines:
+        # The same line through the stretch's middle, at the recording's scale.
+        mapping = Mapping(line.offset + (line.scale - scale) * (lo + hi) / 2, scale)
+        fit = _lock(part, mapping, window=window, hop=hop)
+        if fit is not None:
+            fits.append(fit)
+    return fits
+
+
+def _lock(signals: Signals, guess: Mapping, *, window: float, hop: float) -> Fit | None:
+    """Lock a line of known scale onto the waveform: measure, fit, measure again."""
+    mapping = guess
+    fit: Fit | None = None
+    for gate in (0.08, 0.01):
+        t, beta, strength, prom = measure(
+            signals, mapping, window=window, hop=hop, max_windows=600, search=0.08
+        )
+        fitted = fit_line(t, beta, prom, mapping, gate=gate)
+        if fitted is None:
+            return fit
+        found, inlier = fitted
+        # The scale is the recording's (one clock, one speed); only the offset is this line's.
+        mapping = Mapping(_offset_at(t[inlier], beta[inlier], prom[inlier], guess.scale, found),
+                          guess.scale)  # fmt: skip
+        inlier = np.abs(beta - mapping.bgm_time_array(t)) <= 0.002
+        fit = assess(mapping, t, beta, strength, prom, inlier)
+    return fit
+
+
+def _offset_at(
+    t: NDArray[np.float64],
+    beta: NDArray[np.float64],
+    weight: NDArray[np.float64],
+    scale: float,
+    fallback: Mapping,
+) -> float:
+    if len(t) == 0:
+        return fallback.offset
+    w = np.minimum(weight, 20.0)
+    return float(np.average(beta - scale * t, weights=w + 1e-9))
+
+
+Windows = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+def _agreeing(group: Sequence[Stretch]) -> Windows:
+    """The times, matched reference times and strengths of a group's agreeing windows."""
+    track = group[0].fit.track
+    inside = np.zeros(len(track.times), dtype=bool)
+    for s in group:
+        inside |= (track.times >= s.lo) & (track.times <= s.hi)
+    use = inside & track.inlier
+    t = track.times[use]
+    return t, track.lags[use] + t, np.maximum(track.strength[use], 1e-6)
+
+
+def _remeasure(
+    signals: Signals, group: Sequence[Stretch], mapping: Mapping, window: float, hop: float
+) -> Windows:
+    """A group's windows measured again under ``mapping`` (the common scale), only those whose
+    whole span lies inside the group's agreeing stretch: none hears the other side of a seam."""
+    dance = signals.dance
+    rate = dance.rate
+    lo, hi = group[0].lo, group[-1].hi
+    i0 = max(0, int((lo - dance.start) * rate))
+    i1 = min(dance.samples.shape[-1], int((hi - dance.start) * rate))
+    if (i1 - i0) / rate < window + 2 * hop:
+        return _agreeing(group)
+    part = Signals(Audio(dance.samples[i0:i1], rate, dance.start + i0 / rate), signals.bgm)
+    t, beta, strength, prom = measure(
+        part, mapping, window=window, hop=hop, max_windows=600, search=0.08
+    )
+    use = (prom >= AGREE_PROMINENCE) & (np.abs(beta - mapping.bgm_time_array(t)) <= 0.002)
+    if use.sum() < 2:
+        return _agreeing(group)
+    return t[use], beta[use], np.maximum(strength[use], 1e-6)
+
+
+def _joint_fit(parts: Sequence[Windows], groups: Sequence[Sequence[Stretch]]) -> list[Mapping]:
+    """One mapping per group with a common scale: least squares over each group's windows
+    (``parts``) with an offset per group, reweighted (Tukey, 1.5 ms) so that a window that
+    heard a reflection weighs little; a single group keeps its own fit."""
+    if len(groups) == 1:
+        return [groups[0][0].fit.mapping]
+    t = np.concatenate([p[0] for p in parts])
+    beta = np.concatenate([p[1] for p in parts])
+    strength = np.concatenate([p[2] for p in parts])
+    which = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])
+    if np.bincount(which, minlength=len(groups)).min() < 2:
+        return [_at_scale(g[0].fit.mapping, groups[0][0].fit.mapping.scale, g) for g in groups]
+    weight = strength.copy()
+    scale, offsets = groups[0][0].fit.mapping.scale, np.zeros(len(groups))
+    for _ in range(4):
+        sums = np.bincount(which, weights=weight, minlength=len(groups))
+        tc = np.bincount(which, weights=weight * t, minlength=len(groups)) / sums
+        bc = np.bincount(which, weights=weight * beta, minlength=len(groups)) / sums
+        dt = t - tc[which]
+        den = float(np.sum(weight * dt**2))
+        if den <= 0.0:
+            break
+        scale = float(np.sum(weight * dt * (beta - bc[which]))) / den
+        offsets = bc - scale * tc
+        u = (beta - offsets[which] - scale * t) / 0.0015
+        weight = strength * np.where(np.abs(u) < 1.0, (1.0 - u**2) ** 2, 0.0)
+        if np.bincount(which, weights=weight, minlength=len(groups)).min() <= 0.0:
+            break
+    return [Mapping(float(a), scale) for a in offsets]
+
+
+def _at_scale(mapping: Mapping, scale: float, group: Sequence[Stretch]) -> Mapping:
+    """``mapping`` turned to ``scale`` about the middle of ``group``."""
+    middle = (group[0].lo + group[-1].hi) / 2
+    return Mapping(mapping.bgm_time(middle) - scale * middle, scale)
