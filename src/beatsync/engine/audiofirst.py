@@ -305,17 +305,26 @@ def sync_audio_first(
         if decoded is not None and collected is not None:
             decoded.span, reference = collected, decoded
         with progress.stage("align", "finding the music in the recording"):
-            if opts.mapping is not None:
+            if opts.pieces:
+                main = max(opts.pieces, key=lambda p: p.duration).mapping
+                alignment = assess_mapping(dance_audio, bgm_audio, main, pieces=opts.pieces)
+            elif opts.mapping is not None:
                 alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
             else:
                 alignment = align_signals(
                     dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
                 )
             del dance_audio, bgm_audio
-            mapping = (opts.mapping or alignment.mapping).nudged(opts.nudge_ms)
+            mapping = alignment.mapping.nudged(opts.nudge_ms)
+            pieces = tuple(p.nudged(opts.nudge_ms) for p in alignment.parts)
         frames = ClientFrames(tl, keyframes, fetch)
         with progress.stage("trim", "choosing the cut"):
-            args: dict[str, Any] = {"start": opts.start, "end": opts.end, "trim": opts.trim}
+            args: dict[str, Any] = {
+                "start": opts.start,
+                "end": opts.end,
+                "trim": opts.trim,
+                "pieces": pieces,
+            }
             try:
                 cut = find_cut(dance, bgm_info, mapping, alignment.music, frames=frames, **args)
             except FramesUnavailableError as exc:
@@ -333,6 +342,7 @@ def sync_audio_first(
                 end=run.audio_end * seconds,
                 params=opts.render,
                 decoded=reference,
+                pieces=pieces,
             )
             duration = write_audio_track(plan, out_path)
     output = RenderedOutput(
@@ -360,6 +370,7 @@ def sync_audio_first(
         cut=cut,
         output=output,
         timings=tuple(progress.timings),
+        pieces=pieces,
     )
     try:
         result = _write_artifacts(result, report=report, plot=plot, poster=None)

@@ -183,20 +183,23 @@ def audio_plan(
     end: float,
     params: RenderParams = RenderParams(),
     decoded: DecodedStream | None = None,
+    pieces: tuple[Piece, ...] | None = None,
 ) -> AudioPlan:
     """The audio track a render lays under a picture whose first packet decodes at dance time
     ``origin`` and whose last frame ends at dance time ``end`` (seconds): output time 0 is
     ``origin``. What a stream copy of the same span carries, for a client that copies the
-    picture itself. ``decoded`` as for :func:`render`.
+    picture itself. ``decoded`` and ``pieces`` as for :func:`render`.
 
     Raises
     ------
     OptionsError
         As :func:`render`, for a mapping, span or params that cannot be rendered.
     """
-    video = _validate(dance, bgm, mapping, Cut(origin, end, "user", "user"), params)
     cut = Cut(origin, end, "user", "user")
-    job = _Job(dance, video, bgm, mapping, cut, params, Reporter(None), decoded=decoded)
+    video = _validate(dance, bgm, mapping, cut, params, pieces)
+    job = _Job(
+        dance, video, bgm, mapping, cut, params, Reporter(None), decoded=decoded, pieces=pieces
+    )
     return job._plan(origin, end)
 
 

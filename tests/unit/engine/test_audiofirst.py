@@ -149,3 +149,15 @@ def test_without_the_frames_the_cut_ignores_the_picture(kit_dir: Path, tmp_path:
                         picture=False)  # fmt: skip
     assert result.cut == expected
     assert result.cut.end_reason != "picture"
+
+
+def test_an_edit_goes_audio_first_in_its_pieces(kit_dir: Path, tmp_path: Path) -> None:
+    case = build_case(case_named("small-edit"), kit_dir)
+    server = sync(case.dance, case.bgm, tmp_path / "server.mp4")
+    done = Phone(case, tmp_path).run(tmp_path / "audio.m4a")
+
+    assert len(server.pieces) == len(case.truth.pieces) > 1
+    assert done.sync.pieces == server.pieces
+    assert done.sync.cut == server.cut
+    # The same spliced track, packet for packet, as the server render lays under the picture.
+    assert _audio_packets(done.audio_path) == _audio_packets(Path(server.output.path))
