@@ -8,6 +8,11 @@ encoder delay as a start time). The class plays S from song time ``p0`` at dance
 ``b = k·(1 + d·1e-6)``, until dance time ``m1`` (music_end). Hence the truth is
 ``bgm_time = a + b·dance_time`` with ``a = p0 − r0 + bgm_start − b·m0``. Video frame ``n`` of the
 dance file presents at ``n / fps``; its audio starts at 0.
+
+Dance time is the time of the direct sound at the phone: the room (:mod:`.room`, :mod:`.hall`)
+puts the direct path at delay 0 and every reflection after it, so the truth is the direct sound,
+never a reflection, whatever its level. The loudspeaker-to-phone propagation delay is not part of
+the truth (the image-source halls remove it; it is the same for every moment of a recording).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ __all__ = ["KIT_VERSION", "BuiltCase", "CaseSpec", "Truth", "build_case", "load_
 logger = logging.getLogger(__name__)
 
 # Bumped whenever generated media would change, so cached cases are rebuilt.
-KIT_VERSION = 1
+KIT_VERSION = 2
 # Song seconds over which a quiet intro rises back, or a quiet outro falls, to the song's level.
 _GLIDE = 1.0
 
