@@ -8,14 +8,14 @@ the dance signal once per 0.1 % of speed; clock drift is followed frame by frame
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .decode import Audio
-from .gcc import FrameTrack, window_lags
+from .gcc import FrameTrack, earliest_arrival, window_lags
 from .linefit import AGREE_PROMINENCE, fit_line
 from .mapping import Mapping
 from .search import Line
@@ -41,6 +41,12 @@ MIN_RUN = 4
 # Clock drift (and the slope trials around it) stays within this of 1: no resampling needed.
 _NO_STRETCH = 0.003
 _RESAMPLE_BLOCK = 1 << 18
+# How far before the arrival the windows locked onto the direct sound is looked for, seconds: a
+# reflection's extra path in a hall is at most some 25 m.
+_ARRIVAL_SEARCH = 0.08
+# Once on the direct sound, windows look for it this close (s): nearer than the first reflection
+# of a loudspeaker on a stand.
+_NEAR = 0.0006
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,14 +208,95 @@ def refine(
             prom = np.where((t >= region[0]) & (t <= region[1]), prom, 0.0)
         fitted = fit_line(t, beta, prom, mapping, gate=gate)
         if fitted is None:
-            return fit
+            break
         mapping, inlier = fitted
         fit = assess(mapping, t, beta, strength, prom, inlier)
         agreed = fit.track.times[fit.track.inlier]
         if len(agreed) == 0:
-            return fit
+            break
         region = (float(agreed.min()) - window, float(agreed.max()) + window)
-    return fit
+    if fit is None:
+        return None
+    return _direct_sound(signals, fit, window=window, hop=hop, max_windows=max_windows)
+
+
+def _direct_sound(
+    signals: Signals, fit: Fit, *, window: float, hop: float, max_windows: int
+) -> Fit:
+    """The fit moved onto the direct sound.
+
+    Windows lock onto their strongest arrival, which in a room with a hard floor, bare walls
+    or a mirror can be a reflection a few to tens of milliseconds after the direct sound, and
+    not always the same one: the line then follows a reflection, or tilts between two. Over the
+    whole stretch where the windows agree, the summed correlation shows every strong arrival;
+    the line is moved onto the earliest one, each window is measured again close to it only
+    (so every window follows the direct sound), and the line is fitted again through them. The
+    windows' evidence is kept as it was.
+    """
+    agreed = fit.track.times[fit.track.inlier]
+    if len(agreed) == 0:
+        return fit
+    span = (float(agreed.min()) - window / 2, float(agreed.max()) + window / 2)
+    mapping = _one_arrival(fit.track, fit.mapping)
+    mapping = _onto_arrival(signals, mapping, span, search=_ARRIVAL_SEARCH)
+    t, beta, _, _ = measure(
+        signals, mapping, window=window, hop=hop, max_windows=max_windows, search=_NEAR
+    )
+    # The windows that agreed, by their centres (the same grid, give or take the shift).
+    near = np.abs(t[:, None] - agreed[None, :]).min(axis=1, initial=np.inf) < hop / 4
+    prom = np.where(near, AGREE_PROMINENCE * 2, 0.0)
+    refit = fit_line(t, beta, prom, mapping, gate=_NEAR)
+    if refit is not None:
+        mapping = _onto_arrival(signals, refit[0], span, search=_NEAR)
+    return replace(fit, mapping=mapping)
+
+
+def _one_arrival(track: WindowTrack, mapping: Mapping) -> Mapping:
+    """The line through the agreeing windows that follows one arrival only.
+
+    Windows that locked onto arrivals a millisecond or two apart all agree with the fit to
+    2 ms, and a line through all of them tilts from one arrival to the other (tens of ppm).
+    Narrowing the robust fit's reach step by step settles it on the arrival most windows follow.
+    """
+    use = track.inlier
+    t = track.times[use]
+    beta = track.lags[use] + t
+    weight = track.strength[use]
+    a, b = mapping.offset, mapping.scale
+    for reach in (0.002, 0.001, 0.0005, 0.00025):
+        for _ in range(3):
+            u = (beta - (a + b * t)) / reach
+            w = np.where(np.abs(u) < 1.0, (1.0 - u**2) ** 2, 0.0) * weight
+            if np.count_nonzero(w) < MIN_RUN or np.ptp(t[w > 0]) < 1.0:
+                return Mapping(a, b)
+            centre = float(np.average(t, weights=w))
+            design = np.stack([np.ones_like(t), t - centre], axis=1) * np.sqrt(w)[:, None]
+            coef, *_ = np.linalg.lstsq(design, beta * np.sqrt(w), rcond=None)
+            a, b = float(coef[0]) - float(coef[1]) * centre, float(coef[1])
+    return Mapping(a, b)
+
+
+def _onto_arrival(
+    signals: Signals, mapping: Mapping, span: tuple[float, float], *, search: float
+) -> Mapping:
+    """``mapping`` moved by the lag of the earliest strong arrival over the dance ``span`` (s)
+    within ``search`` seconds either way."""
+    rate = signals.dance.rate
+    frame = 4096
+    hop = frame // 4
+    x, stretch, track = frame_track(signals, mapping, frame=frame, hop=hop)
+    # Frames of the (stretched) dance signal wholly inside the span.
+    lo = (span[0] - signals.dance.start) * rate * stretch
+    hi = (span[1] - signals.dance.start) * rate * stretch
+    first = max(0, int(np.ceil(lo / hop)))
+    last = min(track.frame_count(len(x)), int((hi - frame) // hop) + 1)
+    arrival = earliest_arrival(
+        x, signals.bgm.samples, track, first, last - first,
+        rate=rate, search=search, workers=signals.fft_workers,
+    )  # fmt: skip
+    if arrival is None:
+        return mapping
+    return Mapping(mapping.offset + arrival.lag, mapping.scale)
 
 
 def assess(
