@@ -47,6 +47,9 @@ _ARRIVAL_SEARCH = 0.08
 # Once on the direct sound, windows look for it this close (s): nearer than the first reflection
 # of a loudspeaker on a stand.
 _NEAR = 0.0006
+# Windows measured near the direct sound, and frames summed to find it: enough for a line.
+_NEAR_WINDOWS = 40
+_ARRIVAL_FRAMES = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,17 +237,18 @@ def _direct_sound(
     windows' evidence is kept as it was.
     """
     agreed = fit.track.times[fit.track.inlier]
-    if len(agreed) == 0:
+    if fit.hits < MIN_RUN:
+        # Not music (or too little to tell arrivals apart): nothing to move.
         return fit
     span = (float(agreed.min()) - window / 2, float(agreed.max()) + window / 2)
     mapping = _one_arrival(fit.track, fit.mapping)
     mapping = _onto_arrival(signals, mapping, span, search=_ARRIVAL_SEARCH)
     t, beta, _, _ = measure(
-        signals, mapping, window=window, hop=hop, max_windows=max_windows, search=_NEAR
-    )
-    # The windows that agreed, by their centres (the same grid, give or take the shift).
-    near = np.abs(t[:, None] - agreed[None, :]).min(axis=1, initial=np.inf) < hop / 4
-    prom = np.where(near, AGREE_PROMINENCE * 2, 0.0)
+        signals, mapping, window=window, hop=hop, max_windows=min(max_windows, _NEAR_WINDOWS),
+        search=_NEAR,
+    )  # fmt: skip
+    # Only the span where the windows agreed on the music.
+    prom = np.where((t >= span[0]) & (t <= span[1]), AGREE_PROMINENCE * 2, 0.0)
     refit = fit_line(t, beta, prom, mapping, gate=_NEAR)
     if refit is not None:
         mapping = _onto_arrival(signals, refit[0], span, search=_NEAR)
@@ -283,15 +287,18 @@ def _onto_arrival(
     within ``search`` seconds either way."""
     rate = signals.dance.rate
     frame = 4096
-    hop = frame // 4
+    # Half-overlapping frames: the sum over the span needs no finer grid.
+    hop = frame // 2
     x, stretch, track = frame_track(signals, mapping, frame=frame, hop=hop)
     # Frames of the (stretched) dance signal wholly inside the span.
     lo = (span[0] - signals.dance.start) * rate * stretch
     hi = (span[1] - signals.dance.start) * rate * stretch
     first = max(0, int(np.ceil(lo / hop)))
     last = min(track.frame_count(len(x)), int((hi - frame) // hop) + 1)
+    # A few hundred frames spread over the span are plenty, however long the span.
+    step = max(1, -(-(last - first) // _ARRIVAL_FRAMES))
     arrival = earliest_arrival(
-        x, signals.bgm.samples, track, first, last - first,
+        x, signals.bgm.samples, track, np.arange(first, last, step, dtype=np.int64),
         rate=rate, search=search, workers=signals.fft_workers,
     )  # fmt: skip
     if arrival is None:

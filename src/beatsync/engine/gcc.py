@@ -203,15 +203,13 @@ def earliest_arrival(
     x: NDArray[np.float32],
     y: NDArray[np.float32],
     track: FrameTrack,
-    first: int,
-    count: int,
+    frames: NDArray[np.int64],
     *,
     rate: int,
     search: float,
     workers: int = -1,
 ) -> Arrival | None:
-    """The direct sound: the earliest strong peak of the GCC-PHAT of frames ``first`` to
-    ``first + count`` summed.
+    """The direct sound: the earliest strong peak of the GCC-PHAT of ``frames`` summed.
 
     In a room the loudspeaker reaches the phone first directly, then by the floor, the walls,
     a mirror; a reflection can be louder than the direct sound, so the strongest peak may be a
@@ -223,11 +221,11 @@ def earliest_arrival(
     :func:`window_lags`.
     """
     frame = track.frame
-    if count <= 0:
+    if len(frames) == 0:
         return None
     cross = np.zeros(frame // 2 + 1, dtype=np.complex128)
-    for a in range(first, first + count, _AGREE_CHUNK):
-        k = np.arange(a, min(a + _AGREE_CHUNK, first + count))
+    for a in range(0, len(frames), _AGREE_CHUNK):
+        k = frames[a : a + _AGREE_CHUNK]
         cross += _cross_spectra(x, y, track, k, workers=workers).sum(axis=0)
     band = _band(frame, rate)
     cross[~band] = 0.0
