@@ -32,8 +32,9 @@ _WINDOWS_PER_GROUP = 32
 _AGREE_CHUNK = 1024  # frames per task of the frame agreement
 # An earlier arrival counts when its peak reaches this share of the strongest one and stands
 # this many robust deviations above the correlation: a reflection can outdo the direct sound by a
-# few dB, while noise and the correlation's own ripples stay far below both.
-_ARRIVAL_SHARE = 0.5
+# few dB (a reflection 3 dB louder leaves the direct sound's whitened peak at 0.44 of its own),
+# while noise and the correlation's ripples stay below a fifth of the strongest peak.
+_ARRIVAL_SHARE = 0.35
 _ARRIVAL_PROMINENCE = 8.0
 # Peaks closer than this to a higher one are its side lobes (the band ends at 7 kHz), seconds.
 _LOBE_S = 0.0004
@@ -214,8 +215,8 @@ def earliest_arrival(
     In a room the loudspeaker reaches the phone first directly, then by the floor, the walls,
     a mirror; a reflection can be louder than the direct sound, so the strongest peak may be a
     reflection. Summed over the whole stretch the correlation is steady enough to see every
-    strong arrival; the earliest one whose peak reaches half the strongest one's height (and
-    stands clear of the noise) is the direct sound. The reference matches the dance signal's
+    strong arrival; the earliest one whose peak reaches a third of the strongest one's height
+    (and stands clear of the noise) is the direct sound. The reference matches the dance signal's
     earlier arrivals at later lags, so the earliest arrival is the peak with the largest lag.
     Returns None when the frames hold nothing to correlate. Parameters as for
     :func:`window_lags`.
