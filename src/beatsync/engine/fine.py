@@ -48,7 +48,7 @@ _ARRIVAL_SEARCH = 0.08
 # of a loudspeaker on a stand.
 _NEAR = 0.0006
 # Windows measured near the direct sound, and frames summed to find it: enough for a line.
-_NEAR_WINDOWS = 40
+_NEAR_WINDOWS = 80
 _ARRIVAL_FRAMES = 400
 
 
@@ -243,12 +243,14 @@ def _direct_sound(
     span = (float(agreed.min()) - window / 2, float(agreed.max()) + window / 2)
     mapping = _one_arrival(fit.track, fit.mapping)
     mapping = _onto_arrival(signals, mapping, span, search=_ARRIVAL_SEARCH)
-    t, beta, _, _ = measure(
+    t, beta, strength, _ = measure(
         signals, mapping, window=window, hop=hop, max_windows=min(max_windows, _NEAR_WINDOWS),
         search=_NEAR,
     )  # fmt: skip
-    # Only the span where the windows agreed on the music.
-    prom = np.where((t >= span[0]) & (t <= span[1]), AGREE_PROMINENCE * 2, 0.0)
+    # Only the span where the windows agreed on the music, each window weighted by how clearly
+    # it hears the direct sound (the fit weighs by prominence, capped at 20).
+    weight = AGREE_PROMINENCE + (20.0 - AGREE_PROMINENCE) * np.clip(strength, 0.0, 1.0)
+    prom = np.where((t >= span[0]) & (t <= span[1]), weight, 0.0)
     refit = fit_line(t, beta, prom, mapping, gate=_NEAR)
     if refit is not None:
         mapping = _onto_arrival(signals, refit[0], span, search=_NEAR)
