@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .decode import Audio, decode_audio
+from .direct import direct_sound
 from .errors import MusicMismatchError
 from .features import (
     FEATURE_RATE,
@@ -183,15 +184,16 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
         # Candidates side by side keep both cores busy: their FFTs then run on one thread each.
         signals.fft_workers = 1 if len(worth) > 1 else -1
+
+        def lock(line: Line) -> Fit | None:
+            fit = refine(signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows)
+            if fit is None:
+                return None
+            # The windows follow the loudest arrival; the answer is the first one.
+            return direct_sound(signals, fit, window=p.window, hop=p.hop, max_windows=p.max_windows)
+
         try:
-            fits = list(
-                pool.map(
-                    lambda line: refine(
-                        signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
-                    ),
-                    worth,
-                )
-            )
+            fits = list(pool.map(lock, worth))
         finally:
             signals.fft_workers = -1
         return [f for f in fits if f is not None]

@@ -3,9 +3,12 @@
 The dance signal is cut into frames on a fixed grid and each frame is paired with the reference
 frame the predicted mapping puts against it (so a drifting clock does not smear anything). For a
 window, the cross-spectra of its frames are summed before the phase transform: noise and talking
-average out while the music's phase agrees, and the transform whitens the spectrum so the peak is
-the direct sound, not the room's reverberation. The peak is refined to a fraction of a sample by
-fitting a parabola. Frames are transformed once and shared by every window that covers them.
+average out while the music's phase agrees, and the transform whitens the spectrum so the room's
+reverberation spreads thin while each distinct arrival (the direct sound, a strong reflection)
+keeps a sharp peak. A window's lag is its strongest peak, refined to a fraction of a sample by
+fitting a parabola; :func:`earliest_arrival` sums a whole stretch and takes the earliest strong
+peak instead, the direct sound. Frames are transformed once and shared by every window that
+covers them.
 """
 
 from __future__ import annotations
