@@ -36,12 +36,12 @@ from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors
 from beatsync.testkit.mp4box import mp4_edit_lists
+from truth_checks import MAX_SYNC_MS, assert_cut_matches
 
 if TYPE_CHECKING:
     from conftest import Served
 
 SCRIPT = Path(__file__).with_name("client_assembly.mjs")
-MAX_SYNC_MS = 1.0
 READ_PIECE = 4 * 1024 * 1024  # the largest read the module may make of the video (parts.js)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -244,6 +244,7 @@ def test_assembled_file_keeps_rotation_codec_tag_and_faststart(job: Job) -> None
 
 
 def test_assembled_file_is_in_sync(job: Job) -> None:
+    assert_cut_matches(job.case, job.result.cut.start, job.result.cut.end)
     errors = sync_errors(job.client, job.case)
     assert all(abs(e) <= MAX_SYNC_MS for e in errors), errors
     assert np.allclose(errors, sync_errors(job.server, job.case), atol=1e-6)

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .decode import Audio, decode_audio
+from .direct import direct_sound
 from .edit import assemble, finish
 from .errors import MusicMismatchError
 from .features import (
@@ -166,6 +167,9 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
 
 def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -> Alignment:
     signals = Signals(dance, bgm)
+    # Each answer's line before it was moved onto the direct sound, by the answer's id: the
+    # loudest arrival, which short frames follow best when they tell where the music is heard.
+    loudest: dict[int, Mapping] = {}
     bgm_job = pool.submit(signal_band_features, bgm.samples, bgm.rate, workers=1)
     unit_bands = signal_band_features(dance.samples, dance.rate, workers=1)
     bgm_bands = bgm_job.result()
@@ -198,15 +202,20 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
         # Candidates side by side keep both cores busy: their FFTs then run on one thread each.
         signals.fft_workers = 1 if len(worth) > 1 else -1
-        try:
-            fits = list(
-                pool.map(
-                    lambda line: refine(
-                        signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows
-                    ),
-                    worth,
-                )
+
+        def lock(line: Line) -> Fit | None:
+            fit = refine(signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows)
+            if fit is None:
+                return None
+            # The windows follow the loudest arrival; the answer is the first one.
+            moved = direct_sound(
+                signals, fit, window=p.window, hop=p.hop, max_windows=p.max_windows
             )
+            loudest[id(moved)] = fit.mapping
+            return moved
+
+        try:
+            fits = list(pool.map(lock, worth))
         finally:
             signals.fft_workers = -1
         return [f for f in fits if f is not None]
@@ -238,7 +247,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         Candidate(f.mapping, round(_confidence(f) * share, 4), f.hits / max(f.windows, 1))
         for f, share in zip(fits[1:], shares[1:], strict=True)
     )
-    times, score, music = music_span(signals, best.mapping, best, pool=pool)
+    times, score, music = music_span(signals, loudest.get(id(best), best.mapping), best, pool=pool)
     log.debug(
         "aligned: offset %.4f s, drift %.1f ppm, %d/%d windows, confidence %.3f",
         best.mapping.offset,

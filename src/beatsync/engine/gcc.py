@@ -3,9 +3,12 @@
 The dance signal is cut into frames on a fixed grid and each frame is paired with the reference
 frame the predicted mapping puts against it (so a drifting clock does not smear anything). For a
 window, the cross-spectra of its frames are summed before the phase transform: noise and talking
-average out while the music's phase agrees, and the transform whitens the spectrum so the peak is
-the direct sound, not the room's reverberation. The peak is refined to a fraction of a sample by
-fitting a parabola. Frames are transformed once and shared by every window that covers them.
+average out while the music's phase agrees, and the transform whitens the spectrum so the room's
+reverberation spreads thin while each distinct arrival (the direct sound, a strong reflection)
+keeps a sharp peak. A window's lag is its strongest peak, refined to a fraction of a sample by
+fitting a parabola; :func:`earliest_arrival` sums a whole stretch and takes the earliest strong
+peak instead, the direct sound. Frames are transformed once and shared by every window that
+covers them.
 """
 
 from __future__ import annotations
@@ -17,12 +20,27 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
-__all__ = ["FrameTrack", "GccResult", "frame_agreement", "window_lags"]
+__all__ = [
+    "Arrival",
+    "FrameTrack",
+    "GccResult",
+    "earliest_arrival",
+    "frame_agreement",
+    "window_lags",
+]
 
 _BAND_HZ = (100.0, 7000.0)
 _CHUNK = 128  # frames per transform: a few megabytes, kept in cache
 _WINDOWS_PER_GROUP = 32
 _AGREE_CHUNK = 1024  # frames per task of the frame agreement
+# An earlier arrival counts when its peak reaches this share of the strongest one and stands
+# this many robust deviations above the correlation: a reflection can outdo the direct sound by a
+# few dB (a reflection 3 dB louder leaves the direct sound's whitened peak at 0.44 of its own),
+# while noise and the correlation's ripples stay below a fifth of the strongest peak.
+_ARRIVAL_SHARE = 0.35
+_ARRIVAL_PROMINENCE = 8.0
+# Peaks closer than this to a higher one are its side lobes (the band ends at 7 kHz), seconds.
+_LOBE_S = 0.0004
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +188,84 @@ def _peaks(
         (lags[i] + shift) / rate,
         np.clip(peak / 2.0, 0.0, 1.0),
         (peak - median) / spread,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """The earliest arrival of the reference's sound in a stretch of frames: ``lag`` (seconds,
+    as :class:`GccResult`'s), its ``share`` of the strongest peak's height (0–1) and the
+    ``strongest`` peak's lag (seconds); ``prominence`` as :class:`GccResult`'s."""
+
+    lag: float
+    share: float
+    strongest: float
+    prominence: float
+
+
+def earliest_arrival(
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    track: FrameTrack,
+    frames: NDArray[np.int64],
+    *,
+    rate: int,
+    search: float,
+    workers: int = -1,
+) -> Arrival | None:
+    """The direct sound: the earliest strong peak of the GCC-PHAT of ``frames`` summed.
+
+    In a room the loudspeaker reaches the phone first directly, then by the floor, the walls,
+    a mirror; a reflection can be louder than the direct sound, so the strongest peak may be a
+    reflection. Summed over the whole stretch the correlation is steady enough to see every
+    strong arrival; the earliest one whose peak reaches a third of the strongest one's height
+    (and stands clear of the noise) is the direct sound. The reference matches the dance signal's
+    earlier arrivals at later lags, so the earliest arrival is the peak with the largest lag.
+    Returns None when the frames hold nothing to correlate. Parameters as for
+    :func:`window_lags`.
+    """
+    frame = track.frame
+    if len(frames) == 0:
+        return None
+    cross = np.zeros(frame // 2 + 1, dtype=np.complex128)
+    for a in range(0, len(frames), _AGREE_CHUNK):
+        k = frames[a : a + _AGREE_CHUNK]
+        cross += _cross_spectra(x, y, track, k, workers=workers).sum(axis=0)
+    band = _band(frame, rate)
+    cross[~band] = 0.0
+    mag = np.abs(cross)
+    if not mag.any():
+        return None
+    cross /= np.maximum(mag, 1e-6 * mag.max())
+    reach = min(int(search * rate), frame // 2 - 2)
+    lags = np.arange(-reach, reach + 1)
+    corr = scipy.fft.irfft(cross, frame)[lags % frame] * frame / max(int(band.sum()), 1)
+    median = float(np.median(corr))
+    spread = 1.4826 * float(np.median(np.abs(corr - median))) + 1e-12
+    lobe = max(1, round(_LOBE_S * rate))
+    # Peaks that are the highest within a side lobe's reach either way.
+    padded = np.pad(corr, lobe, constant_values=-np.inf)
+    local = np.lib.stride_tricks.sliding_window_view(padded, 2 * lobe + 1).max(axis=1)
+    peaks = np.flatnonzero((corr >= local) & (corr > median))
+    if len(peaks) == 0:
+        return None
+    top = int(peaks[np.argmax(corr[peaks])])
+    strong = peaks[
+        (corr[peaks] >= _ARRIVAL_SHARE * corr[top])
+        & ((corr[peaks] - median) / spread >= _ARRIVAL_PROMINENCE)
+    ]
+    i = int(strong.max()) if len(strong) else top
+    shift = 0.0
+    if 0 < i < len(corr) - 1:
+        left, peak, right = corr[i - 1], corr[i], corr[i + 1]
+        denom = left - 2 * peak + right
+        if denom < 0:
+            shift = 0.5 * (left - right) / denom
+    return Arrival(
+        lag=float((lags[i] + shift) / rate),
+        share=float(corr[i] / corr[top]),
+        strongest=float(lags[top] / rate),
+        prominence=float((corr[i] - median) / spread),
     )
 
 

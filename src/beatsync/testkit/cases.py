@@ -9,6 +9,11 @@ encoder delay as a start time). The class plays S from song time ``p0`` at dance
 ``bgm_time = a + b·dance_time`` with ``a = p0 − r0 + bgm_start − b·m0``. Video frame ``n`` of the
 dance file presents at ``n / fps``; its audio starts at 0.
 
+Dance time is the time of the direct sound at the phone: the room (:mod:`.room`, :mod:`.hall`)
+puts the direct path at delay 0 and every reflection after it, so the truth is the direct sound,
+never a reflection, whatever its level. The loudspeaker-to-phone propagation delay is not part of
+the truth (the image-source halls remove it; it is the same for every moment of a recording).
+
 Edits. A class may dance to an edit of the song: pieces ``k = 0, 1, …`` of ``D_k`` dance seconds
 each, piece k playing S from song time ``p_k``. Piece k holds dance times ``[s_k, s_k+1)`` with
 ``s_0 = m0`` and ``s_k+1 = s_k + D_k`` (so ``m1 = m0 + ΣD_k``), where ``σ = p_k + b·(t − s_k)``

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from .cases import BuiltCase, CaseSpec, build_case
+from .hall import CORNER_STUDIO, GYM, MIRROR_STUDIO
 from .room import Room
 
 __all__ = ["build_cases", "case_named", "small_cases", "speed_pair", "standard_cases"]
@@ -40,7 +42,7 @@ def _edit(name: str, seed: int, pieces: tuple[tuple[float, float], ...], **kw: o
 
 
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 61 pairs at 512×288, 17–110 s of dance.
+    """The accuracy benchmark's cases: 67 pairs at 512×288, 17–110 s of dance.
 
     Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music,
     clipping and phone AGC, songs that repeat a section, a class playing only a section, a
@@ -49,7 +51,10 @@ def standard_cases() -> tuple[CaseSpec, ...]:
     (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, songs
     10–16 dB quieter for their first or last 6–10 s (also in rooms at 3 to −5 dB SNR), edits of
     the song in two to four pieces (jumps forward and back, hard cuts and crossfades), and five
-    mismatched songs that must be refused.
+    mismatched songs that must be refused. The ``hardroom-`` cases put the class in image-source
+    halls (RT60 1–2 s, a mirror wall, a gym, a corner) where a reflection is louder than the
+    direct sound, at +9 to −5 dB SNR, one at 1.08× speed with drift, one with talking, clipping
+    and gain control.
     """
     quiet = Room()
     rev = Room
@@ -145,6 +150,23 @@ def standard_cases() -> tuple[CaseSpec, ...]:
               track="etr/spunkyrace-ks", room=rev(rt60=1.0, drr_db=2.0, snr_db=12.0)),
         _edit("edit-four-pieces", 265, ((6.0, 11.0), (38.3, 10.0), (70.9, 12.0), (19.1, 10.0)),
               track="etr/calmrace-ks", crossfade=0.15, drift_ppm=-150.0),
+        # Image-source rooms whose early reflections are as loud as the direct sound or louder.
+        _std("hardroom-mirror-rt10-snr9", 261, track="etr/start1-jt", play_from=10.0,
+             room=rev(rt60=1.0, snr_db=9.0, footsteps=True, hall=MIRROR_STUDIO)),
+        _std("hardroom-gym-rt15-snr0", 262, track="etr/freezingpoint", play_from=20.0,
+             room=rev(rt60=1.5, snr_db=0.0, footsteps=True, hall=GYM)),
+        _std("hardroom-mirror-rt20-snr-5", 263, track="etr/calmrace-ks", play_from=15.0,
+             room=rev(rt60=2.0, snr_db=-5.0, footsteps=True,
+                      hall=replace(MIRROR_STUDIO, phone=(4.2, 6.2, 1.1), aim=-140.0))),
+        _std("hardroom-corner-rt10-snr0", 264,
+             room=rev(rt60=1.0, snr_db=0.0, hall=replace(CORNER_STUDIO, phone=(2.4, 4.4, 1.1)))),
+        _std("hardroom-gym-speed108-drift", 265, speed=1.08, drift_ppm=-150.0,
+             track="etr/credits1-cp", play_from=10.0, play_duration=40.0,
+             room=rev(rt60=1.2, snr_db=3.0, footsteps=True, hall=GYM)),
+        _std("hardroom-talk-clip-agc", 266, track="immich/energetic/energetic_electronic_2",
+             play_from=1.0, play_duration=26.0,
+             room=rev(rt60=1.5, snr_db=3.0, speech_db=0.0, footsteps=True, clip_db=6.0, agc=True,
+                       hall=MIRROR_STUDIO)),
         _std("mismatch-etr-vs-immich", 231, mismatch_track="immich/calm/calm_acoustic_1"),
         _std("mismatch-immich-moods", 232, track="immich/energetic/energetic_electronic_2",
              play_from=1.0, play_duration=25.0, mismatch_track="immich/tender/tender_acoustic_1"),

@@ -1,7 +1,10 @@
 """Room acoustics for a simulated class recording: reverb, noise, the teacher's voice, the phone.
 
 The loudspeaker's sound reaches the phone by a direct path at delay zero (so the truth is the
-direct path, never a reflection) plus a reverberant tail of exponentially decaying noise. Levels
+direct path, never a reflection), followed either by a reverberant tail of exponentially
+decaying noise (a :class:`Room` without a hall) or by the discrete early reflections of an
+image-source :class:`~.hall.Hall` and its diffuse tail (see :mod:`.hall`: its direct sound is
+at delay zero too, the propagation delay removed, and may be weaker than a reflection). Levels
 are set relative to the music as the phone hears it. The teacher's counting is real synthetic
 speech from espeak-ng, using only the fixed phrases in :data:`PHRASES`.
 """
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import signal as sps
+
+from .hall import Hall, hall_response
 
 __all__ = [
     "PHRASES",
@@ -66,7 +71,9 @@ class Room:
     teacher's talking over the music, relative to the music (None = no talking while music
     plays); ``preroll_talk`` talking before the music starts; ``footsteps`` thumps on the beat;
     ``clip_db`` gain after normalising the peak to full scale, then hard clipping (None = none);
-    ``agc`` the phone's automatic gain control.
+    ``agc`` the phone's automatic gain control. ``hall``: the room's geometry for the
+    image-source model (early reflections from the floor, walls and mirror; ``rt60`` sets its
+    absorption and ``drr_db`` is not used: the geometry decides it).
     """
 
     rt60: float = 0.0
@@ -77,6 +84,7 @@ class Room:
     footsteps: bool = False
     clip_db: float | None = None
     agc: bool = False
+    hall: Hall | None = None
 
 
 def impulse_response(
@@ -269,7 +277,10 @@ def record_in_room(
         Mono float32, same length as ``music``, peak at most 1.
     """
     n = music.size
-    ir = impulse_response(rng, rate, rt60=room.rt60, drr_db=room.drr_db)
+    if room.hall is not None:
+        ir = hall_response(room.hall, rate, rng, rt60=room.rt60)
+    else:
+        ir = impulse_response(rng, rate, rt60=room.rt60, drr_db=room.drr_db)
     heard = reverberate(music, ir)
     i0, i1 = music_span
     music_power = float(np.mean(heard[i0:i1] ** 2)) if i1 > i0 else 1e-4

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from beatsync.engine.gcc import FrameTrack, frame_agreement, window_lags
+from beatsync.engine.gcc import FrameTrack, earliest_arrival, frame_agreement, window_lags
 from beatsync.testkit.room import impulse_response, reverberate
 
 RATE = 16_000
@@ -88,3 +88,44 @@ def test_agreement_over_many_chunks_is_the_same_from_a_pool_of_threads() -> None
     assert len(alone) == count
     assert np.median(alone[: 19 * RATE // 512]) > 0.9
     assert abs(np.median(alone[21 * RATE // 512 : 29 * RATE // 512])) < 0.1
+
+
+def test_earliest_arrival_is_the_direct_sound_under_a_louder_reflection() -> None:
+    rng = np.random.default_rng(7)
+    clean = rng.standard_normal(20 * RATE).astype(np.float32)
+    # The direct sound comes 40 samples late; a mirror returns it 3 dB louder 4 ms (64 samples)
+    # after that; then the room's tail and some noise.
+    tail = reverberate(clean, impulse_response(rng, RATE, rt60=1.0, drr_db=0.0))
+    live = 0.7 * _delayed(clean, 40) + _delayed(clean, 104) + 0.3 * _delayed(tail - clean, 200)
+    live = (live + 0.3 * np.std(live) * rng.standard_normal(len(live))).astype(np.float32)
+    track = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=1.0)
+    # Window by window the strongest peak is the reflection...
+    windows = window_lags(live, clean, track, np.array([16, 120, 230]), 28, rate=RATE, search=0.08)
+    np.testing.assert_allclose(windows.lag * RATE, -104.0, atol=0.3)
+    # ...while the earliest strong arrival over the frames is the direct sound.
+    frames = np.arange(16, track.frame_count(len(live)), dtype=np.int64)
+    arrival = earliest_arrival(live, clean, track, frames, rate=RATE, search=0.08)
+    assert arrival is not None
+    assert arrival.lag * RATE == pytest.approx(-40.0, abs=0.2)
+    assert arrival.strongest * RATE == pytest.approx(-104.0, abs=1.0)
+    assert 0.35 <= arrival.share < 0.6
+    assert arrival.prominence > 20
+
+
+def test_earliest_arrival_of_a_single_path_is_its_own_peak() -> None:
+    rng = np.random.default_rng(8)
+    clean = rng.standard_normal(12 * RATE).astype(np.float32)
+    # Noise alone makes no earlier arrival, and the peak's own side lobes are not one.
+    live = _delayed(clean, 12.4) + 2.0 * rng.standard_normal(len(clean))
+    track = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=1.0)
+    frames = np.arange(track.frame_count(len(live)), dtype=np.int64)
+    arrival = earliest_arrival(
+        live.astype(np.float32), clean, track, frames, rate=RATE, search=0.08
+    )
+    assert arrival is not None
+    assert arrival.lag * RATE == pytest.approx(-12.4, abs=0.15)
+    assert arrival.share == 1.0
+    assert (
+        earliest_arrival(live.astype(np.float32), clean, track, frames[:0], rate=RATE, search=0.08)
+        is None
+    )

@@ -19,6 +19,7 @@ from beatsync.engine import (
     sync,
 )
 from beatsync.testkit import sync_errors
+from truth_checks import MAX_SYNC_MS, assert_cut_matches
 
 
 def test_progress_runs_through_every_stage_once_and_never_backwards(
@@ -137,9 +138,10 @@ def test_from_a_worker_thread_the_same_answer_comes_without_helper_processes(
     assert isinstance(threaded, type(main))
     assert threaded.mapping == main.mapping
     assert threaded.cut == main.cut
+    assert_cut_matches(case, threaded.cut.start, threaded.cut.end)
     # Output time τ shows dance time video_start − first_frame_time + τ.
     shift = threaded.output.first_frame_time - threaded.output.video_start
     start, end = threaded.cut.start + 0.6, threaded.cut.end - 0.6
     times = [t + shift for t in (start, (start + end) / 2, end)]
     errors = sync_errors(tmp_path / "thread.mp4", case, times=times)
-    assert all(abs(e) <= 5.0 for e in errors), errors
+    assert all(abs(e) <= MAX_SYNC_MS for e in errors), errors

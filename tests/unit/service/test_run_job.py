@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import socket
 import time
@@ -23,11 +22,9 @@ from beatsync.service.db.models import utcnow
 from beatsync.service.jobs.run import claim_job, run_job
 from beatsync.service.storage import LocalStorage, StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
-from beatsync.testkit.measure import sync_errors
 from job_env import JobEnv as Env
+from truth_checks import assert_report_output_matches
 
-MAX_SYNC_MS = 5.0
-EDGE_MARGIN_S = 0.6
 CANDIDATE_KEYS = {"index", "offset_s", "scale", "drift_ppm", "confidence", "support"}
 FILES = {
     "video": "output.mp4",
@@ -59,13 +56,13 @@ def env(tmp_path: Path) -> Iterator[Env]:
     made.close()
 
 
-def sync_errors_of(env: Env, job_id: str, case: BuiltCase) -> list[float]:
-    """The audio-to-picture error at the start, middle and end of the stored output's cut."""
+def assert_stored_output_matches(
+    env: Env, job_id: str, case: BuiltCase, *, expected_ms: float = 0.0, cut: bool = True
+) -> None:
+    """The stored output and report against the truth: cut edges and sync along the cut."""
     report = json.loads(b"".join(env.storage.read(f"jobs/{job_id}/report.json")))
-    first = report["output"]["video_start_s"]
-    start, end = report["cut"]["start_s"] - first, report["cut"]["end_s"] - first
-    times = (start + EDGE_MARGIN_S, (start + end) / 2, end - EDGE_MARGIN_S)
-    return sync_errors(env.storage.path(f"jobs/{job_id}/output.mp4"), case, times=times)
+    output = env.storage.path(f"jobs/{job_id}/output.mp4")
+    assert_report_output_matches(output, case, report, expected_ms=expected_ms, cut=cut)
 
 
 def test_success_stores_the_results_and_finishes_the_row(env: Env, clean: BuiltCase) -> None:
@@ -89,9 +86,6 @@ def test_success_stores_the_results_and_finishes_the_row(env: Env, clean: BuiltC
     truth = clean.truth
     assert abs(result["mapping"]["offset_s"] - truth.offset) <= 0.005
     assert abs(result["mapping"]["drift_ppm"] - truth.drift_ppm) <= 5.0
-    assert truth.cut is not None
-    assert abs(result["cut"]["start_s"] - truth.cut[0]) <= 0.35
-    assert abs(result["cut"]["end_s"] - truth.cut[1]) <= 0.35
     assert 0.0 < result["confidence"] <= 1.0
     assert [c["index"] for c in result["candidates"]] == list(range(len(result["candidates"])))
     for candidate in result["candidates"]:  # the runners-up, each a whole mapping
@@ -103,9 +97,7 @@ def test_success_stores_the_results_and_finishes_the_row(env: Env, clean: BuiltC
     assert (result["output"]["width"], result["output"]["height"]) == (320, 240)
     assert result["output"]["size_bytes"] == env.storage.size(f"jobs/{job_id}/output.mp4")
 
-    errors = sync_errors_of(env, job_id, clean)
-    assert all(not math.isnan(e) for e in errors), errors
-    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+    assert_stored_output_matches(env, job_id, clean)
 
     report = json.loads(b"".join(env.storage.read(f"jobs/{job_id}/report.json")))
     assert report["mapping"] == result["mapping"]
@@ -194,8 +186,10 @@ def test_options_are_honoured(
     result = env.row(job_id).result
     assert result is not None
     assert abs(result["mapping"]["offset_s"] - (truth.offset + offset_shift_ms / 1000)) <= 0.005
-    errors = sync_errors_of(env, job_id, clean)
-    assert max(abs(e - sync_ms) for e in errors) <= MAX_SYNC_MS, errors
+    # A cut the person chose (no trimming) is theirs, and a mapping 40 ms off hears the music
+    # start a little late; a found cut of a found mapping is held to the truth.
+    searched = options.get("trim") is not False and "mapping" not in options
+    assert_stored_output_matches(env, job_id, clean, expected_ms=sync_ms, cut=searched)
     if "mapping" in options:
         assert result["mapping"]["offset_s"] == round(truth.offset + 0.040, 6)
         assert result["candidates"] == []  # assessed, not searched
@@ -204,7 +198,7 @@ def test_options_are_honoured(
     if options.get("trim") is False:
         assert (result["cut"]["start_s"], result["cut"]["end_s"]) == (0.0, truth.duration)
         assert abs(result["output"]["duration_s"] - truth.duration) < 0.05
-    else:
+    elif not searched:
         assert truth.cut is not None
         assert abs(result["cut"]["end_s"] - truth.cut[1]) <= 0.35
 
