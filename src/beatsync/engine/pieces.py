@@ -38,6 +38,8 @@ _MIN_REACH_S = 6.5
 _MIN_HITS = 5
 _RUN_GAP_S = 3.0  # agreeing windows further apart than this start a new run
 _CLAIM_MARGIN_S = 0.5  # a window this close to an accepted run is that run's
+# Lines this close are one moment of the song: an edit's jump is a beat or more.
+_SAME_LINE_S = 0.1
 _NO_STRETCH = 0.003
 
 
@@ -77,7 +79,11 @@ def find_stretches(
     pending = list(others)
     searched: set[tuple[float, float]] = set()
     while True:
-        claims = [(fit, _claims(fit, accepted, window)) for fit in pending if id(fit) not in used]
+        claims = [
+            (fit, _claims(fit, accepted, window))
+            for fit in pending
+            if id(fit) not in used and not _same_music(fit, accepted)
+        ]
         claims = [(fit, runs) for fit, runs in claims if runs]
         if claims and len({id(s.fit) for s in accepted}) < MAX_PIECES:
             fit, runs = max(claims, key=lambda c: sum(s.hits for s in c[1]))
@@ -153,6 +159,18 @@ def _runs(fit: Fit, *, keep: NDArray[np.bool_] | None = None) -> list[Stretch]:
     return [
         Stretch(fit, float(run[0]), float(run[-1]), len(run)) for run in np.split(times, breaks)
     ]
+
+
+def _same_music(fit: Fit, accepted: Sequence[Stretch]) -> bool:
+    """Whether ``fit``'s line stays within :data:`_SAME_LINE_S` of an accepted line over the
+    recording: the same moment of the song heard through another arrival (a strong reflection
+    lands tens of milliseconds after the direct sound), not another piece."""
+    lo, hi = fit.track.times[[0, -1]] if len(fit.track.times) else (0.0, 0.0)
+    return any(
+        max(abs(fit.mapping.bgm_time(t) - s.fit.mapping.bgm_time(t)) for t in (lo, hi))
+        < _SAME_LINE_S
+        for s in accepted
+    )
 
 
 def _claims(fit: Fit, accepted: Sequence[Stretch], window: float) -> list[Stretch]:
