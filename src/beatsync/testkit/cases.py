@@ -8,6 +8,15 @@ encoder delay as a start time). The class plays S from song time ``p0`` at dance
 ``b = k·(1 + d·1e-6)``, until dance time ``m1`` (music_end). Hence the truth is
 ``bgm_time = a + b·dance_time`` with ``a = p0 − r0 + bgm_start − b·m0``. Video frame ``n`` of the
 dance file presents at ``n / fps``; its audio starts at 0.
+
+Two kinds of speed ``k``. Resampled (``pitch_kept`` false, the case names ``speed-…`` and
+``resampled-…``): the song is read ``k`` times as fast, its pitch moving with it, like a tape or
+a "slowed"/"sped up" edit. Pitch kept (``tempo-…``): a practice player first time-stretches the
+song by WSOLA (:mod:`.wsola`) so that its time ``s`` carries song time ``σ = k·s`` with the pitch
+unchanged (each 40 ms grain sits within ±5 ms of that line, with no drift or bias), and the
+phone then records that at the clock drift ``1 + d·1e-6`` (a pitch change of a few hundred ppm).
+The same line ``σ = p0 + b·(t − m0)`` is the truth for both kinds: it is exact for the first and
+exact to the grains' ±5 ms for the second, whose output is measured over many grains.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from .encode import Scene, TailPlan, VideoParams, write_video_file
 from .music import Song, load_track, play, quieten, repeat_section
 from .reference import REFERENCE_KINDS, write_reference
 from .room import Room, record_in_room
+from .wsola import wsola
 
 if TYPE_CHECKING:
     from beatsync.engine.align import Mapping
@@ -36,7 +46,7 @@ __all__ = ["KIT_VERSION", "BuiltCase", "CaseSpec", "Truth", "build_case", "load_
 logger = logging.getLogger(__name__)
 
 # Bumped whenever generated media would change, so cached cases are rebuilt.
-KIT_VERSION = 1
+KIT_VERSION = 3
 # Song seconds over which a quiet intro rises back, or a quiet outro falls, to the song's level.
 _GLIDE = 1.0
 
@@ -49,7 +59,8 @@ class CaseSpec:
     twice, making a song that repeats itself), ``ref_start``/``ref_end`` (r0/r1, the reference
     cut; None = song end), ``play_from`` (p0), ``music_start`` (m0), ``play_duration`` (dance
     seconds of music), ``tail`` (dance seconds after the music stops; 0 = the file ends while the
-    music plays), ``speed`` (k), ``drift_ppm`` (d). ``mismatch_track``: the reference is cut
+    music plays), ``speed`` (k), ``pitch_kept`` (the speed is a tempo change that keeps the
+    pitch, not a resampling), ``drift_ppm`` (d). ``mismatch_track``: the reference is cut
     from this other track instead, and must be refused.
     Picture: size, ``fps``, ``codec`` ``h264``/``hevc``, ``container`` ``mp4``/``mov``/``mkv``,
     ``rotation`` (display-matrix degrees counter-clockwise, as :func:`probe` reports; a phone's
@@ -70,6 +81,7 @@ class CaseSpec:
     play_duration: float = 15.0
     tail: float = 2.0
     speed: float = 1.0
+    pitch_kept: bool = False
     drift_ppm: float = 0.0
     mismatch_track: str | None = None
     intro_db: float = 0.0
@@ -132,6 +144,7 @@ class Truth:
     bgm_duration: float
     bgm_rate: int
     mismatch: bool
+    pitch_kept: bool = False
 
     @property
     def mapping(self) -> Mapping:
@@ -141,7 +154,7 @@ class Truth:
 
         if self.mismatch:
             raise ValueError("a mismatched pair has no mapping")
-        return Mapping(offset=self.offset, scale=self.scale)
+        return Mapping(offset=self.offset, scale=self.scale, pitch_kept=self.pitch_kept)
 
     def bgm_time(self, dance_time: float) -> float:
         """Reference time heard at ``dance_time``."""
@@ -227,10 +240,7 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
     m0 = float(spec.music_start)
     m1 = float(min(m0 + spec.play_duration, duration))
     n_audio = round(duration * spec.audio_rate)
-    speaker = play(
-        song.mono(), song.rate, rate=spec.audio_rate, length=n_audio,
-        start=m0, end=m1, song_start=spec.play_from, speed=spec.scale,
-    )  # fmt: skip
+    speaker = _speaker(spec, song, rate=spec.audio_rate, length=n_audio, start=m0, end=m1)
     span = (math.ceil(m0 * spec.audio_rate), math.ceil(m1 * spec.audio_rate))
     recorded = record_in_room(speaker, spec.audio_rate, rng, spec.room, music_span=span)
 
@@ -289,12 +299,36 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
         bgm_duration=(r_last - r_first) / ref_song.rate,
         bgm_rate=bgm_rate,
         mismatch=mismatch,
+        pitch_kept=spec.pitch_kept and not mismatch,
     )
     manifest.write_text(
         json.dumps({"kit": KIT_VERSION, "spec": spec_json, "truth": dataclasses.asdict(truth)})
     )
     logger.info("built case %s (%d frames, %.1f s)", spec.name, frames, duration)
     return BuiltCase(dance, bgm, truth, spec)
+
+
+def _speaker(
+    spec: CaseSpec, song: Song, *, rate: int, length: int, start: float, end: float
+) -> np.ndarray:
+    """What the class's loudspeaker plays: the song from p0 at speed k with the drift on top,
+    resampled (pitch follows) or time-stretched by WSOLA (pitch kept)."""
+    mono = song.mono()
+    if not spec.pitch_kept:
+        return play(
+            mono, song.rate, rate=rate, length=length, start=start, end=end,
+            song_start=spec.play_from, speed=spec.scale,
+        )  # fmt: skip
+    # Only the part played, with a second either side; stretched time s carries song time
+    # lo + k·s.
+    lo = max(0, int((spec.play_from - 1.0) * song.rate))
+    hi = min(len(mono), int((spec.play_from + spec.scale * (end - start) + 1.0) * song.rate))
+    stretched = wsola(mono[lo:hi], spec.speed, song.rate)
+    return play(
+        stretched, song.rate, rate=rate, length=length, start=start, end=end,
+        song_start=(spec.play_from - lo / song.rate) / spec.speed,
+        speed=1.0 + spec.drift_ppm * 1e-6,
+    )  # fmt: skip
 
 
 def _truth_from_json(data: dict[str, Any]) -> Truth:
