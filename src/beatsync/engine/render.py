@@ -405,6 +405,7 @@ class _Job:
                 m.scale,
                 span=edges,
                 decoded=decoded,
+                pitch_kept=m.pitch_kept,
             )
         ]
         live = self.params.live_mix_db

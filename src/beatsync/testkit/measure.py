@@ -3,7 +3,10 @@
 :func:`sync_errors` measures the audio-to-picture error of an output file by itself: the frame
 code says which dance frame is on screen at output time τ, the truth says which reference time
 should sound with it, and a cross-correlation of the output's own audio against the clean
-reference says which reference time does sound. :func:`video_packets_copied` checks that the
+reference says which reference time does sound. For a pitch-kept case the output's audio is the
+reference time-stretched: each 30 ms grain of it is correlated against the reference at its own
+speed around the reference time the truth puts there, and the median of the grains' lags over
+the window is the measurement (the grains of any stretcher scatter a few ms both ways). :func:`video_packets_copied` checks that the
 picture was stream-copied, byte for byte.
 """
 
@@ -144,7 +147,7 @@ def sync_samples(
             results.append(SyncSample(tau, None, math.nan, math.nan, math.nan, 0.0))
             continue
         expected = a + b * (index / fps + (tau - pts[k]))
-        lag, peak = _lag(
+        lag, peak = (_grain_lag if case.truth.pitch_kept else _lag)(
             out_audio, out_rate, out_start, ref_audio, ref_rate, ref_start,
             tau=tau, beta=expected, scale=b, window=window, search=search,
         )  # fmt: skip
@@ -197,6 +200,57 @@ def _lag(
         if denom < 0:
             frac = 0.5 * (ym - yp) / denom
     return (j - s + frac) / out_rate, float(score[j])
+
+
+_GRAIN_S = 0.03
+_GRAIN_HOP_S = 0.01
+_GRAIN_SEARCH_S = 0.015
+_GRAIN_MIN_PEAK = 0.5
+
+
+def _grain_lag(
+    out: NDArray[np.float64], out_rate: int, out_start: float,
+    ref: NDArray[np.float64], ref_rate: int, ref_start: float,
+    *, tau: float, beta: float, scale: float, window: float, search: float,
+) -> tuple[float, float]:  # fmt: skip
+    """As :func:`_lag` for a time-stretched output (pitch kept): the median over 30 ms grains
+    of the window of each grain's lag against the reference at speed 1, centred where the
+    truth puts the grain's centre; the peak returned is the share of grains that match
+    (normalised peak ≥ 0.5). ``search`` is capped at 15 ms (a grain's own reach)."""
+    g = int(_GRAIN_S * out_rate)
+    s = math.ceil(min(search, _GRAIN_SEARCH_S) * out_rate)
+    lags: list[float] = []
+    grains = 0
+    for u in np.arange(-window / 2 + _GRAIN_S / 2, window / 2 - _GRAIN_S / 2, _GRAIN_HOP_S):
+        i0 = math.ceil((tau + u - _GRAIN_S / 2 - out_start) * out_rate)
+        if i0 < 0 or i0 + g > out.size:
+            continue
+        seg = out[i0 : i0 + g]
+        if float(np.sum(seg * seg)) < 1e-12:
+            continue
+        grains += 1
+        # The reference at speed 1 around the time the truth puts at this grain's centre.
+        centre = out_start + (i0 + g / 2) / out_rate - tau
+        v = (np.arange(-s, g + s) - g / 2) / out_rate
+        y = cubic_at(ref, (beta + scale * centre + v - ref_start) * ref_rate)
+        corr = sps.correlate(y, seg, mode="valid", method="fft")
+        csum = np.concatenate([[0.0], np.cumsum(y * y)])
+        norm = np.sqrt(np.maximum(csum[g:] - csum[:-g], 1e-20) * float(np.sum(seg * seg)))
+        score = corr / norm
+        j = int(np.argmax(score))
+        if score[j] < _GRAIN_MIN_PEAK:
+            continue
+        frac = 0.0
+        if 0 < j < score.size - 1:
+            ym, y0, yp = score[j - 1], score[j], score[j + 1]
+            denom = ym - 2 * y0 + yp
+            if denom < 0:
+                frac = 0.5 * (ym - yp) / denom
+        lags.append((j - s + frac) / out_rate)
+    if not lags:
+        return math.nan, 0.0
+    # A reference lag of e seconds is e / b of output time.
+    return float(np.median(lags)) / scale, len(lags) / max(grains, 1)
 
 
 @dataclass(frozen=True, slots=True)
