@@ -219,7 +219,9 @@ def frame_peaks(
         inner = (i > 0) & (i < len(lags) - 1) & (denom < 0)
         shift = np.where(inner, 0.5 * (left - right) / np.where(inner, denom, -1.0), 0.0)
         lag[first : first + len(part)] = (lags[i] + shift) / rate
-        height[first : first + len(part)] = np.where(mag.max(axis=1) > 0, np.clip(peak / 2, 0, 1), 0)
+        height[first : first + len(part)] = np.where(
+            mag.max(axis=1) > 0, np.clip(peak / 2, 0, 1), 0
+        )
     return lag, height
 
 

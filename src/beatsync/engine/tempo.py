@@ -195,4 +195,5 @@ def _log_spectrum(samples: NDArray[np.float32], rate: int) -> NDArray[np.float64
     v = np.interp(np.log(grid), np.log(freqs[1:]), level[1:])
     width = int(_WHITEN_OCTAVES * _PITCH_STEPS)
     v -= np.convolve(v, np.ones(width) / width, mode="same")
-    return v[width:-width]
+    whitened: NDArray[np.float64] = v[width:-width]
+    return whitened

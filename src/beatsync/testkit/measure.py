@@ -6,8 +6,8 @@ should sound with it, and a cross-correlation of the output's own audio against 
 reference says which reference time does sound. For a pitch-kept case the output's audio is the
 reference time-stretched: each 30 ms grain of it is correlated against the reference at its own
 speed around the reference time the truth puts there, and the median of the grains' lags over
-the window is the measurement (the grains of any stretcher scatter a few ms both ways). :func:`video_packets_copied` checks that the
-picture was stream-copied, byte for byte.
+the window is the measurement (the grains of any stretcher scatter a few ms both ways).
+:func:`video_packets_copied` checks that the picture was stream-copied, byte for byte.
 """
 
 from __future__ import annotations

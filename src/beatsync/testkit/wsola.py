@@ -55,9 +55,9 @@ def wsola(
     """
     if ratio <= 0:
         raise ValueError(f"ratio must be positive, not {ratio}")
-    n = int(round(frame * rate)) // 2 * 2
+    n = round(frame * rate) // 2 * 2
     hop = n // 2
-    tol = int(round(tolerance * rate))
+    tol = round(tolerance * rate)
     window = np.hanning(n + 1)[:n]  # periodic: frames a hop apart sum to one
     src = np.asarray(x, dtype=np.float64)
     length = int(np.ceil(len(src) / ratio))
@@ -68,11 +68,11 @@ def wsola(
     previous: int | None = None  # padded index of the last frame taken
     recent: list[int] = []  # the last frames' shifts from the line, samples
     for m in range(0, length // hop + 1):
-        ideal = int(round(ratio * (m * hop + n / 2) - n / 2)) + pad
+        ideal = round(ratio * (m * hop + n / 2) - n / 2) + pad
         # Searched around the line less the recent frames' mean shift: a plain WSOLA leans
         # towards the previous frame's natural continuation, (1 − ratio) × hop off the line,
         # and its grains would sit a few milliseconds off on average.
-        nominal = ideal - int(round(float(np.mean(recent)))) if recent else ideal
+        nominal = ideal - round(float(np.mean(recent))) if recent else ideal
         if previous is None:
             start = nominal
         else:

@@ -461,11 +461,15 @@ def render_variant(
     )
 
 
-def _plain_mapping(entry: dict[str, Any]) -> dict[str, float]:
-    return {"offset_s": float(entry["offset_s"]), "scale": float(entry["scale"])}
+def _plain_mapping(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "offset_s": float(entry["offset_s"]),
+        "scale": float(entry["scale"]),
+        "pitch_kept": bool(entry.get("pitch_kept", False)),
+    }
 
 
-def _base_mapping(job: Job) -> dict[str, float]:
+def _base_mapping(job: Job) -> dict[str, Any]:
     given = job.options.get("mapping")
     if given:
         return _plain_mapping(given)
@@ -474,10 +478,14 @@ def _base_mapping(job: Job) -> dict[str, float]:
         raise ServiceError("JOB_NOT_FINISHED", f"job {job.id} has no mapping to render with")
     # The result's mapping has the job's nudge in it (offset − nudge); the variant nudges anew.
     nudge_s = float(job.options.get("nudge_ms") or 0.0) / 1000.0
-    return {"offset_s": float(used["offset_s"]) + nudge_s, "scale": float(used["scale"])}
+    return {
+        "offset_s": float(used["offset_s"]) + nudge_s,
+        "scale": float(used["scale"]),
+        "pitch_kept": bool(used.get("pitch_kept", False)),
+    }
 
 
-def _candidate_mapping(session: Session, job: Job, index: int) -> dict[str, float]:
+def _candidate_mapping(session: Session, job: Job, index: int) -> dict[str, Any]:
     # A variant rendered with a fixed mapping lists no candidates of its own: the ones to
     # choose from are those of the search it came from.
     source: Job | None = job

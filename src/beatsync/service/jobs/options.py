@@ -67,7 +67,7 @@ class RenderRequest(BaseModel):
     trim: bool | None = None
 
 
-def options_dict(options: JobOptions, mapping: dict[str, float] | None = None) -> dict[str, Any]:
+def options_dict(options: JobOptions, mapping: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``options`` column: every field, ``mapping`` included, in one fixed shape."""
     return {**options.model_dump(), "mapping": mapping}
 
