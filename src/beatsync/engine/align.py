@@ -91,10 +91,11 @@ class AlignParams:
     ``speeds``: resampled speed ratios tried when the recording is not at the reference's speed
     (1.0 is always tried first); ``None`` (the default) tries the few speeds of either kind that
     the recordings' rhythm and pitch suggest, ``max_guesses`` of them at most. ``window`` and
-    ``hop``: length and spacing of the measuring windows, seconds; ``max_windows`` caps their number (spreading them further apart). ``offset_hint``:
-    a reference time (s) at dance time 0 given by a person; only lines within ``hint_radius``
-    seconds of it are considered. ``min_windows``: agreeing windows needed to accept an answer.
-    ``min_confidence``: refuse when the answer's own evidence is below this (the confidence
+    ``hop``: length and spacing of the measuring windows, seconds; ``max_windows`` caps their
+    number (spreading them further apart). ``offset_hint``: a reference time (s) at dance time
+    0 given by a person; only lines within ``hint_radius`` seconds of it are considered.
+    ``min_windows``: agreeing windows needed to accept an answer. ``min_confidence``: refuse
+    when the answer's own evidence is below this (the confidence
     reported also divides it with equally good runner-ups, and may be lower). ``candidates``:
     how many coarse lines are locked and compared.
     """
