@@ -33,6 +33,7 @@ __all__ = [
     "WindowTrack",
     "assess",
     "frame_track",
+    "kept_agreement",
     "kept_frame",
     "measure",
     "measure_mapping",
@@ -50,8 +51,11 @@ _NO_STRETCH = 0.003
 _RESAMPLE_BLOCK = 1 << 18
 # A pitch-kept mapping's frames are at least this long (samples)...
 _KEPT_SHORTEST = 1024
-# ... and a frame agrees with its window's line when its own lag is within this (s).
+# ... and a frame agrees with its window's line when its own lag is within this (s); the
+# reach (s) searched by the first pass after the coarse search and by the second.
 _KEPT_AGREE = 0.004
+_KEPT_FIRST_REACH = 0.032
+_KEPT_REACH = 0.016
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +228,12 @@ def _kept_lags(
     count of those frames stands above what frames of unrelated sound, their lags spread evenly
     over the search, would give (in standard deviations); its strength is their share.
     """
-    first, last = int(starts.min()), int(starts.max()) + width
-    lag, height = frame_peaks(
-        x, y, track, np.arange(first, last), rate=rate, search=search, workers=workers
-    )
+    # Only the frames the windows cover: a slope trial spreads a few windows over the clip.
+    needed = np.unique((starts[:, None] + np.arange(width)[None, :]).ravel())
+    found, seen = frame_peaks(x, y, track, needed, rate=rate, search=search, workers=workers)
+    first, last = int(needed[0]), int(needed[-1]) + 1
+    lag, height = np.zeros(last - first), np.zeros(last - first)
+    lag[needed - first], height[needed - first] = found, seen
     reach = min(search, track.frame // 4 / rate)
     chance = min(1.0, _KEPT_AGREE / reach)
     out_lag, strength, prominence = (np.zeros(len(starts)) for _ in range(3))
@@ -245,6 +251,16 @@ def _kept_lags(
         expected = n * chance
         prominence[i] = (agree - expected) / np.sqrt(max(expected * (1.0 - chance), 1.0))
     return GccResult(out_lag, strength, prominence)
+
+
+def kept_agreement(
+    x: NDArray[np.float32], y: NDArray[np.float32], track: FrameTrack, count: int, *, rate: int
+) -> NDArray[np.float64]:
+    """Per frame of a pitch-kept mapping, how well it matches: its own peak's height when its
+    lag is within ``_KEPT_AGREE`` of the line, else 0 (a stretcher's grains agree in lag, not
+    in phase, so :func:`~.gcc.frame_agreement` does not apply)."""
+    lag, height = frame_peaks(x, y, track, np.arange(count), rate=rate, search=_KEPT_REACH)
+    return np.where(np.abs(lag) <= _KEPT_AGREE, height, 0.0)
 
 
 def refine(
@@ -267,10 +283,13 @@ def refine(
     # The search stays wide in both passes: a window that lands within 2 ms of the line by
     # chance then has a 1-in-40 probability, so agreeing windows are evidence.
     for gate in (0.08, 0.01):
-        # A pitch-kept line's frames shrink with the search's reach once the line is close.
-        reach = 0.08 if gate > 0.05 or not mapping.pitch_kept else 0.016
+        reach, span = 0.08, window
+        if mapping.pitch_kept:
+            # Short frames (their reach shrinks with them) and windows twice as long: a
+            # stretcher's grains agree only one frame at a time, not in phase.
+            reach, span = (_KEPT_FIRST_REACH if gate > 0.05 else _KEPT_REACH), 2.0 * window
         t, beta, strength, prom = measure(
-            signals, mapping, window=window, hop=hop, max_windows=max_windows, search=reach
+            signals, mapping, window=span, hop=hop, max_windows=max_windows, search=reach
         )
         if region is not None:
             # Refit only where the music was found: stray chance agreements elsewhere would
