@@ -11,8 +11,11 @@ song's length.
 
 Placement: output sample ``n`` carries reference time ``t0 + scale·n / 48000``. A chunk that
 starts at grid sample ``j`` of the 48 kHz reference lands at output sample ``j / scale``
-(rounded: under 11 µs off); Rubber Band's own latency is compensated by ``pedalboard``, which
-returns the stretched chunk starting where its input starts.
+(rounded: under 11 µs off); ``pedalboard`` compensates Rubber Band's latency and returns the
+stretched chunk starting where its input starts. Rubber Band runs its faster engine (R2) with the
+short analysis window: the finer engine (R3) lays transients up to 10–25 ms off the time line at
+some speeds (0.9×, 1.25×), the short window keeps attacks where the line puts them
+(``bench/stretchers.py`` measures both).
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ def stretch(samples: Audio, scale: float) -> Audio:
     """``samples`` (channels, n) at 48 kHz played ``scale`` times as fast with the pitch kept:
     about ``n / scale`` samples, output sample ``m`` carrying input sample ``scale·m``."""
     out = pedalboard.time_stretch(
-        np.ascontiguousarray(samples, dtype=np.float32), float(OUTPUT_RATE), stretch_factor=scale
+        np.ascontiguousarray(samples, dtype=np.float32),
+        float(OUTPUT_RATE),
+        stretch_factor=scale,
+        high_quality=False,
+        use_long_fft_window=False,
     )
     return np.asarray(out, dtype=np.float32)
 
