@@ -220,16 +220,16 @@ _ENV_FLOOR_S = 0.1
 _ENV_WINDOW_S = 1.0  # at least this much output per point
 
 
-def _onsets(x: NDArray[np.float64], rate: int) -> NDArray[np.float64]:
+def _onsets(x: NDArray[np.float64], rate: int, span: float = 1.0) -> NDArray[np.float64]:
     """A loudness-change curve at ``_ENV_RATE``: the high-passed signal's level over 2 ms,
     log-compressed, less its 50 ms average (rises and falls of any stretcher's output sit where
     the time map puts them, whatever it did to the waveform's phase)."""
     level = np.abs(np.diff(x, prepend=x[:1]))
-    n = max(1, int(_ENV_SMOOTH_S * rate))
+    n = max(1, int(_ENV_SMOOTH_S * span * rate))
     level = np.convolve(level, np.ones(n) / n, mode="same")
     step = rate / _ENV_RATE
     env = np.log1p(1e3 * np.interp(np.arange(0, len(x), step), np.arange(len(x)), level))
-    m = int(_ENV_FLOOR_S * _ENV_RATE)
+    m = int(_ENV_FLOOR_S * span * _ENV_RATE)
     out: NDArray[np.float64] = env - np.convolve(env, np.ones(m) / m, mode="same")
     return out
 
@@ -240,8 +240,10 @@ def _onset_lag(
     *, tau: float, beta: float, scale: float, window: float, search: float,
 ) -> tuple[float, float]:  # fmt: skip
     """As :func:`_lag` for a time-stretched output (pitch kept): the output's onset curve
-    (:func:`_onsets`) against the reference's, read along the truth's time map."""
-    half = window / 2 + search + 2 * _ENV_FLOOR_S
+    (:func:`_onsets`) against the reference's, read along the truth's time map; the
+    reference's curve is made with its time constants scaled by the speed, so both are
+    smoothed alike on one time line."""
+    half = window / 2 + search + _ENV_FLOOR_S / 2
     i0 = math.floor((tau - half - out_start) * out_rate)
     i1 = math.ceil((tau + half - out_start) * out_rate)
     r0 = math.floor((beta - scale * half - ref_start) * ref_rate)
@@ -249,7 +251,7 @@ def _onset_lag(
     if i0 < 0 or i1 > out.size or r0 < 0 or r1 > ref.size:
         return math.nan, 0.0
     eo = _onsets(out[i0:i1], out_rate)
-    er = _onsets(ref[r0:r1], ref_rate)
+    er = _onsets(ref[r0:r1], ref_rate, scale)
     to = out_start + i0 / out_rate + np.arange(eo.size) / _ENV_RATE - tau  # output time − τ
     tr = ref_start + r0 / ref_rate + np.arange(er.size) / _ENV_RATE  # reference time
     u = np.arange(-window / 2, window / 2, 1.0 / _ENV_RATE)

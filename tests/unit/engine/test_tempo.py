@@ -23,7 +23,9 @@ def _guesses(case):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("name", "pitch_kept"), [("small-resampled-080", False), ("small-tempo-075", True)]
 )
-def test_the_first_guess_is_the_true_speed_and_kind(small_case, name: str, pitch_kept: bool) -> None:  # type: ignore[no-untyped-def]
+def test_the_first_guess_is_the_true_speed_and_kind(
+    small_case, name: str, pitch_kept: bool
+) -> None:  # type: ignore[no-untyped-def]
     case = small_case(name)
     guesses, tempos, pitches = _guesses(case)
     best = guesses[0]
