@@ -1,7 +1,7 @@
 """Time-stretchers compared for the pitch-kept render: placement, pitch, fidelity and speed.
 
 Each stretcher plays 20 s of a real song (``etr/start1-jt`` from 10 s, 48 kHz stereo) at
-0.5, 0.75, 1.25 and 1.5 times its tempo with the pitch kept. Measured on the output:
+0.5, 0.75, 0.9, 1.25 and 1.5 times its tempo with the pitch kept. Measured on the output:
 
 * placement: 12 s of 2 ms noise bursts over a quiet tone, stretched alike; where each burst
   peaks in the output against where ``input = ratio × output`` puts it (the median: a latency
