@@ -256,11 +256,14 @@ def _kept_lags(
 def kept_agreement(
     x: NDArray[np.float32], y: NDArray[np.float32], track: FrameTrack, count: int, *, rate: int
 ) -> NDArray[np.float64]:
-    """Per frame of a pitch-kept mapping, how well it matches: its own peak's height when its
-    lag is within ``_KEPT_AGREE`` of the line, else 0 (a stretcher's grains agree in lag, not
-    in phase, so :func:`~.gcc.frame_agreement` does not apply)."""
+    """Per frame of a pitch-kept mapping, how well it matches, about 0 without music: its own
+    peak's height when its lag is within ``_KEPT_AGREE`` of the line, else minus that height
+    times the odds of such a chance agreement (a stretcher's grains agree in lag, not in phase,
+    so :func:`~.gcc.frame_agreement` does not apply)."""
     lag, height = frame_peaks(x, y, track, np.arange(count), rate=rate, search=_KEPT_REACH)
-    return np.where(np.abs(lag) <= _KEPT_AGREE, height, 0.0)
+    chance = min(0.5, _KEPT_AGREE / min(_KEPT_REACH, track.frame // 4 / rate))
+    agreed = np.abs(lag) <= _KEPT_AGREE
+    return np.where(agreed, height, -height * chance / (1.0 - chance))
 
 
 def refine(
