@@ -28,7 +28,7 @@ from job_env import JobEnv as Env
 
 MAX_SYNC_MS = 5.0
 EDGE_MARGIN_S = 0.6
-CANDIDATE_KEYS = {"index", "offset_s", "scale", "drift_ppm", "confidence", "support"}
+CANDIDATE_KEYS = {"index", "offset_s", "scale", "drift_ppm", "pitch_kept", "confidence", "support"}
 FILES = {
     "video": "output.mp4",
     "report": "report.json",

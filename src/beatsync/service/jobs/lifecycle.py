@@ -462,11 +462,13 @@ def render_variant(
 
 
 def _plain_mapping(entry: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "offset_s": float(entry["offset_s"]),
-        "scale": float(entry["scale"]),
-        "pitch_kept": bool(entry.get("pitch_kept", False)),
-    }
+    return _with_kind({"offset_s": float(entry["offset_s"]), "scale": float(entry["scale"])}, entry)
+
+
+def _with_kind(mapping: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The mapping, marked ``pitch_kept`` when ``entry``'s is (a pitch-kept tempo change is
+    rendered by time-stretching); the default kind adds nothing, as before there were two."""
+    return {**mapping, "pitch_kept": True} if entry.get("pitch_kept") else mapping
 
 
 def _base_mapping(job: Job) -> dict[str, Any]:
@@ -478,11 +480,9 @@ def _base_mapping(job: Job) -> dict[str, Any]:
         raise ServiceError("JOB_NOT_FINISHED", f"job {job.id} has no mapping to render with")
     # The result's mapping has the job's nudge in it (offset − nudge); the variant nudges anew.
     nudge_s = float(job.options.get("nudge_ms") or 0.0) / 1000.0
-    return {
-        "offset_s": float(used["offset_s"]) + nudge_s,
-        "scale": float(used["scale"]),
-        "pitch_kept": bool(used.get("pitch_kept", False)),
-    }
+    return _with_kind(
+        {"offset_s": float(used["offset_s"]) + nudge_s, "scale": float(used["scale"])}, used
+    )
 
 
 def _candidate_mapping(session: Session, job: Job, index: int) -> dict[str, Any]:
