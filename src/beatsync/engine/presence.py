@@ -74,7 +74,9 @@ def music_span(
     x, stretch, track = frame_track(signals, mapping, frame=_FRAME, hop=_FRAME // 2)
     count = track.frame_count(len(x))
     if mapping.pitch_kept:
+        # One peak per frame says little alone: averaged over five, as the plot's curve is.
         agree = kept_agreement(x, bgm.samples, track, count, rate=rate)
+        agree = np.convolve(agree, np.ones(5) / 5, mode="same")
     else:
         agree = frame_agreement(x, bgm.samples, track, count, rate=rate, pool=pool)
     centres = dance.start + (np.arange(count) * track.hop + _FRAME / 2) / rate / stretch
