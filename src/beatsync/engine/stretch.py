@@ -3,7 +3,7 @@ changed the tempo without the pitch.
 
 The reference is first resampled at its own pitch onto the 48 kHz grid (:class:`ResampledSource`
 at speed 1), then time-stretched by Rubber Band (through Spotify's ``pedalboard``) in chunks of
-about half a minute of the reference with a second of margin either side; neighbouring chunks
+ten seconds of the reference with a second of margin either side; neighbouring chunks
 are cross-faded over 50 ms where both are well inside their margins. The chunk grid is fixed on
 the reference, so any reader, starting anywhere, makes the same samples (the audio encoder's
 threads stitch their segments without a seam), and memory stays a few chunks whatever the
@@ -29,7 +29,7 @@ from .audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
 
 __all__ = ["StretchedSource", "stretch"]
 
-_CHUNK = 30 * OUTPUT_RATE  # reference samples per chunk (48 kHz grid)
+_CHUNK = 10 * OUTPUT_RATE  # reference samples per chunk (48 kHz grid)
 _MARGIN = OUTPUT_RATE  # reference samples stretched beyond each chunk's edges
 _FADE = OUTPUT_RATE // 20  # output samples of the cross-fade between chunks
 
