@@ -271,7 +271,9 @@ def test_report_to_stdout_is_the_json_report(
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert report == report_dict(_result(media[0].parent / "out.mp4"))
-    assert report["mapping"] == {"offset_s": 7.125, "scale": 0.99998174, "drift_ppm": -18.3}
+    assert report["mapping"] == {
+        "offset_s": 7.125, "scale": 0.99998174, "drift_ppm": -18.3, "pitch_kept": False
+    }  # fmt: skip
     assert report["alignment"]["confidence"] == 0.934
     assert fake_sync.calls[0]["report"] is None
     assert err.startswith("wrote ")  # the summary moves out of the JSON's way

@@ -186,7 +186,8 @@ def summary_line(result: SyncResult, elapsed: float) -> str:
         facts = [f"offset {mapping.offset:+.3f} s"]
     facts.append(f"drift {mapping.drift_ppm:+.1f} ppm")
     if abs(mapping.drift_ppm) >= 1000.0:
-        facts.append(f"speed x{mapping.scale:.4f}")
+        kind = "pitch kept" if mapping.pitch_kept else "resampled"
+        facts.append(f"speed x{mapping.scale:.4f} ({kind})")
     facts += [
         f"confidence {result.alignment.confidence:.2f}",
         f"cut {cut.start:.2f}-{cut.end:.2f} s ({_edge(cut.start_reason, cut.start_evidence)}"

@@ -1,6 +1,8 @@
 """Align a live recording to its reference: ``bgm_time = offset + scale × dance_time``.
 
-The recipe: log band energies at 100 Hz find candidate lines (:mod:`.search`); frame-averaged
+The recipe: log band energies at 100 Hz find candidate lines (:mod:`.search`), at speed 1 first,
+then, if nothing is found there, at the few speeds and kinds (resampled, or pitch kept) that the
+recordings' rhythm and pitch suggest (:mod:`.tempo`); frame-averaged
 GCC-PHAT in 2-second windows measures the residual lag of each window to a fraction of a sample
 (:mod:`.gcc`, :mod:`.fine`); a robust fit over the windows gives offset and scale
 (:mod:`.linefit`); the count and strength
@@ -35,8 +37,9 @@ from .mapping import Mapping
 from .piece import Piece, bgm_times
 from .pieces import Stretch, find_stretches
 from .presence import music_span
-from .search import Line, coarse_lines
+from .search import Line, Speed, coarse_lines
 from .span import MusicSpan
+from .tempo import speed_guesses
 
 __all__ = [
     "AlignParams",
@@ -94,7 +97,6 @@ class Alignment:
         return self.pieces or (Piece(self.music.start, self.music.end, self.mapping),)
 
 
-DEFAULT_SPEEDS = (0.90, 0.92, 0.94, 0.96, 0.98, 1.02, 1.04, 1.06, 1.08, 1.10)
 _SAME_PITCH = 0.003  # speeds this close to 1 draw the plot's envelope from unscaled bands
 
 
@@ -102,17 +104,20 @@ _SAME_PITCH = 0.003  # speeds this close to 1 draw the plot's envelope from unsc
 class AlignParams:
     """Knobs of the alignment; the defaults are the tested ones.
 
-    ``speeds``: speed ratios tried when the recording is not at the reference's speed (1.0 is
-    always tried first). ``window`` and ``hop``: length and spacing of the measuring windows,
-    seconds; ``max_windows`` caps their number (spreading them further apart). ``offset_hint``:
-    a reference time (s) at dance time 0 given by a person; only lines within ``hint_radius``
-    seconds of it are considered. ``min_windows``: agreeing windows needed to accept an answer.
-    ``min_confidence``: refuse when the answer's own evidence is below this (the confidence
+    ``speeds``: resampled speed ratios tried when the recording is not at the reference's speed
+    (1.0 is always tried first); ``None`` (the default) tries the few speeds of either kind that
+    the recordings' rhythm and pitch suggest, ``max_guesses`` of them at most. ``window`` and
+    ``hop``: length and spacing of the measuring windows, seconds; ``max_windows`` caps their
+    number (spreading them further apart). ``offset_hint``: a reference time (s) at dance time
+    0 given by a person; only lines within ``hint_radius`` seconds of it are considered.
+    ``min_windows``: agreeing windows needed to accept an answer. ``min_confidence``: refuse
+    when the answer's own evidence is below this (the confidence
     reported also divides it with equally good runner-ups, and may be lower). ``candidates``:
     how many coarse lines are locked and compared.
     """
 
-    speeds: tuple[float, ...] = DEFAULT_SPEEDS
+    speeds: tuple[float, ...] | None = None
+    max_guesses: int = 4
     window: float = 2.0
     hop: float = 1.0
     max_windows: int = 600
@@ -179,10 +184,10 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         # Held only when a change of speed has the bands read at other pitches.
         return power_spectrogram(dance.samples, dance.rate)
 
-    def dance_bands(speed: float) -> NDArray[np.float32]:
-        return unit_bands if speed == 1.0 else band_features(dance_power(), dance.rate, pitch=speed)
+    def dance_bands(pitch: float) -> NDArray[np.float32]:
+        return unit_bands if pitch == 1.0 else band_features(dance_power(), dance.rate, pitch=pitch)
 
-    def search(speeds: tuple[float, ...]) -> list[Fit]:
+    def search(speeds: tuple[Speed, ...]) -> list[Fit]:
         lines = coarse_lines(
             dance_bands,
             bgm_bands,
@@ -195,7 +200,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         if p.offset_hint is not None:
             hint = p.offset_hint
             lines = [ln for ln in lines if abs(ln.offset - hint) <= p.hint_radius]
-            if not lines and speeds == (1.0,):
+            if not lines and speeds == (Speed(1.0),):
                 lines = [Line(hint, 1.0, 0.0)]
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
@@ -220,9 +225,9 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
             signals.fft_workers = -1
         return [f for f in fits if f is not None]
 
-    fits = search((1.0,))
+    fits = search((Speed(1.0),))
     if not _accepted(_best(fits), p):
-        fits += search(tuple(s for s in p.speeds if s != 1.0))
+        fits += search(_other_speeds(dance, bgm, unit_bands, bgm_bands, p))
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
     if best is None or not _accepted(best, p):
@@ -266,7 +271,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         envelopes=_envelopes(
             # Clock drift leaves the pitch as it is, as far as a plot can tell.
             unit_bands
-            if abs(best.mapping.scale - 1.0) < _SAME_PITCH
+            if abs(best.mapping.scale - 1.0) < _SAME_PITCH or best.mapping.pitch_kept
             else dance_bands(best.mapping.scale),
             bgm_bands,
             dance.start,
@@ -349,7 +354,9 @@ def assess_mapping(
         activity=(times, score),
         envelopes=_envelopes(
             band_features(
-                power_spectrogram(dance.samples, dance.rate), dance.rate, pitch=mapping.scale
+                power_spectrogram(dance.samples, dance.rate),
+                dance.rate,
+                pitch=1.0 if mapping.pitch_kept else mapping.scale,
             ),
             signal_band_features(bgm.samples, bgm.rate),
             dance.start,
@@ -390,6 +397,24 @@ def _assess_pieces(
         ),
         pieces=edit.pieces,
     )
+
+
+def _other_speeds(
+    dance: Audio,
+    bgm: Audio,
+    dance_bands: NDArray[np.float32],
+    bgm_bands: NDArray[np.float32],
+    p: AlignParams,
+) -> tuple[Speed, ...]:
+    """The speeds other than 1 worth a coarse search: the caller's resampled ones, or those
+    the recordings' rhythm and pitch suggest (a handful, so a refusal stays cheap)."""
+    if p.speeds is not None:
+        return tuple(Speed(s) for s in p.speeds if s != 1.0)
+    guesses = speed_guesses(
+        dance_bands, bgm_bands, dance.samples, bgm.samples, dance.rate, limit=p.max_guesses
+    )
+    log.debug("speed guesses: %s", guesses)
+    return tuple(Speed(g.ratio, g.pitch_kept) for g in guesses)
 
 
 def _best(fits: list[Fit]) -> Fit | None:

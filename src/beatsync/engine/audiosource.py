@@ -50,6 +50,8 @@ class Source:
 
     ``span`` (output samples) is where the source has sound; its edges are faded. ``decoded``,
     when given, holds the whole stream already decoded: it is read instead of the file.
+    ``pitch_kept``: the speed is a time-stretch that keeps the pitch (:mod:`.stretch`), not a
+    resampling.
     """
 
     path: str
@@ -59,6 +61,7 @@ class Source:
     gain: float = 1.0
     span: tuple[float, float] | None = None
     decoded: DecodedStream | None = None
+    pitch_kept: bool = False
 
 
 _FULL_SCALE = {

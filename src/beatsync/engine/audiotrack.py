@@ -23,6 +23,7 @@ import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 
 from .audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
+from .stretch import StretchedSource
 
 if TYPE_CHECKING:
     Packet = av.Packet[Any]
@@ -77,9 +78,14 @@ def _fade(gain: Audio, n0: int, at: float, length: int, *, rising: bool) -> None
 
 def _synthesise(plan: AudioPlan, start: int, stop: int, cancel: threading.Event) -> Iterator[Audio]:
     """Output samples [start, stop) in blocks: the sources mixed, faded and clipped."""
-    readers: list[ResampledSource] = []
+    readers: list[ResampledSource | StretchedSource] = []
     try:
-        readers += [ResampledSource(source, start) for source in plan.sources]
+        readers += [
+            StretchedSource(source, start)
+            if source.pitch_kept and source.scale != 1.0
+            else ResampledSource(source, start)
+            for source in plan.sources
+        ]
         for n0 in range(start, stop, _BLOCK):
             if cancel.is_set():
                 return

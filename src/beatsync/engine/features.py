@@ -4,7 +4,8 @@ Band energies keep what makes one bar of a song unlike the next (melody, chords,
 lose the phase the room scrambles; high-passed over time and normalised per band, stationary noise
 and the room's colouring drop out. They are cheap to correlate over minutes, so the coarse search
 runs on them; the fine search uses the waveform itself. A practice version played faster is also
-higher in pitch, so the dance's bands can be read at a frequency scale.
+higher in pitch (a tempo change with the pitch kept is not), so the dance's bands can be read
+at a frequency scale.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _BAND_EDGES_HZ = (100.0, 6000.0)
 _N_BANDS = 48
 _HIGHPASS_FRAMES = FEATURE_RATE  # one second
 _BLOCK_FRAMES = 1024
+_MAX_PITCH = 1.4  # the highest pitch scale bands are read at (a version sped up 1.35×)
 
 
 def power_spectrogram(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
@@ -40,8 +42,8 @@ def power_spectrogram(samples: NDArray[np.float32], rate: int) -> NDArray[np.flo
         Frame ``k`` describes the audio around ``k / FEATURE_RATE`` seconds; only the bins up to
         the highest band edge at the largest pitch scale are kept.
     """
-    out = np.zeros((_frame_count(samples, rate), _bins(rate)), dtype=np.float32)
-    for first, power in _power_blocks(samples, rate):
+    out = np.zeros((_frame_count(samples, rate), _bins(rate, _MAX_PITCH)), dtype=np.float32)
+    for first, power in _power_blocks(samples, rate, bins=_bins(rate, _MAX_PITCH)):
         out[first : first + len(power)] = power
     return out
 
@@ -89,8 +91,9 @@ def signal_band_features(
         The same features as ``band_features(power_spectrogram(samples, rate), rate)``.
     """
     bands = np.zeros((_frame_count(samples, rate), _N_BANDS), dtype=np.float32)
-    matrix = _band_matrix(rate, _bins(rate), 1.0)
-    for first, power in _power_blocks(samples, rate, workers):
+    bins = _bins(rate, 1.0)
+    matrix = _band_matrix(rate, bins, 1.0)
+    for first, power in _power_blocks(samples, rate, workers, bins=bins):
         bands[first : first + len(power)] = power @ matrix
     return _normalised(bands)
 
@@ -99,16 +102,17 @@ def _frame_count(samples: NDArray[np.float32], rate: int) -> int:
     return max(0, (len(samples) - _N_FFT) // (rate // FEATURE_RATE) + 1)
 
 
-def _bins(rate: int) -> int:
-    return min(_N_FFT // 2 + 1, int(_BAND_EDGES_HZ[1] * 1.15 * _N_FFT / rate) + 2)
+def _bins(rate: int, pitch: float) -> int:
+    """Bins up to the highest band edge at pitch scales up to ``pitch`` (and a little more)."""
+    return min(_N_FFT // 2 + 1, int(_BAND_EDGES_HZ[1] * max(pitch, 1.15) * _N_FFT / rate) + 2)
 
 
 def _power_blocks(
-    samples: NDArray[np.float32], rate: int, workers: int = -1
+    samples: NDArray[np.float32], rate: int, workers: int = -1, *, bins: int
 ) -> Iterator[tuple[int, NDArray[np.float32]]]:
-    """(first frame, power of frames first…) for blocks of the :func:`power_spectrogram`."""
+    """(first frame, power of its first ``bins`` bins…) for blocks of frames."""
     hop = rate // FEATURE_RATE
-    n_frames, bins = _frame_count(samples, rate), _bins(rate)
+    n_frames = _frame_count(samples, rate)
     window = np.hanning(_N_FFT).astype(np.float32)
     signal = np.asarray(samples, dtype=np.float32)
     for first in range(0, n_frames, _BLOCK_FRAMES):

@@ -2,8 +2,14 @@
 
 A slope scan on one-second windows brings the line's slope within a few hundredths of a percent;
 two-second windows of frame-averaged GCC-PHAT then measure each window's lag to a fraction of a
-sample, and a robust fit turns them into the mapping. A change of speed is undone by resampling
-the dance signal once per 0.1 % of speed; clock drift is followed frame by frame.
+sample, and a robust fit turns them into the mapping. A resampled change of speed is undone by
+resampling the dance signal once per 0.1 % of speed; clock drift is followed frame by frame.
+
+A tempo change with the pitch kept is no resampled copy: the stretcher lays short grains of the
+song, each at its own pitch and speed, along the new time line. The dance signal is then left as
+it is and the reference's frames follow the mapping (``step`` = scale), and the frames are kept
+short, so the grains in one frame, whose lags fan out by (scale − 1) × their distance from its
+centre, stay within a few milliseconds of one another.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .decode import Audio
-from .gcc import FrameTrack, window_lags
+from .gcc import FrameTrack, GccResult, frame_peaks, window_lags
 from .linefit import AGREE_PROMINENCE, fit_line
 from .mapping import Mapping
 from .search import Line
@@ -27,6 +33,8 @@ __all__ = [
     "WindowTrack",
     "assess",
     "frame_track",
+    "kept_agreement",
+    "kept_frame",
     "measure",
     "measure_mapping",
     "refine",
@@ -41,6 +49,13 @@ MIN_RUN = 4
 # Clock drift (and the slope trials around it) stays within this of 1: no resampling needed.
 _NO_STRETCH = 0.003
 _RESAMPLE_BLOCK = 1 << 18
+# A pitch-kept mapping's frames are at least this long (samples)...
+_KEPT_SHORTEST = 1024
+# ... and a frame agrees with its window's line when its own lag is within this (s); the
+# reach (s) searched by the first pass after the coarse search and by the second.
+_KEPT_AGREE = 0.004
+_KEPT_FIRST_REACH = 0.032
+_KEPT_REACH = 0.016
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +134,13 @@ def _cubic_resample(x: NDArray[np.float32], ratio: float) -> NDArray[np.float32]
 def frame_track(
     signals: Signals, mapping: Mapping, *, frame: int, hop: int
 ) -> tuple[NDArray[np.float32], float, FrameTrack]:
-    """The dance signal (resampled if the speed differs), its ratio, and the frames of the
-    reference that ``mapping`` pairs with its frames of ``frame`` samples every ``hop``."""
+    """The dance signal (resampled if a resampled speed differs), its ratio, and the frames of
+    the reference that ``mapping`` pairs with its frames of ``frame`` samples every ``hop``."""
     dance, bgm = signals.dance, signals.bgm
-    x, stretch = stretched(signals, mapping.scale)
+    if mapping.pitch_kept:
+        x, stretch = dance.samples, 1.0
+    else:
+        x, stretch = stretched(signals, mapping.scale)
     y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * dance.rate
     track = FrameTrack(frame=frame, hop=hop, y_first=y_first, step=mapping.scale / stretch)
     return x, stretch, track
@@ -141,10 +159,13 @@ def measure(
     """Window centres (dance s), matched reference times there (s), strengths and prominences.
 
     Windows of ``window`` seconds every ``hop`` seconds (spread further apart if there would be
-    more than ``max_windows``) that the mapping puts wholly inside the reference.
+    more than ``max_windows``) that the mapping puts wholly inside the reference. ``frame``
+    (samples) is shortened for a pitch-kept mapping (:func:`kept_frame`).
     """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
+    if mapping.pitch_kept:
+        frame = kept_frame(mapping.scale, rate, frame, search)
     frame_hop = frame // 4
     x, stretch, track = frame_track(signals, mapping, frame=frame, hop=frame_hop)
     n_frames = track.frame_count(len(x))
@@ -165,12 +186,84 @@ def measure(
     if len(starts) == 0:
         empty = np.zeros(0)
         return empty, empty, empty, empty
-    result = window_lags(
-        x, bgm.samples, track, starts, width, rate=rate, search=search, workers=signals.fft_workers
-    )
+    if mapping.pitch_kept:
+        result = _kept_lags(x, bgm.samples, track, starts, width, rate, search, signals.fft_workers)
+    else:
+        result = window_lags(
+            x, bgm.samples, track, starts, width, rate=rate, search=search,
+            workers=signals.fft_workers,
+        )  # fmt: skip
     centres = dance.start + (starts * frame_hop + span / 2) / rate / stretch
     matched = mapping.offset + mapping.scale * centres + result.lag
     return centres, matched, result.strength, result.prominence
+
+
+def kept_frame(scale: float, rate: int, longest: int, search: float) -> int:
+    """Frame length (samples, a power of two) for a pitch-kept mapping: four times the reach
+    of ``search`` seconds (a frame's own peak is sought within a quarter frame, where the
+    windows still overlap well), at least ``_KEPT_SHORTEST`` and at most ``longest``.
+
+    Short frames matter: the grains in one frame fan out in lag by (scale − 1) × their
+    distance from its centre.
+    """
+    wanted = max(float(_KEPT_SHORTEST), 4.0 * search * rate)
+    length = min(float(longest), 2.0 ** np.ceil(np.log2(wanted)))
+    return int(length)
+
+
+def _kept_lags(
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    track: FrameTrack,
+    starts: NDArray[np.int64],
+    width: int,
+    rate: int,
+    search: float,
+    workers: int,
+) -> GccResult:
+    """Window lags of pitch-kept audio from its frames' own peaks.
+
+    A window's lag is the mean of its frames' lags within ``_KEPT_AGREE`` of their median (the
+    grains scatter a few milliseconds about the line, both ways); its prominence is how far the
+    count of those frames stands above what frames of unrelated sound, their lags spread evenly
+    over the search, would give (in standard deviations); its strength is their share.
+    """
+    # Only the frames the windows cover: a slope trial spreads a few windows over the clip.
+    needed = np.unique((starts[:, None] + np.arange(width)[None, :]).ravel())
+    found, seen = frame_peaks(x, y, track, needed, rate=rate, search=search, workers=workers)
+    first, last = int(needed[0]), int(needed[-1]) + 1
+    lag, height = np.zeros(last - first), np.zeros(last - first)
+    lag[needed - first], height[needed - first] = found, seen
+    reach = min(search, track.frame // 4 / rate)
+    chance = min(1.0, _KEPT_AGREE / reach)
+    out_lag, strength, prominence = (np.zeros(len(starts)) for _ in range(3))
+    for i, s in enumerate(starts):
+        lags = lag[s - first : s - first + width]
+        heard = height[s - first : s - first + width] > 0
+        n = int(heard.sum())
+        if n < 4:
+            continue
+        centre = float(np.median(lags[heard]))
+        near = heard & (np.abs(lags - centre) <= _KEPT_AGREE)
+        agree = int(near.sum())
+        out_lag[i] = float(lags[near].mean()) if agree else centre
+        strength[i] = agree / n
+        expected = n * chance
+        prominence[i] = (agree - expected) / np.sqrt(max(expected * (1.0 - chance), 1.0))
+    return GccResult(out_lag, strength, prominence)
+
+
+def kept_agreement(
+    x: NDArray[np.float32], y: NDArray[np.float32], track: FrameTrack, count: int, *, rate: int
+) -> NDArray[np.float64]:
+    """Per frame of a pitch-kept mapping, how well it matches, about 0 without music: its own
+    peak's height when its lag is within ``_KEPT_AGREE`` of the line, else minus that height
+    times the odds of such a chance agreement (a stretcher's grains agree in lag, not in phase,
+    so :func:`~.gcc.frame_agreement` does not apply)."""
+    lag, height = frame_peaks(x, y, track, np.arange(count), rate=rate, search=_KEPT_REACH)
+    chance = min(0.5, _KEPT_AGREE / min(_KEPT_REACH, track.frame // 4 / rate))
+    agreed = np.abs(lag) <= _KEPT_AGREE
+    return np.where(agreed, height, -height * chance / (1.0 - chance))
 
 
 def refine(
@@ -180,7 +273,7 @@ def refine(
 
     ``window`` and ``hop`` are the measuring windows' length and spacing in seconds.
     """
-    guess = Mapping(line.offset, line.scale)
+    guess = Mapping(line.offset, line.scale, line.pitch_kept)
     if abs(line.scale - 1.0) < _DRIFT_ONLY:
         # Clock drift only, and the coarse slope knows it no better than the drift itself: try
         # the drifts a phone can have on two-second windows, 300 ppm apart, then 150 ppm either
@@ -193,8 +286,13 @@ def refine(
     # The search stays wide in both passes: a window that lands within 2 ms of the line by
     # chance then has a 1-in-40 probability, so agreeing windows are evidence.
     for gate in (0.08, 0.01):
+        reach, span = 0.08, window
+        if mapping.pitch_kept:
+            # Short frames (their reach shrinks with them) and windows twice as long: a
+            # stretcher's grains agree only one frame at a time, not in phase.
+            reach, span = (_KEPT_FIRST_REACH if gate > 0.05 else _KEPT_REACH), 2.0 * window
         t, beta, strength, prom = measure(
-            signals, mapping, window=window, hop=hop, max_windows=max_windows, search=0.08
+            signals, mapping, window=span, hop=hop, max_windows=max_windows, search=reach
         )
         if region is not None:
             # Refit only where the music was found: stray chance agreements elsewhere would
@@ -299,7 +397,7 @@ def _slope_scores(
     frame = 4096 if window >= 2.0 else 2048
     scores: dict[Mapping, float] = {}
     for scale in scales:
-        trial = Mapping(guess.bgm_time(mid) - float(scale) * mid, float(scale))
+        trial = Mapping(guess.bgm_time(mid) - float(scale) * mid, float(scale), guess.pitch_kept)
         *_, prom = measure(
             signals, trial, window=window, hop=window, max_windows=40, search=0.08, frame=frame
         )

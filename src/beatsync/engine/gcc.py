@@ -26,6 +26,7 @@ __all__ = [
     "GccResult",
     "earliest_arrival",
     "frame_agreement",
+    "frame_peaks",
     "window_lags",
 ]
 
@@ -267,6 +268,58 @@ def earliest_arrival(
         strongest=float(lags[top] / rate),
         prominence=float((corr[i] - median) / spread),
     )
+
+
+def frame_peaks(
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    track: FrameTrack,
+    k: NDArray[np.int64],
+    *,
+    rate: int,
+    search: float,
+    workers: int = -1,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each frame's own GCC-PHAT peak within ``search`` seconds (at most a quarter frame): its
+    lag (seconds, as for :func:`window_lags`) and height (0–1; 0 for frames outside either
+    signal).
+
+    For audio time-stretched with its pitch kept, where every short grain sits a few
+    milliseconds off the line: the frames' lags are taken one by one, not summed.
+    """
+    frame = track.frame
+    band = _band(frame, rate)
+    reach = min(int(search * rate), frame // 4)
+    lags = np.arange(-reach, reach + 1)
+    # Unrelated frames correlate more strongly where their windows overlap more: dividing by
+    # that (the noise's spread at each lag) spreads their peaks evenly over the search.
+    w2 = np.hanning(frame) ** 2
+    overlap = np.correlate(w2, w2, mode="full")[frame - 1 + lags]
+    spread = np.sqrt(overlap / overlap[reach])
+    lag = np.zeros(len(k))
+    height = np.zeros(len(k))
+    for first in range(0, len(k), _CHUNK * 8):
+        part = k[first : first + _CHUNK * 8]
+        cross = _cross_spectra(x, y, track, part, workers=workers)
+        cross[:, ~band] = 0.0
+        mag = np.abs(cross)
+        cross /= np.maximum(mag, 1e-6 * mag.max(axis=1, keepdims=True) + 1e-20)
+        corr = scipy.fft.irfft(cross, frame, axis=1, workers=workers)[:, lags % frame]
+        corr *= frame / max(int(band.sum()), 1)
+        fair = corr / spread
+        i = np.argmax(fair, axis=1)
+        rows = np.arange(len(part))
+        left = corr[rows, np.maximum(i - 1, 0)]
+        peak = corr[rows, i]
+        right = corr[rows, np.minimum(i + 1, len(lags) - 1)]
+        denom = left - 2 * peak + right
+        inner = (i > 0) & (i < len(lags) - 1) & (denom < 0)
+        shift = np.where(inner, 0.5 * (left - right) / np.where(inner, denom, -1.0), 0.0)
+        lag[first : first + len(part)] = (lags[i] + shift) / rate
+        height[first : first + len(part)] = np.where(
+            mag.max(axis=1) > 0, np.clip(peak / 2, 0, 1), 0
+        )
+    return lag, height
 
 
 def frame_agreement(

@@ -11,6 +11,8 @@ __all__ = ["AGREE_PROMINENCE", "fit_line"]
 
 # A window's peak must stand this many robust deviations above its correlation to count.
 AGREE_PROMINENCE = 4.0
+# Scales a fitted line may have: a tempo change from 0.5× to 1.5× with clock drift on top.
+SCALE_RANGE = (0.45, 1.6)
 
 
 def fit_line(
@@ -25,7 +27,7 @@ def fit_line(
 
     A consensus step picks the pair of windows whose line most others agree with (to 2 ms), so a
     coarse guess that is off by tens of milliseconds at the ends still locks; Tukey-weighted least
-    squares then polishes it.
+    squares then polishes it. The line keeps the guess's kind (``pitch_kept``).
     """
     residual = beta - (guess.offset + guess.scale * t)
     use = (prom >= AGREE_PROMINENCE) & (np.abs(residual) <= gate)
@@ -46,13 +48,13 @@ def fit_line(
         design = np.stack([np.ones_like(t), t - centre], axis=1) * np.sqrt(w)[:, None]
         coef, *_ = np.linalg.lstsq(design, beta * np.sqrt(w), rcond=None)
         a, b = float(coef[0]) - float(coef[1]) * centre, float(coef[1])
-    if not 0.8 < b < 1.25:
+    if not SCALE_RANGE[0] < b < SCALE_RANGE[1]:
         return None
     r = beta - (a + b * t)
     core = use & (np.abs(r) < scale_c)
     sigma = 1.4826 * float(np.median(np.abs(r[core]))) if core.any() else scale_c
     inlier = (np.abs(r) <= min(0.002, max(0.001, 3.0 * sigma))) & (prom >= AGREE_PROMINENCE)
-    return Mapping(a, b), inlier
+    return Mapping(a, b, guess.pitch_kept), inlier
 
 
 def _consensus(

@@ -15,11 +15,16 @@ class Mapping:
     """A linear map from dance-file time to reference-file time, both in seconds.
 
     ``offset`` is the reference time at dance time 0; ``scale`` is reference seconds per dance
-    second (1 + drift; 0.9–1.1 for a practice version played slower or faster).
+    second (1 + drift; 0.75–1.35 for a version played slower or faster, 0.5–1.5 for a tempo
+    change). ``pitch_kept`` says how the class's music changed speed: false (the default) for a
+    resampled version whose pitch moves with the speed (and for clock drift alone), true for a
+    time-stretch that kept the pitch (a practice player at 0.75×), which the output's clean
+    track then follows the same way.
     """
 
     offset: float
     scale: float = 1.0
+    pitch_kept: bool = False
 
     def bgm_time(self, dance_time: float) -> float:
         """Reference time (s) heard at ``dance_time`` (s)."""
@@ -40,4 +45,9 @@ class Mapping:
 
     def nudged(self, milliseconds: float) -> Mapping:
         """The same map with the reference played ``milliseconds`` later against the picture."""
-        return Mapping(self.offset - milliseconds / 1000.0, self.scale)
+        return Mapping(self.offset - milliseconds / 1000.0, self.scale, self.pitch_kept)
+
+    @property
+    def kind(self) -> str:
+        """``"pitch-kept"`` or ``"resampled"`` (the default, also for clock drift alone)."""
+        return "pitch-kept" if self.pitch_kept else "resampled"

@@ -19,7 +19,7 @@ from concurrent.futures import Executor
 import numpy as np
 from numpy.typing import NDArray
 
-from .fine import Fit, Signals, frame_track
+from .fine import Fit, Signals, frame_track, kept_agreement
 from .gcc import frame_agreement
 from .mapping import Mapping
 from .span import EDGE_SLACK_S, EdgeEvidence, MusicSpan
@@ -73,7 +73,12 @@ def music_span(
     rate = dance.rate
     x, stretch, track = frame_track(signals, mapping, frame=_FRAME, hop=_FRAME // 2)
     count = track.frame_count(len(x))
-    agree = frame_agreement(x, bgm.samples, track, count, rate=rate, pool=pool)
+    if mapping.pitch_kept:
+        # One peak per frame says little alone: averaged over five, as the plot's curve is.
+        agree = kept_agreement(x, bgm.samples, track, count, rate=rate)
+        agree = np.convolve(agree, np.ones(5) / 5, mode="same")
+    else:
+        agree = frame_agreement(x, bgm.samples, track, count, rate=rate, pool=pool)
     centres = dance.start + (np.arange(count) * track.hop + _FRAME / 2) / rate / stretch
     # Each recording's power on its own thread: NumPy lets go of the interpreter lock.
     where = (mapping.bgm_time_array(centres) - bgm.start) * rate

@@ -481,6 +481,7 @@ class _Job:
                     m.scale,
                     span=(lo, hi),
                     decoded=decoded,
+                    pitch_kept=m.pitch_kept,
                 )
             )
         live = self.params.live_mix_db

@@ -277,6 +277,7 @@ def _mapping(mapping: Mapping) -> dict[str, Any]:
         "offset_s": _s(mapping.offset),
         "scale": _round(mapping.scale, 10),
         "drift_ppm": _round(mapping.drift_ppm, 1),
+        "pitch_kept": mapping.pitch_kept,
     }
 
 

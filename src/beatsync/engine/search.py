@@ -3,12 +3,14 @@
 The dance features (:mod:`.features`) are cut into windows of a few seconds; each window is
 correlated against the whole reference at a few candidate speeds, and the peaks vote in a Hough
 accumulator over (slope, offset). A line that many windows agree on is a candidate; a song that
-repeats a section yields several, which the fine stage tells apart.
+repeats a section yields several, which the fine stage tells apart. A speed is of one of two
+kinds: resampled (the dance's bands are read at the speed's pitch) or pitch-kept (at pitch 1);
+either way the dance's frames are stretched onto the reference's time scale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -18,7 +20,7 @@ from numpy.typing import NDArray
 
 from .features import FEATURE_RATE
 
-__all__ = ["Line", "coarse_lines"]
+__all__ = ["Line", "Speed", "coarse_lines"]
 
 _WINDOW_S = 6.0
 _HOP_S = 3.0
@@ -39,13 +41,28 @@ class Line:
     offset: float
     scale: float
     votes: float
+    pitch_kept: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Speed:
+    """A speed to search at: ``ratio`` reference seconds per dance second; ``pitch_kept`` for a
+    tempo change that left the pitch alone, else a resampling that moved it by ``ratio``."""
+
+    ratio: float
+    pitch_kept: bool = False
+
+    @property
+    def pitch(self) -> float:
+        """The factor by which the dance's frequencies sit above the reference's."""
+        return 1.0 if self.pitch_kept else self.ratio
 
 
 def coarse_lines(
     dance_bands: Callable[[float], NDArray[np.float32]],
     bgm: NDArray[np.float32],
     *,
-    speeds: tuple[float, ...] = (1.0,),
+    speeds: Sequence[float | Speed] = (1.0,),
     dance_start: float = 0.0,
     bgm_start: float = 0.0,
     max_lines: int = 4,
@@ -56,13 +73,13 @@ def coarse_lines(
     Parameters
     ----------
     dance_bands
-        The dance recording's :func:`~.features.band_features` read at a speed's pitch, shape
-        (48, frames) with the same frame count at every speed.
+        The dance recording's :func:`~.features.band_features` read at a pitch, shape
+        (48, frames) with the same frame count at every pitch.
     bgm
         The reference's :func:`~.features.band_features`.
     speeds
-        Speed ratios (reference seconds per dance second) to try; 1 covers clock drift, the
-        others ±1.2 % each.
+        Speeds to try (a bare ratio is a resampled one); 1 covers clock drift, the others
+        ±1.2 % each.
     dance_start, bgm_start
         File time in seconds of each array's first frame.
     max_lines
@@ -70,20 +87,22 @@ def coarse_lines(
     pool
         Threads that correlate batches of windows side by side; without one, one at a time.
     """
+    tried = [s if isinstance(s, Speed) else Speed(float(s)) for s in speeds]
     points: list[NDArray[np.float64]] = []
     frames = 0
-    for speed in speeds:
-        dance = dance_bands(speed)
+    for speed in tried:
+        dance = dance_bands(speed.pitch)
         frames = dance.shape[1]
-        points.append(_window_peaks(dance, bgm, speed, dance_start, bgm_start, pool))
-    votes = np.concatenate(points) if points else np.zeros((0, 4))
-    if len(votes) == 0:
+        points.append(_window_peaks(dance, bgm, speed.ratio, dance_start, bgm_start, pool))
+    if not any(len(p) for p in points):
         return []
     span = max(float(frames) / FEATURE_RATE, _WINDOW_S)
     lines: list[Line] = []
-    for speed in speeds:
-        mine = votes[votes[:, 3] == speed]
-        lines.extend(_hough(mine, speed, span))
+    for speed, mine in zip(tried, points, strict=True):
+        kept = speed.pitch_kept and speed.ratio != 1.0
+        lines.extend(
+            Line(ln.offset, ln.scale, ln.votes, kept) for ln in _hough(mine, speed.ratio, span)
+        )
     lines.sort(key=lambda line: -line.votes)
     distinct: list[Line] = []
     for line in lines:
@@ -221,7 +240,8 @@ def _hough(points: NDArray[np.float64], speed: float, span: float) -> list[Line]
             offset = float(np.average(offsets[members], weights=z[members] + 1e-9))
             best.append(_polish(t, beta, z, Line(offset, float(slope), float(acc[i]))))
             acc[max(0, i - 8) : i + 9] = 0.0
-    best.sort(key=lambda line: -line.votes)
+    # Equal votes (a short clip pins no slope): the slope nearest the speed tried.
+    best.sort(key=lambda line: (-round(line.votes, 9), abs(line.scale / speed - 1.0)))
     return best[:12]
 
 

@@ -26,6 +26,15 @@ gains summing to one: the seam is the crossfade's centre. The truth's ``offset``
 piece's (the longest; the first of equal ones), and ``pieces`` lists every piece as
 ``(start, end, offset)`` with ``start``/``end`` its dance interval (the first starting at m0,
 the last ending at m1). A case without an edit has one piece.
+
+Two kinds of speed ``k``. Resampled (``pitch_kept`` false, the case names ``speed-…`` and
+``resampled-…``): the song is read ``k`` times as fast, its pitch moving with it, like a tape or
+a "slowed"/"sped up" edit. Pitch kept (``tempo-…``): a practice player first time-stretches the
+song by WSOLA (:mod:`.wsola`) so that its time ``s`` carries song time ``σ = k·s`` with the pitch
+unchanged (each 40 ms grain sits within ±5 ms of that line, with no drift or bias), and the
+phone then records that at the clock drift ``1 + d·1e-6`` (a pitch change of a few hundred ppm).
+The same line ``σ = p0 + b·(t − m0)`` is the truth for both kinds: it is exact for the first and
+exact to the grains' ±5 ms for the second, whose output is measured over many grains.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from .encode import Scene, TailPlan, VideoParams, write_video_file
 from .music import Song, load_track, play, quieten, repeat_section
 from .reference import REFERENCE_KINDS, write_reference
 from .room import Room, record_in_room
+from .wsola import wsola
 
 if TYPE_CHECKING:
     from beatsync.engine.align import Mapping
@@ -54,7 +64,7 @@ __all__ = ["KIT_VERSION", "BuiltCase", "CaseSpec", "Truth", "build_case", "load_
 logger = logging.getLogger(__name__)
 
 # Bumped whenever generated media would change, so cached cases are rebuilt.
-KIT_VERSION = 2
+KIT_VERSION = 4
 # Song seconds over which a quiet intro rises back, or a quiet outro falls, to the song's level.
 _GLIDE = 1.0
 
@@ -67,7 +77,8 @@ class CaseSpec:
     twice, making a song that repeats itself), ``ref_start``/``ref_end`` (r0/r1, the reference
     cut; None = song end), ``play_from`` (p0), ``music_start`` (m0), ``play_duration`` (dance
     seconds of music), ``tail`` (dance seconds after the music stops; 0 = the file ends while the
-    music plays), ``speed`` (k), ``drift_ppm`` (d). ``mismatch_track``: the reference is cut
+    music plays), ``speed`` (k), ``pitch_kept`` (the speed is a tempo change that keeps the
+    pitch, not a resampling), ``drift_ppm`` (d). ``mismatch_track``: the reference is cut
     from this other track instead, and must be refused.
     Picture: size, ``fps``, ``codec`` ``h264``/``hevc``, ``container`` ``mp4``/``mov``/``mkv``,
     ``rotation`` (display-matrix degrees counter-clockwise, as :func:`probe` reports; a phone's
@@ -91,6 +102,7 @@ class CaseSpec:
     play_duration: float = 15.0
     tail: float = 2.0
     speed: float = 1.0
+    pitch_kept: bool = False
     drift_ppm: float = 0.0
     mismatch_track: str | None = None
     intro_db: float = 0.0
@@ -165,6 +177,7 @@ class Truth:
     pieces: tuple[tuple[float, float, float], ...] = ()
     seams: tuple[float, ...] = ()
     crossfade: float = 0.0
+    pitch_kept: bool = False
 
     @property
     def mapping(self) -> Mapping:
@@ -174,7 +187,7 @@ class Truth:
 
         if self.mismatch:
             raise ValueError("a mismatched pair has no mapping")
-        return Mapping(offset=self.offset, scale=self.scale)
+        return Mapping(offset=self.offset, scale=self.scale, pitch_kept=self.pitch_kept)
 
     def bgm_time(self, dance_time: float) -> float:
         """Reference time heard at ``dance_time``: under the piece that holds it (the first
@@ -225,6 +238,8 @@ def _validate(spec: CaseSpec, song: Song, ref_song: Song) -> None:
     for p, d in spec.edit:
         if p - half < 0 or p + spec.scale * d + half > song.duration:
             problems.append(f"play {p}+{d}×{spec.scale} outside song")
+    if spec.pieces and spec.pitch_kept:
+        problems.append("an edit played with the pitch kept is not made by the kit")
     if spec.pieces and (min(d for _, d in spec.pieces) <= spec.crossfade or spec.crossfade < 0):
         problems.append("a piece shorter than the crossfade")
     ref_end = ref_song.duration if spec.ref_end is None else spec.ref_end
@@ -342,6 +357,7 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
         pieces=tuple(zip(starts, ends, offsets, strict=True)),
         seams=tuple(seams),
         crossfade=spec.crossfade if spec.pieces else 0.0,
+        pitch_kept=spec.pitch_kept and not mismatch,
     )
     manifest.write_text(
         json.dumps({"kit": KIT_VERSION, "spec": spec_json, "truth": dataclasses.asdict(truth)})
@@ -353,9 +369,13 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
 def _speaker(
     spec: CaseSpec, song: Song, length: int, end: float
 ) -> tuple[np.ndarray[Any, np.dtype[np.float32]], list[float]]:
-    """What the loudspeaker plays (``length`` samples at the phone's rate) and the seams."""
+    """What the loudspeaker plays (``length`` samples at the phone's rate) and the seams: the
+    song from p0 at speed k with the drift on top, resampled (pitch follows) or time-stretched
+    by WSOLA (pitch kept), in the pieces of an edit when the case has one."""
     rate, b, fade = spec.audio_rate, spec.scale, spec.crossfade
     mono = song.mono()
+    if spec.pitch_kept:
+        return _stretched_speaker(spec, mono, song.rate, length, end), []
     out = np.zeros(length, dtype=np.float32)
     seams: list[float] = []
     at = float(spec.music_start)
@@ -381,6 +401,27 @@ def _speaker(
         if not last:
             seams.append(at)
     return out, seams
+
+
+def _stretched_speaker(
+    spec: CaseSpec,
+    mono: np.ndarray[Any, np.dtype[np.float32]],
+    song_rate: int,
+    length: int,
+    end: float,
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The song time-stretched by WSOLA, pitch kept, then played at the clock drift."""
+    start = float(spec.music_start)
+    # Only the part played, with a second either side; stretched time s carries song time
+    # lo + k·s.
+    lo = max(0, int((spec.play_from - 1.0) * song_rate))
+    hi = min(len(mono), int((spec.play_from + spec.scale * (end - start) + 1.0) * song_rate))
+    stretched = wsola(mono[lo:hi], spec.speed, song_rate)
+    return play(
+        stretched, song_rate, rate=spec.audio_rate, length=length, start=start, end=end,
+        song_start=(spec.play_from - lo / song_rate) / spec.speed,
+        speed=1.0 + spec.drift_ppm * 1e-6,
+    )  # fmt: skip
 
 
 def _truth_from_json(data: dict[str, Any]) -> Truth:

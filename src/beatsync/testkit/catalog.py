@@ -42,11 +42,12 @@ def _edit(name: str, seed: int, pieces: tuple[tuple[float, float], ...], **kw: o
 
 
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 67 pairs at 512×288, 17–110 s of dance.
+    """The accuracy benchmark's cases: 76 pairs at 512×288, 17–110 s of dance.
 
     Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music,
     clipping and phone AGC, songs that repeat a section, a class playing only a section, a
-    reference that starts late or ends early, drift to ±300 ppm, speed ×0.90–×1.10, black and
+    reference that starts late or ends early, drift to ±300 ppm, speed ×0.90–×1.10, resampled
+    versions ×0.75–×1.35 and tempo changes with the pitch kept ×0.5–×1.5 (drift on top), black and
     frozen tails, a black start, portrait rotation, HEVC, MOV and MKV, audio-only references
     (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, songs
     10–16 dB quieter for their first or last 6–10 s (also in rooms at 3 to −5 dB SNR), edits of
@@ -98,6 +99,25 @@ def standard_cases() -> tuple[CaseSpec, ...]:
         _std("speed-095-drift", 182, speed=0.95, drift_ppm=40.0, track="etr/start1-jt"),
         _std("speed-105", 183, speed=1.05, track="etr/credits1-cp", play_from=10.0),
         _std("speed-110-reverb", 184, speed=1.10, room=rev(rt60=1.0, snr_db=8.0, speech_db=-3.0)),
+        # Resampled versions ("slowed", "sped up": the pitch moves with the speed).
+        _std("resampled-075", 185, speed=0.75, drift_ppm=-150.0, track="etr/start1-jt",
+             play_from=10.0),
+        _std("resampled-080", 186, speed=0.80, drift_ppm=200.0),
+        _std("resampled-125", 187, speed=1.25, drift_ppm=-250.0, track="etr/credits1-cp",
+             play_from=10.0, play_duration=25.0),
+        _std("resampled-135", 188, speed=1.35, drift_ppm=300.0, track="etr/spunkyrace-ks",
+             play_from=20.0, play_duration=25.0, room=rev(rt60=0.8, snr_db=10.0)),
+        # Tempo changes with the pitch kept (a practice player), stretched by WSOLA.
+        _std("tempo-050", 251, speed=0.50, pitch_kept=True, drift_ppm=100.0),
+        _std("tempo-075", 252, speed=0.75, pitch_kept=True, drift_ppm=-200.0,
+             track="etr/start1-jt", play_from=10.0),
+        _std("tempo-090", 253, speed=0.90, pitch_kept=True, drift_ppm=250.0,
+             track="etr/credits1-cp", play_from=10.0),
+        _std("tempo-125", 254, speed=1.25, pitch_kept=True, drift_ppm=-300.0,
+             track="etr/spunkyrace-ks", play_from=20.0, play_duration=25.0),
+        _std("tempo-150", 255, speed=1.50, pitch_kept=True, drift_ppm=150.0,
+             track="etr/freezingpoint", play_from=10.0, play_duration=25.0,
+             room=rev(rt60=0.8, snr_db=10.0)),
         _std("black-tail", 191, black_tail=4.0),
         _std("frozen-tail", 192, frozen_tail=4.0, track="etr/start1-jt"),
         _std("black-head", 193, black_head=3.0, music_start=2.0),
@@ -216,6 +236,10 @@ def small_cases() -> tuple[CaseSpec, ...]:
         _small("small-edit", 10, track="etr/spunkyrace-ks", ref_start=0.0, ref_end=None,
                pieces=((8.0, 10.0), (47.3, 9.0)), play_from=8.0, play_duration=19.0,
                room=Room(rt60=0.5, drr_db=4.0, snr_db=20.0)),
+        _small("small-resampled-080", 9, speed=0.80, drift_ppm=-200.0, ref_end=30.0,
+               room=Room(rt60=0.5, drr_db=4.0, snr_db=15.0)),
+        _small("small-tempo-075", 10, speed=0.75, pitch_kept=True, drift_ppm=150.0,
+               ref_end=30.0, room=Room(rt60=0.5, drr_db=4.0, snr_db=15.0)),
     )  # fmt: skip
 
 

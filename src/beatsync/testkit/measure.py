@@ -5,8 +5,13 @@ code says which dance frame is on screen at output time τ, the truth says which
 should sound with it, and a cross-correlation of the output's own audio against the clean
 reference says which reference time does sound. For an edit, :func:`piece_sync` measures it in
 every piece (by the piece's own truth, away from the seams) and :func:`seam_errors` finds where
-the output's sound switches from one piece to the next. :func:`video_packets_copied` checks
-that the picture was stream-copied, byte for byte.
+the output's sound switches from one piece to the next. For a pitch-kept case the output's
+audio is the reference time-stretched, its waveform no copy of the reference's (a phase
+vocoder redraws the phases): the output's onset curve over 2 s is cross-correlated with the
+reference's read along the truth's time map (attacks land where the time map puts them,
+whatever the stretcher). On the class's own WSOLA audio, whose grains sit on the truth, it reads
+−2 to +1 ms (its own error, which leans with the speed: decays stretch, attacks do not).
+:func:`video_packets_copied` checks that the picture was stream-copied, byte for byte.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 # Below this normalised correlation peak the output's sound is not the reference at that point.
 _MIN_PEAK = 0.5
+# ... and for a pitch-kept output, below this peak of the onset curves' correlation.
+_MIN_ONSET_PEAK = 0.3
 
 
 def read_frame_indices(path: Path | str) -> list[tuple[float, int | None]]:
@@ -149,12 +156,20 @@ def sync_samples(
             results.append(SyncSample(tau, None, math.nan, math.nan, math.nan, 0.0))
             continue
         expected = truth.bgm_time(index / fps + (tau - pts[k]))
-        lag, peak = _lag(
-            out_audio, out_rate, out_start, ref_audio, ref_rate, ref_start,
-            tau=tau, beta=expected, scale=b, window=window, search=search,
-        )  # fmt: skip
+        if case.truth.pitch_kept:
+            lag, peak = _onset_lag(
+                out_audio, out_rate, out_start, ref_audio, ref_rate, ref_start,
+                tau=tau, beta=expected, scale=b, window=max(window, _ENV_WINDOW_S),
+                search=min(search, 0.03),
+            )  # fmt: skip
+        else:
+            lag, peak = _lag(
+                out_audio, out_rate, out_start, ref_audio, ref_rate, ref_start,
+                tau=tau, beta=expected, scale=b, window=window, search=search,
+            )  # fmt: skip
         measured = expected + b * lag
-        error = -lag * 1000.0 if peak >= _MIN_PEAK else math.nan
+        floor = _MIN_ONSET_PEAK if case.truth.pitch_kept else _MIN_PEAK
+        error = -lag * 1000.0 if peak >= floor else math.nan
         results.append(
             SyncSample(float(tau), index, float(expected), float(measured), float(error), peak)
         )
@@ -288,6 +303,68 @@ def _lag(
         if denom < 0:
             frac = 0.5 * (ym - yp) / denom
     return (j - s + frac) / out_rate, float(score[j])
+
+
+_ENV_RATE = 4000  # Hz: the onset envelopes' sampling
+_ENV_SMOOTH_S = 0.004
+_ENV_FLOOR_S = 0.1
+_ENV_WINDOW_S = 1.0  # at least this much output per point
+
+
+def _onsets(x: NDArray[np.float64], rate: int, span: float = 1.0) -> NDArray[np.float64]:
+    """A loudness-change curve at ``_ENV_RATE``: the high-passed signal's level over 2 ms,
+    log-compressed, less its 50 ms average (rises and falls of any stretcher's output sit where
+    the time map puts them, whatever it did to the waveform's phase)."""
+    level = np.abs(np.diff(x, prepend=x[:1]))
+    n = max(1, int(_ENV_SMOOTH_S * span * rate))
+    level = np.convolve(level, np.ones(n) / n, mode="same")
+    step = rate / _ENV_RATE
+    env = np.log1p(1e3 * np.interp(np.arange(0, len(x), step), np.arange(len(x)), level))
+    m = int(_ENV_FLOOR_S * span * _ENV_RATE)
+    out: NDArray[np.float64] = env - np.convolve(env, np.ones(m) / m, mode="same")
+    return out
+
+
+def _onset_lag(
+    out: NDArray[np.float64], out_rate: int, out_start: float,
+    ref: NDArray[np.float64], ref_rate: int, ref_start: float,
+    *, tau: float, beta: float, scale: float, window: float, search: float,
+) -> tuple[float, float]:  # fmt: skip
+    """As :func:`_lag` for a time-stretched output (pitch kept): the output's onset curve
+    (:func:`_onsets`) against the reference's, read along the truth's time map; the
+    reference's curve is made with its time constants scaled by the speed, so both are
+    smoothed alike on one time line."""
+    half = window / 2 + search + _ENV_FLOOR_S / 2
+    i0 = math.floor((tau - half - out_start) * out_rate)
+    i1 = math.ceil((tau + half - out_start) * out_rate)
+    r0 = math.floor((beta - scale * half - ref_start) * ref_rate)
+    r1 = math.ceil((beta + scale * half - ref_start) * ref_rate)
+    if i0 < 0 or i1 > out.size or r0 < 0 or r1 > ref.size:
+        return math.nan, 0.0
+    eo = _onsets(out[i0:i1], out_rate)
+    er = _onsets(ref[r0:r1], ref_rate, scale)
+    to = out_start + i0 / out_rate + np.arange(eo.size) / _ENV_RATE - tau  # output time − τ
+    tr = ref_start + r0 / ref_rate + np.arange(er.size) / _ENV_RATE  # reference time
+    u = np.arange(-window / 2, window / 2, 1.0 / _ENV_RATE)
+    seg = np.interp(u, to, eo)
+    s = math.ceil(search * _ENV_RATE)
+    v = np.arange(-window / 2 - s / _ENV_RATE, window / 2 + (s + 1) / _ENV_RATE, 1 / _ENV_RATE)
+    y = np.interp(beta + scale * v, tr, er)
+    seg = seg - seg.mean()
+    corr = np.correlate(y, seg, mode="valid")
+    n = seg.size
+    csum = np.concatenate([[0.0], np.cumsum(y * y)])
+    ysum = np.concatenate([[0.0], np.cumsum(y)])
+    energy = (csum[n:] - csum[:-n]) - (ysum[n:] - ysum[:-n]) ** 2 / n
+    score = corr / np.sqrt(np.maximum(energy, 1e-20) * max(float(seg @ seg), 1e-20))
+    j = int(np.argmax(score))
+    frac = 0.0
+    if 0 < j < score.size - 1:
+        ym, y0, yp = score[j - 1], score[j], score[j + 1]
+        denom = ym - 2 * y0 + yp
+        if denom < 0:
+            frac = 0.5 * (ym - yp) / denom
+    return (j - s + frac) / _ENV_RATE, float(score[j])
 
 
 @dataclass(frozen=True, slots=True)

@@ -408,7 +408,7 @@ export class JobView {
     const scale = Number(mapping.scale) || 1;
     $("fact-drift").textContent =
       Math.abs(scale - 1) > 0.002
-        ? t("drift.speed", { ppm, scale: scale.toFixed(3) })
+        ? t(mapping.pitch_kept ? "drift.tempo" : "drift.speed", { ppm, scale: scale.toFixed(3) })
         : t("drift.value", { ppm });
     const cut = result.cut;
     $("fact-cut").textContent = cut

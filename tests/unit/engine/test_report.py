@@ -100,14 +100,16 @@ def test_report_holds_the_runs_numbers_rounded() -> None:
 
     assert report["schema_version"] == REPORT_SCHEMA_VERSION == 1
     assert report["tool"] == {"name": "beatsync", "version": beatsync.__version__}
-    assert report["mapping"] == {"offset_s": 12.345679, "scale": 1.0000234400, "drift_ppm": 23.4}
+    assert report["mapping"] == {
+        "offset_s": 12.345679, "scale": 1.0000234400, "drift_ppm": 23.4, "pitch_kept": False
+    }  # fmt: skip
     assert report["alignment"]["mapping"] == report["mapping"]
     assert report["alignment"]["confidence"] == 0.8765
     assert report["alignment"]["candidates"] == [
         {"offset_s": 12.345679, "scale": 1.00002344, "drift_ppm": 23.4,
-         "confidence": 0.8765, "support": 0.75},
+         "pitch_kept": False, "confidence": 0.8765, "support": 0.75},
         {"offset_s": 28.345679, "scale": 1.00002344, "drift_ppm": 23.4,
-         "confidence": 0.31, "support": 0.125},
+         "pitch_kept": False, "confidence": 0.31, "support": 0.125},
     ]  # fmt: skip
     windows = report["alignment"]["windows"]
     assert windows["count"] == 8

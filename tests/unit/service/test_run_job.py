@@ -25,7 +25,7 @@ from beatsync.testkit import BuiltCase, build_case, case_named
 from job_env import JobEnv as Env
 from truth_checks import assert_report_output_matches
 
-CANDIDATE_KEYS = {"index", "offset_s", "scale", "drift_ppm", "confidence", "support"}
+CANDIDATE_KEYS = {"index", "offset_s", "scale", "drift_ppm", "pitch_kept", "confidence", "support"}
 FILES = {
     "video": "output.mp4",
     "report": "report.json",

@@ -512,7 +512,13 @@ def render_variant(
 
 
 def _plain_mapping(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"offset_s": float(entry["offset_s"]), "scale": float(entry["scale"])}
+    return _with_kind({"offset_s": float(entry["offset_s"]), "scale": float(entry["scale"])}, entry)
+
+
+def _with_kind(mapping: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The mapping, marked ``pitch_kept`` when ``entry``'s is (a pitch-kept tempo change is
+    rendered by time-stretching); the default kind adds nothing, as before there were two."""
+    return {**mapping, "pitch_kept": True} if entry.get("pitch_kept") else mapping
 
 
 def _base_mapping(job: Job) -> dict[str, Any]:
@@ -529,10 +535,9 @@ def _base_mapping(job: Job) -> dict[str, Any]:
         raise ServiceError("JOB_NOT_FINISHED", f"job {job.id} has no mapping to render with")
     # The result's mapping has the job's nudge in it (offset − nudge); the variant nudges anew.
     nudge_s = float(job.options.get("nudge_ms") or 0.0) / 1000.0
-    base: dict[str, Any] = {
-        "offset_s": float(used["offset_s"]) + nudge_s,
-        "scale": float(used["scale"]),
-    }
+    base: dict[str, Any] = _with_kind(
+        {"offset_s": float(used["offset_s"]) + nudge_s, "scale": float(used["scale"])}, used
+    )
     pieces = (job.result or {}).get("pieces") or []
     if len(pieces) > 1:
         base["pieces"] = [

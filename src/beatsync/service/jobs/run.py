@@ -184,7 +184,11 @@ def sync_options(options: dict[str, Any]) -> SyncOptions:
     mapping = (
         None
         if given is None
-        else Mapping(offset=float(given["offset_s"]), scale=float(given.get("scale", 1.0)))
+        else Mapping(
+            offset=float(given["offset_s"]),
+            scale=float(given.get("scale", 1.0)),
+            pitch_kept=bool(given.get("pitch_kept", False)),
+        )
     )
     # An edit's pieces, kept with their seams when an earlier answer is rendered again.
     pieces = tuple(
@@ -620,6 +624,7 @@ def _result_row(
                 "offset_s": c["offset_s"],
                 "scale": c["scale"],
                 "drift_ppm": c["drift_ppm"],
+                "pitch_kept": c.get("pitch_kept", False),
                 "confidence": c["confidence"],
                 "support": c["support"],
             }

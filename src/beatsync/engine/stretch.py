@@ -1,0 +1,119 @@
+"""A source laid on the output time-stretched with its pitch kept, for a class whose player
+changed the tempo without the pitch.
+
+The reference is first resampled at its own pitch onto the 48 kHz grid (:class:`ResampledSource`
+at speed 1), then time-stretched by Rubber Band (through Spotify's ``pedalboard``) in chunks of
+ten seconds of the reference with a second of margin either side; neighbouring chunks
+are cross-faded over 50 ms where both are well inside their margins. The chunk grid is fixed on
+the reference, so any reader, starting anywhere, makes the same samples (the audio encoder's
+threads stitch their segments without a seam), and memory stays a few chunks whatever the
+song's length.
+
+Placement: output sample ``n`` carries reference time ``t0 + scale·n / 48000``. A chunk that
+starts at grid sample ``j`` of the 48 kHz reference lands at output sample ``j / scale``
+(rounded: under 11 µs off); ``pedalboard`` compensates Rubber Band's latency and returns the
+stretched chunk starting where its input starts. Rubber Band runs its faster engine (R2) with the
+short analysis window: the finer engine (R3) lays transients up to 10–25 ms off the time line at
+some speeds (0.9×, 1.25×), the short window keeps attacks where the line puts them
+(``bench/stretchers.py`` measures both).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pedalboard
+
+from .audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
+
+__all__ = ["StretchedSource", "stretch"]
+
+_CHUNK = 10 * OUTPUT_RATE  # reference samples per chunk (48 kHz grid)
+_MARGIN = OUTPUT_RATE  # reference samples stretched beyond each chunk's edges
+_FADE = OUTPUT_RATE // 20  # output samples of the cross-fade between chunks
+
+
+def stretch(samples: Audio, scale: float) -> Audio:
+    """``samples`` (channels, n) at 48 kHz played ``scale`` times as fast with the pitch kept:
+    about ``n / scale`` samples, output sample ``m`` carrying input sample ``scale·m``."""
+    out = pedalboard.time_stretch(
+        np.ascontiguousarray(samples, dtype=np.float32),
+        float(OUTPUT_RATE),
+        stretch_factor=scale,
+        high_quality=False,
+        use_long_fft_window=False,
+    )
+    return np.asarray(out, dtype=np.float32)
+
+
+class StretchedSource:
+    """Output samples of a pitch-kept source; ``take`` as :class:`ResampledSource`'s."""
+
+    def __init__(self, source: Source, first: int) -> None:
+        self.scale = source.scale
+        # Grid sample j of the reference at 48 kHz (pitch unchanged) is reference time
+        # t0 + (j − pad) / 48000; the pad leaves room for the first chunk's margin.
+        self.pad = _MARGIN + _CHUNK
+        flat = Source(
+            source.path, source.index, source.t0 - self.pad / OUTPUT_RATE, 1.0,
+            decoded=source.decoded,
+        )  # fmt: skip
+        self.grid_first = max(0, self._chunk_of(first - _FADE) * _CHUNK - _MARGIN)
+        self.reader = ResampledSource(flat, self.grid_first)
+        self.read_to = self.grid_first
+        self.held = np.zeros((2, 0), np.float32)  # grid samples from self.held_from on
+        self.held_from = self.grid_first
+        self.chunks: dict[int, tuple[int, Audio]] = {}
+
+    def _chunk_of(self, n: int) -> int:
+        """The chunk whose own (unfaded) span holds output sample ``n``."""
+        return math.floor((n * self.scale + self.pad) / _CHUNK)
+
+    def _grid(self, lo: int, hi: int) -> Audio:
+        """Grid samples [lo, hi), read forward from the file."""
+        if hi > self.read_to:
+            more = self.reader.take(self.read_to, hi)
+            self.held = np.concatenate([self.held, more], axis=1)
+            self.read_to = hi
+        drop = max(0, lo - self.held_from)
+        self.held = self.held[:, drop:]
+        self.held_from += drop
+        return self.held[:, lo - self.held_from : hi - self.held_from]
+
+    def _chunk(self, c: int) -> tuple[int, Audio]:
+        """Chunk ``c`` stretched: (output sample of its first sample, samples)."""
+        if c not in self.chunks:
+            lo = max(0, c * _CHUNK - _MARGIN)
+            data = stretch(self._grid(lo, (c + 1) * _CHUNK + _MARGIN), self.scale)
+            self.chunks = {k: v for k, v in self.chunks.items() if k >= c - 1}
+            self.chunks[c] = (round((lo - self.pad) / self.scale), data)
+        return self.chunks[c]
+
+    def _piece(self, c: int, n0: int, n1: int) -> Audio:
+        at, data = self._chunk(c)
+        out = np.zeros((2, n1 - n0), np.float32)
+        lo, hi = max(n0, at), min(n1, at + data.shape[1])
+        if lo < hi:
+            out[:, lo - n0 : hi - n0] = data[:, lo - at : hi - at]
+        return out
+
+    def take(self, n0: int, n1: int) -> Audio:
+        """Output samples [n0, n1) as (2, n1 − n0); successive calls move forward."""
+        out = np.zeros((2, n1 - n0), np.float32)
+        n = np.arange(n0, n1)
+        for c in range(self._chunk_of(n0 - _FADE), self._chunk_of(n1 + _FADE) + 1):
+            # Chunk c owns output from its start edge to the next's, cross-faded over _FADE
+            # samples centred on each edge.
+            start = (c * _CHUNK - self.pad) / self.scale
+            end = ((c + 1) * _CHUNK - self.pad) / self.scale
+            rise = np.clip((n - start) / _FADE + 0.5, 0.0, 1.0) if c > 0 else 1.0
+            fall = np.clip((end - n) / _FADE + 0.5, 0.0, 1.0)
+            weight = np.asarray(rise * fall, dtype=np.float32)
+            if not weight.any():
+                continue
+            out += self._piece(c, n0, n1) * weight
+        return out
+
+    def close(self) -> None:
+        self.reader.close()
