@@ -232,15 +232,21 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     best = _best(fits)
     if best is None or not _accepted(best, p):
         raise MusicMismatchError(_refusal(best, dance, bgm, p))
-    stretches = find_stretches(
-        signals,
-        best,
-        [f for f in fits if f is not best],
-        dance_bands=dance_bands,
-        bgm_bands=bgm_bands,
-        window=p.window,
-        hop=p.hop,
-        pool=pool,
+    # A time-stretched recording is measured frame by frame, not by the windows that find an
+    # edit's pieces: it is taken as one piece.
+    stretches = (
+        []
+        if best.mapping.pitch_kept
+        else find_stretches(
+            signals,
+            best,
+            [f for f in fits if f is not best],
+            dance_bands=dance_bands,
+            bgm_bands=bgm_bands,
+            window=p.window,
+            hop=p.hop,
+            pool=pool,
+        )
     )
     if len({id(s.fit) for s in stretches}) > 1:
         same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH

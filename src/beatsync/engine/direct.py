@@ -45,8 +45,9 @@ def direct_sound(signals: Signals, fit: Fit, *, window: float, hop: float, max_w
     :func:`.fine.refine`.
     """
     agreed = fit.track.times[fit.track.inlier]
-    if fit.hits < MIN_RUN:
-        # Not music (or too little to tell arrivals apart): nothing to move.
+    if fit.hits < MIN_RUN or fit.mapping.pitch_kept:
+        # Not music (or too little to tell arrivals apart): nothing to move. A time-stretched
+        # recording's grains scatter by milliseconds: its frames sum to no sharp arrival.
         return fit
     span = (float(agreed.min()) - window / 2, float(agreed.max()) + window / 2)
     mapping = _one_arrival(fit.track, fit.mapping)
