@@ -13,6 +13,8 @@ const MESSAGES = {
   FILE_NOT_FOUND: "找不到文件，可能已过期被删除，请重新上传。",
   FILE_TOO_LARGE: "文件太大，请剪短或压缩后再上传。",
   REQUEST_TOO_LARGE: "请求内容太大，请更新小程序后重试。",
+  INVALID_MANIFEST: "视频信息与声音对不上，请重新选择视频后再试。",
+  FRAMES_NOT_REQUESTED: "任务没有要这些画面，请刷新任务后再试。",
   INVALID_FORMAT: "无法识别的文件格式，请上传视频或音频文件。",
   NO_AUDIO_TRACK: "文件里没有声音，请选择带声音的视频或音频。",
   NO_VIDEO_TRACK: "课堂视频里没有画面，请选择视频文件。",

@@ -435,6 +435,17 @@ def _wait_gone(db: Database, upload_id: str, deadline_s: float = 10.0) -> bool:
     return False
 
 
+def _wait_absent(path: Path, deadline_s: float = 10.0) -> bool:
+    # The sweep deletes the row first and the stored file after it (the file may be another
+    # upload's too): the file goes a moment after the row.
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if not path.exists():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_the_periodic_sweeper_runs_every_interval(
     client: TestClient, auth: dict[str, str], rows: Rows, settings: Settings
 ) -> None:
@@ -466,6 +477,6 @@ def test_the_app_sweeps_in_the_background(
     try:
         gone = rows.upload(owner_id(client, headers), expired=True)
         assert _wait_gone(rows.db, gone)
-        assert not (fast.storage_root / "uploads" / gone).exists()
+        assert _wait_absent(fast.storage_root / "uploads" / gone)
     finally:
         rows.close()
