@@ -60,6 +60,28 @@ export async function prepareLocal(file) {
   return { local: new LocalVideo(file, extracted.manifest, audio, config, trak.samples), reason: null };
 }
 
+/**
+ * The reference's sound alone when it is an MP4/MOV with AAC (a music video, say), re-wrapped
+ * into an M4A without re-encoding: it decodes to the same samples, so the server aligns and
+ * builds the clean track from it exactly as from the whole file. Null when the file is anything
+ * else or the sound is not smaller than the file (then the whole file is sent).
+ * @param {File} file
+ * @returns {Promise<File|null>}
+ */
+export async function referenceSound(file) {
+  if (serverPathForced()) return null;
+  let extracted;
+  try {
+    extracted = await quietly(() => extractAudio(blobReader(file)));
+  } catch {
+    return null;
+  }
+  const blob = partsBlob(extracted.parts, file, "audio/mp4");
+  if (blob.size >= file.size) return null;
+  const base = file.name.replace(/\.[^.]*$/, "") || "reference";
+  return new File([blob], `${base}.m4a`, { type: "audio/mp4", lastModified: file.lastModified });
+}
+
 /** The decoder configuration of the video track (its codec string and avcC/hvcC), or null. */
 function decoderConfig(movie, trak) {
   const entry = trak.mdia.minf.stbl.stsd.entries[0];

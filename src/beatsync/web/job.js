@@ -64,6 +64,7 @@ export class JobView {
   }
 
   #wire() {
+    $("share").addEventListener("click", () => this.#share());
     $("cancel").addEventListener("click", () => this.#act((id) => api.cancel(id)));
     // A retried job keeps its id and starts again from nothing.
     $("retry").addEventListener("click", () =>
@@ -139,6 +140,7 @@ export class JobView {
   }
 
   #setResultUrl(blob) {
+    this.#offerShare(null);
     if (this.resultUrl) URL.revokeObjectURL(this.resultUrl);
     this.resultUrl = blob ? URL.createObjectURL(blob) : null;
     return this.resultUrl;
@@ -182,12 +184,14 @@ export class JobView {
     const download = $("download");
     if (!local) {
       download.hidden = true;
+      this.#offerShare(null);
       this.#note(this.pathNote, "path.missing");
       return;
     }
     if (this.assembledFor === job.id) return;
     this.assembledFor = job.id;
     download.hidden = true;
+    this.#offerShare(null);
     this.resultSection.dataset.assembled = "";
     this.#note(this.pathNote, "path.assembling");
     try {
@@ -202,12 +206,40 @@ export class JobView {
       this.video.src = url;
       download.href = url;
       download.hidden = false;
+      this.#offerShare(new File([blob], `beatsync-${job.id}.mp4`, { type: "video/mp4" }));
       this.resultSection.dataset.assembled = job.id;
       this.#note(this.pathNote, "path.assembled", { size: formatBytes(blob.size) });
     } catch (error) {
       this.assembledFor = null;
       this.#note(this.pathNote, null);
       this.showError(error);
+    }
+  }
+
+  /**
+   * On phones, the assembled file through the system's share sheet (to Photos, a chat...), where
+   * the browser can share files; the button stays hidden elsewhere.
+   */
+  #offerShare(file) {
+    this.shareFile = file;
+    const button = $("share");
+    let can = false;
+    try {
+      can = Boolean(file && typeof navigator.canShare === "function" && navigator.canShare({ files: [file] }));
+    } catch {
+      can = false;
+    }
+    button.hidden = !can;
+  }
+
+  async #share() {
+    const file = this.shareFile;
+    if (!file) return;
+    try {
+      await navigator.share({ files: [file], title: file.name });
+    } catch (error) {
+      // Closing the share sheet is no error; anything else leaves the download link to use.
+      if (error?.name !== "AbortError") console.warn(error);
     }
   }
 

@@ -4,7 +4,7 @@
 
 import { api, ApiError, API, baseHeaders, currentOwner, ensureSession } from "./api.js";
 import { formatBytes, formatClock, formatPercent, formatSpeed, t } from "./i18n.js";
-import { prepareLocal } from "./audiofirst.js";
+import { prepareLocal, referenceSound } from "./audiofirst.js";
 import { fingerprint, TusError, TusUpload } from "./tus.js";
 
 const CHUNK_BYTES = 5 * 1024 * 1024;
@@ -86,8 +86,9 @@ export class UploadSlot {
     this.local = null;
     this.keyframes = null;
     this.total = null;
-    this.path = null; // null | "audio" | "server"
+    this.path = null; // null | "audio" | "server" | "sound" (the reference's sound alone)
     this.reason = null;
+    this.sound = null; // {sent, whole} bytes when the reference's sound alone is sent
     this.render();
   }
 
@@ -165,6 +166,7 @@ export class UploadSlot {
    */
   async #audioFirst(file, controller, serverReason) {
     this.total = file.size;
+    if (this.kind === "bgm") return this.#referenceSound(file, controller);
     if (this.kind !== "dance") return file;
     if (serverReason) {
       this.path = "server";
@@ -186,6 +188,18 @@ export class UploadSlot {
     // Awaited when the job starts; a failure then sends the job without thumbnails.
     this.keyframes.catch(() => {});
     return local.audio;
+  }
+
+  /** The reference to send: its sound alone when it is an MP4/MOV with AAC, else the file. */
+  async #referenceSound(file, controller) {
+    this.#set("reading", ["path.sound.reading"]);
+    const sound = await referenceSound(file);
+    if (this.controller !== controller) throw new DOMException("aborted", "AbortError");
+    if (!sound) return file;
+    this.path = "sound";
+    this.sound = { sent: sound.size, whole: file.size };
+    this.total = sound.size;
+    return sound;
   }
 
   /** Show an upload the server still has from an earlier visit, if it is still usable. */
@@ -268,13 +282,13 @@ export class UploadSlot {
 
   #finish(upload, readyKey) {
     this.upload = upload;
-    if (upload.size != null && !this.local) this.size = upload.size;
+    if (upload.size != null && !this.local && !this.sound) this.size = upload.size;
     if (this.duration == null && upload.media?.duration_s) this.duration = upload.media.duration_s;
     if (upload.status === "rejected") this.durationRead = true;
     if (upload.status === "ready") {
       this.sent = this.total ?? this.size ?? 0;
       // The sound alone is no use after a reload: the video it stands for is gone with it.
-      if (this.local) forgetUpload(this.storeKey);
+      if (this.local || this.sound) forgetUpload(this.storeKey);
       else rememberUpload(this.storeKey, upload.id);
       this.#set("ready", [readyKey]);
     } else {
@@ -323,6 +337,9 @@ export class UploadSlot {
 export function pathNote(slot) {
   if (slot.path === "audio") {
     return t("path.audio", { sent: formatBytes(slot.local.audio.size), whole: formatBytes(slot.local.file.size) });
+  }
+  if (slot.path === "sound") {
+    return t("path.sound", { sent: formatBytes(slot.sound.sent), whole: formatBytes(slot.sound.whole) });
   }
   if (slot.path === "server") return t("path.server", { reason: t(`path.reason.${slot.reason}`) });
   return "";
