@@ -395,3 +395,142 @@ def test_a_manifest_the_server_refuses_sends_the_whole_video(
     assert upload["size"] == black.dance.stat().st_size
     watch.assert_clean(page)
     context.close()
+
+
+class Tally:
+    """Bytes a page sends and receives, as Chromium's network layer reports them (CDP).
+
+    Sent: each request's body (its Content-Length as put on the wire, else its post data) and
+    its header lines. Received: each response's encoded length on the wire, headers included.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.bodies: dict[str, int] = {}
+        self.headers: dict[str, int] = {}
+        self.urls: dict[str, str] = {}
+        self.received = 0
+        session = page.context.new_cdp_session(page)
+        session.send("Network.enable")
+        session.on("Network.requestWillBeSent", self._request)
+        session.on("Network.requestWillBeSentExtraInfo", self._extra)
+        session.on("Network.loadingFinished", self._finished)
+
+    def _request(self, event: dict[str, Any]) -> None:
+        request = event["request"]
+        self.urls[event["requestId"]] = f"{request['method']} {request['url']}"
+        data = request.get("postData")
+        if data is not None:
+            self.bodies.setdefault(event["requestId"], len(data.encode()))
+
+    def _extra(self, event: dict[str, Any]) -> None:
+        headers = {k.lower(): v for k, v in event["headers"].items()}
+        self.headers[event["requestId"]] = sum(len(k) + len(v) + 4 for k, v in headers.items())
+        if "content-length" in headers:
+            self.bodies[event["requestId"]] = int(headers["content-length"])
+
+    def _finished(self, event: dict[str, Any]) -> None:
+        self.received += int(event["encodedDataLength"])
+
+    @property
+    def sent(self) -> int:
+        return sum(self.bodies.values()) + sum(self.headers.values())
+
+    def sent_to(self, needle: str) -> int:
+        return sum(n for rid, n in self.bodies.items() if needle in self.urls.get(rid, ""))
+
+
+def _audio_payload(path: Path) -> tuple[int, int]:
+    """Bytes of the file's audio packets, and their count."""
+    with av.open(str(path)) as container:
+        sizes = [p.size for p in container.demux(audio=0) if p.size]
+    return sum(sizes), len(sizes)
+
+
+def test_only_the_two_sounds_leave_the_page(
+    served: Served, browser: Browser, black: BuiltCase, tmp_path: Path
+) -> None:
+    """The reference (a music video) goes up as its sound alone too; what the page sends in
+    all is the two sounds, the thumbnails and a little JSON; the result is a blob: URL, shared
+    through the system where the browser can share files."""
+    context = phone(browser, accept_downloads=True)
+    watch = Watch()
+    page = open_page(context, served, watch, server_path=False)
+    tally = Tally(page)
+    sent = _job_posts(page)
+    page.set_input_files("#dance-input", str(black.dance))
+    page.set_input_files("#bgm-input", str(black.bgm))
+    wait_card(page, "dance", "ready")
+    wait_card(page, "bgm", "ready")
+
+    note = page.locator("#bgm-card [data-role=path]")
+    assert note.get_attribute("data-path") == "sound"
+    upload_id = page.locator("#bgm-card").get_attribute("data-upload-id")
+    upload = api_get(page, served, f"/api/v1/uploads/{upload_id}")
+    whole = black.bgm.stat().st_size
+    assert upload["media"]["has_video"] is False
+    assert upload["size"] < whole
+    assert note.inner_text() == (
+        f"Only the reference's sound is uploaded: {_mb(upload['size'])} instead of the whole "
+        f"file's {_mb(whole)}."
+    )
+    page.locator("[data-lang=zh-CN]").click()
+    assert note.inner_text() == (
+        f"参考文件仅上传声音：{_mb(upload['size'])}，而不是整个文件 {_mb(whole)}。"
+    )
+    page.locator("[data-lang=en]").click()
+
+    page.locator("#start").click()
+    job_id = wait_job(page)
+    job = api_get(page, served, f"/api/v1/jobs/{job_id}")
+    assert job["status"] == "succeeded", job
+    page.wait_for_selector(f"#result[data-assembled={job_id}]", state="attached", timeout=60_000)
+
+    # The clean track from the reference's sound is the one from the whole reference.
+    ours = _saved_result(page, job_id, tmp_path / "page.mp4")
+    _, rendered = _server_render(served, black, tmp_path)
+    assert _packets(ours, "audio") == _packets(rendered, "audio")
+    errors = sync_errors(ours, black)
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+
+    # The download link is the page's own Blob (the file saved above through it is the
+    # assembled MP4: the server's audio packets, in sync); the page's CSP keeps even the page
+    # from fetching it back, so its bytes are read through the download.
+    href = page.locator("#download").get_attribute("href")
+    assert href is not None
+    assert href.startswith(f"{served.url.replace('http', 'blob:http', 1)}/")
+    assert _packets(ours, "video") == _packets(rendered, "video")
+    # The share button follows the browser's Web Share with files (Linux Chromium has none).
+    shares = page.evaluate(
+        """() => typeof navigator.canShare === "function"
+             && navigator.canShare({files: [new File([new Uint8Array(8)], "a.mp4",
+                                                     {type: "video/mp4"})]})"""
+    )
+    assert page.locator("#share").is_visible() == bool(shares)
+
+    # Bytes sent: the two sounds' packets, plus what else must go: the M4As' boxes (the
+    # tables of where and how long each packet is: 12 bytes a packet is ample), the thumbnails
+    # (base64, 4/3 of 96×54 bytes each) of the keyframes and of the frames the job asked for,
+    # the video manifest, and for every request its headers and JSON (session, uploads, tus,
+    # job, frames: under 1 KB each with the token; 0.4 KB measured).
+    streams = [_audio_payload(black.dance), _audio_payload(black.bgm)]
+    audio = sum(size for size, _ in streams)
+    packets = sum(count for _, count in streams)
+    thumbs = sum(
+        len(body["thumbnails"]["keyframes"]) if url.endswith("/api/v1/jobs") else 0
+        for url, _, body in sent
+    ) + sum(len(body["thumbnails"]) for url, _, body in sent if url.endswith("/frames"))
+    manifest = sum(
+        len(json.dumps(body["video_manifest"])) for url, _, body in sent if url.endswith("/jobs")
+    )
+    requests = len(tally.urls)
+    assert audio <= tally.sent_to("/tus")
+    assert tally.sent <= audio + 12 * packets + thumbs + manifest + 1024 * requests, (
+        tally.sent,
+        audio,
+        packets,
+        thumbs,
+        manifest,
+        requests,
+    )
+    watch.assert_clean(page)
+    context.close()
