@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # check the files in deploy/.
 SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium docker-compose nginx
 
-.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load clean
+.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load bench-phone clean
 
 venv: $(STAMP)
 
@@ -66,7 +66,7 @@ pytest: venv sysdeps node
 
 test: lint typecheck imports assembly-copy pytest
 
-bench: bench-accuracy bench-speed bench-scaling bench-load
+bench: bench-accuracy bench-speed bench-scaling bench-load bench-phone
 
 bench-accuracy: venv sysdeps
 	$(PY) bench/accuracy.py
@@ -79,6 +79,9 @@ bench-scaling: venv sysdeps
 
 bench-load: venv sysdeps
 	$(PY) bench/load.py
+
+bench-phone: venv sysdeps
+	$(PY) bench/phone.py
 
 docs: venv
 	$(PY) -m beatsync.service.docs docs
