@@ -224,10 +224,12 @@ export class JobView {
     this.shareFile = file;
     const button = $("share");
     let can = false;
-    try {
-      can = Boolean(file && typeof navigator.canShare === "function" && navigator.canShare({ files: [file] }));
-    } catch {
-      can = false;
+    if (file && typeof navigator.canShare === "function") {
+      try {
+        can = navigator.canShare({ files: [file] });
+      } catch {
+        // Some browsers throw on a list of files instead of answering false.
+      }
     }
     button.hidden = !can;
   }

@@ -288,7 +288,8 @@ export class UploadSlot {
     if (upload.status === "ready") {
       this.sent = this.total ?? this.size ?? 0;
       // The sound alone is no use after a reload: the video it stands for is gone with it.
-      if (this.local || this.sound) forgetUpload(this.storeKey);
+      // The reference's sound stands for the reference whole: kept like any upload.
+      if (this.local) forgetUpload(this.storeKey);
       else rememberUpload(this.storeKey, upload.id);
       this.#set("ready", [readyKey]);
     } else {
