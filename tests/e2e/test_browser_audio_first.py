@@ -8,7 +8,8 @@ renders for the same pair (same frames, same audio packets, the cut of a black t
 sync measured against the truth is within a millisecond, that a nudge re-assembles with a new
 track 20 ms later and another candidate with a new track, that a file the browser cannot read
 (Matroska, or HEVC without a decoder) goes the server path, and so does a video whose manifest
-the service refuses.
+the service refuses. A reference that is a music video goes up as its sound alone, and all the
+page sends is the two sounds, the thumbnails and a little JSON.
 """
 
 from __future__ import annotations
