@@ -231,6 +231,7 @@ def _section(case: Any, runs: dict[str, Run], load: tuple[float, float], passed:
         f"{(sounds + thumbs) * 8 / UP_BPS:.1f} s of the link on its own. The files were ready "
         f"(read, uploaded, checked) {audio.total_s - audio.after_start_s:.1f} s after being "
         "chosen.",
+        "",
         f"Audio-first: {audio.total_s:.1f} s (goal ≤ {GOAL_S:g} s), "
         f"{both * 100:.2f} % of the server path's bytes sent and received "
         f"(goal ≤ {GOAL_BYTES * 100:g} %; sent {audio.sent / max(1, server.sent) * 100:.2f} %, "
