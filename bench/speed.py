@@ -140,7 +140,7 @@ def floor_argv(case: BuiltCase) -> list[str]:
 IMPORTS_ARGV = [
     sys.executable,
     "-c",
-    "import beatsync.cli, beatsync.engine.pipeline, beatsync.engine.report",
+    "import beatsync.cli, beatsync.engine.pipeline, beatsync.engine.output.report",
 ]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import signal as sps
 
-from beatsync.engine.stretch import stretch as engine_stretch
+from beatsync.engine.output.stretch import stretch as engine_stretch
 from beatsync.testkit.music import load_track
 from beatsync.testkit.wsola import wsola
 

@@ -23,13 +23,13 @@ import pytest
 from beatsync import __version__, cli
 from beatsync.cli import summary_line
 from beatsync.engine import errors, pipeline
-from beatsync.engine.align import Alignment, Candidate, Mapping, Piece, WindowTrack
+from beatsync.engine.alignment.align import Alignment, Candidate, Mapping, Piece, WindowTrack
+from beatsync.engine.alignment.span import MusicSpan
+from beatsync.engine.cut.trim import Cut, EdgeEvidence
+from beatsync.engine.media.probe import AudioInfo, MediaInfo, VideoInfo
+from beatsync.engine.output.render import RenderedOutput
+from beatsync.engine.output.report import report_dict
 from beatsync.engine.pipeline import StageTiming, SyncOptions, SyncResult
-from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
-from beatsync.engine.render import RenderedOutput
-from beatsync.engine.report import report_dict
-from beatsync.engine.span import MusicSpan
-from beatsync.engine.trim import Cut, EdgeEvidence
 
 FOUND = Mapping(7.125, 1.0 - 18.26e-6)
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, TextIO
 from ._common import EXIT_OK, SubParsers, finite_number, whole_number
 
 if TYPE_CHECKING:
-    from beatsync.engine.pipeline import SyncResult
-    from beatsync.engine.span import EdgeEvidence
+    from beatsync.engine.alignment.span import EdgeEvidence
+    from beatsync.engine.result import SyncResult
 
 __all__ = ["ProgressBar", "add_sync", "summary_line"]
 
@@ -81,7 +81,7 @@ def _run_sync(args: argparse.Namespace) -> int:
 
     from beatsync.engine import pipeline
     from beatsync.engine.memory import tune_allocator
-    from beatsync.engine.render import RenderParams
+    from beatsync.engine.output.render import RenderParams
 
     tune_allocator()
 
@@ -115,7 +115,7 @@ def _run_sync(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.close()
         if to_stdout:
-            from beatsync.engine.report import report_dict
+            from beatsync.engine.output.report import report_dict
 
             sys.stdout.write(json.dumps(report_dict(result), indent=2) + "\n")
             sys.stdout.flush()

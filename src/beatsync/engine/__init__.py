@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .decode import Audio, decode_audio
+from .alignment.span import EdgeEvidence, MusicSpan
+from .cut.trim import Cut, find_cut
 from .errors import (
     AlignmentError,
     BeatSyncError,
@@ -25,15 +26,15 @@ from .errors import (
     ProcessingError,
 )
 from .mapping import Mapping
+from .media.decode import Audio, decode_audio
+from .media.probe import AudioInfo, MediaInfo, VideoInfo, probe
+from .output.render import RenderedOutput, RenderParams, render
 from .piece import Piece
-from .pipeline import STAGES, ProgressCallback, StageTiming, SyncOptions, SyncResult, sync
-from .probe import AudioInfo, MediaInfo, VideoInfo, probe
-from .render import RenderedOutput, RenderParams, render
-from .span import EdgeEvidence, MusicSpan
-from .trim import Cut, find_cut
+from .pipeline import STAGES, ProgressCallback, SyncOptions, sync
+from .result import StageTiming, SyncResult
 
 if TYPE_CHECKING:
-    from .align import (
+    from .alignment.align import (
         Alignment,
         AlignParams,
         Candidate,
@@ -99,7 +100,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(".align", __name__), name)
+    value = getattr(importlib.import_module(".alignment.align", __name__), name)
     globals()[name] = value
     return value
 

@@ -23,15 +23,19 @@ from typing import TYPE_CHECKING, Any, cast
 
 import av
 
-from .audiosource import OUTPUT_RATE
-from .audiotrack import AAC_FRAME, AudioPlan, AudioTrack
-from .clientframes import ClientFrames, FetchFrames, FramesUnavailableError
-from .decode import decode_audio
+from .cut.clientframes import ClientFrames, FetchFrames, FramesUnavailableError
+from .cut.picture import Thumb
+from .cut.trim import Cut, find_cut
 from .errors import BeatSyncError, ManifestError, OptionsError, ProcessingError
-from .manifest import Manifest
-from .movtime import VideoTimeline, video_timeline
-from .outfile import part_path, publish
-from .picture import Thumb
+from .media.audiosource import OUTPUT_RATE
+from .media.decode import decode_audio
+from .media.manifest import Manifest
+from .media.movtime import VideoTimeline, video_timeline
+from .media.probe import MediaInfo, VideoInfo, probe
+from .output.audiotrack import AAC_FRAME, AudioPlan, AudioTrack
+from .output.outfile import part_path, publish
+from .output.render import RenderedOutput, audio_plan
+from .output.videocopy import RunSelector, dts_of, pts_of, run_end, scan_keyframe
 from .pipeline import (
     ProgressCallback,
     SyncOptions,
@@ -41,13 +45,9 @@ from .pipeline import (
     _reference_memory,
     _write_artifacts,
 )
-from .probe import MediaInfo, VideoInfo, probe
-from .render import RenderedOutput, audio_plan
-from .trim import Cut, find_cut
-from .videocopy import RunSelector, dts_of, pts_of, run_end, scan_keyframe
 
 if TYPE_CHECKING:
-    from .videocopy import Packet
+    from .output.videocopy import Packet
 
 __all__ = ["AudioFirstResult", "CopyRun", "copy_run", "sync_audio_first"]
 
@@ -300,7 +300,7 @@ def sync_audio_first(
         with progress.stage("decode", "decoding the audio"):
             dance_audio = decode_audio(dance.path)
             bgm_audio, collected = _decode_reference(bgm_info.path, decoded)
-            from .align import AlignParams, align_signals, assess_mapping
+            from .alignment.align import AlignParams, align_signals, assess_mapping
         reference = None
         if decoded is not None and collected is not None:
             decoded.span, reference = collected, decoded

@@ -14,18 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .audiosource import DecodedStream
-from .decode import Audio, decode_audio
+from .cut.trim import find_cut
 from .errors import BeatSyncError, OptionsError, ProcessingError
-from .forked import ForkedCall, can_fork
 from .mapping import Mapping
+from .media.audiosource import DecodedStream
+from .media.decode import Audio, decode_audio
+from .media.forked import ForkedCall, can_fork
+from .media.probe import MediaInfo, probe
+from .output.render import RenderParams, render, start_audio
 from .piece import Piece
-from .probe import MediaInfo, probe
-from .render import RenderedOutput, RenderParams, render, start_audio
-from .trim import Cut, find_cut
+from .result import StageTiming, SyncResult
 
 if TYPE_CHECKING:
-    from .align import Alignment
+    pass
 
 __all__ = ["STAGES", "ProgressCallback", "StageTiming", "SyncOptions", "SyncResult", "sync"]
 
@@ -58,39 +59,6 @@ class SyncOptions:
     end: float | None = None
     trim: bool = True
     render: RenderParams = field(default_factory=RenderParams)
-
-
-@dataclass(frozen=True, slots=True)
-class StageTiming:
-    stage: str
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class SyncResult:
-    """Everything one run learned and wrote.
-
-    ``mapping`` is the main piece's (nudged as rendered); ``pieces`` are all of them, in
-    dance-time order (one for a recording of the song as it is).
-    """
-
-    dance: MediaInfo
-    bgm: MediaInfo
-    alignment: Alignment
-    mapping: Mapping
-    cut: Cut
-    output: RenderedOutput
-    timings: tuple[StageTiming, ...]
-    report_path: Path | None = None
-    plot_path: Path | None = None
-    poster_path: Path | None = None
-    pieces: tuple[Piece, ...] = ()
-
-    @property
-    def parts(self) -> tuple[Piece, ...]:
-        """``pieces``, or the one piece ``mapping`` makes over the music when none are set."""
-        music = self.alignment.music
-        return self.pieces or (Piece(music.start, music.end, self.mapping),)
 
 
 # Where each stage starts on the overall progress scale; render takes the largest share.
@@ -193,7 +161,7 @@ def sync(
             dance_audio = decode_audio(dance_info.path)
             progress.report("decode", 0.5, "decoding the audio")
             # SciPy loads while the child may still be decoding.
-            from .align import AlignParams, align_signals, assess_mapping
+            from .alignment.align import AlignParams, align_signals, assess_mapping
 
             bgm_audio, collected = bgm_decoding.result()
         reference = None
@@ -286,9 +254,9 @@ def _write_artifacts(
     plot: str | os.PathLike[str] | None,
     poster: str | os.PathLike[str] | None,
 ) -> SyncResult:
-    from .plot import write_plot
-    from .poster import write_poster
-    from .report import write_report
+    from .output.plot import write_plot
+    from .output.poster import write_poster
+    from .output.report import write_report
 
     written: list[Path] = []
     try:

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from beatsync.engine import BeatSyncError, MediaInfo, probe
 from beatsync.engine.errors import NoAudioTrackError
-from beatsync.engine.probe import open_media
+from beatsync.engine.media.probe import open_media
 
 from .codes import Locale, message
 from .config import Settings

@@ -57,7 +57,7 @@ from .room import Room, record_in_room
 from .wsola import wsola
 
 if TYPE_CHECKING:
-    from beatsync.engine.align import Mapping
+    from beatsync.engine.alignment.align import Mapping
 
 __all__ = ["KIT_VERSION", "BuiltCase", "CaseSpec", "Truth", "build_case", "load_song"]
 
@@ -183,7 +183,7 @@ class Truth:
     def mapping(self) -> Mapping:
         """The truth as the engine's :class:`Mapping`; a mismatched pair has none."""
         # Imported lazily: making and measuring media needs nothing else from the engine.
-        from beatsync.engine.align import Mapping
+        from beatsync.engine.alignment.align import Mapping
 
         if self.mismatch:
             raise ValueError("a mismatched pair has no mapping")

@@ -14,12 +14,12 @@ import pytest
 
 from beatsync.engine import sync
 from beatsync.engine.audiofirst import AudioFirstResult, sync_audio_first
-from beatsync.engine.clientframes import ClientFrames, split_thumbnails
-from beatsync.engine.manifest import parse_manifest
-from beatsync.engine.movtime import video_timeline
-from beatsync.engine.picture import FileFrames, Thumb
-from beatsync.engine.probe import probe
-from beatsync.engine.trim import find_cut
+from beatsync.engine.cut.clientframes import ClientFrames, split_thumbnails
+from beatsync.engine.cut.picture import FileFrames, Thumb
+from beatsync.engine.cut.trim import find_cut
+from beatsync.engine.media.manifest import parse_manifest
+from beatsync.engine.media.movtime import video_timeline
+from beatsync.engine.media.probe import probe
 from beatsync.testkit import BuiltCase, build_case, case_named
 from beatsync.testkit.audiofirst import (
     assemble,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beatsync.engine.features import band_features, power_spectrogram, signal_band_features
+from beatsync.engine.alignment.features import (
+    band_features,
+    power_spectrogram,
+    signal_band_features,
+)
 
 RATE = 16_000
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beatsync.engine import forked
-from beatsync.engine.decode import Audio
 from beatsync.engine.errors import NoAudioTrackError, ProcessingError
-from beatsync.engine.forked import ForkedCall
+from beatsync.engine.media import forked
+from beatsync.engine.media.decode import Audio
+from beatsync.engine.media.forked import ForkedCall
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forking is used on Linux only")
 
@@ -96,7 +96,7 @@ def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     script = (
         "import os, signal, sys, time\n"
-        "from beatsync.engine.forked import ForkedCall\n"
+        "from beatsync.engine.media.forked import ForkedCall\n"
         "call = ForkedCall(time.sleep, 60)\n"
         f"open({str(pid_file)!r}, 'w').write(str(call._pid))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

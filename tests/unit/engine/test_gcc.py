@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from beatsync.engine.gcc import FrameTrack, earliest_arrival, frame_agreement, window_lags
+from beatsync.engine.alignment.gcc import FrameTrack, earliest_arrival, frame_agreement, window_lags
 from beatsync.testkit.room import impulse_response, reverberate
 
 RATE = 16_000

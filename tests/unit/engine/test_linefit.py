@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from beatsync.engine import Mapping
-from beatsync.engine.linefit import fit_line
+from beatsync.engine.alignment.linefit import fit_line
 
 
 def test_fit_ignores_outliers_and_a_second_line() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from beatsync.engine.errors import ManifestError
-from beatsync.engine.manifest import ManifestLimits, parse_manifest
+from beatsync.engine.media.manifest import ManifestLimits, parse_manifest
 
 
 def _manifest() -> dict[str, Any]:

@@ -16,9 +16,9 @@ import av
 import numpy as np
 import pytest
 
-from beatsync.engine.manifest import parse_manifest
-from beatsync.engine.movtime import seek_packet, video_timeline
-from beatsync.engine.probe import probe
+from beatsync.engine.media.manifest import parse_manifest
+from beatsync.engine.media.movtime import seek_packet, video_timeline
+from beatsync.engine.media.probe import probe
 from beatsync.testkit.audiofirst import video_manifest
 
 FPS = 30

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from beatsync.engine import outfile
-from beatsync.engine.outfile import part_path, publish
+from beatsync.engine.output import outfile
+from beatsync.engine.output.outfile import part_path, publish
 
 
 def _old_output(folder: Path) -> Path:

@@ -18,7 +18,7 @@ from beatsync.engine import (
     SyncOptions,
     sync,
 )
-from beatsync.engine.report import report_dict
+from beatsync.engine.output.report import report_dict
 from beatsync.testkit import sync_errors
 from truth_checks import MAX_SYNC_MS, assert_cut_matches
 

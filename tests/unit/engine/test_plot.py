@@ -14,14 +14,14 @@ import av
 import numpy as np
 import pytest
 
-from beatsync.engine.align import Alignment, Candidate, Mapping, WindowTrack
+from beatsync.engine.alignment.align import Alignment, Candidate, Mapping, WindowTrack
+from beatsync.engine.alignment.span import MusicSpan
+from beatsync.engine.cut.trim import Cut
 from beatsync.engine.errors import ProcessingError
+from beatsync.engine.media.probe import AudioInfo, MediaInfo, VideoInfo
+from beatsync.engine.output.plot import PLOT_DPI, PLOT_SIZE_IN, plot_title, write_plot
+from beatsync.engine.output.render import RenderedOutput
 from beatsync.engine.pipeline import StageTiming, SyncResult
-from beatsync.engine.plot import PLOT_DPI, PLOT_SIZE_IN, plot_title, write_plot
-from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
-from beatsync.engine.render import RenderedOutput
-from beatsync.engine.span import MusicSpan
-from beatsync.engine.trim import Cut
 
 OFFSET = 31.25
 DRIFT_PPM = -42.0
@@ -210,7 +210,7 @@ def test_unwritable_plot_path_is_a_processing_error(
 
 
 def test_importing_the_plot_module_does_not_load_matplotlib() -> None:
-    code = "import sys, beatsync.engine.plot; print('matplotlib' in sys.modules)"
+    code = "import sys, beatsync.engine.output.plot; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -11,7 +11,7 @@ import pytest
 from numpy.typing import NDArray
 
 from beatsync.engine import MediaInfo, ProcessingError, probe
-from beatsync.engine.poster import write_poster
+from beatsync.engine.output.poster import write_poster
 
 FPS = 30
 

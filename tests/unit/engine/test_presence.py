@@ -11,7 +11,7 @@ import pytest
 from numpy.typing import NDArray
 
 from beatsync.engine import EdgeEvidence, sync
-from beatsync.engine.presence import band_power, frame_evidence, music_edges
+from beatsync.engine.alignment.presence import band_power, frame_evidence, music_edges
 from beatsync.testkit import sync_errors
 
 HOP = 0.032

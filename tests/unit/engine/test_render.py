@@ -36,13 +36,13 @@ from beatsync.engine import (
     render,
 )
 from beatsync.engine import decode_audio as engine_decode
-from beatsync.engine.forked import ForkedCall
+from beatsync.engine.media.forked import ForkedCall
+from beatsync.engine.output.render import start_audio
 from beatsync.engine.piece import Piece
-from beatsync.engine.render import start_audio
 
-audiosource = importlib.import_module("beatsync.engine.audiosource")
-audiotrack = importlib.import_module("beatsync.engine.audiotrack")
-videocopy = importlib.import_module("beatsync.engine.videocopy")
+audiosource = importlib.import_module("beatsync.engine.media.audiosource")
+audiotrack = importlib.import_module("beatsync.engine.output.audiotrack")
+videocopy = importlib.import_module("beatsync.engine.output.videocopy")
 
 FPS = 30
 TB = Fraction(1, 15360)
@@ -812,7 +812,9 @@ def test_early_audio_is_only_a_head_start_whatever_goes_wrong(
     def broken(job: object) -> None:
         raise ValueError("unexpected")
 
-    monkeypatch.setattr(importlib.import_module("beatsync.engine.render")._Job, "copy_plan", broken)
+    monkeypatch.setattr(
+        importlib.import_module("beatsync.engine.output.render")._Job, "copy_plan", broken
+    )
     dance, bgm = render_media["h264"], render_media["bgm"]
     with start_audio(dance, bgm, mapping=Mapping(1.7), cut=Cut(2.45, 6.3, "music", "music")) as e:
         assert e.take() is None

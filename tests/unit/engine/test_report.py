@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 import beatsync
-from beatsync.engine.align import Alignment, Candidate, Mapping, WindowTrack
+from beatsync.engine.alignment.align import Alignment, Candidate, Mapping, WindowTrack
+from beatsync.engine.alignment.span import MusicSpan
+from beatsync.engine.cut.trim import REASONS, Cut, EdgeEvidence
 from beatsync.engine.errors import ProcessingError
-from beatsync.engine.piece import Piece
-from beatsync.engine.pipeline import StageTiming, SyncResult
-from beatsync.engine.probe import AudioInfo, MediaInfo, VideoInfo
-from beatsync.engine.render import RenderedOutput
-from beatsync.engine.report import (
+from beatsync.engine.media.probe import AudioInfo, MediaInfo, VideoInfo
+from beatsync.engine.output.render import RenderedOutput
+from beatsync.engine.output.report import (
     REPORT_SCHEMA_VERSION,
     Adjustment,
     describe_adjustment,
@@ -28,8 +28,8 @@ from beatsync.engine.report import (
     window_residuals_ms,
     write_report,
 )
-from beatsync.engine.span import MusicSpan
-from beatsync.engine.trim import REASONS, Cut, EdgeEvidence
+from beatsync.engine.piece import Piece
+from beatsync.engine.pipeline import StageTiming, SyncResult
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "docs" / "report-schema.json"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from beatsync.engine.resample import PolyphaseResampler, kaiser_lowpass, resample_poly
+from beatsync.engine.output.resample import PolyphaseResampler, kaiser_lowpass, resample_poly
 
 
 def drift_ratio(rate: int, scale: float) -> tuple[int, int]:

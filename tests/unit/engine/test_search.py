@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-search = importlib.import_module("beatsync.engine.search")
+search = importlib.import_module("beatsync.engine.alignment.search")
 
 RATE = 100  # feature frames per second
 

@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from beatsync.engine.audiosource import OUTPUT_RATE, Source
-from beatsync.engine.stretch import StretchedSource, stretch
+from beatsync.engine.media.audiosource import OUTPUT_RATE, Source
+from beatsync.engine.output.stretch import StretchedSource, stretch
 
 RATE = OUTPUT_RATE
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from beatsync.engine.decode import decode_audio
-from beatsync.engine.features import signal_band_features
-from beatsync.engine.tempo import pitch_ratios, speed_guesses, tempo_ratios
+from beatsync.engine.alignment.features import signal_band_features
+from beatsync.engine.alignment.tempo import pitch_ratios, speed_guesses, tempo_ratios
+from beatsync.engine.media.decode import decode_audio
 
 
 def _guesses(case):  # type: ignore[no-untyped-def]

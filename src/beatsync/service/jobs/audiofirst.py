@@ -28,10 +28,10 @@ from typing import Any, cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
-from beatsync.engine.clientframes import THUMB_BYTES, FramesUnavailableError, split_thumbnails
+from beatsync.engine.cut.clientframes import THUMB_BYTES, FramesUnavailableError, split_thumbnails
+from beatsync.engine.cut.picture import Thumb
 from beatsync.engine.errors import ManifestError
-from beatsync.engine.manifest import Manifest, ManifestLimits, parse_manifest
-from beatsync.engine.picture import Thumb
+from beatsync.engine.media.manifest import Manifest, ManifestLimits, parse_manifest
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload
 from beatsync.service.db.models import utcnow

@@ -66,10 +66,10 @@ JobTarget = Callable[[str, Settings], object]
 # Imported once by the fork server, shared by every child: what a job would import anyway.
 PRELOAD = (
     "beatsync.engine",
-    "beatsync.engine.align",
-    "beatsync.engine.plot",
-    "beatsync.engine.poster",
-    "beatsync.engine.report",
+    "beatsync.engine.alignment.align",
+    "beatsync.engine.output.plot",
+    "beatsync.engine.output.poster",
+    "beatsync.engine.output.report",
     "matplotlib.figure",
     "matplotlib.backends.backend_agg",
     "matplotlib.font_manager",

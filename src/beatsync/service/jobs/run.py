@@ -42,10 +42,10 @@ from sqlalchemy import Table, select, update
 
 from beatsync.engine import Mapping, Piece, RenderParams, SyncOptions, SyncResult, sync
 from beatsync.engine.audiofirst import AudioFirstResult, sync_audio_first
-from beatsync.engine.clientframes import split_thumbnails
+from beatsync.engine.cut.clientframes import split_thumbnails
 from beatsync.engine.errors import BeatSyncError
-from beatsync.engine.manifest import ManifestLimits, parse_manifest
-from beatsync.engine.report import report_dict
+from beatsync.engine.media.manifest import ManifestLimits, parse_manifest
+from beatsync.engine.output.report import report_dict
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
 from beatsync.service.db.models import utcnow

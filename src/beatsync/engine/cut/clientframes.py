@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ManifestError, ProcessingError
-from .movtime import VideoTimeline, seek_packet
+from ..errors import ManifestError, ProcessingError
+from ..media.movtime import VideoTimeline, seek_packet
 from .picture import THUMB_SIZE, Thumb
 
 __all__ = [

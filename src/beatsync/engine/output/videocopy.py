@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from .errors import ProcessingError
-from .probe import open_media
+from ..errors import ProcessingError
+from ..media.probe import open_media
 
 if TYPE_CHECKING:
     from av.container import InputContainer

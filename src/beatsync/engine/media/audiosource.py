@@ -22,9 +22,9 @@ import numpy as np
 from av.stream import Discard
 from numpy.typing import NDArray
 
-from .errors import ProcessingError
+from ..errors import ProcessingError
+from ..output.resample import PolyphaseResampler, kaiser_lowpass
 from .probe import AudioInfo, open_media
-from .resample import PolyphaseResampler, kaiser_lowpass
 
 if TYPE_CHECKING:
     from av.audio.stream import AudioStream

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..piece import Piece
 from .fine import Fit, Signals, WindowTrack
-from .piece import Piece
 from .pieces import Stretch, join_stretches
 from .presence import music_span
 from .span import EdgeEvidence, MusicSpan

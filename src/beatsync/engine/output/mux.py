@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from .audiosource import OUTPUT_RATE
+from ..errors import ProcessingError
+from ..media.audiosource import OUTPUT_RATE
 from .audiotrack import AAC_FRAME, AudioPlan, AudioTrack
-from .errors import ProcessingError
 from .videocopy import FAR, dts_of, pts_of
 
 if TYPE_CHECKING:

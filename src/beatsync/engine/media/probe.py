@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import av.error
 
-from .errors import (
+from ..errors import (
     InvalidFormatError,
     MediaNotFoundError,
     NoAudioTrackError,

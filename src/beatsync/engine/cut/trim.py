@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import AlignmentError, OptionsError
-from .mapping import Mapping
+from ..alignment.span import CERTAIN, EdgeEvidence, MusicSpan
+from ..errors import AlignmentError, OptionsError
+from ..mapping import Mapping
+from ..media.probe import MediaInfo
+from ..piece import Piece
 from .picture import FrameSource, good_picture_span
-from .piece import Piece
-from .probe import MediaInfo
-from .span import CERTAIN, EdgeEvidence, MusicSpan
 
 __all__ = ["REASONS", "Cut", "EdgeEvidence", "find_cut"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .mapping import Mapping
+from ..mapping import Mapping
 
 __all__ = ["AGREE_PROMINENCE", "fit_line"]
 

@@ -22,7 +22,7 @@ import av
 import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 
-from .audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
+from ..media.audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
 from .stretch import StretchedSource
 
 if TYPE_CHECKING:

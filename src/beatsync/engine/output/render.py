@@ -26,22 +26,22 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from .audiosource import OUTPUT_RATE, DecodedStream, Source
-from .audiotrack import AAC_FRAME, AudioPlan, AudioTrack
-from .errors import (
+from ..cut.trim import Cut
+from ..errors import (
     BeatSyncError,
     NoAudioTrackError,
     NoVideoTrackError,
     OptionsError,
     ProcessingError,
 )
-from .mapping import Mapping
+from ..mapping import Mapping
+from ..media.audiosource import OUTPUT_RATE, DecodedStream, Source
+from ..media.probe import MediaInfo, VideoInfo
+from ..piece import Piece
+from .audiotrack import AAC_FRAME, AudioPlan, AudioTrack
 from .mux import Muxer, Progress, Reporter, VideoOut, WrittenVideo
 from .outfile import part_path, publish
-from .piece import Piece
-from .probe import MediaInfo, VideoInfo
 from .reencode import reencode_video
-from .trim import Cut
 from .videocopy import RunSelector, dts_of, end_of_run, from_keyframe, pts_of, video_stream
 
 if TYPE_CHECKING:

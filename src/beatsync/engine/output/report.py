@@ -21,14 +21,13 @@ from numpy.typing import NDArray
 
 from beatsync import __version__
 
-from .errors import ProcessingError
-from .piece import Piece, bgm_times
+from ..errors import ProcessingError
+from ..piece import Piece, bgm_times
 
 if TYPE_CHECKING:
-    # The pipeline imports this module to write its report; only type checkers see the cycle.
-    from .align import Alignment, Mapping, WindowTrack
-    from .pipeline import SyncResult
-    from .probe import MediaInfo
+    from ..alignment.align import Alignment, Mapping, WindowTrack
+    from ..media.probe import MediaInfo
+    from ..result import SyncResult
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",

@@ -23,11 +23,11 @@ from numpy.typing import NDArray
 
 from beatsync import __version__
 
-from .errors import ProcessingError
+from ..errors import ProcessingError
 from .report import describe_adjustment, window_residuals_ms, write_atomically
 
 if TYPE_CHECKING:
-    from .pipeline import SyncResult
+    from ..result import SyncResult
 
 __all__ = ["PLOT_DPI", "PLOT_SIZE_IN", "plot_title", "write_plot"]
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .decode import Audio
+from ..mapping import Mapping
+from ..media.decode import Audio
+from ..piece import Piece
 from .features import FEATURE_RATE
 from .fine import Fit, Signals, assess, measure
 from .linefit import AGREE_PROMINENCE, fit_line
-from .mapping import Mapping
-from .piece import Piece
 from .seam import find_seam
 from .search import coarse_lines
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from .decode import decoded_frames
-from .errors import BeatSyncError, NoVideoTrackError, OptionsError, ProcessingError
-from .probe import MediaInfo, open_media
+from ..errors import BeatSyncError, NoVideoTrackError, OptionsError, ProcessingError
+from ..media.decode import decoded_frames
+from ..media.probe import MediaInfo, open_media
 from .report import write_atomically
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ from concurrent.futures import Executor
 import numpy as np
 from numpy.typing import NDArray
 
+from ..mapping import Mapping
 from .fine import Fit, Signals, frame_track, kept_agreement
 from .gcc import frame_agreement
-from .mapping import Mapping
 from .span import EDGE_SLACK_S, EdgeEvidence, MusicSpan
 
 __all__ = ["band_power", "music_edges", "music_span"]

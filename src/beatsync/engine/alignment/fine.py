@@ -20,10 +20,10 @@ from fractions import Fraction
 import numpy as np
 from numpy.typing import NDArray
 
-from .decode import Audio
+from ..mapping import Mapping
+from ..media.decode import Audio
 from .gcc import FrameTrack, GccResult, frame_peaks, window_lags
 from .linefit import AGREE_PROMINENCE, fit_line
-from .mapping import Mapping
 from .search import Line
 
 __all__ = [

@@ -20,7 +20,7 @@ import av.error
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import InvalidFormatError, NoAudioTrackError
+from ..errors import InvalidFormatError, NoAudioTrackError
 from .probe import open_media
 
 __all__ = ["Audio", "decode_audio", "decoded_frames"]

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .errors import ProcessingError
+from ..errors import ProcessingError
 
 __all__ = ["ForkedCall", "can_fork"]
 

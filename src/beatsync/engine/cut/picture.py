@@ -21,7 +21,7 @@ import av.error
 import numpy as np
 from numpy.typing import NDArray
 
-from .probe import MediaInfo, open_media
+from ..media.probe import MediaInfo, open_media
 
 __all__ = ["THUMB_SIZE", "FileFrames", "FrameSource", "Thumb", "good_picture_span"]
 

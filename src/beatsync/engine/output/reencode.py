@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
-from .errors import ProcessingError
+from ..errors import ProcessingError
+from ..media.probe import VideoInfo
 from .mux import Muxer, VideoOut, WrittenVideo
-from .probe import VideoInfo
 from .videocopy import dts_of, end_of_run, from_keyframe, video_stream
 
 if TYPE_CHECKING:

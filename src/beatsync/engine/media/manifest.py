@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 __all__ = [
     "MANIFEST_VERSION",

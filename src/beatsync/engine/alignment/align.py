@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .decode import Audio, decode_audio
+from ..errors import MusicMismatchError
+from ..mapping import Mapping
+from ..media.decode import Audio, decode_audio
+from ..piece import Piece, bgm_times
 from .direct import direct_sound
 from .edit import assemble, finish
-from .errors import MusicMismatchError
 from .features import (
     FEATURE_RATE,
     band_features,
@@ -33,8 +35,6 @@ from .features import (
     signal_band_features,
 )
 from .fine import Fit, Signals, WindowTrack, measure_mapping, refine
-from .mapping import Mapping
-from .piece import Piece, bgm_times
 from .pieces import Stretch, find_stretches
 from .presence import music_span
 from .search import Line, Speed, coarse_lines

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pedalboard
 
-from .audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
+from ..media.audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
 
 __all__ = ["StretchedSource", "stretch"]
 

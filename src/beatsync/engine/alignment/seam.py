@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .decode import Audio
+from ..mapping import Mapping
+from ..media.decode import Audio
 from .fine import Signals, frame_track
 from .gcc import frame_agreement
-from .mapping import Mapping
 
 __all__ = ["find_seam"]
 

@@ -1,0 +1,1 @@
+"""The cut: which span of the video to keep (music, reference, picture)."""
