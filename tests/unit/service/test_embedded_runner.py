@@ -409,7 +409,9 @@ def test_children_end_when_the_api_process_dies(
 
     api.kill()  # a crash: no stop(), no cleanup
     assert api.wait() == -signal.SIGKILL
-    wait_for(lambda: ended(child), 1.0, "the orphaned child stopped")
+    # Within seconds, not at once: the child notices its parent's death, then removes its
+    # scratch folder, on a machine that may be busy with other tests.
+    wait_for(lambda: ended(child), 5.0, "the orphaned child stopped")
 
     job = env.row(job_id)
     assert (job.status, job.attempts) == ("running", 1)  # for recovery to decide
