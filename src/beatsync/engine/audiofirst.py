@@ -43,7 +43,8 @@ from .pipeline import (
     _decode_reference,
     _Progress,
     _reference_memory,
-    _write_artifacts,
+    align_step,
+    write_artifacts,
 )
 
 if TYPE_CHECKING:
@@ -300,23 +301,12 @@ def sync_audio_first(
         with progress.stage("decode", "decoding the audio"):
             dance_audio = decode_audio(dance.path)
             bgm_audio, collected = _decode_reference(bgm_info.path, decoded)
-            from .alignment.align import AlignParams, align_signals, assess_mapping
         reference = None
         if decoded is not None and collected is not None:
             decoded.span, reference = collected, decoded
         with progress.stage("align", "finding the music in the recording"):
-            if opts.pieces:
-                main = max(opts.pieces, key=lambda p: p.duration).mapping
-                alignment = assess_mapping(dance_audio, bgm_audio, main, pieces=opts.pieces)
-            elif opts.mapping is not None:
-                alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
-            else:
-                alignment = align_signals(
-                    dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
-                )
+            alignment, mapping, pieces = align_step(dance_audio, bgm_audio, opts)
             del dance_audio, bgm_audio
-            mapping = alignment.mapping.nudged(opts.nudge_ms)
-            pieces = tuple(p.nudged(opts.nudge_ms) for p in alignment.parts)
         frames = ClientFrames(tl, keyframes, fetch)
         with progress.stage("trim", "choosing the cut"):
             args: dict[str, Any] = {
@@ -372,11 +362,7 @@ def sync_audio_first(
         timings=tuple(progress.timings),
         pieces=pieces,
     )
-    try:
-        result = _write_artifacts(result, report=report, plot=plot, poster=None)
-    except BaseException:
-        out_path.unlink(missing_ok=True)
-        raise
+    result = write_artifacts(result, out_path, report=report, plot=plot, poster=None)
     progress.report("done", 1.0, "done")
     log.info(
         "audio track %s: offset %.4f s, confidence %.2f, samples %d–%d",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import logging
 import os
 import time
@@ -26,7 +27,7 @@ from .piece import Piece
 from .result import StageTiming, SyncResult
 
 if TYPE_CHECKING:
-    pass
+    from .alignment.align import Alignment
 
 __all__ = ["STAGES", "ProgressCallback", "StageTiming", "SyncOptions", "SyncResult", "sync"]
 
@@ -161,25 +162,14 @@ def sync(
             dance_audio = decode_audio(dance_info.path)
             progress.report("decode", 0.5, "decoding the audio")
             # SciPy loads while the child may still be decoding.
-            from .alignment.align import AlignParams, align_signals, assess_mapping
-
+            importlib.import_module(".alignment.align", __package__)
             bgm_audio, collected = bgm_decoding.result()
         reference = None
         if decoded is not None and collected is not None:
             decoded.span, reference = collected, decoded
         with progress.stage("align", "finding the music in the recording"):
-            if opts.pieces:
-                main = max(opts.pieces, key=lambda p: p.duration).mapping
-                alignment = assess_mapping(dance_audio, bgm_audio, main, pieces=opts.pieces)
-            elif opts.mapping is not None:
-                alignment = assess_mapping(dance_audio, bgm_audio, opts.mapping)
-            else:
-                alignment = align_signals(
-                    dance_audio, bgm_audio, params=AlignParams(offset_hint=opts.offset)
-                )
+            alignment, mapping, pieces = align_step(dance_audio, bgm_audio, opts)
             del dance_audio, bgm_audio
-            mapping = alignment.mapping.nudged(opts.nudge_ms)
-            pieces = tuple(p.nudged(opts.nudge_ms) for p in alignment.parts)
         cut_for = functools.partial(
             find_cut,
             dance_info,
@@ -229,11 +219,7 @@ def sync(
         timings=tuple(progress.timings),
         pieces=pieces,
     )
-    try:
-        result = _write_artifacts(result, report=report, plot=plot, poster=poster)
-    except BaseException:
-        out_path.unlink(missing_ok=True)
-        raise
+    result = write_artifacts(result, out_path, report=report, plot=plot, poster=poster)
     progress.report("done", 1.0, "done")
     log.info(
         "synced %s: offset %.4f s, drift %.1f ppm, confidence %.2f, cut %.3f–%.3f s",
@@ -245,6 +231,41 @@ def sync(
         cut.end,
     )
     return result
+
+
+def align_step(
+    dance: Audio, bgm: Audio, opts: SyncOptions
+) -> tuple[Alignment, Mapping, tuple[Piece, ...]]:
+    """The alignment the options ask for (a search, or an earlier answer assessed), with the
+    main mapping and every piece nudged as they will be rendered."""
+    from .alignment.align import AlignParams, align_signals, assess_mapping
+
+    if opts.pieces:
+        main = max(opts.pieces, key=lambda p: p.duration).mapping
+        alignment = assess_mapping(dance, bgm, main, pieces=opts.pieces)
+    elif opts.mapping is not None:
+        alignment = assess_mapping(dance, bgm, opts.mapping)
+    else:
+        alignment = align_signals(dance, bgm, params=AlignParams(offset_hint=opts.offset))
+    pieces = tuple(p.nudged(opts.nudge_ms) for p in alignment.parts)
+    return alignment, alignment.mapping.nudged(opts.nudge_ms), pieces
+
+
+def write_artifacts(
+    result: SyncResult,
+    out: Path,
+    *,
+    report: str | os.PathLike[str] | None,
+    plot: str | os.PathLike[str] | None,
+    poster: str | os.PathLike[str] | None,
+) -> SyncResult:
+    """Write the report, plot and poster asked for; on failure none of them, nor ``out``, is
+    left behind."""
+    try:
+        return _write_artifacts(result, report=report, plot=plot, poster=poster)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
 
 
 def _write_artifacts(
