@@ -388,6 +388,11 @@ def _pieces(r: CaseResult) -> str:
     return f"{r.pieces_found}/{r.pieces_true}: " + ", ".join(cells)
 
 
+def bar_rows(bars: Sequence[tuple[str, str, str, bool]]) -> list[str]:
+    """A results table's rows, one a bar: name, measured, target and PASS or FAIL."""
+    return [f"| {n} | {m} | {t} | {'PASS' if ok else 'FAIL'} |" for n, m, t, ok in bars]
+
+
 def machine() -> str:
     model = ""
     try:
@@ -444,7 +449,7 @@ def render_section(results: Sequence[CaseResult], summary: Summary, command: str
         "",
         "| bar | measured | target | result |",
         "|---|---|---|---|",
-        *(f"| {n} | {m} | {t} | {'PASS' if ok else 'FAIL'} |" for n, m, t, ok in summary.bars()),
+        *bar_rows(summary.bars()),
         "",
         f"Overall: **{'PASS' if summary.passed and not failed else 'FAIL'}**. "
         f"{summary.points} sync points, {summary.unmeasurable} unmeasurable; worst cut-edge "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from beatsync.testkit import BuiltCase, CaseSpec, Room, build_case
 from beatsync.testkit.music import MEDLEY_PREFIX
-from speed import Check, Run, check_output, checked, run_child
+from speed import Check, Run, check_output, checked, floor_argv, run_child, sync_argv
 
 BENCH = Path(__file__).resolve().parent
 MEDIA = BENCH / ".media" / "scaling"
@@ -113,13 +113,6 @@ def build(minutes: float) -> tuple[BuiltCase, BuiltCase]:
     )
 
 
-def sync_argv(dance: Path, bgm: Path, out: Path) -> list[str]:
-    script = Path(sys.executable).with_name("beatsync")
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "beatsync"]
-    return [*command, "sync", str(dance), str(bgm), "-o", str(out),
-            "--report", str(out.with_suffix(".json")), "-q"]  # fmt: skip
-
-
 def refused(run: Run) -> Run:
     if run.returncode != 4:
         raise SystemExit(
@@ -167,9 +160,7 @@ def measure(minutes: float, rounds: int) -> Row:
     out = OUT / f"{minutes:g}min.mp4"
     accept_argv = sync_argv(true_pair.dance, true_pair.bgm, out)
     refuse_argv = sync_argv(true_pair.dance, other.bgm, OUT / f"{minutes:g}min-refused.mp4")
-    speed_script = BENCH / "speed.py"
-    floor = [sys.executable, str(speed_script), "--floor", str(true_pair.dance),
-             str(true_pair.bgm), str(OUT / "floor.mp4")]  # fmt: skip
+    floor = floor_argv(true_pair.dance, true_pair.bgm, OUT / "floor.mp4")
     checked(run_child("floor", floor))
     checked(run_child("sync", accept_argv))
     refused(run_child("refusal", refuse_argv))
@@ -232,7 +223,7 @@ def bars(rows: Sequence[Row]) -> list[tuple[str, str, str, bool]]:
 def render_section(
     rows: Sequence[Row], command: str, load: tuple[float, float]
 ) -> tuple[str, bool]:
-    from accuracy import commit, machine
+    from accuracy import bar_rows, commit, machine
 
     checks = bars(rows)
     passed = all(ok for *_, ok in checks)
@@ -251,7 +242,7 @@ def render_section(
         "",
         "| bar | measured | target | result |",
         "|---|---|---|---|",
-        *(f"| {n} | {m} | {t} | {'PASS' if ok else 'FAIL'} |" for n, m, t, ok in checks),
+        *bar_rows(checks),
         "",
         f"Overall: **{'PASS' if passed else 'FAIL'}**.",
         "",

@@ -124,16 +124,9 @@ def run_child(kind: str, argv: Sequence[str]) -> Run:
         )
 
 
-def floor_argv(case: BuiltCase) -> list[str]:
-    out = OUT / "floor.mp4"
-    return [
-        sys.executable,
-        str(Path(__file__)),
-        "--floor",
-        str(case.dance),
-        str(case.bgm),
-        str(out),
-    ]
+def floor_argv(dance: Path, bgm: Path, out: Path) -> list[str]:
+    """This script's floor on ``dance`` and ``bgm``, remuxing into ``out``, as a child."""
+    return [sys.executable, str(Path(__file__)), "--floor", str(dance), str(bgm), str(out)]
 
 
 # What `beatsync sync` imports before its first stage starts, timed alone.
@@ -144,13 +137,12 @@ IMPORTS_ARGV = [
 ]
 
 
-def cli_argv(case: BuiltCase) -> list[str]:
+def sync_argv(dance: Path, bgm: Path, out: Path) -> list[str]:
+    """``beatsync sync`` of ``dance`` and ``bgm`` into ``out``, its report beside it."""
     script = Path(sys.executable).with_name("beatsync")
     command = [str(script)] if script.is_file() else [sys.executable, "-m", "beatsync"]
-    return [
-        *command, "sync", str(case.dance), str(case.bgm),
-        "-o", str(OUT / "out.mp4"), "--report", str(OUT / "report.json"), "-q",
-    ]  # fmt: skip
+    return [*command, "sync", str(dance), str(bgm), "-o", str(out),
+            "--report", str(out.with_suffix(".json")), "-q"]  # fmt: skip
 
 
 def checked(run: Run) -> Run:
@@ -222,7 +214,7 @@ def render_section(
     command: str,
     load: tuple[float, float],
 ) -> tuple[str, bool]:
-    from accuracy import commit, machine
+    from accuracy import bar_rows, commit, machine
 
     f_med, f_min = _stats([r.wall_s for r in floors])
     c_med, c_min = _stats([r.wall_s for r in clis])
@@ -259,7 +251,7 @@ def render_section(
         "",
         "| bar | measured | target | result |",
         "|---|---|---|---|",
-        *(f"| {n} | {m} | {t} | {'PASS' if ok else 'FAIL'} |" for n, m, t, ok in bars),
+        *bar_rows(bars),
         "",
         f"Overall: **{'PASS' if passed else 'FAIL'}**.",
         "",
@@ -321,22 +313,24 @@ def measure(rounds: int) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
 
-    checked(run_child("floor", floor_argv(case)))
-    checked(run_child("beatsync sync", cli_argv(case)))
+    floor_run = floor_argv(case.dance, case.bgm, OUT / "floor.mp4")
+    sync_run = sync_argv(case.dance, case.bgm, OUT / "out.mp4")
+    checked(run_child("floor", floor_run))
+    checked(run_child("beatsync sync", sync_run))
     floors: list[Run] = []
     clis: list[Run] = []
     imports: list[Run] = []
     stages: dict[str, list[float]] = {}
     floor_parts: dict[str, list[float]] = {}
     for i in range(rounds):
-        f = checked(run_child("floor", floor_argv(case)))
-        c = checked(run_child("beatsync sync", cli_argv(case)))
+        f = checked(run_child("floor", floor_run))
+        c = checked(run_child("beatsync sync", sync_run))
         imports.append(checked(run_child("imports", IMPORTS_ARGV)))
         floors.append(f)
         clis.append(c)
         for key, value in json.loads(f.stdout).items():
             floor_parts.setdefault(key, []).append(value)
-        report = json.loads((OUT / "report.json").read_text())
+        report = json.loads((OUT / "out.json").read_text())
         for timing in report["timings"]["stages"]:
             stages.setdefault(timing["stage"], []).append(timing["seconds"])
         print(
