@@ -17,7 +17,7 @@ from typing import Any
 import av
 import numpy as np
 
-from .mp4box import _boxes, _child, _read_moov
+from .mp4box import _boxes, _child, _elst, _read_moov
 
 __all__ = [
     "THUMB_SIZE",
@@ -72,18 +72,7 @@ def _track_info(data: bytes, s: int, e: int) -> dict[str, Any]:
     edits = None
     edts = _child(data, s, e, "edts")
     if edts is not None and (elst := _child(data, *edts, "elst")) is not None:
-        v, count, pos = data[elst[0]], _u32(data, elst[0] + 4), elst[0] + 8
-        edits = []
-        for _ in range(count):
-            if v == 1:
-                duration, media_time = struct.unpack(">Qq", data[pos : pos + 16])
-                pos += 16
-            else:
-                duration, media_time = struct.unpack(">Ii", data[pos : pos + 8])
-                pos += 8
-            whole, frac = struct.unpack(">hh", data[pos : pos + 4])
-            pos += 4
-            edits.append([duration, media_time, whole + frac / 65536])
+        edits = [[e.duration, e.media_time, e.rate] for e in _elst(data, elst[0])]
     info: dict[str, Any] = {
         "track_id": track_id,
         "handler": handler,
