@@ -52,6 +52,10 @@ const MESSAGES = {
   UNSUPPORTED_FILE: "不支持这种文件，请选择视频或音频文件。",
   NEEDS_VIDEO: "课堂视频需要是视频文件，请重新选择。",
   ALBUM_DENIED: "没有保存到相册的权限，请在设置中允许“保存到相册”。",
+  PRIVACY_DENIED: "需要你同意《隐私保护指引》后才能选择视频和保存到相册。",
+  PHONE_STORAGE_FULL: "手机上给小程序的存储空间不够，请清理后重试。",
+  DOWNLOAD_TOO_LARGE: "视频超过 200 MB，微信无法下载，可以改为生成 720p 版本。",
+  ASSEMBLE_FAILED: "无法在手机上合成视频，请重试或改用服务器合成。",
   DOWNLOAD_FAILED: "视频下载失败，请稍后重试。",
   SAVE_FAILED: "保存到相册失败，请稍后重试。",
   SHARE_FAILED: "分享失败，请稍后重试。",
@@ -132,12 +136,61 @@ function fromResponse(response) {
   return new ApiError(response.statusCode, code, message, { body });
 }
 
-/** An ApiError from a wx call's fail result ({errMsg}): the network, a timeout, an abort. */
+// WeChat's unified error numbers (`errno` of a fail result, PublicErrno in its documentation):
+// seven digits, the first two the API's category, for the failures the phone must tell apart.
+// errMsg texts differ between Android, iOS and versions, so they are only a fallback.
+const ERRNO = {
+  TIMEOUT: 5,
+  AUTH_DENY: 103,
+  PRIVACY_NOT_AUTHORIZED: 104,
+  PRIVACY_NOT_DECLARED: 112,
+  TOO_MANY_TASKS: 600009,
+  DOWNLOAD_TOO_LARGE: 603300,
+  NO_SUCH_FILE: 1300002,
+  STORAGE_FULL: 1300202,
+};
+
+/** The code of a wx fail result: by its errno where it has one, else by its errMsg. */
+function failureCode(failure) {
+  const errno = failure && Number(failure.errno);
+  const text = String((failure && failure.errMsg) || failure || "");
+  switch (errno) {
+    case ERRNO.TIMEOUT:
+      return "REQUEST_TIMEOUT";
+    case ERRNO.AUTH_DENY:
+      return "ALBUM_DENIED";
+    case ERRNO.PRIVACY_NOT_AUTHORIZED:
+    case ERRNO.PRIVACY_NOT_DECLARED:
+      return "PRIVACY_DENIED";
+    case ERRNO.TOO_MANY_TASKS:
+      return "NETWORK";
+    case ERRNO.DOWNLOAD_TOO_LARGE:
+      return "DOWNLOAD_TOO_LARGE";
+    case ERRNO.NO_SUCH_FILE:
+      return "FILE_READ_FAILED";
+    case ERRNO.STORAGE_FULL:
+      return "PHONE_STORAGE_FULL";
+    default:
+      break;
+  }
+  if (/abort/i.test(text)) return "ABORTED";
+  if (/cancel/i.test(text)) return "CANCELED";
+  if (/privacy/i.test(text)) return "PRIVACY_DENIED";
+  if (/time\s*out|timed out/i.test(text)) return "REQUEST_TIMEOUT";
+  if (/exceed max file size/i.test(text)) return "DOWNLOAD_TOO_LARGE";
+  if (/storage limit is exceeded/i.test(text)) return "PHONE_STORAGE_FULL";
+  if (/auth den/i.test(text)) return "ALBUM_DENIED";
+  return null;
+}
+
+/** An ApiError from a wx call's fail result ({errMsg, errno}): the network, a timeout, an abort. */
 function fromFailure(failure) {
   const text = String((failure && failure.errMsg) || failure || "");
-  if (/abort/i.test(text)) return new ApiError(0, "ABORTED", null);
-  if (/time\s*out|timed out/i.test(text)) return new ApiError(0, "REQUEST_TIMEOUT", null);
-  return new ApiError(0, "NETWORK", null, { body: { errMsg: text } });
+  const code = failureCode(failure);
+  if (code === "ABORTED" || code === "REQUEST_TIMEOUT") return new ApiError(0, code, null);
+  return new ApiError(0, code && code !== "CANCELED" ? code : "NETWORK", null, {
+    body: { errMsg: text, errno: failure && failure.errno },
+  });
 }
 
 /** {code, message} of anything thrown, for the user: plain Chinese, never a stack trace. */
@@ -160,8 +213,10 @@ function localError(code, params) {
 
 module.exports = {
   ApiError,
+  ERRNO,
   MESSAGES,
   describe,
+  failureCode,
   fromFailure,
   fromResponse,
   localError,

@@ -1,8 +1,23 @@
 // A `wx` for component and page tests: requests go to a FakeService (asynchronously, like the
 // real thing), files live in memory, pickers and dialogs answer what the test set, and every
-// call the mini-program makes is recorded for the test to check.
+// call the mini-program makes is recorded for the test to check. WeChat's limits hold here as
+// on a phone (wx-rules.js): reads over 100 MB, downloads over 200 MB, an 11th request at once,
+// a request past its timeout, user files past 200 MB, sharing outside a tap and calls the user
+// has not agreed to in the privacy guide all fail with WeChat's errMsg and errno.
 
 const { FakeService } = require("./fake-service.js");
+const { LIMITS, PRIVACY_APIS, USER_DATA_PATH, fail } = require("./wx-rules.js");
+
+let activeFake = null;
+
+/** Mark what runs now, until the next task, as inside a user's tap (for the active fake wx). */
+function userTap() {
+  if (!activeFake) return;
+  activeFake.gesture = true;
+  setTimeout(() => {
+    if (activeFake) activeFake.gesture = false;
+  }, 0);
+}
 
 function toArrayBuffer(buffer) {
   return buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
@@ -65,10 +80,14 @@ class FakeSocket {
 
 /**
  * @param {object} [options] service (a FakeService), autoOpenSockets (default true: a socket
- *   opens and sends the job at once, as the service does)
+ *   opens and sends the job at once, as the service does), limits (some of wx-rules' LIMITS
+ *   made smaller for a test), timeScale (request timeouts run this much faster; default 1),
+ *   privacy ("agreed", the default, or "pending": the privacy APIs wait for the user)
  */
 function createFakeWx(options) {
   const opts = options || {};
+  const limits = Object.assign({}, LIMITS, opts.limits || {});
+  const timeScale = opts.timeScale || 1;
   const service = opts.service || new FakeService();
   const storage = new Map();
   const files = new Map();
@@ -81,6 +100,18 @@ function createFakeWx(options) {
     authorize: true,
     showModal: { confirm: true, cancel: false },
     saveVideo: null, // {errMsg} to fail
+    downloadBytes: 10, // the size of every file wx.downloadFile fetches
+    stall: null, // (url, method) => true: that request never gets an answer
+    privacyChoice: "agree", // WeChat's own privacy popup, when the page shows none
+    subscribe: "accept", // the answer to wx.requestSubscribeMessage
+  };
+  const state = {
+    privacy: opts.privacy || "agreed",
+    privacyHandler: null,
+    inFlight: 0,
+    keepScreenOn: false,
+    networkHandlers: [],
+    gesture: false,
   };
   const sockets = [];
   const descriptors = new Map();
@@ -103,6 +134,19 @@ function createFakeWx(options) {
     });
   }
 
+  function isUserFile(path) {
+    return String(path).startsWith(`${USER_DATA_PATH}/`);
+  }
+
+  /** Bytes of the user files, with `path` counted as `size` bytes. */
+  function userBytesWith(path, size) {
+    let total = 0;
+    for (const [name, data] of files) {
+      if (isUserFile(name) && name !== path) total += data.length;
+    }
+    return total + (isUserFile(path) ? size : 0);
+  }
+
   const fs = {
     readFile(options) {
       record("readFile", {
@@ -112,12 +156,31 @@ function createFakeWx(options) {
       });
       const data = files.get(options.filePath);
       if (!data) {
-        answer(null, { errMsg: "readFile:fail no such file or directory" }, options);
+        answer(null, fail.noSuchFile("readFile", options.filePath), options);
         return;
       }
       const start = options.position || 0;
       const end = options.length != null ? start + options.length : data.length;
+      if (end - start > limits.readFileBytes) {
+        answer(null, fail.readTooLarge("readFile"), options);
+        return;
+      }
       answer(null, { data: toArrayBuffer(data.subarray(start, end)) }, options);
+    },
+    writeFile(options) {
+      record("writeFile", { filePath: options.filePath });
+      const bytes = Buffer.from(options.data);
+      if (userBytesWith(options.filePath, bytes.length) > limits.userDataBytes) {
+        answer(null, fail.storageFull("writeFile"), options);
+        return;
+      }
+      files.set(options.filePath, bytes);
+      answer(null, {}, options);
+    },
+    unlink(options) {
+      record("unlink", { filePath: options.filePath });
+      const known = files.delete(options.filePath);
+      answer(null, known ? {} : fail.noSuchFile("unlink", options.filePath), options);
     },
     // Descriptors: open, read and write by position, close; a written file grows as needed.
     open(options) {
@@ -125,7 +188,7 @@ function createFakeWx(options) {
       const flag = options.flag || "r";
       if (flag === "w") files.set(options.filePath, Buffer.alloc(0));
       if (!files.has(options.filePath)) {
-        answer(null, { errMsg: "open:fail no such file or directory" }, options);
+        answer(null, fail.noSuchFile("open", options.filePath), options);
         return;
       }
       const fd = `fd${(nextFd += 1)}`;
@@ -137,7 +200,7 @@ function createFakeWx(options) {
       const data = d && files.get(d.path);
       answer(
         null,
-        data ? { stats: { size: data.length } } : { errMsg: "fstat:fail bad file descriptor" },
+        data ? { stats: { size: data.length } } : fail.badFd("fstat"),
         options,
       );
     },
@@ -145,7 +208,7 @@ function createFakeWx(options) {
       record("read", { fd: options.fd, position: options.position, length: options.length });
       const d = descriptors.get(options.fd);
       if (!d) {
-        answer(null, { errMsg: "read:fail bad file descriptor" }, options);
+        answer(null, fail.badFd("read"), options);
         return;
       }
       const data = files.get(d.path);
@@ -159,12 +222,17 @@ function createFakeWx(options) {
       record("write", { fd: options.fd, length: options.data.byteLength });
       const d = descriptors.get(options.fd);
       if (!d) {
-        answer(null, { errMsg: "write:fail bad file descriptor" }, options);
+        answer(null, fail.badFd("write"), options);
         return;
       }
       const bytes = Buffer.from(options.data);
       const start = options.position != null ? options.position : d.position;
       const data = files.get(d.path);
+      const size = Math.max(data.length, start + bytes.length);
+      if (userBytesWith(d.path, size) > limits.userDataBytes) {
+        answer(null, fail.storageFull("write"), options);
+        return;
+      }
       const grown = Buffer.alloc(Math.max(data.length, start + bytes.length));
       data.copy(grown);
       bytes.copy(grown, start);
@@ -175,19 +243,45 @@ function createFakeWx(options) {
     close(options) {
       record("close", { fd: options.fd });
       const known = descriptors.delete(options.fd);
-      answer(null, known ? {} : { errMsg: "close:fail bad file descriptor" }, options);
+      answer(null, known ? {} : fail.badFd("close"), options);
     },
     stat(options) {
       const data = files.get(options.path);
       answer(
         null,
-        data ? { stats: { size: data.length } } : { errMsg: "stat:fail no such file" },
+        data ? { stats: { size: data.length } } : fail.noSuchFile("stat", options.path),
         options,
       );
     },
   };
 
+  /**
+   * Run `proceed` once the user agreed to the privacy guide. Until then WeChat calls the page's
+   * onNeedPrivacyAuthorization handler (else shows its own popup, answered by
+   * answers.privacyChoice); a refusal fails the call with errno 104.
+   */
+  function withPrivacy(api, options, proceed) {
+    if (state.privacy === "agreed" || !PRIVACY_APIS.has(api)) {
+      proceed();
+      return;
+    }
+    const decide = (choice) => {
+      if (choice && choice.event === "agree") {
+        state.privacy = "agreed";
+        proceed();
+      } else {
+        answer(null, fail.privacy(api), options);
+      }
+    };
+    if (state.privacyHandler) {
+      later(() => state.privacyHandler((choice) => decide(choice), { referrer: api }));
+    } else {
+      later(() => decide({ event: answers.privacyChoice }));
+    }
+  }
+
   const wx = {
+    env: { USER_DATA_PATH },
     request(options) {
       record("request", {
         method: options.method,
@@ -197,36 +291,49 @@ function createFakeWx(options) {
         timeout: options.timeout,
       });
       let done = false;
+      const settle = (fn, result) => {
+        if (done) return;
+        done = true;
+        state.inFlight -= 1;
+        clearTimeout(timer);
+        if (fn) fn(result);
+      };
       const task = {
         abort() {
-          if (done) return;
-          done = true;
-          later(() => options.fail && options.fail({ errMsg: "request:fail abort" }));
+          later(() => settle(options.fail, { errMsg: "request:fail abort" }));
         },
       };
+      if (state.inFlight >= limits.concurrentRequests) {
+        done = true;
+        later(() => options.fail && options.fail(fail.tooManyTasks("request")));
+        return task;
+      }
+      state.inFlight += 1;
+      const timeoutMs = Math.min(options.timeout || limits.requestTimeoutMs, limits.requestTimeoutMs);
+      const timer = setTimeout(() => settle(options.fail, fail.timeout("request")), timeoutMs * timeScale);
       later(() => {
         if (done) return;
+        const method = options.method || "GET";
+        if (answers.stall && answers.stall(options.url, method)) return;
         const outcome = service.handle({
-          method: options.method || "GET",
+          method,
           url: options.url,
           header: options.header || {},
           data: options.data,
         });
-        if (done) return;
-        done = true;
-        if (outcome.fail) options.fail && options.fail({ errMsg: outcome.fail });
-        else {
-          let data = outcome.data;
-          if (options.dataType === "json" && typeof data === "string" && data) {
-            try {
-              data = JSON.parse(data);
-            } catch (error) {
-              // Stays text, as WeChat leaves it.
-            }
-          }
-          options.success &&
-            options.success({ statusCode: outcome.statusCode, header: outcome.header, data });
+        if (outcome.fail) {
+          settle(options.fail, { errMsg: outcome.fail, errno: outcome.errno });
+          return;
         }
+        let data = outcome.data;
+        if (options.dataType === "json" && typeof data === "string" && data) {
+          try {
+            data = JSON.parse(data);
+          } catch (error) {
+            // Stays text, as WeChat leaves it.
+          }
+        }
+        settle(options.success, { statusCode: outcome.statusCode, header: outcome.header, data });
       });
       return task;
     },
@@ -258,14 +365,14 @@ function createFakeWx(options) {
     },
     chooseMedia(options) {
       record("chooseMedia", options);
-      answer(null, answers.chooseMedia || { errMsg: "chooseMedia:fail cancel" }, options);
+      withPrivacy("chooseMedia", options, () =>
+        answer(null, answers.chooseMedia || fail.cancel("chooseMedia"), options),
+      );
     },
     chooseMessageFile(options) {
       record("chooseMessageFile", options);
-      answer(
-        null,
-        answers.chooseMessageFile || { errMsg: "chooseMessageFile:fail cancel" },
-        options,
+      withPrivacy("chooseMessageFile", options, () =>
+        answer(null, answers.chooseMessageFile || fail.cancel("chooseMessageFile"), options),
       );
     },
     getVideoInfo(options) {
@@ -278,37 +385,107 @@ function createFakeWx(options) {
     },
     authorize(options) {
       record("authorize", { scope: options.scope });
-      answers.authSetting[options.scope] = Boolean(answers.authorize);
-      answer(
-        null,
-        answers.authorize ? { errMsg: "authorize:ok" } : { errMsg: "authorize:fail auth deny" },
-        options,
-      );
+      withPrivacy("authorize", options, () => {
+        answers.authSetting[options.scope] = Boolean(answers.authorize);
+        answer(
+          null,
+          answers.authorize ? { errMsg: "authorize:ok" } : fail.authDeny("authorize"),
+          options,
+        );
+      });
     },
     downloadFile(options) {
       record("downloadFile", { url: options.url, timeout: options.timeout });
       downloads += 1;
       const progress = [];
       const task = { onProgressUpdate: (fn) => progress.push(fn) };
+      if (state.inFlight >= limits.concurrentRequests) {
+        later(() => options.fail && options.fail(fail.tooManyTasks("downloadFile")));
+        return task;
+      }
+      state.inFlight += 1;
+      const size = answers.downloadBytes;
+      const path = `wxfile://tmp/download-${downloads}.mp4`;
       later(() => {
+        state.inFlight -= 1;
+        if (size > limits.downloadFileBytes) {
+          answer(null, fail.downloadTooLarge(), options);
+          return;
+        }
         progress.forEach((fn) =>
-          fn({ progress: 100, totalBytesWritten: 10, totalBytesExpectedToWrite: 10 }),
+          fn({ progress: 100, totalBytesWritten: size, totalBytesExpectedToWrite: size }),
         );
-        answer(
-          null,
-          { statusCode: 200, tempFilePath: `wxfile://tmp/download-${downloads}.mp4` },
-          options,
-        );
+        // Temporary files are not the mini-program's own: they do not count against its quota.
+        files.set(path, Buffer.alloc(Math.min(size, 1024)));
+        answer(null, { statusCode: 200, tempFilePath: path }, options);
       });
       return task;
     },
     saveVideoToPhotosAlbum(options) {
       record("saveVideoToPhotosAlbum", { filePath: options.filePath });
-      answer(null, answers.saveVideo || { errMsg: "saveVideoToPhotosAlbum:ok" }, options);
+      withPrivacy("saveVideoToPhotosAlbum", options, () => {
+        if (!files.has(options.filePath)) {
+          answer(null, fail.noSuchFile("saveVideoToPhotosAlbum", options.filePath), options);
+          return;
+        }
+        answer(null, answers.saveVideo || { errMsg: "saveVideoToPhotosAlbum:ok" }, options);
+      });
     },
     shareVideoMessage(options) {
-      record("shareVideoMessage", { videoPath: options.videoPath });
-      answer(null, { errMsg: "shareVideoMessage:ok" }, options);
+      record("shareVideoMessage", { videoPath: options.videoPath, gesture: state.gesture });
+      if (!state.gesture) {
+        answer(null, fail.notTap("shareVideoMessage"), options);
+        return;
+      }
+      answer(
+        null,
+        files.has(options.videoPath)
+          ? { errMsg: "shareVideoMessage:ok" }
+          : fail.noSuchFile("shareVideoMessage", options.videoPath),
+        options,
+      );
+    },
+    setKeepScreenOn(options) {
+      record("setKeepScreenOn", { keepScreenOn: options.keepScreenOn });
+      state.keepScreenOn = Boolean(options.keepScreenOn);
+      answer(null, { errMsg: "setKeepScreenOn:ok" }, options);
+    },
+    onNeedPrivacyAuthorization(handler) {
+      state.privacyHandler = handler;
+    },
+    getPrivacySetting(options) {
+      record("getPrivacySetting", {});
+      answer(
+        null,
+        { needAuthorization: state.privacy !== "agreed", privacyContractName: "《BeatSync 隐私保护指引》" },
+        options,
+      );
+    },
+    requirePrivacyAuthorize(options) {
+      record("requirePrivacyAuthorize", {});
+      withPrivacy("requirePrivacyAuthorize", options, () =>
+        answer(null, { errMsg: "requirePrivacyAuthorize:ok" }, options),
+      );
+    },
+    openPrivacyContract(options) {
+      record("openPrivacyContract", {});
+      answer(null, { errMsg: "openPrivacyContract:ok" }, options);
+    },
+    requestSubscribeMessage(options) {
+      record("requestSubscribeMessage", { tmplIds: options.tmplIds, gesture: state.gesture });
+      if (!state.gesture) {
+        answer(null, fail.notTap("requestSubscribeMessage"), options);
+        return;
+      }
+      const result = { errMsg: "requestSubscribeMessage:ok" };
+      for (const id of options.tmplIds || []) result[id] = answers.subscribe;
+      answer(null, result, options);
+    },
+    onNetworkStatusChange(handler) {
+      state.networkHandlers.push(handler);
+    },
+    offNetworkStatusChange(handler) {
+      state.networkHandlers = state.networkHandlers.filter((fn) => fn !== handler);
     },
     showModal(options) {
       record("showModal", { title: options.title, content: options.content });
@@ -328,8 +505,10 @@ function createFakeWx(options) {
     },
   };
 
-  return {
+  const fake = {
     wx,
+    limits,
+    state,
     service,
     storage,
     files,
@@ -344,7 +523,26 @@ function createFakeWx(options) {
     addFile(path, buffer) {
       files.set(path, buffer);
     },
+    /** Bytes the mini-program's own files take (its 200 MB quota). */
+    userBytes() {
+      return userBytesWith("", 0);
+    },
+    /** The phone's network changes (wx.onNetworkStatusChange). */
+    setNetwork(isConnected, networkType) {
+      state.networkHandlers.forEach((fn) =>
+        fn({ isConnected, networkType: networkType || (isConnected ? "wifi" : "none") }),
+      );
+    },
+    /** Whether a user's tap is in progress (set by userTap()). */
+    get gesture() {
+      return state.gesture;
+    },
+    set gesture(value) {
+      state.gesture = value;
+    },
   };
+  activeFake = fake;
+  return fake;
 }
 
 /** Wait until `condition()` is true (asynchronous work settles), or fail after `ms`. */
@@ -359,4 +557,4 @@ async function waitFor(condition, ms) {
   }
 }
 
-module.exports = { FakeSocket, createFakeWx, waitFor };
+module.exports = { FakeSocket, createFakeWx, userTap, waitFor };

@@ -5,6 +5,7 @@
 
 const path = require("path");
 const simulate = require("miniprogram-simulate");
+const { userTap } = require("./fake-wx.js");
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -40,10 +41,14 @@ function text(component, selector) {
   return node ? node.dom.textContent.trim() : "";
 }
 
-/** Tap the first node matching `selector` (j-component dispatches on the next microtask). */
+/**
+ * Tap the first node matching `selector` (j-component dispatches on the next microtask). What
+ * the handler calls before its first wait counts as called from the tap, as WeChat judges it.
+ */
 async function tap(component, selector) {
   const node = component.querySelector(selector);
   if (!node) throw new Error(`nothing matches ${selector}`);
+  userTap();
   node.dispatchEvent("tap");
   await simulate.sleep(0);
 }
