@@ -170,10 +170,15 @@ module.exports = {
   upload: (uploadId) => call("GET", `${PREFIX}/uploads/${id(uploadId)}`),
   instantUpload: (sha256, size, filename) =>
     call("POST", `${PREFIX}/uploads/instant`, { json: { sha256, size, filename } }),
-  createJob: (danceId, bgmId, options) =>
+  createJob: (danceId, bgmId, options, extra) =>
     call("POST", `${PREFIX}/jobs`, {
-      json: { dance_upload_id: danceId, bgm_upload_id: bgmId, options: options || {} },
+      json: Object.assign(
+        { dance_upload_id: danceId, bgm_upload_id: bgmId, options: options || {} },
+        extra || {},
+      ),
     }),
+  answerFrames: (url, requestId, thumbnails) =>
+    call("POST", url, { json: { request_id: requestId, thumbnails } }),
   job: (jobId) => call("GET", `${PREFIX}/jobs/${id(jobId)}`),
   jobs: (limit) => call("GET", `${PREFIX}/jobs?limit=${limit || 20}`),
   render: (jobId, body) => call("POST", `${PREFIX}/jobs/${id(jobId)}/render`, { json: body || {} }),

@@ -3,6 +3,7 @@
 // with the file-system manager, so neither the video nor the result is ever held whole.
 
 const { assemble, eachPiece, extractAudio, partsSize } = require("./assemble/index.js");
+const { failureCode } = require("./errors.js");
 
 const PIECE_BYTES = 2 * 1024 * 1024;
 
@@ -13,7 +14,8 @@ function call(name, options) {
       success: resolve,
       fail: (failure) => {
         const error = new Error(`${name} failed: ${failure && failure.errMsg}`);
-        error.code = "FILE_READ_FAILED";
+        error.code = failureCode(failure) || "FILE_READ_FAILED";
+        error.errno = failure && failure.errno;
         reject(error);
       },
     });
@@ -101,13 +103,26 @@ function extractAudioToFile(videoPath, m4aPath, options) {
   });
 }
 
-/** The result MP4 written to `outPath` from the video, the returned audio file and the cut. */
+/**
+ * The result MP4 written to `outPath` from the video, the returned audio file and the cut.
+ * @param {object} [options] onProgress(done, total); maxBytes: refuse (code OUTPUT_TOO_LARGE,
+ *   `size` on the error) before writing anything when the output would be larger
+ * @returns {Promise<object>} the assembly's facts, with `size` (bytes written)
+ */
 function assembleToFile(videoPath, audioPath, answer, outPath, options) {
+  const opts = options || {};
   return withReader(videoPath, async (reader) => {
     const audio = await withReader(audioPath, (r) => r.read(0, r.size));
     const { parts, facts } = await assemble(reader, audio, answer);
-    await writeParts(parts, reader, outPath, options);
-    return facts;
+    const size = partsSize(parts);
+    if (opts.maxBytes != null && size > opts.maxBytes) {
+      const error = new Error(`the output needs ${size} bytes, ${opts.maxBytes} are free`);
+      error.code = "OUTPUT_TOO_LARGE";
+      error.size = size;
+      throw error;
+    }
+    await writeParts(parts, reader, outPath, opts);
+    return { ...facts, size };
   });
 }
 

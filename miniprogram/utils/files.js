@@ -1,5 +1,6 @@
 // Reading the chosen files through the file-system manager: a piece at a time (an ArrayBuffer
-// of a few MB), never the whole file, which a phone could not hold for a 500 MB video.
+// of a few MB) through a descriptor (open, read at a position, close), never the whole file,
+// which a phone could not hold for a 500 MB video and readFile refuses past 100 MB.
 
 const { localError } = require("./errors.js");
 const { Sha256 } = require("./sha256.js");
@@ -10,18 +11,27 @@ function manager() {
   return wx.getFileSystemManager();
 }
 
-/** `length` bytes of the file from `position`, as an ArrayBuffer. */
-function readChunk(filePath, position, length) {
+function fsCall(name, options) {
   return new Promise((resolve, reject) => {
-    manager().readFile({
-      filePath,
-      position,
-      length,
-      success: (result) => resolve(result.data),
+    manager()[name]({
+      ...options,
+      success: resolve,
       fail: (failure) =>
         reject(localError("FILE_READ_FAILED", { reason: failure && failure.errMsg })),
     });
   });
+}
+
+/** `length` bytes of the file from `position` (fewer at its end), as an ArrayBuffer. */
+async function readChunk(filePath, position, length) {
+  const { fd } = await fsCall("open", { filePath, flag: "r" });
+  try {
+    const buffer = new ArrayBuffer(length);
+    const { bytesRead } = await fsCall("read", { fd, arrayBuffer: buffer, offset: 0, length, position });
+    return bytesRead === length ? buffer : buffer.slice(0, bytesRead);
+  } finally {
+    await fsCall("close", { fd }).catch(() => {});
+  }
 }
 
 /**

@@ -178,7 +178,7 @@ class FakeService {
         .reverse();
       return json(200, { items: items.map((j) => this.jobJson(j)), next_cursor: null });
     }
-    match = /^\/api\/v1\/jobs\/([\w-]+)(?:\/(cancel|retry|render))?$/.exec(path);
+    match = /^\/api\/v1\/jobs\/([\w-]+)(?:\/(cancel|retry|render|frames))?$/.exec(path);
     if (match) return this.jobAction(method, match[1], match[2], request, owner);
     return problem(404, "NOT_FOUND");
   }
@@ -262,6 +262,10 @@ class FakeService {
       parent_id: null,
       dance_upload_id: body.dance_upload_id,
       bgm_upload_id: body.bgm_upload_id,
+      manifest: body.video_manifest || null,
+      thumbnails: body.thumbnails || null,
+      frames_request: null,
+      frames: [],
       options: Object.assign(
         {
           offset_s: null,
@@ -288,6 +292,17 @@ class FakeService {
     }
     if (action === "cancel") {
       job.status = "canceled";
+      return json(200, this.jobJson(job));
+    }
+    if (action === "frames" && method === "POST") {
+      const body = JSON.parse(request.data || "{}");
+      if (!job.frames_request || body.request_id !== job.frames_request.id)
+        return problem(409, "FRAMES_NOT_REQUESTED");
+      const bytes = Buffer.from(body.thumbnails || "", "base64");
+      if (bytes.length !== job.frames_request.samples.length * 96 * 54)
+        return problem(422, "INVALID_MANIFEST");
+      job.frames.push({ samples: job.frames_request.samples, bytes });
+      job.frames_request = null;
       return json(200, this.jobJson(job));
     }
     if (action === "retry") {
@@ -318,6 +333,7 @@ class FakeService {
       events: `/api/v1/jobs/${job.id}/events`,
       ws: `/api/v1/jobs/${job.id}/ws`,
     };
+    if (job.manifest) links.frames = `/api/v1/jobs/${job.id}/frames`;
     return JSON.parse(
       JSON.stringify({
         id: job.id,
@@ -335,6 +351,8 @@ class FakeService {
         started_at: null,
         finished_at: null,
         result: job.result,
+        audio_first: Boolean(job.manifest),
+        frames_request: job.frames_request,
         links,
       }),
     );

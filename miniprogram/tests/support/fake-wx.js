@@ -79,6 +79,49 @@ class FakeSocket {
 }
 
 /**
+ * WeChat's VideoDecoder over pictures a test gives: `frames(path)` lists a video's decoded
+ * pictures as {pts (ms), width, height, rgba}, in presentation order. seek(ms) goes back to
+ * the keyframe at or before that time (where decoding must start); getFrameData hands out the
+ * pictures from there one by one, null after the last.
+ */
+class FakeVideoDecoder {
+  constructor(frames) {
+    this.source = frames;
+    this.frames = null;
+    this.next = 0;
+    this.removed = false;
+  }
+
+  start(options) {
+    this.frames = this.source ? this.source(options.source) : null;
+    if (!this.frames) return Promise.reject({ errMsg: "VideoDecoder.start:fail no video" });
+    this.next = 0;
+    return Promise.resolve();
+  }
+
+  seek(ms) {
+    let at = 0;
+    this.frames.forEach((frame, i) => {
+      if (frame.key && frame.pts <= ms + 1e-6) at = i;
+    });
+    this.next = at;
+    return new Promise((resolve) => setTimeout(resolve, 0));
+  }
+
+  getFrameData() {
+    if (!this.frames || this.next >= this.frames.length) return null;
+    const frame = this.frames[this.next];
+    this.next += 1;
+    return { width: frame.width, height: frame.height, data: frame.rgba, pkPts: frame.pts, pkDts: frame.pts };
+  }
+
+  remove() {
+    this.removed = true;
+    return Promise.resolve();
+  }
+}
+
+/**
  * @param {object} [options] service (a FakeService), autoOpenSockets (default true: a socket
  *   opens and sends the job at once, as the service does), limits (some of wx-rules' LIMITS
  *   made smaller for a test), timeScale (request timeouts run this much faster; default 1),
@@ -247,13 +290,32 @@ function createFakeWx(options) {
     },
     stat(options) {
       const data = files.get(options.path);
+      if (!data && options.recursive) {
+        // A directory: every file under it, as WeChat lists them ({path, stats}).
+        const prefix = `${String(options.path).replace(/\/+$/, "")}/`;
+        const stats = [];
+        for (const [name, bytes] of files) {
+          if (name.startsWith(prefix))
+            stats.push({ path: name.slice(prefix.length - 1), stats: fileStats(bytes.length) });
+        }
+        answer(null, { stats }, options);
+        return;
+      }
       answer(
         null,
-        data ? { stats: { size: data.length } } : fail.noSuchFile("stat", options.path),
+        data ? { stats: fileStats(data.length) } : fail.noSuchFile("stat", options.path),
         options,
       );
     },
+    mkdir(options) {
+      record("mkdir", { dirPath: options.dirPath });
+      answer(null, {}, options);
+    },
   };
+
+  function fileStats(size) {
+    return { size, isFile: () => true, isDirectory: () => false };
+  }
 
   /**
    * Run `proceed` once the user agreed to the privacy guide. Until then WeChat calls the page's
@@ -404,7 +466,8 @@ function createFakeWx(options) {
         return task;
       }
       state.inFlight += 1;
-      const size = answers.downloadBytes;
+      const served = fake.served.get(options.url.replace(/^https?:\/\/[^/]+/, ""));
+      const size = served ? served.length : answers.downloadBytes;
       const path = `wxfile://tmp/download-${downloads}.mp4`;
       later(() => {
         state.inFlight -= 1;
@@ -416,7 +479,7 @@ function createFakeWx(options) {
           fn({ progress: 100, totalBytesWritten: size, totalBytesExpectedToWrite: size }),
         );
         // Temporary files are not the mini-program's own: they do not count against its quota.
-        files.set(path, Buffer.alloc(Math.min(size, 1024)));
+        files.set(path, served || Buffer.alloc(Math.min(size, 1024)));
         answer(null, { statusCode: 200, tempFilePath: path }, options);
       });
       return task;
@@ -444,6 +507,10 @@ function createFakeWx(options) {
           : fail.noSuchFile("shareVideoMessage", options.videoPath),
         options,
       );
+    },
+    createVideoDecoder() {
+      record("createVideoDecoder", {});
+      return new FakeVideoDecoder(fake.videoFrames);
     },
     setKeepScreenOn(options) {
       record("setKeepScreenOn", { keepScreenOn: options.keepScreenOn });
@@ -507,6 +574,8 @@ function createFakeWx(options) {
 
   const fake = {
     wx,
+    videoFrames: null, // (path) => the video's pictures, for wx.createVideoDecoder
+    served: new Map(), // URL path → the bytes wx.downloadFile fetches from it
     limits,
     state,
     service,
@@ -557,4 +626,4 @@ async function waitFor(condition, ms) {
   }
 }
 
-module.exports = { FakeSocket, createFakeWx, userTap, waitFor };
+module.exports = { FakeSocket, FakeVideoDecoder, createFakeWx, userTap, waitFor };

@@ -1,0 +1,194 @@
+// Audio-first on the phone: the class video stays on it. Its sound is re-wrapped into an M4A in
+// the mini-program's own files (no re-encoding) and uploaded with the manifest of its picture;
+// keyframes and the frames the job asks for are decoded here into thumbnails; the result is
+// assembled here from the video's own samples and the service's audio track, into a user file
+// (stream-copied a piece at a time), saved to the album or shared, and deleted.
+//
+// WeChat gives a mini-program's own files (wx.env.USER_DATA_PATH) 200 MB in all; temporary
+// files from its APIs are not counted but cannot be written. So the assembled file must fit
+// in what is free of the 200 MB; when it cannot, the job is rendered by the service at 720p
+// instead (the video is uploaded then), and the page says which path ran.
+
+const api = require("./api.js");
+const { call: wxCall } = require("./wxp.js");
+const { assembleToFile, extractAudioToFile } = require("./assemble-wx.js");
+const { canDecode, keyframeThumbnails, thumbnails } = require("./frames.js");
+const { download } = require("./album.js");
+
+const QUOTA_BYTES = 200 * 1024 * 1024;
+const DIR = "beatsync";
+const LOCAL_KEY = "beatsync.local.";
+const KEEP_MS = 3 * 24 * 3600 * 1000;
+
+function fs() {
+  return wx.getFileSystemManager();
+}
+
+function fsCall(name, options) {
+  return new Promise((resolve, reject) =>
+    fs()[name]({ ...options, success: resolve, fail: reject }),
+  );
+}
+
+function userDir() {
+  return `${wx.env.USER_DATA_PATH}/${DIR}`;
+}
+
+async function ensureDir() {
+  try {
+    await fsCall("mkdir", { dirPath: userDir(), recursive: true });
+  } catch (error) {
+    // It exists already.
+  }
+}
+
+/** Bytes of the mini-program's own files now (all of USER_DATA_PATH counts). */
+async function userBytes() {
+  try {
+    const { stats } = await fsCall("stat", { path: wx.env.USER_DATA_PATH, recursive: true });
+    const list = Array.isArray(stats) ? stats : Object.values(stats || {});
+    return list.reduce((sum, entry) => {
+      const st = entry.stats || entry;
+      const isFile = typeof st.isFile === "function" ? st.isFile() : true;
+      return sum + (isFile ? Number(st.size) || 0 : 0);
+    }, 0);
+  } catch (error) {
+    return 0;
+  }
+}
+
+async function removeQuietly(filePath) {
+  if (!filePath) return;
+  try {
+    await fsCall("unlink", { filePath });
+  } catch (error) {
+    // Gone already.
+  }
+}
+
+/** Keep the screen on while `work` runs (an upload or an assembly takes minutes). */
+async function keepingScreenOn(work) {
+  wxCall("setKeepScreenOn", { keepScreenOn: true }).catch(() => {});
+  try {
+    return await work();
+  } finally {
+    wxCall("setKeepScreenOn", { keepScreenOn: false }).catch(() => {});
+  }
+}
+
+/**
+ * The class video's sound, written as an M4A among the mini-program's files, and the manifest
+ * of its picture; or why it cannot go audio-first ("format": not an MP4/MOV with AAC sound,
+ * "decoder": no VideoDecoder in this WeChat, "storage": no room for the sound).
+ * @param {{path: string, name?: string}} video
+ * @returns {Promise<{local: object|null, reason: string|null}>}
+ */
+async function prepare(video) {
+  if (!canDecode()) return { local: null, reason: "decoder" };
+  await ensureDir();
+  const base = String(video.name || "class").replace(/\.[^.]*$/, "") || "class";
+  const audioPath = `${userDir()}/${Date.now()}-${base}.m4a`;
+  let manifest;
+  try {
+    manifest = await extractAudioToFile(video.path, audioPath);
+  } catch (error) {
+    await removeQuietly(audioPath);
+    return { local: null, reason: error && error.code === "PHONE_STORAGE_FULL" ? "storage" : "format" };
+  }
+  const { stats } = await fsCall("stat", { path: audioPath });
+  return {
+    local: {
+      videoPath: video.path,
+      videoSize: video.size,
+      manifest,
+      audio: { path: audioPath, size: stats.size, name: `${base}.m4a`, type: "audio" },
+    },
+    reason: null,
+  };
+}
+
+/** The job's audio-first fields: the manifest and the keyframes' thumbnails. */
+async function jobFields(local) {
+  const fields = { video_manifest: local.manifest };
+  try {
+    const keyframes = await keyframeThumbnails(local.videoPath, local.manifest);
+    fields.thumbnails = { format: "gray8", width: 96, height: 54, keyframes };
+  } catch (error) {
+    // Without thumbnails the job still runs; its cut then ignores black or frozen edges.
+  }
+  return fields;
+}
+
+/** Remember the local video of an audio-first job (the job page assembles from it). */
+function remember(jobId, local) {
+  try {
+    wx.setStorageSync(LOCAL_KEY + jobId, {
+      videoPath: local.videoPath,
+      videoSize: local.videoSize,
+      manifest: local.manifest,
+      at: Date.now(),
+    });
+  } catch (error) {
+    // Without storage the job's result can still be rendered by the service.
+  }
+}
+
+function recall(jobId) {
+  try {
+    const saved = wx.getStorageSync(LOCAL_KEY + jobId);
+    if (saved && saved.videoPath && Date.now() - saved.at < KEEP_MS) return saved;
+  } catch (error) {
+    // Unreadable: treated as unknown.
+  }
+  return null;
+}
+
+/** Answer the job's frames request from the local video, once per request. */
+async function answerFrames(job, local, answered) {
+  const request = job.frames_request;
+  if (!request || !job.links || !job.links.frames || answered.has(request.id)) return false;
+  answered.add(request.id);
+  const data = await thumbnails(local.videoPath, local.manifest, request.samples);
+  await api.answerFrames(job.links.frames, request.id, data);
+  return true;
+}
+
+/**
+ * The result assembled on the phone into a user file: the picture stream-copied from the local
+ * video, the service's clean audio track. Refuses (code OUTPUT_TOO_LARGE) before writing when
+ * it cannot fit in what is free of the 200 MB.
+ * @returns {Promise<{path: string, size: number, frames: number}>}
+ */
+async function assembleResult(local, assembly, options) {
+  const opts = options || {};
+  return keepingScreenOn(async () => {
+    await ensureDir();
+    const audioPath = await download(api.absolute(assembly.audio_url));
+    const outPath = `${userDir()}/${opts.name || `result-${Date.now()}`}.mp4`;
+    const free = QUOTA_BYTES - (await userBytes());
+    try {
+      const facts = await assembleToFile(local.videoPath, audioPath, assembly, outPath, {
+        maxBytes: free,
+        onProgress: opts.onProgress,
+      });
+      return { path: outPath, size: facts.size, frames: facts.frames };
+    } catch (error) {
+      await removeQuietly(outPath);
+      if (error && error.code === "PHONE_STORAGE_FULL") error.code = "OUTPUT_TOO_LARGE";
+      throw error;
+    }
+  });
+}
+
+module.exports = {
+  QUOTA_BYTES,
+  answerFrames,
+  assembleResult,
+  jobFields,
+  keepingScreenOn,
+  prepare,
+  recall,
+  remember,
+  removeQuietly,
+  userBytes,
+};
