@@ -17,7 +17,7 @@ from beatsync.service.db.models import new_id, utcnow
 from beatsync.service.storage import LocalStorage
 from beatsync.testkit import BuiltCase
 
-__all__ = ["JobEnv"]
+__all__ = ["FlakyStorage", "JobEnv"]
 
 
 class JobEnv:
@@ -91,3 +91,24 @@ class JobEnv:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+class FlakyStorage(LocalStorage):
+    """Local storage whose ``fetch`` or ``put_file`` raises ``errors`` one after the other."""
+
+    def __init__(self, root: Path, *, fetch: list[BaseException], put: list[BaseException]):
+        super().__init__(root)
+        self.fetch_errors, self.put_errors = fetch, put
+        self.calls = {"fetch": 0, "put_file": 0}
+
+    def fetch(self, key: str, dest: Path) -> Path:
+        self.calls["fetch"] += 1
+        if self.fetch_errors:
+            raise self.fetch_errors.pop(0)
+        return super().fetch(key, dest)
+
+    def put_file(self, key: str, path: Path) -> int:
+        self.calls["put_file"] += 1
+        if self.put_errors:
+            raise self.put_errors.pop(0)
+        return super().put_file(key, path)

@@ -28,6 +28,8 @@ from beatsync.service.api.app import create_app
 from beatsync.service.config import load_settings
 from beatsync.service.db import Database, Job
 from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.jobs import celery_task
+from beatsync.service.jobs import run as run_module
 from beatsync.service.jobs.celery_app import RETRY_BACKOFF_MAX_S, TASK_NAME, create_celery_app
 from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.service.jobs.celery_task import JobDelivery
@@ -35,7 +37,7 @@ from beatsync.service.jobs.dispatch import DispatchUnavailable
 from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import TEST_SECRET_KEY, RedisServer
-from job_env import JobEnv
+from job_env import FlakyStorage, JobEnv
 from worker_process import WorkerProcess
 
 FILES = ("output.mp4", "report.json", "plot.png", "poster.jpg")
@@ -440,3 +442,27 @@ def test_transient_faults_retry_and_bad_media_does_not(
         assert cluster.stored(job_id) == []
     finally:
         task.delivery.close()
+
+
+def test_a_storage_outage_is_waited_out_inside_the_task(
+    cluster: Cluster, clean: BuiltCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run in this process (eagerly), with a memory cap that cannot bind the test process.
+    settings = cluster.settings.model_copy(update={"job_memory_limit_mb": 10**7})
+    task = create_celery_app(settings).tasks[TASK_NAME]
+    down = StorageUnavailable("connection refused")
+    storage = FlakyStorage(cluster.storage.root, fetch=[down] * 6, put=[down] * 2)
+    monkeypatch.setattr(celery_task, "open_storage", lambda _: storage)
+    waits: list[float] = []
+    monkeypatch.setattr(run_module, "_pause", waits.append)
+    try:
+        job_id = cluster.job(clean)
+        assert task.apply(args=[job_id]).get() == "succeeded"
+    finally:
+        task.delivery.close()
+
+    # 31.5 s of pauses for the download, 1.5 s for the results: one attempt, not a failure.
+    assert sum(waits) == pytest.approx(33.0)
+    assert storage.calls == {"fetch": 8, "put_file": 6}
+    assert (cluster.row(job_id).status, cluster.row(job_id).attempts) == ("succeeded", 1)
+    assert len(cluster.stored(job_id)) == 4

@@ -222,6 +222,12 @@ class Settings(BaseSettings):
     job_memory_limit_mb: int = Field(
         2048, ge=64, description="Memory limit of a job's process (`RESOURCE_LIMIT`)."
     )
+    storage_retry_s: float = Field(
+        180.0,
+        ge=0,
+        description="How long a job waits for storage that is unavailable, trying again with "
+        "backoff (0.5 s doubling up to 30 s), before it fails `STORAGE_UNAVAILABLE`.",
+    )
     job_max_attempts: int = Field(
         2, ge=1, description="Starts a job gets when its worker dies; then `WORKER_LOST`."
     )

@@ -27,8 +27,10 @@ from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.service.jobs.dispatch import Dispatcher, DispatchUnavailable
 from beatsync.service.jobs.embedded import EmbeddedRunner
 from beatsync.service.jobs.factory import make_dispatcher
+from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import TEST_SECRET_KEY
+from job_env import FlakyStorage
 from job_env import JobEnv as Env
 
 # -- what misbehaving children run (module level: a child imports them by name) -------------
@@ -57,6 +59,17 @@ def allocate_hugely(job_id: str, settings: Settings) -> None:
 
     run_module.sync = hungry_sync  # type: ignore[assignment]
     run_module.run_job(job_id, settings=settings)
+
+
+def run_through_a_storage_outage(job_id: str, settings: Settings) -> None:
+    """The real run on storage that is away for its first six downloads (31.5 s of pauses,
+    counted rather than slept) and its first two uploads."""
+    waits: list[float] = []
+    run_module._pause = waits.append
+    down = StorageUnavailable("connection refused")
+    storage = FlakyStorage(settings.storage_root, fetch=[down] * 6, put=[down] * 2)
+    run_module.run_job(job_id, settings=settings, storage=storage)
+    assert sum(waits) == 31.5 + 1.5
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -321,6 +334,21 @@ def test_memory_limit_fails_a_runaway_allocation(
     assert not env.work(job_id).exists()
     # Without the limit (this process) the same request is granted: the limit refused it.
     assert np.empty(HUGE, dtype=np.uint8).nbytes == HUGE
+
+
+def test_a_child_waits_out_a_storage_outage(
+    tmp_path: Path, clean: BuiltCase, runners: Callable[..., EmbeddedRunner]
+) -> None:
+    env = Env(tmp_path)
+    runner = runners(env, target=run_through_a_storage_outage)
+    job_id = env.job(clean)
+
+    runner.run_until_empty(60)
+
+    job = env.row(job_id)
+    assert (job.status, job.error_code, job.attempts) == ("succeeded", None, 1)
+    assert_offset(env, job_id, clean)
+    assert len(env.stored(job_id)) == 4
 
 
 def test_restart_recovers_running_jobs_once(

@@ -19,9 +19,12 @@ from sqlalchemy.sql import Update
 from beatsync.engine import STAGES
 from beatsync.service.db import Job
 from beatsync.service.db.models import utcnow
+from beatsync.service.jobs import run as run_module
+from beatsync.service.jobs.backoff import storage_pauses
 from beatsync.service.jobs.run import claim_job, run_job
-from beatsync.service.storage import LocalStorage, StorageUnavailable
+from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
+from job_env import FlakyStorage
 from job_env import JobEnv as Env
 from truth_checks import assert_report_output_matches
 
@@ -246,27 +249,6 @@ def test_a_finished_job_is_left_alone(env: Env, clean: BuiltCase) -> None:
     assert (job.status, job.attempts, job.started_at) == ("canceled", 0, None)
 
 
-class FlakyStorage(LocalStorage):
-    """Local storage whose ``fetch`` or ``put_file`` raises ``errors`` one after the other."""
-
-    def __init__(self, root: Path, *, fetch: list[BaseException], put: list[BaseException]):
-        super().__init__(root)
-        self.fetch_errors, self.put_errors = fetch, put
-        self.calls = {"fetch": 0, "put_file": 0}
-
-    def fetch(self, key: str, dest: Path) -> Path:
-        self.calls["fetch"] += 1
-        if self.fetch_errors:
-            raise self.fetch_errors.pop(0)
-        return super().fetch(key, dest)
-
-    def put_file(self, key: str, path: Path) -> int:
-        self.calls["put_file"] += 1
-        if self.put_errors:
-            raise self.put_errors.pop(0)
-        return super().put_file(key, path)
-
-
 def test_transient_storage_errors_are_retried(env: Env, clean: BuiltCase) -> None:
     job_id = env.job(clean, {"mapping": {"offset_s": clean.truth.offset, "scale": 1.0}})
     down = StorageUnavailable("connection reset")
@@ -279,6 +261,65 @@ def test_transient_storage_errors_are_retried(env: Env, clean: BuiltCase) -> Non
     assert status == "succeeded"
     assert storage.calls == {"fetch": 4, "put_file": 5}
     assert len(env.stored(job_id)) == 4
+
+
+def test_a_storage_outage_of_many_seconds_is_waited_out(
+    env: Env, clean: BuiltCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(run_module, "_pause", waits.append)
+    job_id = env.job(clean, {"mapping": {"offset_s": clean.truth.offset, "scale": 1.0}})
+    down = StorageUnavailable("connection refused")
+    storage = FlakyStorage(env.storage.root, fetch=[down] * 6, put=[down] * 2)
+
+    status = run_job(job_id, settings=env.settings, db=env.db, storage=storage)
+
+    assert status == "succeeded"
+    assert storage.calls == {"fetch": 8, "put_file": 6}
+    # Pauses of 0.5, 1, 2, 4, 8 and 16 s, looked at every second: 31.5 s of waiting for the
+    # download, then 1.5 s for the results.
+    assert sum(waits) == pytest.approx(31.5 + 1.5)
+    assert max(waits) == 1.0
+    assert len(env.stored(job_id)) == 4
+
+
+def test_storage_that_stays_away_fails_the_job_after_the_window(
+    env: Env, clean: BuiltCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(run_module, "_pause", waits.append)
+    job_id = env.job(clean)
+    storage = FlakyStorage(
+        env.storage.root, fetch=[StorageUnavailable("connection refused")] * 100, put=[]
+    )
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=storage) == "failed"
+
+    job = env.row(job_id)
+    assert (job.error_code, job.message) == (
+        "STORAGE_UNAVAILABLE",
+        "fetching the dance upload: storage unavailable, trying again",
+    )
+    assert sum(waits) == pytest.approx(env.settings.storage_retry_s)
+    assert storage.calls["fetch"] == len(storage_pauses(env.settings.storage_retry_s)) + 1 == 12
+
+
+def test_a_run_waiting_for_storage_stops_when_canceled(
+    env: Env, clean: BuiltCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = env.job(clean)
+
+    def cancel_while_waiting(seconds: float) -> None:
+        with env.db.session() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(status="canceled"))
+
+    monkeypatch.setattr(run_module, "_pause", cancel_while_waiting)
+    storage = FlakyStorage(
+        env.storage.root, fetch=[StorageUnavailable("connection refused")] * 100, put=[]
+    )
+
+    assert run_job(job_id, settings=env.settings, db=env.db, storage=storage) == "canceled"
+    assert storage.calls["fetch"] == 2  # the second pause's note found the job canceled
 
 
 @pytest.mark.parametrize(

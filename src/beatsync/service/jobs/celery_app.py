@@ -15,8 +15,9 @@ Nothing is built at import time: :func:`create_celery_app` makes an app for one
 - Soft time limit → the run fails ``TIMEOUT`` by itself; hard time limit → the pool process is
   killed and the row failed ``TIMEOUT``. Pool processes are replaced after
   ``worker_max_tasks_per_child`` jobs, or when they grew past ``worker_max_memory_per_child_mb``.
-- Transient faults (storage, database) retry with exponential backoff; bad media fails the job
-  with its code and never retries.
+- Storage that is unavailable is waited out inside the run, where the job's files stay, for up
+  to ``storage_retry_s`` (:mod:`.backoff`); a database fault retries the task with exponential
+  backoff; bad media fails the job with its code and never retries.
 - A worker reconnects to the broker for as long as it takes; running jobs go on meanwhile.
 - A cancel is broadcast to every worker (:data:`CANCEL_COMMAND`); the one running the job
   signals its pool process, and the run stops at its next progress report.

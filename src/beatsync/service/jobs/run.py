@@ -12,7 +12,8 @@ How a run ends::
     failed  <engine code>        BeatSyncError (bad media never retries)
             RESOURCE_LIMIT       MemoryError (the process's memory limit)
             TIMEOUT              JobTimeLimit (the soft time limit, raised inside the run)
-            STORAGE_UNAVAILABLE  StorageUnavailable, after a few retries with backoff
+            STORAGE_UNAVAILABLE  StorageUnavailable for longer than ``storage_retry_s``
+                                 (the run waits, trying again with backoff: :mod:`.backoff`)
             FILE_NOT_FOUND       an upload that is gone
             VALIDATION_ERROR     options the engine cannot take
             PROCESSING_FAILED    anything else (summarised in the row, logged in full)
@@ -53,6 +54,7 @@ from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage, StorageUnavailable, open_storage
 
 from .audiofirst import FrameWaiter
+from .backoff import storage_pauses
 
 __all__ = [
     "ARTIFACTS",
@@ -84,6 +86,7 @@ AUDIO_FIRST_ARTIFACTS = {
 
 _JOBS = cast(Table, Job.__table__)
 _MAX_DETAIL = 500
+_pause = time.sleep  # the one place a run waits (for storage); tests count the waits here
 _T = TypeVar("_T")
 
 
@@ -222,7 +225,7 @@ def run_job(
     settings: Settings,
     db: Database | None = None,
     storage: Storage | None = None,
-    storage_backoff_s: Sequence[float] = (0.5, 2.0, 5.0),
+    storage_backoff_s: Sequence[float] | None = None,
     stop_requested: Callable[[], BaseException | None] | None = None,
     holder: str | None = None,
 ) -> str:
@@ -230,7 +233,8 @@ def run_job(
 
     The row must be ``running`` (claimed by a dispatcher) or ``queued`` (claimed here). A job
     that is already finished is left as it is and its status returned. ``storage_backoff_s``
-    are the pauses between attempts of a storage operation that found the backend unavailable.
+    are the pauses between attempts of a storage operation that found the backend unavailable
+    (by default :func:`~.backoff.storage_pauses` of ``settings.storage_retry_s``).
 
     ``stop_requested`` is asked at every progress report and before every storage operation;
     the exception it returns (:class:`JobInterrupted`, :class:`JobTimeLimit`) is raised there.
@@ -249,7 +253,11 @@ def run_job(
             db=database,
             storage=storage or open_storage(settings),
             work=work,
-            backoff=tuple(storage_backoff_s),
+            backoff=tuple(
+                storage_pauses(settings.storage_retry_s)
+                if storage_backoff_s is None
+                else storage_backoff_s
+            ),
             stop_requested=stop_requested,
             holder=holder,
         )
@@ -587,8 +595,26 @@ class _Run:
                     pause,
                     extra={"job_id": self.job_id},
                 )
-                time.sleep(pause)
+                self._wait(pause, f"{what}: storage unavailable, trying again")
         raise AssertionError("unreachable")
+
+    def _wait(self, seconds: float, message: str) -> None:
+        """Pause ``seconds``, saying why in the row, and stop early when asked to."""
+        with self.db.engine.begin() as conn:
+            written = conn.execute(
+                update(_JOBS)
+                .where(*_held(self.job_id, self.holder))
+                .values(message=message, heartbeat_at=utcnow())
+            )
+        if written.rowcount != 1:
+            raise _Canceled
+        self._message = message  # the next progress report replaces it
+        left = seconds
+        while left > 0:
+            # A signal handler only sets what stop_requested returns: look at it every second.
+            _pause(min(left, 1.0))
+            left -= 1.0
+            self._check_stop()
 
     def _public_report(self, result: SyncResult) -> dict[str, Any]:
         """The engine's report with this server's paths replaced by the stored files' names."""
