@@ -2,27 +2,40 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-
 # Debian packages the tests need: real music and a speech synthesiser to build the test media
 # from, the Chromium that drives the web page in the browser tests, and Compose and nginx, which
 # check the files in deploy/.
 SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium docker-compose nginx
 
-.PHONY: serve docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load bench-phone clean
+.PHONY: serve package docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load bench-phone clean
+
+HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# Two stamps in one virtual environment: the package alone (what serving needs) and the package
+# with the test, lint and benchmark tools (what everything else needs).
+PACKAGE_STAMP := $(VENV)/.package-$(HASH)
+STAMP := $(VENV)/.installed-$(HASH)
+
+package: $(PACKAGE_STAMP)
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
+
+$(PACKAGE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e .
+	rm -f $(VENV)/.package-*
 	touch $@
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* $(VENV)/.package-*
+	touch $@ $(PACKAGE_STAMP)
 
 # The web service on its embedded default: SQLite, files and worker processes under ./data.
 # BEATSYNC_* variables configure it (docs/configuration.md); HOST/PORT/WORKERS are shortcuts.
-serve: venv
+serve: package
 	$(VENV)/bin/beatsync serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) \
 		$(if $(WORKERS),--workers $(WORKERS))
 

@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -466,3 +468,27 @@ def test_a_storage_outage_is_waited_out_inside_the_task(
     assert storage.calls == {"fetch": 8, "put_file": 6}
     assert (cluster.row(job_id).status, cluster.row(job_id).attempts) == ("succeeded", 1)
     assert len(cluster.stored(job_id)) == 4
+
+
+def test_worker_ping_answers_only_while_a_worker_on_this_host_runs(cluster: Cluster) -> None:
+    def ping() -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BEATSYNC_")}
+        return subprocess.run(
+            [sys.executable, "-m", "beatsync", "worker", "--ping"],
+            env={**env, **cluster.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    alone = ping()
+    assert alone.returncode == 5
+    assert "no worker on this host answered a ping" in alone.stderr
+
+    worker = cluster.worker()
+    answered = ping()
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.split() == [f"beatsync-{worker.pid}@{socket.gethostname()}"]
+
+    worker.kill()
+    assert ping().returncode == 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import timedelta
@@ -155,6 +156,39 @@ def test_a_failed_step_is_an_internal_error(
         "beatsync: error [PROCESSING_FAILED]: 1 cleanup steps failed (the next sweep tries "
         "again): orphans: StorageUnavailable: S3 is away\n"
     )
+
+
+def test_cleanup_every_sweeps_on_a_schedule_until_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = _upload(data, expired=True, content=b"a" * 10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEATSYNC_")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "beatsync", "cleanup", "--every", "1", "--json"],
+        env={**env, "BEATSYNC_DATA_DIR": str(data)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            reports = [json.loads(process.stdout.readline())]
+            assert reports[0]["uploads_expired"] == 1
+            assert first not in _rows(data)
+            # An upload that expires after the first sweep goes in a later one.
+            second = _upload(data, expired=True, content=b"b" * 10)
+            for _ in range(5):
+                reports.append(json.loads(process.stdout.readline()))
+                if reports[-1]["uploads_expired"]:
+                    break
+            assert reports[-1]["uploads_expired"] == 1
+            assert second not in _rows(data)
+            assert all(r["errors"] == [] for r in reports)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()
+        _, err = process.communicate()
+    assert err == ""
 
 
 @pytest.mark.parametrize("command", ["serve", "cleanup"])

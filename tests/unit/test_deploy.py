@@ -40,6 +40,7 @@ REQUIRED_SERVICES = {
     "migrate",
     "prometheus",
     "grafana",
+    "cleanup",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEYS?$")
 FROM_ENV_FILE = re.compile(r"^\$\{([A-Z0-9_]+)(:\?[^}]+|:-)\}$")
@@ -135,6 +136,7 @@ def test_no_secret_is_written_into_the_compose_file() -> None:
         "MINIO_ROOT_PASSWORD",
         "BEATSYNC_S3_SECRET_ACCESS_KEY",
         "GRAFANA_ADMIN_PASSWORD",
+        "REDIS_PASSWORD",
     }
     assert required <= secret_names
     # The example names every secret and fills in none.
@@ -146,6 +148,91 @@ def test_no_secret_is_written_into_the_compose_file() -> None:
     assert read == set(example)
     ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
     assert any(pattern in ("deploy/.env", ".env", "/deploy/.env") for pattern in ignored)
+
+
+def memory_bytes(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)", str(value).lower()).groups()  # type: ignore[union-attr]
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+def resolved_default(value: object) -> str:
+    """``${NAME:-default}`` as Compose fills it in when deploy/.env leaves NAME at its example."""
+    found = re.fullmatch(r"\$\{([A-Z0-9_]+):-([^}]*)\}", str(value))
+    if not found:
+        return str(value)
+    assert env_example()[found.group(1)] == found.group(2), found.group(1)
+    return found.group(2)
+
+
+def test_every_service_has_limits_log_rotation_and_an_init() -> None:
+    for name, service in services().items():
+        limits = service["deploy"]["resources"]["limits"]
+        assert 0 < float(resolved_default(limits["cpus"])) <= 4, name
+        assert 64 * 1024**2 <= memory_bytes(resolved_default(limits["memory"])) <= 4 * 1024**3
+        options = service["logging"]["options"]
+        assert service["logging"]["driver"] == "json-file", name
+        assert memory_bytes(options["max-size"]) <= 50 * 1024**2, name
+        assert 1 <= int(options["max-file"]) <= 10, name
+        assert service["init"] is True, name
+    # A worker container holds BEATSYNC_WORKERS jobs of at most ~0.7 GB each.
+    worker = services()["worker"]["deploy"]["resources"]["limits"]
+    jobs = int(env_example()["BEATSYNC_WORKERS"])
+    assert memory_bytes(resolved_default(worker["memory"])) >= jobs * 700 * 1024**2
+    assert float(resolved_default(worker["cpus"])) >= jobs
+
+
+def test_health_checks_mean_ready_and_workers_answer_pings() -> None:
+    found = services()
+    for name in ("api-1", "api-2"):
+        check = " ".join(found[name]["healthcheck"]["test"])
+        assert "/api/health/ready" in check, name
+    assert found["worker"]["healthcheck"]["test"] == ["CMD", "beatsync", "worker", "--ping"]
+    assert not found["worker"]["healthcheck"].get("disable")
+
+
+def test_uploads_in_flight_get_time_to_finish_when_an_api_stops() -> None:
+    for name in ("api-1", "api-2"):
+        service = services()[name]
+        grace = float(resolved_default(service["environment"]["BEATSYNC_SHUTDOWN_GRACE_S"]))
+        # Long enough for a 500 MB upload at 50 Mbit/s to finish, and compose waits longer.
+        assert grace >= 500 * 8 / 50
+        assert seconds(service["stop_grace_period"]) >= grace + 5
+    assert Settings().shutdown_grace_s > 0
+
+
+def test_the_worker_hosts_sweep_on_a_schedule_and_see_the_workers_scratch() -> None:
+    found = services()
+    cleanup = found["cleanup"]
+    assert cleanup["command"][:2] == ["cleanup", "--every"]
+    assert 60 <= int(cleanup["command"][2]) <= 24 * 3600
+    spool = found["worker"]["environment"].get("BEATSYNC_SPOOL_DIR") or "/data/spool"
+    scratch = [v for v in found["worker"]["volumes"] if v.endswith(f":{spool}/work")]
+    assert scratch, "the workers' scratch is not on a volume"
+    assert scratch[0] in cleanup["volumes"]
+    assert cleanup["restart"] == "unless-stopped"
+
+
+def test_redis_asks_for_a_password_and_the_service_gives_it() -> None:
+    found = services()
+    redis_service = found["redis"]
+    assert "--requirepass" in " ".join(redis_service["command"])
+    assert redis_service["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    url = found["worker"]["environment"]["BEATSYNC_REDIS_URL"]
+    assert url.startswith("redis://:${REDIS_PASSWORD:?")
+
+
+def test_make_serve_installs_the_package_alone(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["make", "-n", "serve", f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    installs = [line for line in done.stdout.splitlines() if "pip install" in line]
+    assert any(line.endswith("pip install --quiet -e .") for line in installs), installs
+    assert not any("[test]" in line for line in installs), installs
 
 
 def compose_command() -> list[str]:
@@ -469,7 +556,9 @@ def test_the_image_is_multi_stage_slim_and_runs_as_a_user() -> None:
         assert tool not in final, tool
     assert re.search(r"^HEALTHCHECK .*CMD .*/api/health", re.sub(r"\\\n", " ", final), re.M)
     assert 'ENTRYPOINT ["beatsync"]' in final
-    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    # One ignore file at the root of the build context, which every builder reads.
+    assert not (DEPLOY / "Dockerfile.dockerignore").exists()
+    ignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert ignore[ignore.index("*") :][:1] == ["*"]
     assert {"!src/", "!pyproject.toml", "!README.md"} <= set(ignore)
 

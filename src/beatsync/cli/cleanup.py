@@ -1,18 +1,25 @@
-"""``beatsync cleanup``: one sweep of what has expired or was abandoned, then a report.
+"""``beatsync cleanup``: a sweep of what has expired or was abandoned, then a report.
 
 The running service sweeps on its own every ``BEATSYNC_SWEEP_INTERVAL_S``; this command is for
-cron, for an operator who wants the disk back now, and for checking what a sweep would find.
-It takes the same lock as the service's sweeper, so running it beside a server is safe.
+an operator who wants the disk back now, for checking what a sweep would find, and, with
+``--every``, for the schedule of a worker host, whose job scratch no API process sees. It takes
+the same lock as the service's sweeper, so running it beside a server is safe.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ._common import EXIT_INTERNAL, EXIT_OK, SubParsers
+from ._common import EXIT_INTERNAL, EXIT_OK, SubParsers, whole_number
+
+if TYPE_CHECKING:
+    from beatsync.service.config import Settings
 
 __all__ = ["add_cleanup", "report_lines"]
 
@@ -42,6 +49,13 @@ def add_cleanup(subparsers: SubParsers) -> None:
     )
     p.add_argument("--data-dir", type=Path, help="data folder (BEATSYNC_DATA_DIR, default ./data)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument(
+        "--every",
+        type=whole_number(1, "second"),
+        metavar="SECONDS",
+        help="sweep again every SECONDS until SIGTERM or SIGINT (a host's cleanup schedule); "
+        "a failed sweep is reported and the next one tries again",
+    )
     p.set_defaults(handler=_run_cleanup)
 
 
@@ -55,14 +69,27 @@ def report_lines(report: dict[str, object]) -> list[str]:
 
 
 def _run_cleanup(args: argparse.Namespace) -> int:
-    from beatsync.service.cleanup import sweep
-    from beatsync.service.db import Database, migrate
-    from beatsync.service.storage import open_storage
-
     from .serve import service_settings
 
     overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
     settings = service_settings(**overrides)
+    if args.every is None:
+        return _sweep_once(settings, as_json=args.json)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        _sweep_once(settings, as_json=args.json)
+        sys.stdout.flush()
+        stop.wait(args.every)
+    return EXIT_OK
+
+
+def _sweep_once(settings: Settings, *, as_json: bool) -> int:
+    from beatsync.service.cleanup import sweep
+    from beatsync.service.db import Database, migrate
+    from beatsync.service.storage import open_storage
+
     db = Database(settings.database)  # makes the SQLite file's folder when there is none
     try:
         if settings.migrate_on_start:
@@ -71,7 +98,7 @@ def _run_cleanup(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     data = report.as_dict()
-    if args.json:
+    if as_json:
         print(json.dumps(data, sort_keys=True))
     elif report.skipped:
         print("another sweep is running; nothing was done")

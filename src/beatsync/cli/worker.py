@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ._common import SubParsers, positive_int
+from ._common import EXIT_INTERNAL, EXIT_OK, SubParsers, positive_int
 
 __all__ = ["add_worker"]
 
@@ -29,14 +30,27 @@ def add_worker(subparsers: SubParsers) -> None:
         type=_names,
         help="comma-separated queues to take jobs from (BEATSYNC_CELERY_QUEUE, default beatsync)",
     )
+    p.add_argument(
+        "--ping",
+        action="store_true",
+        help="run no worker: exit 0 when a worker on this host answers a ping through the "
+        "broker within 5 s, else 5 (a container's health check)",
+    )
     p.set_defaults(handler=_run_worker, configures_logging=True)
 
 
 def _run_worker(args: argparse.Namespace) -> int:
     from beatsync.service.config import load_settings
-    from beatsync.service.jobs.celery_app import run_worker
+    from beatsync.service.jobs.celery_app import ping_local_workers, run_worker
 
     settings = load_settings()
+    if args.ping:
+        answered = ping_local_workers(settings)
+        if not answered:
+            print("beatsync: no worker on this host answered a ping", file=sys.stderr)
+            return EXIT_INTERNAL
+        print("\n".join(answered))
+        return EXIT_OK
     return run_worker(settings, concurrency=args.concurrency, queues=args.queues or ())
 
 

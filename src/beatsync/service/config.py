@@ -91,7 +91,17 @@ class Settings(BaseSettings):
         "zh-CN", description="Language of error messages when Accept-Language names neither."
     )
     log_level: str = Field("INFO", description="Python logging level of the service.")
-    log_json: bool = Field(True, description="Log one JSON object per line (else plain text).")
+    log_json: bool | None = Field(
+        None,
+        description="`true`: one JSON object per line; `false`: one short line for people; "
+        "unset: JSON unless the log goes to a terminal.",
+    )
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long requests in flight (uploads included) may take to "
+        "finish before they are cut with a 503.",
+    )
     migrate_on_start: bool = Field(
         True, description="Bring the database to the latest migration when the API starts."
     )

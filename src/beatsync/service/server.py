@@ -84,7 +84,7 @@ def uvicorn_config(settings: Settings, app: FastAPI, **overrides: Any) -> uvicor
         "log_config": None,
         "proxy_headers": bool(proxies),
         "forwarded_allow_ips": proxies or [],
-        "timeout_graceful_shutdown": 5,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
         "timeout_keep_alive": settings.keep_alive_timeout_s,
         "limit_concurrency": settings.max_connections,
         "ws_max_size": 64 * 1024,

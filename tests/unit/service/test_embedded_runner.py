@@ -25,7 +25,7 @@ from beatsync.service.db.models import utcnow
 from beatsync.service.jobs import run as run_module
 from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.service.jobs.dispatch import Dispatcher, DispatchUnavailable
-from beatsync.service.jobs.embedded import EmbeddedRunner
+from beatsync.service.jobs.embedded import PRELOAD, EmbeddedRunner
 from beatsync.service.jobs.factory import make_dispatcher
 from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
@@ -483,3 +483,23 @@ def test_make_dispatcher(tmp_path: Path) -> None:
     assert isinstance(distributed, CeleryDispatcher)
     assert isinstance(distributed, Dispatcher)
     env.db.dispose()
+
+
+def test_ctrl_c_at_a_terminal_is_left_to_serve_by_the_fork_server_and_its_jobs() -> None:
+    """Ctrl-C reaches the whole process group: the fork server (even while it still imports
+    the engine) and the job processes it forks ignore it; ``serve`` stops them itself."""
+    script = (
+        "import multiprocessing, signal\n"
+        "from beatsync.service.jobs.embedded import PRELOAD\n"
+        "context = multiprocessing.get_context('forkserver')\n"
+        "context.set_forkserver_preload(list(PRELOAD[:1]))\n"
+        "with context.Pool(1) as pool:\n"
+        "    print(pool.apply(signal.getsignal, (signal.SIGINT,)) is signal.SIG_IGN)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
+    assert PRELOAD[0] == "beatsync.service.jobs.forkserver_init"

@@ -39,7 +39,7 @@ from beatsync.service.storage import StorageUnavailable
 
 from .celery_task import JobDelivery
 
-__all__ = ["CANCEL_COMMAND", "TASK_NAME", "create_celery_app", "run_worker"]
+__all__ = ["CANCEL_COMMAND", "TASK_NAME", "create_celery_app", "ping_local_workers", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,18 @@ def run_worker(
     )
     worker.start()
     return int(worker.exitcode or 0)
+
+
+def ping_local_workers(settings: Settings, *, timeout: float = 5.0) -> list[str]:
+    """The names of this host's workers that answer a ping through the broker within
+    ``timeout`` seconds (a container's health check: empty means unhealthy)."""
+    app = create_celery_app(settings)
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    finally:
+        app.close()
+    host = socket.gethostname()
+    return sorted(name for reply in replies for name in reply if name.endswith(f"@{host}"))
 
 
 def _keep_logging(**_: Any) -> None:

@@ -65,6 +65,7 @@ JobTarget = Callable[[str, Settings], object]
 
 # Imported once by the fork server, shared by every child: what a job would import anyway.
 PRELOAD = (
+    "beatsync.service.jobs.forkserver_init",
     "beatsync.engine",
     "beatsync.engine.alignment.align",
     "beatsync.engine.output.plot",
