@@ -1,10 +1,11 @@
-// Keeping the result: download the video (wx.downloadFile through its signed URL) and save it
-// to the photo album, asking for the album permission the way WeChat wants — once through
-// wx.authorize; after a refusal WeChat will not ask again, so the page offers a button that
-// opens the settings (open-type="openSetting") instead. Also sharing the video to a chat.
+// Keeping the result: download the video (wx.downloadFile through its signed URL) or take the
+// file assembled on the phone, and save it to the photo album, asking for the album permission
+// the way WeChat wants — once through wx.authorize; after a refusal WeChat will not ask again,
+// so the page offers a button that opens the settings (open-type="openSetting") instead. A
+// refusal of the privacy guide (errno 104) is another thing: the settings cannot undo it.
 
-const { localError } = require("./errors.js");
-const { call, has, isCancel } = require("./wxp.js");
+const { failureCode, localError } = require("./errors.js");
+const { call } = require("./wxp.js");
 
 const SCOPE = "scope.writePhotosAlbum";
 // A result can be a few hundred MB on a slow network: the download gets longer than a request.
@@ -23,16 +24,19 @@ async function albumPermission() {
   return "unknown";
 }
 
-/** Ask for the album permission; true when it is granted. */
+/**
+ * Ask for the album permission: "granted", "denied" (only the settings page can change it), or
+ * "privacy" (the user did not agree to the privacy guide: not an album refusal, and the
+ * settings page cannot help).
+ */
 async function ensureAlbumPermission() {
   const state = await albumPermission();
-  if (state === "granted") return true;
-  if (state === "denied") return false;
+  if (state === "granted" || state === "denied") return state;
   try {
     await call("authorize", { scope: SCOPE });
-    return true;
+    return "granted";
   } catch (error) {
-    return false;
+    return failureCode(error) === "PRIVACY_DENIED" ? "privacy" : "denied";
   }
 }
 
@@ -52,7 +56,10 @@ function download(url, onProgress) {
           );
       },
       fail(failure) {
-        reject(localError("DOWNLOAD_FAILED", { reason: failure && failure.errMsg }));
+        const code = failureCode(failure);
+        reject(localError(code === "DOWNLOAD_TOO_LARGE" ? code : "DOWNLOAD_FAILED", {
+          reason: failure && failure.errMsg,
+        }));
       },
     });
     if (task && typeof task.onProgressUpdate === "function" && onProgress) {
@@ -62,37 +69,32 @@ function download(url, onProgress) {
 }
 
 /**
- * Save the video at `url` to the album.
- * @returns {Promise<{saved: boolean, needsSetting?: boolean, filePath?: string}>}
+ * Save a local video file to the album.
+ * @returns {Promise<{saved: boolean, needsSetting?: boolean, privacy?: boolean}>}
  */
-async function saveVideo(url, onProgress) {
-  if (!(await ensureAlbumPermission())) return { saved: false, needsSetting: true };
-  const filePath = await download(url, onProgress);
+async function saveFile(filePath) {
+  const permission = await ensureAlbumPermission();
+  if (permission === "privacy") return { saved: false, privacy: true };
+  if (permission === "denied") return { saved: false, needsSetting: true };
   try {
     await call("saveVideoToPhotosAlbum", { filePath });
   } catch (error) {
-    if (isCancel(error)) return { saved: false, filePath };
-    if (/auth|deny|denied/i.test(String(error && error.errMsg))) {
-      return { saved: false, needsSetting: true, filePath };
-    }
+    const code = failureCode(error);
+    if (code === "CANCELED") return { saved: false };
+    if (code === "PRIVACY_DENIED") return { saved: false, privacy: true };
+    if (code === "ALBUM_DENIED") return { saved: false, needsSetting: true };
     throw localError("SAVE_FAILED", { reason: error && error.errMsg });
   }
-  return { saved: true, filePath };
+  return { saved: true };
 }
 
-/** Send the video to a chat (wx.shareVideoMessage); false where this WeChat cannot. */
-async function shareVideo(url, posterPath) {
-  if (!has("shareVideoMessage")) return false;
-  const videoPath = await download(url);
-  try {
-    const options = { videoPath };
-    if (posterPath) options.thumbPath = posterPath;
-    await call("shareVideoMessage", options);
-  } catch (error) {
-    if (isCancel(error)) return false;
-    throw localError("SHARE_FAILED", { reason: error && error.errMsg });
-  }
-  return true;
+/** Save the video at `url` (the service's render) to the album. */
+async function saveVideo(url, onProgress) {
+  const permission = await ensureAlbumPermission();
+  if (permission === "privacy") return { saved: false, privacy: true };
+  if (permission === "denied") return { saved: false, needsSetting: true };
+  const filePath = await download(url, onProgress);
+  return Object.assign(await saveFile(filePath), { filePath });
 }
 
-module.exports = { SCOPE, albumPermission, download, ensureAlbumPermission, saveVideo, shareVideo };
+module.exports = { SCOPE, albumPermission, download, ensureAlbumPermission, saveFile, saveVideo };

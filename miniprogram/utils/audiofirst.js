@@ -66,13 +66,17 @@ async function removeQuietly(filePath) {
   }
 }
 
-/** Keep the screen on while `work` runs (an upload or an assembly takes minutes). */
+let screenHolders = 0;
+
+/** Keep the screen on while `work` runs (uploads and an assembly take minutes; both at once). */
 async function keepingScreenOn(work) {
-  wxCall("setKeepScreenOn", { keepScreenOn: true }).catch(() => {});
+  screenHolders += 1;
+  if (screenHolders === 1) wxCall("setKeepScreenOn", { keepScreenOn: true }).catch(() => {});
   try {
     return await work();
   } finally {
-    wxCall("setKeepScreenOn", { keepScreenOn: false }).catch(() => {});
+    screenHolders -= 1;
+    if (screenHolders === 0) wxCall("setKeepScreenOn", { keepScreenOn: false }).catch(() => {});
   }
 }
 

@@ -5,11 +5,12 @@
 
 const config = require("../config.js");
 const api = require("./api.js");
+const audiofirst = require("./audiofirst.js");
 const background = require("./background.js");
 const { ApiError, describe } = require("./errors.js");
 const { hashFile } = require("./files.js");
 const { formatBytes, formatDuration, formatPercent, formatSpeed } = require("./format.js");
-const { checkFile, currentLimits } = require("./limits.js");
+const { checkFile, currentLimits, mediaKind } = require("./limits.js");
 const { pickFile } = require("./pick.js");
 const { TusUpload } = require("./tus.js");
 
@@ -17,6 +18,13 @@ const TITLES = { dance: "课堂视频", bgm: "参考音乐或视频" };
 const HINTS = {
   dance: "课堂上用手机拍的视频，现场声音差也没关系。",
   bgm: "同一首歌的干净录音：音乐视频、练习音轨或音频文件。",
+};
+// Why the whole class video is uploaded instead of its sound.
+const SERVER_REASONS = {
+  decoder: "这个微信版本不能在手机上读取视频画面，将上传整个视频。",
+  format: "这种视频格式不能在手机上处理，将上传整个视频。",
+  storage: "手机上给小程序的存储空间不够，将上传整个视频。",
+  chosen: "将上传整个视频，由服务器合成。",
 };
 const CHECK_DEADLINE_MS = 180 * 1000;
 const SPEED_WINDOW_MS = 5000;
@@ -30,7 +38,8 @@ class UploadSlot {
   /**
    * @param {"dance"|"bgm"} kind
    * @param {object} [options] onChange(view), chunkBytes, minChunkBytes, maxChunkBytes,
-   *   hashLimitBytes, retryDelays (ms)
+   *   hashLimitBytes, retryDelays (ms), audioFirst (default true: a class video that the
+   *   phone can read sends only its sound)
    */
   constructor(kind, options) {
     this.kind = kind;
@@ -49,6 +58,10 @@ class UploadSlot {
     this.generation += 1;
     if (this.tus) this.tus.pause();
     this.tus = null;
+    if (this.local) audiofirst.removeQuietly(this.local.audio.path);
+    this.local = null;
+    this.video = null;
+    this.pathNote = "";
     this.file = null;
     this.state = "empty";
     this.status = "";
@@ -96,14 +109,36 @@ class UploadSlot {
   }
 
   /** Check `file` ({path, size, name, type, duration}) and send it. */
-  async use(file) {
+  async use(file, options) {
     this.clear();
     const generation = this.generation;
     this.file = file;
+    this.video = file;
     this.set("checking", "正在检查文件…");
     const limits = await currentLimits();
     if (generation !== this.generation) return;
-    const problem = checkFile(file, this.kind, limits);
+    const wholeVideo = Boolean(options && options.wholeVideo);
+    if (this.kind === "dance" && mediaKind(file) === "video") {
+      if (this.options.audioFirst === false || wholeVideo) {
+        this.pathNote = SERVER_REASONS.chosen;
+      } else {
+        this.set("checking", "正在读取视频里的声音…");
+        const { local, reason } = await audiofirst.prepare(file);
+        if (generation !== this.generation) {
+          if (local) audiofirst.removeQuietly(local.audio.path);
+          return;
+        }
+        if (local) {
+          this.local = local;
+          this.file = Object.assign({}, local.audio, { duration: file.duration });
+          this.pathNote = `只上传视频里的声音（${formatBytes(local.audio.size)}），视频留在手机上。`;
+        } else {
+          this.pathNote = SERVER_REASONS[reason];
+        }
+      }
+    }
+    // The video is checked, but with the size of what is sent.
+    const problem = checkFile(Object.assign({}, file, { size: this.file.size }), this.kind, limits);
     if (problem) {
       this.error = describe(problem);
       this.set("invalid", "这个文件不能上传");
@@ -113,7 +148,16 @@ class UploadSlot {
   }
 
   /** Send (or go on sending) the chosen file. Also what "retry" does after a failure. */
-  async send() {
+  send() {
+    return audiofirst.keepingScreenOn(() => this.sendNow());
+  }
+
+  /** Send the whole class video instead of its sound (the server assembles then). */
+  useWholeVideo() {
+    return this.video ? this.use(this.video, { wholeVideo: true }) : Promise.resolve();
+  }
+
+  async sendNow() {
     const generation = this.generation;
     this.error = null;
     this.paused = false;
@@ -304,6 +348,7 @@ class UploadSlot {
   /** Everything the upload card shows, as plain data for setData. */
   view() {
     const file = this.file;
+    const shown = this.video || file;
     const media = this.upload && this.upload.media;
     let duration = file ? file.duration : null;
     if (duration == null && media && media.duration_s) duration = media.duration_s;
@@ -314,8 +359,10 @@ class UploadSlot {
       hint: HINTS[this.kind],
       state: this.state,
       hasFile: Boolean(file),
-      name: file ? file.name : "",
-      sizeText: file ? formatBytes(file.size) : "",
+      name: shown ? shown.name : "",
+      sizeText: shown ? formatBytes(shown.size) : "",
+      pathNote: this.pathNote,
+      audioFirst: Boolean(this.local),
       durationText: file ? formatDuration(duration) : "",
       percent: Math.floor(fraction * 100),
       speedText: this.state === "uploading" && this.speed != null ? formatSpeed(this.speed) : "",

@@ -2,6 +2,7 @@
 // Built with Component() (a page may be), so that it can be rendered and tapped in tests.
 
 const api = require("../../utils/api.js");
+const audiofirst = require("../../utils/audiofirst.js");
 const { describe } = require("../../utils/errors.js");
 const { UploadSlot } = require("../../utils/slot.js");
 
@@ -46,6 +47,13 @@ Component({
       return this.slots[kind].pick(event.detail.source);
     },
 
+    /** Upload the whole class video instead of its sound and wait until it is there. */
+    async wholeVideo(slot) {
+      this.setData({ startHint: "正在上传整个视频…" });
+      await slot.useWholeVideo();
+      if (!slot.ready) throw slot.error ? { code: slot.error.code, message: slot.error.message } : new Error("upload");
+    },
+
     onRetry(event) {
       return this.slots[event.currentTarget.dataset.kind].send();
     },
@@ -60,7 +68,22 @@ Component({
       this.setData({ starting: true, canStart: false, error: null });
       const options = this.data.compact ? { reencode: true, max_height: 720 } : {};
       try {
-        const job = await api.createJob(dance.uploadId, bgm.uploadId, options);
+        // 720p is a re-encode, which only the service can do: it needs the whole video.
+        if (dance.local && this.data.compact) await this.wholeVideo(dance);
+        let job = null;
+        if (dance.local) {
+          this.setData({ startHint: "正在读取视频的关键画面…" });
+          const extra = await audiofirst.jobFields(dance.local);
+          try {
+            job = await api.createJob(dance.uploadId, bgm.uploadId, {}, extra);
+            audiofirst.remember(job.id, dance.local);
+          } catch (error) {
+            // The service cannot use this video's tables and sound alone: send it whole.
+            if (error.code !== "INVALID_MANIFEST") throw error;
+            await this.wholeVideo(dance);
+          }
+        }
+        if (!job) job = await api.createJob(dance.uploadId, bgm.uploadId, options);
         wx.navigateTo({ url: `/pages/job/job?id=${encodeURIComponent(job.id)}` });
         return job;
       } catch (error) {

@@ -1,10 +1,15 @@
 // One job: its stages live while it runs (WebSocket, else polling), then the result — the
 // video to preview, how sure the match is, the alignment plot, another candidate, a nudge in
 // milliseconds, saving to the album and sharing. Retry or cancel while it is not done.
+// An audio-first job answers its frame requests from the video on this phone and assembles
+// its result here; when the result cannot fit in the mini-program's 200 MB, or a server
+// render is over WeChat's 200 MB download cap, the service renders it at 720p instead.
 
 const album = require("../../utils/album.js");
 const api = require("../../utils/api.js");
-const { describe } = require("../../utils/errors.js");
+const audiofirst = require("../../utils/audiofirst.js");
+const { describe, localError } = require("../../utils/errors.js");
+const { UploadSlot } = require("../../utils/slot.js");
 const {
   JobWatcher,
   STATUS_NAMES,
@@ -13,8 +18,16 @@ const {
   statusLine,
 } = require("../../utils/job.js");
 const { choiceRequest, choices, resultView } = require("../../utils/result.js");
-const { formatPercent } = require("../../utils/format.js");
+const { formatBytes, formatPercent } = require("../../utils/format.js");
 const { isCancel } = require("../../utils/wxp.js");
+
+const DOWNLOAD_LIMIT_BYTES = 200 * 1024 * 1024; // wx.downloadFile refuses more
+const PATHS = {
+  phone: "在手机上合成：视频没有上传，只上传了声音。",
+  server: "由服务器合成。",
+  server720: "由服务器合成 720p 版本。",
+};
+const SHARE_READY = "视频已准备好，点“发送给朋友”选择聊天。";
 
 Component({
   data: {
@@ -35,19 +48,26 @@ Component({
     saveText: "",
     needsSetting: false,
     notice: "",
+    pathText: "",
+    offer720: false,
+    shareReady: false,
   },
   methods: {
     onLoad(query) {
       this.watcher = null;
       this.peak = null;
       this.ancestors = {};
+      this.answered = new Set();
+      this.sharePath = null;
       const id = query && query.id ? decodeURIComponent(query.id) : "";
+      this.local = id ? audiofirst.recall(id) : null;
       this.setData({ jobId: id });
       return this.load(id);
     },
 
     onUnload() {
       if (this.watcher) this.watcher.stop();
+      this.dropShare();
     },
 
     async load(id) {
@@ -93,8 +113,43 @@ Component({
         error: failed ? describe(job.error) : null,
         result,
       });
-      if (result) this.showChoices(job);
-      else if (this.data.choices.length) this.setData({ choices: [] });
+      if (result) {
+        this.showChoices(job);
+        this.showPath(job);
+      } else if (this.data.choices.length) this.setData({ choices: [] });
+      if (job.audio_first && job.frames_request && this.local) this.answerFrames(job);
+    },
+
+    async answerFrames(job) {
+      try {
+        await audiofirst.answerFrames(job, this.local, this.answered);
+      } catch (error) {
+        // The run goes on without the picture check after its wait; say why it may be late.
+        this.setData({ notice: "无法读取视频画面，结果的首尾可能多出黑屏或静止画面。" });
+      }
+    },
+
+    /** Which path makes the file, and whether it can be made on this phone at all. */
+    showPath(job) {
+      const result = job.result || {};
+      const assembly = result.assembly;
+      const size = result.output && result.output.size_bytes;
+      if (assembly) {
+        this.setData({
+          pathText: this.local ? PATHS.phone : "这个任务的视频不在这台手机上，可以改由服务器合成 720p。",
+          offer720: !this.local,
+        });
+      } else {
+        const small = job.options && job.options.max_height === 720;
+        const tooLarge = Number(size) > DOWNLOAD_LIMIT_BYTES;
+        this.setData({
+          pathText: small ? PATHS.server720 : PATHS.server,
+          offer720: tooLarge,
+          notice: tooLarge
+            ? `结果有 ${formatBytes(size)}，超过微信能下载的 200 MB，可以生成 720p 版本。`
+            : this.data.notice,
+        });
+      }
     },
 
     async showChoices(job) {
@@ -149,21 +204,61 @@ Component({
         wx.previewImage({ urls: [result.plotUrl], current: result.plotUrl });
     },
 
-    async onSave() {
-      const result = this.data.result;
-      if (!result || this.data.saving) return null;
-      this.setData({ saving: true, saveText: "正在下载… 0%", notice: "", error: null });
-      try {
-        const outcome = await album.saveVideo(result.videoUrl, (fraction) =>
-          this.setData({ saveText: `正在下载… ${formatPercent(fraction)}` }),
-        );
-        if (outcome.needsSetting) {
-          this.setData({
-            needsSetting: true,
-            notice: "需要“保存到相册”的权限，请点下面的按钮去设置中打开。",
+    /**
+     * The result as a file on this phone: assembled here (a user file, deleted after use) or
+     * downloaded from the service (a temporary file). Null when it cannot be (then the page
+     * offers the 720p render and says why).
+     */
+    async produce(onProgress) {
+      const job = this.current;
+      const result = job && job.result;
+      if (!result) return null;
+      if (result.assembly) {
+        if (!this.local) {
+          this.setData({ offer720: true });
+          return null;
+        }
+        try {
+          const out = await audiofirst.assembleResult(this.local, result.assembly, {
+            name: job.id,
+            onProgress: (done, total) => onProgress(total ? done / total : 0),
           });
-        } else if (outcome.saved) {
-          this.setData({ needsSetting: false, notice: "已保存到相册。" });
+          return { path: out.path, own: true };
+        } catch (error) {
+          if (error.code !== "OUTPUT_TOO_LARGE") throw localError("ASSEMBLE_FAILED", {});
+          this.setData({
+            offer720: true,
+            notice: `合成的视频有 ${formatBytes(error.size)}，手机上给小程序的空间（200 MB）放不下，可以改由服务器生成 720p 版本。`,
+          });
+          return null;
+        }
+      }
+      const size = result.output && result.output.size_bytes;
+      if (Number(size) > DOWNLOAD_LIMIT_BYTES) {
+        this.setData({ offer720: true });
+        return null;
+      }
+      const path = await album.download(this.data.result.videoUrl, onProgress);
+      return { path, own: false };
+    },
+
+    async onSave() {
+      if (!this.data.result || this.data.saving) return null;
+      this.setData({ saving: true, saveText: "正在准备… 0%", notice: "", error: null });
+      let file = null;
+      try {
+        const permission = await album.ensureAlbumPermission();
+        if (permission !== "granted") return this.refused(permission);
+        file = await this.produce((fraction) =>
+          this.setData({ saveText: `正在准备… ${formatPercent(fraction)}` }),
+        );
+        if (!file) return null;
+        const outcome = await album.saveFile(file.path);
+        if (!outcome.saved && (outcome.privacy || outcome.needsSetting)) {
+          return this.refused(outcome.privacy ? "privacy" : "denied");
+        }
+        if (outcome.saved) {
+          this.setData({ needsSetting: false, notice: `已保存到相册。${this.data.pathText}` });
           wx.showToast({ title: "已保存到相册", icon: "success" });
         }
         return outcome;
@@ -171,8 +266,25 @@ Component({
         this.setData({ error: describe(error) });
         return null;
       } finally {
+        if (file && file.own) audiofirst.removeQuietly(file.path);
         this.setData({ saving: false, saveText: "" });
       }
+    },
+
+    /** The album cannot be written: by the privacy guide's refusal, or the permission's. */
+    refused(reason) {
+      if (reason === "privacy") {
+        this.setData({
+          needsSetting: false,
+          notice: "你没有同意隐私保护指引，所以不能保存到相册。再点一次保存可以重新选择。",
+        });
+        return { saved: false, privacy: true };
+      }
+      this.setData({
+        needsSetting: true,
+        notice: "需要“保存到相册”的权限，请点下面的按钮去设置中打开。",
+      });
+      return { saved: false, needsSetting: true };
     },
 
     /** Back from the settings page (button open-type="openSetting"): save if now allowed. */
@@ -185,17 +297,84 @@ Component({
       return null;
     },
 
-    async onShareVideo() {
-      const result = this.data.result;
-      if (!result || this.data.saving) return;
-      this.setData({ saving: true, saveText: "正在准备分享…", error: null });
+    /** First tap: make the file to share (WeChat shares only from a tap, so a second tap sends). */
+    async onPrepareShare() {
+      if (!this.data.result || this.data.saving) return;
+      this.dropShare();
+      this.setData({ saving: true, saveText: "正在准备分享…", notice: "", error: null });
       try {
-        const shared = await album.shareVideo(result.videoUrl);
-        if (!shared) this.setData({ notice: "可以点右上角“…”把小程序分享给朋友。" });
+        const file = await this.produce((fraction) =>
+          this.setData({ saveText: `正在准备分享… ${formatPercent(fraction)}` }),
+        );
+        if (!file) return;
+        this.sharePath = file;
+        this.setData({ shareReady: true, notice: SHARE_READY });
       } catch (error) {
-        if (!isCancel(error)) this.setData({ error: describe(error) });
+        this.setData({ error: describe(error) });
       } finally {
         this.setData({ saving: false, saveText: "" });
+      }
+    },
+
+    /** Second tap: send it. Nothing is awaited before the call, as WeChat requires. */
+    onShareVideo() {
+      const file = this.sharePath;
+      if (!file) return;
+      if (typeof wx.shareVideoMessage !== "function") {
+        this.setData({ notice: "这个微信版本不能直接分享视频，可以先保存到相册。" });
+        return;
+      }
+      wx.shareVideoMessage({
+        videoPath: file.path,
+        success: () => this.setData({ notice: "已发送。" }),
+        fail: (error) => {
+          if (!isCancel(error)) this.setData({ error: describe(localError("SHARE_FAILED", {})) });
+        },
+        complete: () => this.dropShare(),
+      });
+    },
+
+    dropShare() {
+      const file = this.sharePath;
+      this.sharePath = null;
+      if (file && file.own) audiofirst.removeQuietly(file.path);
+      if (this.data.shareReady) this.setData({ shareReady: false });
+    },
+
+    /** Render on the service at 720p: the video is sent whole when it is only on this phone. */
+    async onServer720() {
+      const job = this.current;
+      if (!job || this.data.acting) return null;
+      this.setData({ acting: true, error: null, notice: "" });
+      try {
+        let danceId = job.dance_upload_id;
+        if (job.audio_first) {
+          if (!this.local) throw localError("FILE_READ_FAILED", {});
+          const slot = new UploadSlot("dance", {
+            audioFirst: false,
+            onChange: (view) => this.setData({ saveText: view.statusText }),
+          });
+          const name = this.local.videoPath.split("/").pop();
+          await slot.use({ path: this.local.videoPath, size: this.local.videoSize, name, type: "video" });
+          const { ready, error, uploadId } = slot;
+          slot.destroy();
+          if (!ready) throw error || localError("UPLOAD_INCOMPLETE", {});
+          danceId = uploadId;
+        }
+        const created = await api.createJob(danceId, job.bgm_upload_id, {
+          reencode: true,
+          max_height: 720,
+          nudge_ms: Number(job.options && job.options.nudge_ms) || 0,
+        });
+        this.local = null;
+        this.setData({ offer720: false, pathText: PATHS.server720 });
+        this.follow(created, { restart: true });
+        return created;
+      } catch (error) {
+        this.setData({ error: describe(error) });
+        return null;
+      } finally {
+        this.setData({ acting: false, saveText: "" });
       }
     },
 

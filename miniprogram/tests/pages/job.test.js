@@ -109,7 +109,7 @@ test("saving asks for the album permission once, downloads the video and saves i
   succeed();
   await waitFor(() => page.data.result !== null);
   await tap(page, ".save");
-  await waitFor(() => page.data.notice === "已保存到相册。");
+  await waitFor(() => page.data.notice === "已保存到相册。由服务器合成。");
   expect(fake.called("authorize")).toEqual([{ scope: "scope.writePhotosAlbum" }]);
   expect(fake.called("downloadFile")[0].url).toBe(
     `https://api.test/api/v1/files/${job.id}/output.mp4?exp=1&sig=v`,
@@ -138,7 +138,7 @@ test("after a refusal the page offers the settings, and saves once allowed there
     detail: { authSetting: { "scope.writePhotosAlbum": true } },
   });
   expect(fake.called("saveVideoToPhotosAlbum").length).toBe(1);
-  expect(page.data.notice).toBe("已保存到相册。");
+  expect(page.data.notice).toBe("已保存到相册。由服务器合成。");
 });
 
 test("a nudge renders the job again and follows the new one", async () => {

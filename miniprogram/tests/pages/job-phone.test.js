@@ -1,0 +1,178 @@
+// The job page on a phone's terms: an audio-first job answers its frame requests from the
+// local video and assembles, saves and deletes its result; sharing takes two taps; what cannot
+// fit (the 200 MB of user files, the 200 MB download cap) turns into a 720p render by the
+// service; a refused privacy guide is not a refused album permission.
+
+const { load, mount, tap } = require("../support/simulate.js");
+const { createFakeWx, waitFor } = require("../support/fake-wx.js");
+const { sampleResult } = require("../support/fake-service.js");
+const { makeCleanAudio, makeMovie } = require("../support/movie-maker.js");
+const { USER_DATA_PATH } = require("../support/wx-rules.js");
+const api = require("../../utils/api.js");
+const audiofirst = require("../../utils/audiofirst.js");
+
+const id = load("pages/job/job");
+const VIDEO = "wxfile://tmp/class.mp4";
+const MB = 1024 * 1024;
+
+let fake;
+let page;
+let job;
+let movie;
+
+function pictures() {
+  let dts = 0;
+  return movie.video
+    .map((sample, i) => {
+      const rgba = new Uint8Array(16 * 9 * 4).fill(i % 200);
+      const frame = { pts: ((dts + sample.offset_cts) * 1000) / 15360, key: sample.sync, width: 16, height: 9, rgba: rgba.buffer };
+      dts += sample.duration;
+      return frame;
+    })
+    .sort((a, b) => a.pts - b.pts);
+}
+
+async function openJob(options) {
+  fake = createFakeWx(options);
+  global.wx = fake.wx;
+  api.setBase(fake.service.base);
+  await api.ensureSession();
+  const owner = fake.service.tokens.get(api.token());
+  movie = makeMovie({ frames: 90, frameSize: 4096 });
+  fake.addFile(VIDEO, Buffer.from(await movie.read(0, movie.size)));
+  fake.videoFrames = () => pictures();
+  const { local } = await audiofirst.prepare({ path: VIDEO, size: movie.size, name: "class.mp4" });
+  job = fake.service.newJob(
+    { dance_upload_id: "upl_a", bgm_upload_id: "upl_b", video_manifest: local.manifest, options: {} },
+    owner,
+  );
+  audiofirst.remember(job.id, local);
+  page = mount(id);
+  await page.instance.onLoad({ id: job.id });
+  return local;
+}
+
+function finish() {
+  const audioUrl = `/api/v1/files/${job.id}/audio.m4a?exp=1&sig=a`;
+  fake.service.advance(job.id, {
+    status: "succeeded",
+    stage: "done",
+    progress: 1,
+    result: sampleResult(job.id, {
+      files: { video: null, poster: `/api/v1/files/${job.id}/poster.jpg?sig=q`, plot: null, report: null },
+      assembly: { audio_url: audioUrl, first_sample: 30, end_sample: 90 },
+    }),
+  });
+  fake.served.set(audioUrl, Buffer.from(makeCleanAudio(40).bytes));
+  return waitFor(() => page.data.result !== null);
+}
+
+afterEach(() => {
+  if (page) page.instance.onUnload();
+  page = null;
+});
+
+test("audio-first: frames are answered, the result is assembled here, saved and deleted", async () => {
+  await openJob();
+  fake.service.advance(job.id, { status: "running", stage: "trim", frames_request: { id: "r1", samples: [31, 34] } });
+  await waitFor(() => fake.service.jobs.get(job.id).frames.length === 1);
+  expect(fake.service.jobs.get(job.id).frames[0].bytes.length).toBe(2 * 96 * 54);
+
+  await finish();
+  expect(page.data.pathText).toBe("在手机上合成：视频没有上传，只上传了声音。");
+  expect(page.querySelector(".player")).toBeUndefined();
+  await tap(page, ".save");
+  await waitFor(() => page.data.notice.startsWith("已保存到相册。"));
+  expect(page.data.notice).toBe("已保存到相册。在手机上合成：视频没有上传，只上传了声音。");
+  const out = `${USER_DATA_PATH}/beatsync/${job.id}.mp4`;
+  expect(fake.called("saveVideoToPhotosAlbum")).toEqual([{ filePath: out }]);
+  expect(fake.files.has(out)).toBe(false); // deleted after saving
+  expect(fake.called("downloadFile").map((d) => d.url)).toEqual([
+    `https://api.test/api/v1/files/${job.id}/audio.m4a?exp=1&sig=a`,
+  ]);
+  expect(fake.called("setKeepScreenOn").map((c) => c.keepScreenOn)).toEqual([true, false]);
+  expect(fake.called("readFile")).toHaveLength(0);
+});
+
+test("sharing takes two taps: prepare, then send from the tap", async () => {
+  await openJob();
+  await finish();
+  await tap(page, ".share-prepare");
+  await waitFor(() => page.data.shareReady);
+  const out = `${USER_DATA_PATH}/beatsync/${job.id}.mp4`;
+  expect(fake.files.has(out)).toBe(true);
+  await tap(page, ".share-video");
+  await waitFor(() => fake.called("shareVideoMessage").length === 1);
+  expect(fake.called("shareVideoMessage")[0]).toEqual({ videoPath: out, gesture: true });
+  await waitFor(() => page.data.notice === "已发送。");
+  expect(fake.files.has(out)).toBe(false);
+  expect(page.data.shareReady).toBe(false);
+});
+
+test("a result that cannot fit in the 200 MB is rendered at 720p by the service", async () => {
+  const local = await openJob();
+  await finish();
+  fake.addFile(`${USER_DATA_PATH}/other.bin`, Buffer.alloc(200 * MB - fake.userBytes() - 64 * 1024));
+  await tap(page, ".save");
+  await waitFor(() => page.data.offer720);
+  expect(page.data.notice).toMatch(/^合成的视频有 .*，手机上给小程序的空间（200 MB）放不下/);
+  expect(fake.called("saveVideoToPhotosAlbum")).toEqual([]);
+  fake.files.delete(`${USER_DATA_PATH}/other.bin`);
+
+  await tap(page, ".server-720");
+  await waitFor(() => page.data.jobId !== job.id);
+  const created = fake.service.jobs.get(page.data.jobId);
+  expect(created.options).toMatchObject({ reencode: true, max_height: 720 });
+  expect(created.manifest).toBeNull();
+  const upload = fake.service.uploads.get(created.dance_upload_id);
+  expect(upload).toBeDefined();
+  expect(upload.bytes.equals(fake.files.get(local.videoPath))).toBe(true);
+  expect(page.data.pathText).toBe("由服务器合成 720p 版本。");
+});
+
+test("a server render over 200 MB is not downloaded; 720p is offered", async () => {
+  await openJob();
+  fake.service.jobs.get(job.id).manifest = null;
+  fake.service.advance(job.id, {
+    status: "succeeded",
+    stage: "done",
+    progress: 1,
+    result: sampleResult(job.id, { output: { duration_s: 600, size_bytes: 300 * MB, width: 1920, height: 1080 } }),
+  });
+  await waitFor(() => page.data.result !== null);
+  expect(page.data.offer720).toBe(true);
+  expect(page.data.notice).toBe("结果有 300 MB，超过微信能下载的 200 MB，可以生成 720p 版本。");
+  await tap(page, ".save");
+  await waitFor(() => !page.data.saving);
+  expect(fake.called("downloadFile")).toEqual([]);
+  await tap(page, ".server-720");
+  await waitFor(() => page.data.jobId !== job.id);
+  expect(fake.service.jobs.get(page.data.jobId)).toMatchObject({
+    dance_upload_id: "upl_a",
+    options: { reencode: true, max_height: 720 },
+  });
+});
+
+test("a refused privacy guide does not send the user to the settings", async () => {
+  await openJob({ privacy: "pending" });
+  await finish();
+  const sheet = page.querySelector(".privacy");
+  await tap(page, ".save");
+  await waitFor(() => sheet.querySelector(".sheet"));
+  expect(sheet.querySelector(".sheet-agree").dom.getAttribute("open-type") || "agreePrivacyAuthorization").toBe(
+    "agreePrivacyAuthorization",
+  );
+  await tap(sheet, ".sheet-refuse");
+  await waitFor(() => !page.data.saving);
+  expect(page.data.needsSetting).toBe(false);
+  expect(page.querySelector(".setting")).toBeUndefined();
+  expect(page.data.notice).toBe("你没有同意隐私保护指引，所以不能保存到相册。再点一次保存可以重新选择。");
+
+  await tap(page, ".save");
+  await waitFor(() => sheet.querySelector(".sheet"));
+  await tap(sheet, ".sheet-link");
+  expect(fake.called("openPrivacyContract")).toHaveLength(1);
+  sheet.instance.onAgree(); // what WeChat calls after the open-type button is tapped
+  await waitFor(() => fake.called("saveVideoToPhotosAlbum").length === 1);
+  await waitFor(() => page.data.notice.startsWith("已保存到相册。"));
+});
