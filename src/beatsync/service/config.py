@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     s3_presigned_downloads: bool = Field(
         True, description="Send clients to presigned S3 URLs for results instead of proxying."
     )
+    s3_part_size_mb: int = Field(
+        8,
+        ge=5,
+        le=5 * 1024,
+        description="Size of the parts of multipart uploads to S3, resumable uploads included "
+        "(at least 5, the smallest part S3 accepts).",
+    )
     s3_public_endpoint_url: str = Field(
         "",
         description="Endpoint written into presigned URLs when clients reach the store by "

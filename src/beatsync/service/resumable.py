@@ -30,6 +30,7 @@ from .metrics import count_upload_bytes
 from .quota import check_room
 from .storage import Storage
 from .stored import shared_copy
+from .tus_parts import PartAppender, assemble, multipart_id, start_parts
 from .uploads import (
     READ_CHUNK,
     data_key,
@@ -52,6 +53,7 @@ __all__ = [
     "commit_offset",
     "create_resumable",
     "finish_resumable",
+    "open_appender",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 def create_resumable(
     session: Session,
     settings: Settings,
+    storage: Storage,
     *,
     owner_id: str,
     length: int,
@@ -70,8 +73,9 @@ def create_resumable(
     metadata_header: str | None,
     expected_sha256: str | None,
 ) -> Upload:
-    """A ``receiving`` upload of ``length`` bytes and its empty part file; the length is
-    reserved in the owner's quota until the upload settles."""
+    """A ``receiving`` upload of ``length`` bytes and its empty part file (in S3 mode, its
+    multipart upload: :mod:`beatsync.service.tus_parts`); the length is reserved in the owner's
+    quota until the upload settles."""
     require_size_allowed(length, settings)
     require_free_disk(settings)
     check_room(session, settings, owner_id, size=length, files=1)
@@ -89,6 +93,11 @@ def create_resumable(
         updated_at=now,
         expires_at=now + timedelta(hours=settings.tus_expiry_h),
     )
+    if settings.storage == "s3":
+        row.tus_metadata = {**(row.tus_metadata or {}), **start_parts(storage, row.id)}
+        session.add(row)
+        session.flush()
+        return row
     part = spool_path(settings, row.id)
     part.touch(exist_ok=False)
     try:
@@ -235,6 +244,20 @@ class ChunkAppender:
             self._claimed = False
 
 
+def open_appender(
+    settings: Settings,
+    storage: Storage,
+    row: Upload,
+    *,
+    checksum: tuple[str, bytes] | None,
+) -> ChunkAppender | PartAppender:
+    """What appends a request's bytes to ``row``: a part file in the spool, or (S3 mode) parts
+    in the bucket, which every replica sees."""
+    if settings.storage == "s3":
+        return PartAppender(storage, row.id, multipart_id(row), checksum=checksum)
+    return ChunkAppender(spool_path(settings, row.id), row.id, checksum=checksum)
+
+
 def _conflict() -> ServiceError:
     return ServiceError("UPLOAD_CONFLICT", "another request is writing this upload")
 
@@ -278,6 +301,9 @@ def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_
     if row.status != UploadStatus.RECEIVING or row.offset != row.size:
         return row
     path = spool_path(settings, upload_id)
+    in_parts = settings.storage == "s3"
+    if in_parts:
+        path = assemble(storage, row, path)
     digest = _file_sha256(path)
     expected = (row.tus_metadata or {}).get("sha256")
     values: dict[str, Any] = {"sha256": digest, "updated_at": utcnow()}
@@ -293,12 +319,16 @@ def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_
             status=UploadStatus.REJECTED.value, error_code=exc.code, error_message=exc.detail
         )
         path.unlink(missing_ok=True)
+        if in_parts:
+            storage.delete_prefix(f"uploads/{upload_id}")
     else:
         with db.session() as session:
             shared = shared_copy(session, storage, row.owner_id, digest, row.offset)
         key = shared or data_key(upload_id)
-        if shared is None:
+        if shared is None and not in_parts:
             storage.put_file(key, path)
+        elif shared is not None and in_parts:
+            storage.delete_prefix(f"uploads/{upload_id}")
         path.unlink(missing_ok=True)
         values.update(status=UploadStatus.READY.value, storage_key=key)
     values["expires_at"] = utcnow() + timedelta(hours=settings.upload_ttl_h)

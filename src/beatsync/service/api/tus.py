@@ -225,6 +225,7 @@ def _create(
         return resumable.create_resumable(
             session,
             context.settings,
+            context.storage,
             owner_id=owner,
             length=length,
             filename=uploads.sanitize_filename(metadata.get("filename") or metadata.get("name")),
@@ -255,8 +256,9 @@ async def _receive(
 ) -> tuple[int, datetime]:
     """Append the request body at ``claimed``; the new offset and expiry. The last byte
     settles the upload (probe, store) before the answer goes out."""
-    path = uploads.spool_path(context.settings, upload_id)
-    with resumable.ChunkAppender(path, upload_id, checksum=checksum) as appender:
+    first = await run_in_threadpool(_load, context, owner, upload_id)
+    appender = resumable.open_appender(context.settings, context.storage, first, checksum=checksum)
+    with appender:
         # Read again under the lock: another request may have moved on since.
         row = await run_in_threadpool(_load, context, owner, upload_id)
         _check_offset(row, claimed)

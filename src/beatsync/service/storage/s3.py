@@ -60,7 +60,7 @@ class S3Storage:
         self,
         settings: Settings,
         *,
-        part_size: int = 8 * _MiB,
+        part_size: int | None = None,
         concurrency: int = 4,
         attempts: int = 3,
         connect_timeout_s: float = 5.0,
@@ -69,12 +69,15 @@ class S3Storage:
     ) -> None:
         if not settings.s3_bucket:
             raise ValueError("BEATSYNC_S3_BUCKET is empty")
+        if part_size is None:
+            part_size = settings.s3_part_size_mb * _MiB
         if part_size < 5 * _MiB:
             raise ValueError("part_size must be at least 5 MiB (the smallest S3 part)")
         if not 1 <= delete_batch <= 1000:
             raise ValueError("delete_batch must be within 1..1000 (the DeleteObjects limit)")
         self.settings = settings
         self.bucket = settings.s3_bucket
+        self.part_size = part_size
         self.delete_batch = delete_batch
         self.transfer = TransferConfig(
             multipart_threshold=part_size,
@@ -211,6 +214,7 @@ class S3Storage:
     def delete_prefix(self, prefix: str) -> int:
         check_key(prefix)
         client = self._client()
+        self._abort_multipart(client, f"{prefix}/")
         batch: list[str] = []
         deleted = 0
         for key in self.keys(prefix):
@@ -238,6 +242,103 @@ class S3Storage:
                 f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
             )
         return len(keys)
+
+    def _abort_multipart(self, client: Any, below: str) -> None:
+        """Abort the unfinished multipart uploads under ``below``: their parts are stored (and
+        paid for) until then, and no listing of keys shows them."""
+        try:
+            pages = client.get_paginator("list_multipart_uploads")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=below):
+                for item in page.get("Uploads") or ():
+                    client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=item["Key"], UploadId=item["UploadId"]
+                    )
+        except ClientError as exc:
+            if _code(exc) != "NoSuchUpload":
+                _unavailable("aborting uploads under", below, exc)
+        except BotoCoreError as exc:
+            _unavailable("aborting uploads under", below, exc)
+
+    # -- multipart uploads assembled by the service (resumable uploads) ----------------------
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` (small: a resumable upload's tail) under ``key``."""
+        check_key(key)
+        try:
+            self._client().put_object(Bucket=self.bucket, Key=key, Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            _unavailable("storing", key, exc)
+
+    def delete_key(self, key: str) -> None:
+        """Delete one object (absent already: nothing to do)."""
+        check_key(key)
+        try:
+            self._client().delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            _unavailable("deleting", key, exc)
+
+    def start_multipart(self, key: str) -> str:
+        """Begin a multipart upload of ``key``; its upload id."""
+        check_key(key)
+        extra = {"ContentType": _CONTENT_TYPES.get(Path(key).suffix, "application/octet-stream")}
+        try:
+            answer = self._client().create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
+        except (BotoCoreError, ClientError) as exc:
+            _unavailable("starting an upload of", key, exc)
+        return str(answer["UploadId"])
+
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> None:
+        """Store part ``number`` (1-based) of a multipart upload, replacing any earlier one."""
+        check_key(key)
+        try:
+            self._client().upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        except ClientError as exc:
+            if _code(exc) == "NoSuchUpload":
+                raise FileNotFoundError(key) from exc
+            _unavailable("storing a part of", key, exc)
+        except BotoCoreError as exc:
+            _unavailable("storing a part of", key, exc)
+
+    def finish_multipart(self, key: str, upload_id: str, *, parts: int) -> None:
+        """Join parts ``1..parts`` into ``key`` (FileNotFoundError: the upload is gone)."""
+        check_key(key)
+        client = self._client()
+        etags: dict[int, str] = {}
+        try:
+            pages = client.get_paginator("list_parts")
+            for page in pages.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                for item in page.get("Parts") or ():
+                    etags[int(item["PartNumber"])] = str(item["ETag"])
+            missing = [n for n in range(1, parts + 1) if n not in etags]
+            if missing:
+                raise StorageUnavailable(f"S3: parts {missing[:5]} of {key} are missing")
+            client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, parts + 1)]
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "NoSuchUpload":
+                raise FileNotFoundError(key) from exc
+            _unavailable("joining the parts of", key, exc)
+        except BotoCoreError as exc:
+            _unavailable("joining the parts of", key, exc)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished multipart upload and its parts (already gone: nothing to do)."""
+        check_key(key)
+        try:
+            self._client().abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if _code(exc) not in _MISSING | {"NoSuchUpload"}:
+                _unavailable("aborting the upload of", key, exc)
+        except BotoCoreError as exc:
+            _unavailable("aborting the upload of", key, exc)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         below = f"{check_key(prefix)}/" if prefix else ""

@@ -1,0 +1,204 @@
+"""Two API replicas that share only PostgreSQL and S3 (SeaweedFS), each with a data folder of
+its own: a resumable upload started on one continues on the other, and the job runs.
+
+In S3 mode a tus upload's bytes live in the bucket as parts of a multipart upload and a tail
+object, never in a replica's spool. The class video is padded with a ``free`` box (which MP4
+readers skip) so that it spans two whole 5 MiB parts and a tail.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from beatsync.service.api.app import create_app
+from beatsync.service.api.context import ServiceContext
+from beatsync.service.config import Settings, load_settings
+from beatsync.service.jobs.embedded import EmbeddedRunner
+from beatsync.service.storage import S3Storage
+from beatsync.testkit import BuiltCase, build_case, case_named
+from fixtures_servers import S3Server, free_port
+
+MiB = 1 << 20
+TUS = {"Tus-Resumable": "1.0.0"}
+CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
+    return build_case(case_named("small-clean"), tmp_path_factory.mktemp("media"))
+
+
+@dataclass
+class Replica:
+    url: str
+    settings: Settings
+    context: ServiceContext
+
+
+def _settings(postgres_url: str, s3: S3Server, data_dir: Path) -> Settings:
+    data_dir.mkdir()
+    return load_settings(
+        **{
+            **s3.settings(),
+            "database_url": postgres_url,
+            "data_dir": data_dir,
+            "workers": 1,
+            "min_free_disk_mb": 0,
+            "log_json": False,
+            "s3_part_size_mb": 5,
+        }
+    )
+
+
+@contextmanager
+def _replica(settings: Settings) -> Iterator[Replica]:
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="none", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        thread.join(0.02)
+    try:
+        yield Replica(f"http://127.0.0.1:{port}", settings, app.state.context)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _padded(video: Path, folder: Path, pad: int) -> Path:
+    """``video`` with a top-level ``free`` box of ``pad`` bytes appended: the same media."""
+    out = folder / f"padded-{video.name}"
+    out.write_bytes(video.read_bytes() + struct.pack(">I4s", pad, b"free") + bytes(pad - 8))
+    return out
+
+
+def _spooled(settings: Settings) -> list[Path]:
+    return [p for p in settings.spool_root.rglob("*") if p.is_file()]
+
+
+def test_an_upload_begun_on_one_replica_finishes_on_the_other_and_the_job_runs(
+    case: BuiltCase, postgres_url: str, s3: S3Server, tmp_path: Path
+) -> None:
+    dance = _padded(case.dance, tmp_path, 11 * MiB)
+    data = dance.read_bytes()
+    assert 2 * 5 * MiB < len(data) < 3 * 5 * MiB  # two whole parts and a tail
+    name = base64.b64encode(dance.name.encode()).decode()
+    first = _settings(postgres_url, s3, tmp_path / "host-a")
+    with _replica(first) as a, _replica(_settings(postgres_url, s3, tmp_path / "host-b")) as b:
+        token = httpx.post(f"{a.url}/api/v1/sessions").json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        on_a = httpx.Client(base_url=a.url, headers=auth, timeout=60)
+        on_b = httpx.Client(base_url=b.url, headers=auth, timeout=60)
+
+        # Host A: creation with the first 3 MiB, then 4 MiB more (part 1 fills on the way).
+        created = on_a.post(
+            "/api/v1/tus",
+            content=data[: 3 * MiB],
+            headers={
+                **CHUNK,
+                "Upload-Length": str(len(data)),
+                "Upload-Metadata": f"filename {name}",
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["upload-offset"] == str(3 * MiB)
+        location = created.headers["location"]
+        upload_id = location.rsplit("/", 1)[-1]
+        sent = on_a.patch(
+            location,
+            content=data[3 * MiB : 7 * MiB],
+            headers={**CHUNK, "Upload-Offset": str(3 * MiB)},
+        )
+        assert sent.status_code == 204, sent.text
+        assert sent.headers["upload-offset"] == str(7 * MiB)
+        assert _spooled(a.settings) == []  # nothing of it stays on host A
+
+        # Host B knows where it stands and takes the rest, in two chunks.
+        head = on_b.head(location, headers=TUS)
+        assert head.status_code == 200
+        assert head.headers["upload-offset"] == str(7 * MiB)
+        assert head.headers["upload-length"] == str(len(data))
+        stale = on_b.patch(location, content=b"x", headers={**CHUNK, "Upload-Offset": "0"})
+        assert stale.status_code == 409
+        assert stale.json()["code"] == "UPLOAD_CONFLICT"
+        offset = 7 * MiB
+        for end in (12 * MiB, len(data)):
+            sent = on_b.patch(
+                location, content=data[offset:end], headers={**CHUNK, "Upload-Offset": str(offset)}
+            )
+            assert sent.status_code == 204, sent.text
+            offset = int(sent.headers["upload-offset"])
+            assert offset == end
+        assert _spooled(a.settings) == []
+        assert _spooled(b.settings) == []
+
+        # Host A sees it finished; the stored object is the file, and no part or tail is left.
+        upload = on_a.get(f"/api/v1/uploads/{upload_id}").json()
+        assert upload["status"] == "ready", upload
+        assert upload["size"] == len(data)
+        storage = a.context.storage
+        assert isinstance(storage, S3Storage)
+        assert list(storage.keys(f"uploads/{upload_id}")) == [f"uploads/{upload_id}/data"]
+        assert b"".join(storage.read(f"uploads/{upload_id}/data")) == data
+        pending = storage.client.list_multipart_uploads(Bucket=s3.bucket)
+        assert pending.get("Uploads", []) == []
+
+        with case.bgm.open("rb") as handle:
+            bgm = on_b.post("/api/v1/uploads", files={"file": (case.bgm.name, handle)})
+        assert bgm.status_code == 201, bgm.text
+        job = on_b.post(
+            "/api/v1/jobs",
+            json={"dance_upload_id": upload_id, "bgm_upload_id": bgm.json()["id"], "options": {}},
+        )
+        assert job.status_code == 202, job.text
+        runner = b.context.dispatcher
+        assert isinstance(runner, EmbeddedRunner)
+        runner.run_until_empty(180)
+        done = on_a.get(f"/api/v1/jobs/{job.json()['id']}").json()
+        assert done["status"] == "succeeded", done
+        assert abs(done["result"]["mapping"]["offset_s"] - case.truth.offset) < 0.005
+        on_a.close()
+        on_b.close()
+
+
+def test_a_terminated_upload_leaves_no_parts(
+    case: BuiltCase, postgres_url: str, s3: S3Server, tmp_path: Path
+) -> None:
+    settings = _settings(postgres_url, s3, tmp_path / "host")
+    with _replica(settings) as replica:
+        token = httpx.post(f"{replica.url}/api/v1/sessions").json()["token"]
+        client = httpx.Client(
+            base_url=replica.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        created = client.post(
+            "/api/v1/tus",
+            content=bytes(6 * MiB),
+            headers={**CHUNK, "Upload-Length": str(20 * MiB)},
+        )
+        assert created.status_code == 201, created.text
+        location = created.headers["location"]
+        upload_id = location.rsplit("/", 1)[-1]
+        storage = replica.context.storage
+        assert isinstance(storage, S3Storage)
+        assert list(storage.keys(f"uploads/{upload_id}")) == [f"uploads/{upload_id}/tail-{6 * MiB}"]
+        pending = storage.client.list_multipart_uploads(Bucket=s3.bucket)["Uploads"]
+        assert [u["Key"] for u in pending] == [f"uploads/{upload_id}/data"]
+        assert client.delete(location, headers=TUS).status_code == 204
+        assert list(storage.keys()) == []
+        assert storage.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+        assert client.head(location, headers=TUS).status_code == 404
+        client.close()
