@@ -19,8 +19,20 @@ function canDecode() {
   return typeof wx === "object" && wx !== null && typeof wx.createVideoDecoder === "function";
 }
 
-/** Each sample's presentation time in ms, in decode order. */
-function presentationMs(video) {
+/**
+ * Each sample's presentation time in ms, in decode order, on the player's timeline: the edit
+ * list's leading empty edits delay it, its media edit's start is time zero.
+ */
+function presentationMs(video, movieTimescale) {
+  let shift = 0;
+  for (const [duration, mediaTime] of video.edits || []) {
+    if (mediaTime === -1) {
+      shift += (duration * 1000) / (movieTimescale || 1000);
+    } else {
+      shift -= (mediaTime * 1000) / video.timescale;
+      break;
+    }
+  }
   const out = new Float64Array(video.sample_count);
   const offsets = [];
   for (const [count, offset] of video.ctts || []) for (let i = 0; i < count; i += 1) offsets.push(offset);
@@ -28,7 +40,7 @@ function presentationMs(video) {
   let n = 0;
   for (const [count, delta] of video.stts) {
     for (let i = 0; i < count; i += 1, n += 1) {
-      out[n] = ((dts + (offsets[n] || 0)) * 1000) / video.timescale;
+      out[n] = ((dts + (offsets[n] || 0)) * 1000) / video.timescale + shift;
       dts += delta;
     }
   }
@@ -53,7 +65,7 @@ function keyframeAtOrBefore(sync, index) {
  */
 async function thumbnails(videoPath, manifest, samples) {
   const video = manifest.video;
-  const times = presentationMs(video);
+  const times = presentationMs(video, manifest.movie_timescale);
   const half = Math.max(0.5, minimumGap(times) / 2);
   // One pass per group of pictures: seek to its keyframe, read frames until the last one wanted.
   const groups = new Map();

@@ -4,12 +4,17 @@
 // manager reads the disk. Pickers answer with files the test names; the album, permissions and
 // sharing are recorded (the "album" is a folder). Faults make the network fail on purpose: a
 // request cut off after part of its body (the phone lost its connection), sockets refused.
+// WeChat's limits hold (wx-rules.js): readFile at most 100 MB at once, downloads at most
+// 200 MB, the mini-program's own files (wx.env.USER_DATA_PATH, a folder here) 200 MB in all;
+// wx.createVideoDecoder decodes with FFmpeg.
 
 const fs = require("fs");
 const http = require("http");
 const https = require("https");
 const path = require("path");
 const WebSocket = require("ws");
+const { LIMITS, fail } = require("./wx-rules.js");
+const { RealVideoDecoder } = require("./real-decoder.js");
 
 const DEFAULT_TIMEOUT_MS = 60000;
 
@@ -124,7 +129,10 @@ class RealSocketTask {
 function createRealWx(options) {
   const tempDir = options.tempDir;
   const albumDir = path.join(tempDir, "album");
+  const userDir = path.join(tempDir, "usr");
   fs.mkdirSync(albumDir, { recursive: true });
+  fs.mkdirSync(userDir, { recursive: true });
+  const descriptors = new Map();
   const storage = new Map();
   const calls = [];
   const faults = [];
@@ -234,6 +242,11 @@ function createRealWx(options) {
           return;
         }
         const total = Number(res.headers["content-length"]) || 0;
+        if (total > LIMITS.downloadFileBytes) {
+          res.destroy();
+          settle(false, fail.downloadTooLarge());
+          return;
+        }
         let written = 0;
         const out = fs.createWriteStream(target);
         res.on("data", (chunk) => {
@@ -270,8 +283,106 @@ function createRealWx(options) {
     };
   }
 
+  /** Bytes under the user folder, with `filePath` counted as `size`. */
+  function userBytesWith(filePath, size) {
+    let total = 0;
+    const walk = (dir) => {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) walk(full);
+        else if (full !== filePath) total += fs.statSync(full).size;
+      }
+    };
+    walk(userDir);
+    return total + (path.resolve(filePath).startsWith(userDir + path.sep) ? size : 0);
+  }
+
+  function fdCall(name, options, work) {
+    try {
+      finish(options, true, Object.assign({ errMsg: `${name}:ok` }, work()));
+    } catch (error) {
+      finish(options, false, error.wx || { errMsg: `${name}:fail ${error.message}` });
+    }
+  }
+
+  function descriptor(name, fd) {
+    const d = descriptors.get(fd);
+    if (!d) throw Object.assign(new Error("bad fd"), { wx: fail.badFd(name) });
+    return d;
+  }
+
   const fileSystem = {
+    open(options) {
+      fdCall("open", options, () => {
+        const flag = options.flag || "r";
+        let real;
+        try {
+          real = fs.openSync(options.filePath, flag === "w" ? "w+" : flag === "a" ? "a+" : flag);
+        } catch (error) {
+          throw Object.assign(error, { wx: fail.noSuchFile("open", options.filePath) });
+        }
+        const fd = `fd-${(state.counter += 1)}`;
+        descriptors.set(fd, { real, path: options.filePath });
+        return { fd };
+      });
+    },
+    fstat(options) {
+      fdCall("fstat", options, () => {
+        const stats = fs.fstatSync(descriptor("fstat", options.fd).real);
+        return { stats: { size: stats.size, isFile: () => true, isDirectory: () => false } };
+      });
+    },
+    read(options) {
+      fdCall("read", options, () => {
+        const d = descriptor("read", options.fd);
+        const view = Buffer.from(options.arrayBuffer, options.offset || 0, options.length);
+        let got = 0;
+        while (got < options.length) {
+          const n = fs.readSync(d.real, view, got, options.length - got, options.position + got);
+          if (n === 0) break;
+          got += n;
+        }
+        return { bytesRead: got, arrayBuffer: options.arrayBuffer };
+      });
+    },
+    write(options) {
+      fdCall("write", options, () => {
+        const d = descriptor("write", options.fd);
+        const bytes = Buffer.from(options.data);
+        const size = Math.max(fs.fstatSync(d.real).size, options.position + bytes.length);
+        if (userBytesWith(path.resolve(d.path), size) > LIMITS.userDataBytes) {
+          throw Object.assign(new Error("full"), { wx: fail.storageFull("write") });
+        }
+        fs.writeSync(d.real, bytes, 0, bytes.length, options.position);
+        return { bytesWritten: bytes.length };
+      });
+    },
+    close(options) {
+      fdCall("close", options, () => {
+        fs.closeSync(descriptor("close", options.fd).real);
+        descriptors.delete(options.fd);
+        return {};
+      });
+    },
+    unlink(options) {
+      fdCall("unlink", options, () => {
+        fs.unlinkSync(options.filePath);
+        return {};
+      });
+    },
+    mkdir(options) {
+      fdCall("mkdir", options, () => {
+        fs.mkdirSync(options.dirPath, { recursive: Boolean(options.recursive) });
+        return {};
+      });
+    },
     readFile(options) {
+      const size = fs.existsSync(options.filePath) ? fs.statSync(options.filePath).size : 0;
+      const length = options.length != null ? options.length : size - (options.position || 0);
+      if (length > LIMITS.readFileBytes) {
+        finish(options, false, fail.readTooLarge("readFile"));
+        return;
+      }
       try {
         const data = fileSystem.readFileSync(
           options.filePath,
@@ -308,7 +419,22 @@ function createRealWx(options) {
     stat(options) {
       fs.stat(options.path, (error, stats) => {
         if (error) finish(options, false, { errMsg: `stat:fail ${error.message}` });
-        else
+        else if (stats.isDirectory() && options.recursive) {
+          const list = [];
+          const walk = (dir) => {
+            for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+              const full = path.join(dir, entry.name);
+              const st = fs.statSync(full);
+              list.push({
+                path: full.slice(options.path.length),
+                stats: { size: st.size, isFile: () => st.isFile(), isDirectory: () => st.isDirectory() },
+              });
+              if (entry.isDirectory()) walk(full);
+            }
+          };
+          walk(options.path);
+          finish(options, true, { stats: list });
+        } else
           finish(options, true, {
             stats: {
               size: stats.size,
@@ -439,6 +565,15 @@ function createRealWx(options) {
         }
       });
     },
+    env: { USER_DATA_PATH: userDir },
+    createVideoDecoder() {
+      record("createVideoDecoder", {});
+      return new RealVideoDecoder();
+    },
+    setKeepScreenOn(options) {
+      record("setKeepScreenOn", { keepScreenOn: options.keepScreenOn });
+      finish(options, true, { errMsg: "setKeepScreenOn:ok" });
+    },
     shareVideoMessage(options) {
       record("shareVideoMessage", {
         videoPath: options.videoPath,
@@ -465,6 +600,7 @@ function createRealWx(options) {
     calls,
     storage,
     albumDir,
+    userDir,
     state,
     /** The next picker of `kind` ("album" | "chat") answers with `file` ({path, name, duration…}). */
     willPick(kind, file) {
