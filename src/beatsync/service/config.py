@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(
         None,
         description="Where uploads in progress are written before they are stored; "
-        "empty means `<data_dir>/spool`. Must be shared by API replicas.",
+        "empty means `<data_dir>/spool`. With local storage, API replicas must share it (with "
+        "S3, resumable uploads are kept in the bucket and each replica's spool is its own).",
     )
     secret_key: SecretStr = Field(
         SecretStr(""),
