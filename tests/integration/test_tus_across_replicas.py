@@ -202,3 +202,93 @@ def test_a_terminated_upload_leaves_no_parts(
         assert storage.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
         assert client.head(location, headers=TUS).status_code == 404
         client.close()
+
+
+def test_a_direct_upload_goes_to_the_store_and_the_api_only_signs_and_records(
+    case: BuiltCase, postgres_url: str, s3: S3Server, tmp_path: Path
+) -> None:
+    dance = _padded(case.dance, tmp_path, 11 * MiB)
+    data = dance.read_bytes()
+    with _replica(_settings(postgres_url, s3, tmp_path / "host")) as replica:
+        token = httpx.post(f"{replica.url}/api/v1/sessions").json()["token"]
+        client = httpx.Client(
+            base_url=replica.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        started = client.post(
+            "/api/v1/uploads/direct",
+            json={"size": len(data), "filename": dance.name, "content_type": "video/mp4"},
+        )
+        assert started.status_code == 201, started.text
+        body = started.json()
+        upload_id = body["upload"]["id"]
+        assert body["upload"]["status"] == "receiving"
+        assert body["part_size"] == 5 * MiB
+        parts = body["parts"]
+        assert [p["number"] for p in parts] == [1, 2, 3]
+        assert all(p["url"].startswith(f"{s3.endpoint_url}/{s3.bucket}/") for p in parts)
+
+        # Completing before every part is there is refused, and the upload stays open.
+        store = httpx.Client(timeout=60)  # the client's own connection to the store
+        for part in reversed(parts[1:]):
+            start = (part["number"] - 1) * 5 * MiB
+            put = store.put(part["url"], content=data[start : start + 5 * MiB])
+            assert put.status_code == 200, put.text
+        early = client.post(f"/api/v1/uploads/direct/{upload_id}/complete")
+        assert early.status_code == 409
+        assert early.json()["code"] == "UPLOAD_INCOMPLETE"
+        assert store.put(parts[0]["url"], content=data[: 5 * MiB]).status_code == 200
+
+        done = client.post(f"/api/v1/uploads/direct/{upload_id}/complete")
+        assert done.status_code == 200, done.text
+        upload = done.json()
+        assert upload["status"] == "ready", upload
+        assert upload["size"] == len(data)
+        assert upload["media"]["has_video"] is True
+        again = client.post(f"/api/v1/uploads/direct/{upload_id}/complete")
+        assert again.json() == upload
+        storage = replica.context.storage
+        assert isinstance(storage, S3Storage)
+        assert b"".join(storage.read(f"uploads/{upload_id}/data")) == data
+        assert _spooled(replica.settings) == []
+        store.close()
+        client.close()
+
+
+def test_direct_parts_that_do_not_add_up_delete_the_upload(
+    postgres_url: str, s3: S3Server, tmp_path: Path
+) -> None:
+    with _replica(_settings(postgres_url, s3, tmp_path / "host")) as replica:
+        token = httpx.post(f"{replica.url}/api/v1/sessions").json()["token"]
+        client = httpx.Client(
+            base_url=replica.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        started = client.post("/api/v1/uploads/direct", json={"size": 1000})
+        assert started.status_code == 201, started.text
+        upload_id = started.json()["upload"]["id"]
+        (part,) = started.json()["parts"]
+        assert httpx.put(part["url"], content=bytes(1500)).status_code == 200
+        refused = client.post(f"/api/v1/uploads/direct/{upload_id}/complete")
+        assert refused.status_code == 422
+        assert refused.json()["code"] == "VALIDATION_ERROR"
+        assert "1500 bytes, not the 1000 declared" in refused.json()["detail"]
+        assert client.get(f"/api/v1/uploads/{upload_id}").status_code == 404
+        storage = replica.context.storage
+        assert isinstance(storage, S3Storage)
+        assert list(storage.keys()) == []
+        client.close()
+
+
+def test_direct_uploads_need_s3(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    settings = load_settings(data_dir=tmp_path, min_free_disk_mb=0, log_json=False)
+    with TestClient(create_app(settings)) as client:
+        token = client.post("/api/v1/sessions").json()["token"]
+        refused = client.post(
+            "/api/v1/uploads/direct",
+            json={"size": 1000},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "VALIDATION_ERROR"
+    assert "need S3 storage" in refused.json()["detail"]

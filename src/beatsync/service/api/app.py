@@ -24,7 +24,19 @@ from beatsync.service.metrics import HttpMetricsMiddleware
 from beatsync.service.ratelimit import RateLimitMiddleware
 from beatsync.service.storage import Storage, open_storage
 
-from . import apidocs, events, files, health, jobs, metrics, problems, sessions, tus, uploads
+from . import (
+    apidocs,
+    direct,
+    events,
+    files,
+    health,
+    jobs,
+    metrics,
+    problems,
+    sessions,
+    tus,
+    uploads,
+)
 from .bodies import BodyGuardMiddleware
 from .context import ServiceContext
 from .middleware import RequestContextMiddleware
@@ -79,7 +91,7 @@ def create_app(
     )
     app.state.context = context
     problems.install(app)
-    for module in (sessions, uploads, tus, jobs, events, files, health, apidocs):
+    for module in (sessions, direct, uploads, tus, jobs, events, files, health, apidocs):
         app.include_router(module.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)

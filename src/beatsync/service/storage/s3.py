@@ -302,7 +302,8 @@ class S3Storage:
             _unavailable("storing a part of", key, exc)
 
     def finish_multipart(self, key: str, upload_id: str, *, parts: int) -> None:
-        """Join parts ``1..parts`` into ``key`` (FileNotFoundError: the upload is gone)."""
+        """Join parts ``1..parts`` into ``key`` (FileNotFoundError: the upload is gone, or
+        one of the parts was never stored)."""
         check_key(key)
         client = self._client()
         etags: dict[int, str] = {}
@@ -313,7 +314,7 @@ class S3Storage:
                     etags[int(item["PartNumber"])] = str(item["ETag"])
             missing = [n for n in range(1, parts + 1) if n not in etags]
             if missing:
-                raise StorageUnavailable(f"S3: parts {missing[:5]} of {key} are missing")
+                raise FileNotFoundError(f"{key}: parts {missing[:5]} are missing")
             client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -328,6 +329,24 @@ class S3Storage:
             _unavailable("joining the parts of", key, exc)
         except BotoCoreError as exc:
             _unavailable("joining the parts of", key, exc)
+
+    def presigned_part_url(self, key: str, upload_id: str, number: int, *, expires_s: int) -> str:
+        """A URL a client can ``PUT`` part ``number`` of a multipart upload to directly."""
+        check_key(key)
+        try:
+            url: str = self._client("presign").generate_presigned_url(
+                "upload_part",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                },
+                ExpiresIn=max(1, min(int(expires_s), _MAX_PRESIGN_S)),
+            )
+        except BotoCoreError as exc:
+            _unavailable("signing a part URL for", key, exc)
+        return url
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Drop an unfinished multipart upload and its parts (already gone: nothing to do)."""
