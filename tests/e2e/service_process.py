@@ -35,8 +35,12 @@ class ServiceProcess(ManagedProcess):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout: float = READY_DEADLINE_S) -> ServiceProcess:
-        """Start and wait until ``/api/health/ready`` answers 200; raise with the log if not."""
+    def start(
+        self, *, timeout: float = READY_DEADLINE_S, ready_without: tuple[str, ...] = ()
+    ) -> ServiceProcess:
+        """Start and wait until ``/api/health/ready`` answers 200 (or fails only the checks
+        named in ``ready_without``, e.g. ``workers`` before any is started); raise with the
+        log if not."""
         process = self.spawn(
             "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)
         )
@@ -45,7 +49,11 @@ class ServiceProcess(ManagedProcess):
             if process.poll() is not None:
                 raise RuntimeError(f"beatsync serve exited early:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/api/health/ready", timeout=2).status_code == 200:
+                answer = httpx.get(f"{self.url}/api/health/ready", timeout=2)
+                if answer.status_code == 200:
+                    return self
+                failing = {k for k, c in answer.json().get("checks", {}).items() if not c["ok"]}
+                if answer.status_code == 503 and failing <= set(ready_without):
                     return self
             except httpx.TransportError:
                 pass

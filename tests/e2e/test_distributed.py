@@ -62,7 +62,8 @@ class Cluster:
             "BEATSYNC_RATE_LIMIT_PER_ADDRESS": "100000",
             **s3.environment(),
         }
-        self.api = ServiceProcess(root / "api", env=self.env).start()  # migrates the database
+        # It migrates the database; the workers start after it, so it waits for none.
+        self.api = ServiceProcess(root / "api", env=self.env).start(ready_without=("workers",))
         self.workers = [
             WorkerProcess(root / f"worker-{n}.log", {**self.env, "BEATSYNC_DATA_DIR": str(root)})
             for n in range(2)

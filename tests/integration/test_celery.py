@@ -30,10 +30,10 @@ from beatsync.service.api.app import create_app
 from beatsync.service.config import load_settings
 from beatsync.service.db import Database, Job
 from beatsync.service.db.models import new_id, utcnow
-from beatsync.service.jobs import celery_task
+from beatsync.service.jobs import celery_task, liveness
 from beatsync.service.jobs import run as run_module
 from beatsync.service.jobs.celery_app import RETRY_BACKOFF_MAX_S, TASK_NAME, create_celery_app
-from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
+from beatsync.service.jobs.celery_dispatch import RESEND_AFTER_S, CeleryDispatcher
 from beatsync.service.jobs.celery_task import JobDelivery
 from beatsync.service.jobs.dispatch import DispatchUnavailable
 from beatsync.service.storage import StorageUnavailable
@@ -360,6 +360,7 @@ def test_queued_jobs_survive_a_redis_restart(cluster: Cluster, clean: BuiltCase)
 def test_a_broker_that_is_down_makes_the_service_unready(cluster: Cluster) -> None:
     app = create_app(cluster.settings, dispatcher=cluster.dispatcher, storage=cluster.storage)
     with TestClient(app) as client:
+        liveness.beat(cluster.redis, "elsewhere:4242")
         ready = client.get("/api/health/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["queue"] == {"ok": True}
@@ -378,6 +379,7 @@ def test_a_broker_that_is_down_makes_the_service_unready(cluster: Cluster) -> No
         assert body["checks"]["database"] == {"ok": True}
 
         cluster.redis_server.start()
+        liveness.beat(cluster.redis, "elsewhere:4242")  # the restarted broker forgot it
         ready = client.get("/api/health/ready")
         assert ready.status_code == 200, ready.text
 
@@ -492,3 +494,89 @@ def test_worker_ping_answers_only_while_a_worker_on_this_host_runs(cluster: Clus
 
     worker.kill()
     assert ping().returncode == 5
+
+
+def _workers_metrics(client: TestClient) -> dict[str, float]:
+    found = {}
+    for line in client.get("/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("beatsync_workers_alive", "beatsync_worker_heartbeat_oldest_age_seconds"):
+            found[name] = float(value)
+    return found
+
+
+def test_readiness_and_metrics_follow_the_workers_heartbeats(cluster: Cluster) -> None:
+    app = create_app(cluster.settings, dispatcher=cluster.dispatcher, storage=cluster.storage)
+    with TestClient(app) as client:
+        # No worker: jobs would only wait, so the service is not ready.
+        ready = client.get("/api/health/ready")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["checks"]["workers"] == {
+            "ok": False,
+            "error": "RuntimeError: no worker has sent a heartbeat in the last 30 s",
+        }
+        assert _workers_metrics(client) == {
+            "beatsync_workers_alive": 0.0,
+            "beatsync_worker_heartbeat_oldest_age_seconds": 0.0,
+        }
+        # A worker that stopped beating a minute ago is not alive either.
+        liveness.beat(cluster.redis, "elsewhere:4242", now=time.time() - 60)
+        assert client.get("/api/health/ready").status_code == 503
+
+        worker = cluster.worker()
+        name = f"{socket.gethostname()}:{worker.pid}"
+        assert cluster.redis.hexists(liveness.WORKERS_KEY, name)
+        ready = client.get("/api/health/ready")
+        assert ready.status_code == 200, ready.text
+        seen = ready.json()["checks"]["workers"]
+        assert (seen["ok"], seen["alive"]) == (True, 1)
+        assert 0 <= seen["oldest_heartbeat_age_s"] < liveness.STALE_S
+        metrics = _workers_metrics(client)
+        assert metrics["beatsync_workers_alive"] == 1.0
+        assert 0 <= metrics["beatsync_worker_heartbeat_oldest_age_seconds"] < liveness.STALE_S
+
+        worker.stop()  # a worker that stops on purpose says so at once
+        assert not cluster.redis.hexists(liveness.WORKERS_KEY, name)
+        assert client.get("/api/health/ready").status_code == 503
+
+    # Heartbeats an hour old are forgotten by whoever reads them.
+    liveness.beat(cluster.redis, "long-gone:1", now=time.time() - 2 * liveness.FORGET_S)
+    assert liveness.read_liveness(cluster.redis) == liveness.Liveness(0, None)
+    assert not cluster.redis.hexists(liveness.WORKERS_KEY, "long-gone:1")
+
+
+def test_a_backlog_is_resent_once_per_period_by_one_replica(
+    cluster: Cluster, clean: BuiltCase
+) -> None:
+    replicas = [cluster.dispatcher, CeleryDispatcher(cluster.settings, cluster.db)]
+    try:
+        assert replicas[0].watch_once() == []  # the broker's marker is set
+        stuck_since = utcnow() - timedelta(seconds=RESEND_AFTER_S + 60)
+        backlog = [cluster.job(clean, updated_at=stuck_since) for _ in range(3)]
+        fresh = cluster.job(clean)
+
+        # With no worker alive, more messages would only pile up behind those waiting.
+        assert [r.watch_once() for r in replicas] == [[], []]
+        assert cluster.messages() == []
+
+        liveness.beat(cluster.redis, "elsewhere:4242")
+        sent = [r.watch_once() for r in replicas] + [r.watch_once() for r in replicas]
+        assert sent == [backlog, [], [], []]  # one replica, once, for the stuck jobs only
+        assert [m["body"][0] for m in cluster.messages()] == [[j] for j in backlog]
+        assert fresh not in sent[0]
+        row = cluster.row(backlog[0])
+        assert row.updated_at == stuck_since  # the claim does not make the job look fresh
+        assert row.resent_at is not None
+
+        # A period later, still stuck: sent again, once more in all.
+        with cluster.db.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(backlog))
+                .values(resent_at=stuck_since, updated_at=stuck_since)
+            )
+        sent = [r.watch_once() for r in reversed(replicas)] + [r.watch_once() for r in replicas]
+        assert sent == [backlog, [], [], []]
+        assert len(cluster.messages()) == 6
+    finally:
+        replicas[1].stop()

@@ -29,6 +29,7 @@ from beatsync.service.api.context import ServiceContext
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, JobStatus, Upload
 from beatsync.service.jobs.embedded import EmbeddedRunner
+from beatsync.service.jobs.liveness import Liveness
 from beatsync.service.jobs.run import run_job
 from beatsync.service.signing import signed_path
 from beatsync.service.storage import S3Storage
@@ -163,6 +164,9 @@ class HeldDispatcher:
 
     def check(self) -> None:
         return None
+
+    def workers(self) -> Liveness:
+        return Liveness(1, 0.0)
 
 
 def _closed_port() -> int:

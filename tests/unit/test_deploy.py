@@ -24,6 +24,7 @@ from beatsync.cli import main
 from beatsync.service.api.app import create_app
 from beatsync.service.api.uploads import FORM_OVERHEAD
 from beatsync.service.config import Settings, load_settings
+from beatsync.service.jobs.liveness import Liveness
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -438,6 +439,8 @@ class Idle:
     def submit(self, job_id: str) -> None: ...
     def cancel(self, job_id: str) -> None: ...
     def check(self) -> None: ...
+    def workers(self) -> Liveness:
+        return Liveness(1, 0.0)
 
 
 def exported_names(tmp_path: Path) -> set[str]:

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings, load_settings
+from beatsync.service.jobs.liveness import Liveness
 
 
 class ManualDispatcher:
@@ -36,6 +37,9 @@ class ManualDispatcher:
 
     def check(self) -> None:
         return None
+
+    def workers(self) -> Liveness:
+        return Liveness(1, 0.0)
 
 
 @pytest.fixture

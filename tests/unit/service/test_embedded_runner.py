@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Job
 from beatsync.service.db.models import utcnow
@@ -27,6 +29,7 @@ from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
 from beatsync.service.jobs.dispatch import Dispatcher, DispatchUnavailable
 from beatsync.service.jobs.embedded import PRELOAD, EmbeddedRunner
 from beatsync.service.jobs.factory import make_dispatcher
+from beatsync.service.jobs.liveness import STALE_S, Liveness
 from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import TEST_SECRET_KEY
@@ -349,6 +352,29 @@ def test_a_child_waits_out_a_storage_outage(
     assert (job.status, job.error_code, job.attempts) == ("succeeded", None, 1)
     assert_offset(env, job_id, clean)
     assert len(env.stored(job_id)) == 4
+
+
+def test_the_pool_is_alive_while_its_supervisor_goes_round(
+    tmp_path: Path, runners: Callable[..., EmbeddedRunner]
+) -> None:
+    env = Env(tmp_path, workers=3)
+    runner = runners(env)
+    assert runner.workers() == Liveness(0, None)
+
+    runner.start()
+    seen = runner.workers()
+    assert seen.alive == 3
+    assert seen.oldest_heartbeat_age_s is not None
+    assert 0 <= seen.oldest_heartbeat_age_s < STALE_S
+
+    app = create_app(env.settings, dispatcher=runner, storage=env.storage)
+    with TestClient(app) as client:
+        workers = client.get("/api/health/ready").json()["checks"]["workers"]
+        assert (workers["ok"], workers["alive"]) == (True, 3)
+        metrics = client.get("/metrics").text.splitlines()
+        assert "beatsync_workers_alive 3.0" in metrics
+    # The app's shutdown stopped the pool: no worker takes jobs now.
+    assert runner.workers() == Liveness(0, None)
 
 
 def test_restart_recovers_running_jobs_once(

@@ -77,7 +77,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     ready = client.get("/api/health/ready")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "queue", "storage", "disk", "memory"}
+    assert set(checks) == {"database", "queue", "workers", "storage", "disk", "memory"}
     assert all(check["ok"] for check in checks.values())
 
 

@@ -10,6 +10,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from beatsync.service.jobs.liveness import STALE_S
+
 from .deps import Context
 
 __all__ = ["router"]
@@ -25,7 +27,7 @@ def alive() -> dict[str, str]:
 
 @router.get("/ready")
 def ready(context: Context) -> JSONResponse:
-    """Database, queue, storage, free disk and memory; 503 when any is not ready."""
+    """Database, queue, workers, storage, free disk and memory; 503 when any is not ready."""
     checks: dict[str, dict[str, Any]] = {}
 
     def check(name: str, fn: Any) -> None:
@@ -52,7 +54,15 @@ def ready(context: Context) -> JSONResponse:
         return {"available_mb": available_mb}
 
     check("database", database)
+
+    def workers() -> dict[str, Any]:
+        seen = context.dispatcher.workers()
+        if seen.alive == 0:
+            raise RuntimeError(f"no worker has sent a heartbeat in the last {STALE_S:g} s")
+        return seen.as_dict()
+
     check("queue", context.dispatcher.check)
+    check("workers", workers)
     check("storage", context.storage.check)
     check("disk", disk)
     check("memory", memory)

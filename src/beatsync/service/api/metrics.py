@@ -35,5 +35,5 @@ async def metrics(request: Request, context: Context) -> Response:
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
     # The database part runs queries: off the event loop.
-    body = await run_in_threadpool(exposition, context.db)
+    body = await run_in_threadpool(exposition, context.db, context.dispatcher.workers)
     return Response(body, media_type=CONTENT_TYPE)

@@ -164,6 +164,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When a watch last sent the queued job again: one replica claims each resend.
+    resent_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     # Where the request that created it came from: one address gets a share of the queue.
     client_address: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -21,6 +21,8 @@ Nothing is built at import time: :func:`create_celery_app` makes an app for one
 - A worker reconnects to the broker for as long as it takes; running jobs go on meanwhile.
 - A cancel is broadcast to every worker (:data:`CANCEL_COMMAND`); the one running the job
   signals its pool process, and the run stops at its next progress report.
+- Each worker's main process writes a heartbeat into Redis (:mod:`.liveness`), which readiness
+  and ``/metrics`` read: a cluster with no live worker is not ready.
 """
 
 from __future__ import annotations
@@ -186,7 +188,18 @@ def run_worker(
         worker.concurrency,
         ", ".join(list(queues) or [settings.celery_queue]),
     )
-    worker.start()
+    import redis
+
+    from .liveness import HeartbeatThread
+    from .run import worker_name
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    heartbeat = HeartbeatThread(client, worker_name()).start()
+    try:
+        worker.start()
+    finally:
+        heartbeat.stop()
+        client.close()
     return int(worker.exitcode or 0)
 
 

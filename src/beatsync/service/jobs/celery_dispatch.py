@@ -16,21 +16,25 @@ which is the truth, every ``watch_s`` seconds:
   it for good;
 - when the broker has lost its data (a restart without persistence, a failover), which the
   absence of a marker key tells, every queued job is sent again;
-- a job queued for longer than :data:`RESEND_AFTER_S` is sent again, once per that period (a
-  message lost between the commit and the send, a task that gave up retrying).
+- a job queued for longer than :data:`RESEND_AFTER_S` is sent again, once per that period in
+  the whole cluster (a message lost between the commit and the send, a task that gave up
+  retrying): the replica whose conditional UPDATE moves the row's ``resent_at`` sends it.
+  While no worker is alive (:mod:`.liveness`) nothing is resent: the messages in the queue wait
+  for the first worker, and more of them would only have to be thrown away.
 
-A message too many is harmless (:mod:`.celery_task`), so every API replica runs its own watch.
+A message too many is harmless (:mod:`.celery_task`), so every API replica runs its own watch;
+the broker's lost data and the resends are claimed (the marker key, ``resent_at``), so a backlog
+costs one message a job per period however many replicas watch.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, or_, select, update
 
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus
@@ -39,6 +43,7 @@ from beatsync.service.db.models import utcnow
 from .celery_app import CANCEL_COMMAND, TASK_NAME, create_celery_app
 from .celery_task import STALE_AFTER_S
 from .dispatch import DispatchUnavailable
+from .liveness import Liveness, read_liveness
 from .recovery import release_if_lost
 
 __all__ = ["BROKER_MARKER", "RESEND_AFTER_S", "WATCH_S", "CeleryDispatcher"]
@@ -48,7 +53,7 @@ log = logging.getLogger(__name__)
 WATCH_S = 2.0
 """Seconds between two rounds of the watch."""
 RESEND_AFTER_S = 120.0
-"""A job queued this long (and not sent by this process for as long) is sent again."""
+"""A job queued this long (and not resent by any replica for as long) is sent again."""
 BROKER_MARKER = "beatsync:broker-marker"
 """A key the watch keeps in Redis: when it is missing, the broker lost its messages."""
 
@@ -73,8 +78,6 @@ class CeleryDispatcher:
         self.app = app if app is not None else create_celery_app(settings)
         self.watch_s = watch_s
         self._redis: Any = None
-        self._sent: dict[str, float] = {}  # job id → time.monotonic() this process sent it
-        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._trouble: str | None = None  # the watch's last failure, logged once
@@ -106,8 +109,6 @@ class CeleryDispatcher:
             self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.celery_queue)
         except _broker_errors() as exc:
             raise DispatchUnavailable(f"the broker does not take the job: {exc}") from exc
-        with self._lock:
-            self._sent[job_id] = time.monotonic()
 
     def cancel(self, job_id: str) -> None:
         """Ask every worker to stop ``job_id``'s run; whichever has it does."""
@@ -122,6 +123,15 @@ class CeleryDispatcher:
 
         try:
             self._client().ping()
+        except redis.RedisError as exc:
+            raise DispatchUnavailable(f"the broker does not answer: {exc}") from exc
+
+    def workers(self) -> Liveness:
+        """The ``beatsync worker`` processes whose heartbeats are in Redis."""
+        import redis
+
+        try:
+            return read_liveness(self._client())
         except redis.RedisError as exc:
             raise DispatchUnavailable(f"the broker does not answer: {exc}") from exc
 
@@ -173,30 +183,37 @@ class CeleryDispatcher:
         return sent
 
     def _resend_queued(self, *, skip: set[str]) -> list[str]:
-        lost_messages = self._broker_lost_data()
-        now, clock = utcnow(), time.monotonic()
-        waited_before = now - timedelta(seconds=RESEND_AFTER_S)
-        with self.db.engine.connect() as conn:
-            queued = conn.execute(
-                select(_JOBS.c.id, _JOBS.c.updated_at)
-                .where(_JOBS.c.status == JobStatus.QUEUED.value)
-                .order_by(_JOBS.c.created_at, _JOBS.c.id)
-            ).all()
-        with self._lock:
-            self._sent = {k: v for k, v in self._sent.items() if k in {r.id for r in queued}}
-            last_sent = dict(self._sent)
-        sent = []
-        for job_id, updated_at in queued:
-            quiet = clock - last_sent.get(job_id, -RESEND_AFTER_S) >= RESEND_AFTER_S
-            if job_id in skip:
-                continue
-            if lost_messages:
+        if self._broker_lost_data():
+            with self.db.engine.connect() as conn:
+                queued = conn.execute(
+                    select(_JOBS.c.id)
+                    .where(_JOBS.c.status == JobStatus.QUEUED.value)
+                    .order_by(_JOBS.c.created_at, _JOBS.c.id)
+                ).scalars()
+                lost = [job_id for job_id in queued if job_id not in skip]
+            for job_id in lost:
                 self._send_again(job_id, "the broker lost its messages")
-            elif updated_at < waited_before and quiet:
-                self._send_again(job_id, f"queued for more than {RESEND_AFTER_S:g} s")
-            else:
-                continue
-            sent.append(job_id)
+            return lost
+        if self.workers().alive == 0:
+            return []
+        now = utcnow()
+        waited_before = now - timedelta(seconds=RESEND_AFTER_S)
+        with self.db.engine.begin() as conn:
+            # Row by row, whichever replica's UPDATE comes first claims the resend.
+            claimed = conn.execute(
+                update(_JOBS)
+                .where(
+                    _JOBS.c.status == JobStatus.QUEUED.value,
+                    _JOBS.c.updated_at < waited_before,
+                    or_(_JOBS.c.resent_at.is_(None), _JOBS.c.resent_at < waited_before),
+                    _JOBS.c.id.not_in(skip),
+                )
+                .values(resent_at=now, updated_at=_JOBS.c.updated_at)
+                .returning(_JOBS.c.id, _JOBS.c.created_at)
+            ).all()
+        sent = [job_id for job_id, _ in sorted(claimed, key=lambda row: (row[1], row[0]))]
+        for job_id in sent:
+            self._send_again(job_id, f"queued for more than {RESEND_AFTER_S:g} s")
         return sent
 
     def _broker_lost_data(self) -> bool:

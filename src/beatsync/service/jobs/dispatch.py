@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from .liveness import Liveness
+
 __all__ = ["DispatchUnavailable", "Dispatcher"]
 
 
@@ -32,3 +34,6 @@ class Dispatcher(Protocol):
 
     def check(self) -> None:
         """Raise :class:`DispatchUnavailable` when jobs cannot be run."""
+
+    def workers(self) -> Liveness:
+        """The workers that take jobs now, by their heartbeats."""

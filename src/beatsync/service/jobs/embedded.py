@@ -45,6 +45,7 @@ from beatsync.service.logs import configure_logging
 from beatsync.service.storage import Storage
 
 from .dispatch import DispatchUnavailable
+from .liveness import STALE_S, Liveness
 from .recovery import recover_orphans, requeue_or_lose
 from .run import (
     JOB_NICENESS,
@@ -117,6 +118,7 @@ class EmbeddedRunner:
         self._cancels: set[str] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_round = 0.0  # time.monotonic() of the supervisor's last round: its heartbeat
         self._is_idle = False
         # Children hold the reading end; it reaches end of file when this process is gone.
         self._lifeline, self._lifeline_w = self._context.Pipe(duplex=False)
@@ -136,6 +138,7 @@ class EmbeddedRunner:
             shutil.rmtree(self.settings.spool_root / "work" / job_id, ignore_errors=True)
             log.info("job %s recovered: %s", job_id, status, extra={"job_id": job_id})
         self._stopping.clear()
+        self._last_round = time.monotonic()
         self._thread = threading.Thread(target=self._supervise, name="beatsync-jobs", daemon=True)
         self._thread.start()
 
@@ -178,6 +181,13 @@ class EmbeddedRunner:
     def check(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             raise DispatchUnavailable("the job runner is not running")
+
+    def workers(self) -> Liveness:
+        """The pool's processes while its supervisor goes round (its rounds are its heartbeat)."""
+        age = time.monotonic() - self._last_round
+        if self._thread is None or not self._thread.is_alive() or age >= STALE_S:
+            return Liveness(0, None)
+        return Liveness(self.settings.workers, age)
 
     # -- for tests and tools ---------------------------------------------------------------
 
@@ -224,6 +234,7 @@ class EmbeddedRunner:
                 self._tick()
             except Exception:  # a locked or unreachable database: try again at the next tick
                 log.exception("job runner: a round failed")
+            self._last_round = time.monotonic()
             self._wait(_POLL_S)
 
     def _tick(self) -> bool:
