@@ -3,18 +3,25 @@
 Two steps. Per 32 ms frame, the phase agreement of the recording with the reference under each
 piece's mapping; the seam is where the running sum of their difference peaks (before it the
 first line agrees better, after it the second). Then, within a quarter of a second of that,
-the same change point on the samples themselves: per sample, how much less the first
-(whitened, scaled) prediction leaves unexplained of the whitened recording than the second,
-``|d − g·b|² − |d − g·a|²``, which is ``g²(a − b)²`` while the first line plays and its
-negative once the second does, however loud either side is. Through a crossfade, where the
-recording is ``g(w·a + (1 − w)·b)``, it is ``g²(2w − 1)(a − b)²``: the change point is the
-crossfade's centre.
+the crossfade that explains the recording: per short frame (hop a sixteenth of it), the shares
+``α``, ``β`` of the recording ``d ≈ α·a + β·b`` held by each line's prediction ``a``, ``b``
+(least squares over the bins, each bin weighted by the inverse of the recording's power there,
+so that a room's ringing in a few loud partials weighs no more than the direct sound in the
+other bands), fitted by ``α = g_a·w``, ``β = g_b·(1 − w)`` where ``w`` is the earlier piece's
+gain, a raised cosine of length ``L`` (0: a cut) centred on the seam, as each frame hears it.
+Centre and length are searched on a grid, with 128 ms frames, which tell a crossfade from a cut
+in a reverberant room; a cut is then placed again with 16 ms frames, which see it sharply. The
+gains of each side are the fit's own, so neither side's loudness moves the seam: it is the
+crossfade's centre, where the two pieces play at equal gain.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
+from scipy.ndimage import uniform_filter1d
+from scipy.signal import fftconvolve
 
 from ..mapping import Mapping
 from ..media.decode import Audio
@@ -25,11 +32,17 @@ __all__ = ["find_seam"]
 
 _FRAME_S = 0.032
 _MARGIN_S = 1.5  # seconds searched beyond the last and first agreeing windows
-_FINE_REACH_S = 0.25  # the sample-level search stays this close to the frame-level seam
-_FINE_CONTEXT_S = 0.6  # samples summed either side for the sample-level change point
-_LPC_ORDER = 16
-_LOWPASS_HZ = 2000.0
-_PLATEAU = 0.01
+_FINE_REACH_S = 0.25  # the fine search stays this close to the frame-level seam
+_FINE_CONTEXT_S = 0.6  # recording analysed either side of the fine search's guess
+_LONG_S, _SHORT_S = 0.128, 0.016  # frame lengths of the two fine steps
+_OVERLAP = 16  # frames per frame length
+_SMOOTH_S = 0.1  # the bin weights follow the recording's spectrum over this time
+# Crossfade lengths tried (s), 0 a hard cut; up to this one, the seam is placed again sharply.
+_FADES = (0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
+_HARD_CUT_S = 0.045
+_STEP_S = 0.001
+_SHARP_REACH_S = 0.05
+_SHARP_STEP_S = 0.00025
 
 
 def find_seam(signals: Signals, before: Mapping, after: Mapping, lo: float, hi: float) -> float:
@@ -90,75 +103,117 @@ def _agreement(part: Signals, mapping: Mapping) -> tuple[NDArray[np.float64], ND
 
 
 def _fine(signals: Signals, before: Mapping, after: Mapping, coarse: float) -> float:
-    """The sample-level change point within ``_FINE_REACH_S`` of ``coarse`` (s)."""
+    """The switching point near ``coarse`` (s): first with long frames, which tell a crossfade
+    from a cut; a cut is then placed again with short frames, which see it sharply."""
+    fit = _switch(signals, before, after, coarse, frame=_LONG_S, reach=_FINE_REACH_S, fades=_FADES)
+    if fit is None:
+        return coarse
+    centre, fade = fit
+    if fade > _HARD_CUT_S:
+        return centre
+    sharp = _switch(signals, before, after, centre, frame=_SHORT_S, reach=_SHARP_REACH_S,
+                    fades=(0.0,), step=_SHARP_STEP_S)  # fmt: skip
+    return centre if sharp is None else sharp[0]
+
+
+def _switch(
+    signals: Signals,
+    before: Mapping,
+    after: Mapping,
+    guess: float,
+    *,
+    frame: float,
+    reach: float,
+    fades: tuple[float, ...],
+    step: float = _STEP_S,
+) -> tuple[float, float] | None:
+    """The crossfade (centre s, length s; a cut is length 0) within ``reach`` of ``guess`` that
+    best explains how much of each line every frame of ``frame`` seconds holds, or None when
+    the neighbourhood leaves the recording."""
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
-    first = round((coarse - _FINE_CONTEXT_S - dance.start) * rate)
+    size = round(frame * rate)
+    first = round((guess - _FINE_CONTEXT_S - dance.start) * rate)
     count = round(2 * _FINE_CONTEXT_S * rate)
     if first < 0 or first + count > dance.samples.shape[-1]:
-        return coarse
+        return None
     t = dance.start + (first + np.arange(count)) / rate
-    d = dance.samples[first : first + count].astype(np.float64)
-    grid = np.arange(bgm.samples.shape[-1], dtype=np.float64)
-    ref = bgm.samples.astype(np.float64, copy=False)
-    pa = np.interp((before.bgm_time_array(t) - bgm.start) * rate, grid, ref, left=0, right=0)
-    pb = np.interp((after.bgm_time_array(t) - bgm.start) * rate, grid, ref, left=0, right=0)
-    # Whitened, then kept below 2 kHz: the mappings hold to a tenth of a millisecond, which
-    # would turn the phase of the top octaves at random.
-    lowpass = _lowpass(rate)
-    taps = np.convolve(_whitener(pa + pb), lowpass)
-    delay = (len(lowpass) - 1) // 2
-    d, pa, pb = (np.convolve(v, taps)[delay : delay + count] for v in (d, pa, pb))
-    half = count // 2
-    # The direct sound's gain, by least squares on either side of the frame-level seam.
-    power = float(np.dot(pa[:half], pa[:half]) + np.dot(pb[half:], pb[half:]))
-    if power <= 0.0:
-        return coarse
-    g = float(np.dot(d[:half], pa[:half]) + np.dot(d[half:], pb[half:])) / power
-    votes = (d - g * pb) ** 2 - (d - g * pa) ** 2
-    running = np.concatenate([[0.0], np.cumsum(votes)])
-    reach = int(_FINE_REACH_S * rate)
-    mid = count // 2
-    window = running[mid - reach : mid + reach + 1]
-    if not np.isfinite(window).all() or float(np.ptp(window)) <= 0.0:
-        return coarse
-    k = _plateau_centre(window)
-    return float(dance.start + (first + mid - reach + k) / rate)
+    hop = size // _OVERLAP
+    window = np.hanning(size)
+
+    def spectra(x: NDArray[np.float64]) -> NDArray[np.complex128]:
+        return np.fft.rfft(sliding_window_view(x, size)[::hop] * window, axis=1)
+
+    d = spectra(dance.samples[first : first + count].astype(np.float64))
+    a, b = (spectra(_predicted(bgm, m.bgm_time_array(t))) for m in (before, after))
+    centres = t[0] + (np.arange(d.shape[0]) * hop + (size - 1) / 2) / rate
+    alpha, beta, info_a, info_b = _shares(d, a, b, smooth=max(1, round(_SMOOTH_S * rate / hop)))
+    if not (info_a.any() and info_b.any()):
+        return None
+    best = (np.inf, guess, 0.0)
+    candidates = guess + np.arange(-round(reach / step), round(reach / step) + 1) * step
+    span = _FINE_CONTEXT_S + reach + frame
+    for fade in fades:
+        x, ramp = _framed_ramp(fade, window, rate, span)
+        w = np.interp(centres[None, :] - candidates[:, None], x, ramp)
+        v = 1.0 - w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ga = (w * (info_a * alpha)).sum(1) / (w * w * info_a).sum(1)
+            gb = (v * (info_b * beta)).sum(1) / (v * v * info_b).sum(1)
+        cost = (info_a * (alpha - ga[:, None] * w) ** 2).sum(1)
+        cost += (info_b * (beta - gb[:, None] * v) ** 2).sum(1)
+        cost[~np.isfinite(cost)] = np.inf
+        k = int(np.argmin(cost))
+        if cost[k] < best[0]:
+            best = (float(cost[k]), float(candidates[k]), fade)
+    return None if not np.isfinite(best[0]) else (best[1], best[2])
 
 
-def _plateau_centre(running: NDArray[np.float64]) -> int:
-    """The middle of the stretch around the maximum of ``running`` that stays within
-    ``_PLATEAU`` of its range below it: where the two lines explain the sound equally (the
-    same notes, or silence), the seam is put halfway."""
-    top = int(np.argmax(running))
-    level = float(running[top]) - _PLATEAU * float(np.ptp(running))
-    lo = hi = top
-    while lo > 0 and running[lo - 1] >= level:
-        lo -= 1
-    while hi < len(running) - 1 and running[hi + 1] >= level:
-        hi += 1
-    return (lo + hi) // 2
+def _predicted(bgm: Audio, times: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The reference at ``times`` (s, increasing), linearly interpolated; silence outside it."""
+    pos = (times - bgm.start) * bgm.rate
+    lo = max(0, int(pos[0]) - 1)
+    hi = min(bgm.samples.shape[-1], int(pos[-1]) + 3)
+    if hi <= lo:
+        return np.zeros(len(times))
+    part = bgm.samples[lo:hi].astype(np.float64)
+    return np.interp(pos - lo, np.arange(hi - lo, dtype=np.float64), part, left=0, right=0)
 
 
-def _lowpass(rate: int) -> NDArray[np.float64]:
-    """A windowed-sinc low-pass FIR (63 taps, linear phase) at ``_LOWPASS_HZ``."""
-    cutoff = 2 * _LOWPASS_HZ / rate
-    m = np.arange(63) - 31.0
-    taps: NDArray[np.float64] = cutoff * np.sinc(cutoff * m) * np.hamming(63)
-    taps /= taps.sum()
-    return taps
+def _shares(
+    d: NDArray[np.complex128], a: NDArray[np.complex128], b: NDArray[np.complex128], *, smooth: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per frame, how much of each prediction the recording holds (``d ≈ α·a + β·b``, least
+    squares over the bins) and how well each share is known (the weighted energy of its
+    prediction). Each bin is weighted by the inverse of the recording's power there, smoothed
+    over ``smooth`` frames: every band counts, so a room's ringing in a few loud partials
+    cannot pass for the direct sound."""
+    power = uniform_filter1d(np.abs(d) ** 2, size=smooth, axis=0)
+    weight = 1.0 / (power + 1e-3 * power.mean(axis=1, keepdims=True) + 1e-30)
+    aa = (weight * np.abs(a) ** 2).sum(1)
+    bb = (weight * np.abs(b) ** 2).sum(1)
+    ab = (weight * (a * b.conj()).real).sum(1)
+    da = (weight * (d * a.conj()).real).sum(1)
+    db = (weight * (d * b.conj()).real).sum(1)
+    det = aa * bb - ab**2
+    ok = det > 1e-9 * (aa * bb + 1e-30)
+    safe = np.where(ok, det, 1.0)
+    alpha = np.where(ok, (bb * da - ab * db) / safe, 0.0)
+    beta = np.where(ok, (aa * db - ab * da) / safe, 0.0)
+    return alpha, beta, np.where(ok, aa, 0.0), np.where(ok, bb, 0.0)
 
 
-def _whitener(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The prediction-error filter (LPC) that flattens ``x``'s spectrum: the products of
-    whitened signals change within a few samples where the music changes."""
-    r = np.array([np.dot(x[: len(x) - k], x[k:]) for k in range(_LPC_ORDER + 1)])
-    if r[0] <= 0.0:
-        return np.array([1.0])
-    r[0] *= 1.0 + 1e-6
-    lags = np.abs(np.subtract.outer(np.arange(_LPC_ORDER), np.arange(_LPC_ORDER)))
-    try:
-        coef = np.linalg.solve(r[lags], r[1:])
-    except np.linalg.LinAlgError:
-        return np.array([1.0])
-    return np.concatenate([[1.0], -coef])
+def _framed_ramp(
+    fade: float, window: NDArray[np.float64], rate: int, span: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The earlier piece's gain (raised cosine over ``fade`` s centred on 0, a step when 0) as
+    a frame of ``window`` centred at time x hears it (energy-weighted): ``(x, gain)``."""
+    n = len(window)
+    u = np.arange(-round(span * rate) - n, round(span * rate) + n + 1) / rate
+    gain = (
+        (u < 0).astype(np.float64)
+        if fade <= 0
+        else np.cos(0.5 * np.pi * np.clip((u + fade / 2) / fade, 0.0, 1.0)) ** 2
+    )
+    kernel = window**2 / np.sum(window**2)
+    return u[: len(u) - n + 1] + (n - 1) / (2 * rate), fftconvolve(gain, kernel[::-1], mode="valid")
