@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # check the files in deploy/.
 SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium docker-compose nginx
 
-.PHONY: serve package docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load bench-phone clean
+.PHONY: serve package docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load bench-phone bench-scale clean
 
 HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # Two stamps in one virtual environment: the package alone (what serving needs) and the package
@@ -79,7 +79,7 @@ pytest: venv sysdeps node
 
 test: lint typecheck imports assembly-copy pytest
 
-bench: bench-accuracy bench-speed bench-scaling bench-load bench-phone
+bench: bench-accuracy bench-speed bench-scaling bench-load bench-phone bench-scale
 
 bench-accuracy: venv sysdeps
 	$(PY) bench/accuracy.py
@@ -95,6 +95,10 @@ bench-load: venv sysdeps
 
 bench-phone: venv sysdeps
 	$(PY) bench/phone.py
+
+# Needs PostgreSQL on 127.0.0.1:5432 (BEATSYNC_BENCH_POSTGRES) and redis-server.
+bench-scale: venv sysdeps
+	$(PY) bench/scale.py
 
 docs: venv
 	$(PY) -m beatsync.service.docs docs
