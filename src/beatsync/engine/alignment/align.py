@@ -40,6 +40,8 @@ from .presence import music_span
 from .search import Line, Speed, coarse_lines
 from .span import MusicSpan
 from .tempo import speed_guesses
+from .waveform import waveform_lines
+from .wide import wide_lock
 
 __all__ = [
     "AlignParams",
@@ -197,10 +199,13 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
             max_lines=p.candidates + 1,
             pool=pool,
         )
+        return lock_all(lines, hint_alone=speeds == (Speed(1.0),))
+
+    def lock_all(lines: list[Line], *, hint_alone: bool) -> list[Fit]:
         if p.offset_hint is not None:
             hint = p.offset_hint
             lines = [ln for ln in lines if abs(ln.offset - hint) <= p.hint_radius]
-            if not lines and speeds == (Speed(1.0),):
+            if not lines and hint_alone:
                 lines = [Line(hint, 1.0, 0.0)]
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
@@ -210,6 +215,15 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
 
         def lock(line: Line) -> Fit | None:
             fit = refine(signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows)
+            if not _accepted(fit, p):
+                # A reverberant room can leave the coarse line beyond the fine windows' reach.
+                wide = wide_lock(signals, line)
+                if wide is not None:
+                    again = refine(
+                        signals, wide, window=p.window, hop=p.hop, max_windows=p.max_windows
+                    )
+                    if again is not None and (fit is None or again.evidence > fit.evidence):
+                        fit = again
             if fit is None:
                 return None
             # The windows follow the loudest arrival; the answer is the first one.
@@ -228,6 +242,10 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     fits = search((Speed(1.0),))
     if not _accepted(_best(fits), p):
         fits += search(_other_speeds(dance, bgm, unit_bands, bgm_bands, p))
+    if not _accepted(_best(fits), p):
+        # The band energies can miss a loud reverberant room altogether; the waveform may not.
+        lines = waveform_lines(dance, bgm, max_lines=p.candidates + 1, pool=pool)
+        fits += lock_all(lines, hint_alone=False)
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
     if best is None or not _accepted(best, p):

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from .features import FEATURE_RATE
 
-__all__ = ["Line", "Speed", "coarse_lines"]
+__all__ = ["Line", "Speed", "coarse_lines", "distinct_lines", "hough"]
 
 _WINDOW_S = 6.0
 _HOP_S = 3.0
@@ -101,11 +101,16 @@ def coarse_lines(
     for speed, mine in zip(tried, points, strict=True):
         kept = speed.pitch_kept and speed.ratio != 1.0
         lines.extend(
-            Line(ln.offset, ln.scale, ln.votes, kept) for ln in _hough(mine, speed.ratio, span)
+            Line(ln.offset, ln.scale, ln.votes, kept) for ln in hough(mine, speed.ratio, span)
         )
-    lines.sort(key=lambda line: -line.votes)
+    return distinct_lines(lines, span, max_lines)
+
+
+def distinct_lines(lines: Sequence[Line], span: float, max_lines: int) -> list[Line]:
+    """The best ``max_lines`` of ``lines`` (by votes) that are distinct answers over a clip of
+    ``span`` seconds."""
     distinct: list[Line] = []
-    for line in lines:
+    for line in sorted(lines, key=lambda line: -line.votes):
         if all(not _same(line, kept, span) for kept in distinct):
             distinct.append(line)
         if len(distinct) == max_lines:
@@ -215,8 +220,9 @@ def _peaks(
     return found
 
 
-def _hough(points: NDArray[np.float64], speed: float, span: float) -> list[Line]:
-    """Best lines through (dance time, reference time) points, votes weighted by z-score."""
+def hough(points: NDArray[np.float64], speed: float, span: float) -> list[Line]:
+    """Best lines through (dance time, reference time, z-score, …) points near ``speed``,
+    votes weighted by z-score above 3, over a clip of ``span`` seconds."""
     if len(points) == 0:
         return []
     t, beta, z = points[:, 0], points[:, 1], np.minimum(points[:, 2], 12.0) - 3.0

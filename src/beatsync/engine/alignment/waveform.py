@@ -1,0 +1,101 @@
+"""A waveform search: candidate lines from whitened waveforms, for rooms the band energies miss.
+
+A loud reverberant room smears the band energies (:mod:`.features`) and a phone's gain control
+flattens them until no window of them stands out against the song. The waveform keeps what
+they lose: whitened frame by frame (the phase transform) and cut to the band below 2 kHz that
+a room carries best, each of a few long windows of the dance recording is correlated against the
+whole reference, and the peaks vote for lines at speed 1 as the band search's do
+(:func:`.search.hough`). It costs more than the band search, so it runs only when that found
+nothing to accept.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+from scipy import signal as sps
+
+from ..media.decode import Audio
+from .search import Line, distinct_lines, hough
+
+__all__ = ["waveform_lines"]
+
+_RATE = 4000  # Hz: the band below 2 kHz
+_LOW_HZ = 100.0
+_FRAME = 256  # samples at _RATE of each whitening frame (64 ms), half overlapping
+_WINDOW_S = 4.0
+_MIN_HOP_S = 2.0
+_WINDOWS = 24
+_PEAKS_PER_WINDOW = 3
+_PEAK_SEPARATION_S = 0.25
+# A peak counts from this many robust deviations: the largest of a million lags of unrelated
+# sound stays below it.
+_MIN_Z = 6.0
+
+
+def waveform_lines(
+    dance: Audio, bgm: Audio, *, max_lines: int = 4, pool: Executor | None = None
+) -> list[Line]:
+    """Candidate lines at speed 1 (clock drift allowed) from whitened waveforms, best first.
+
+    Parameters
+    ----------
+    dance, bgm
+        Mono audio at one rate, each with its start on its file's timeline.
+    max_lines
+        How many distinct lines to return at most.
+    pool
+        Threads that correlate windows side by side.
+    """
+    x = _whitened(dance.samples, dance.rate)
+    y = _whitened(bgm.samples, bgm.rate)
+    width = int(_WINDOW_S * _RATE)
+    if len(x) < width or len(y) < width:
+        return []
+    count = min(_WINDOWS, 1 + int((len(x) - width) // (_MIN_HOP_S * _RATE)))
+    starts = np.linspace(0, len(x) - width, count).astype(np.int64)
+    size = scipy.fft.next_fast_len(len(y) + width, real=True)
+    spectrum = scipy.fft.rfft(y, size)
+    lags = len(y) - width + 1
+
+    def peaks(start: int) -> list[tuple[float, float, float, float]]:
+        win = x[start : start + width]
+        if not win.any():
+            return []
+        corr = scipy.fft.irfft(spectrum * np.conj(scipy.fft.rfft(win, size)), size)[:lags]
+        median = float(np.median(corr))
+        spread = 1.4826 * float(np.median(np.abs(corr - median))) + 1e-12
+        z = (corr - median) / spread
+        found = []
+        centre = dance.start + (start + width / 2) / _RATE
+        separation = int(_PEAK_SEPARATION_S * _RATE)
+        for _ in range(_PEAKS_PER_WINDOW):
+            i = int(np.argmax(z))
+            if z[i] < _MIN_Z:
+                break
+            # The window's centre against the reference's matching centre; z lowered so the
+            # band search's vote weights (from 3 up) apply.
+            bgm_time = bgm.start + (i + width / 2) / _RATE
+            found.append((centre, bgm_time, float(z[i]) - (_MIN_Z - 3.0), 1.0))
+            z[max(0, i - separation) : i + separation + 1] = -np.inf
+        return found
+
+    found = pool.map(peaks, starts) if pool is not None else map(peaks, starts)
+    points = np.asarray([row for rows in found for row in rows], dtype=np.float64).reshape(-1, 4)
+    span = max(dance.duration, _WINDOW_S)
+    return distinct_lines(hough(points, 1.0, span), span, max_lines)
+
+
+def _whitened(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
+    """``samples`` at ``_RATE`` Hz, each 64 ms frame's spectrum flattened to unit magnitude
+    from ``_LOW_HZ`` up (the phase transform, frame by frame)."""
+    low = sps.resample_poly(samples, _RATE, rate).astype(np.float32) if rate != _RATE else samples
+    _, _, z = sps.stft(low, nperseg=_FRAME, noverlap=_FRAME // 2)
+    mag = np.abs(z)
+    z /= np.maximum(mag, 1e-3 * float(mag.mean()) + 1e-20)
+    z[: int(_LOW_HZ * _FRAME / _RATE) + 1] = 0.0
+    _, out = sps.istft(z, nperseg=_FRAME, noverlap=_FRAME // 2)
+    return np.asarray(out[: len(low)], dtype=np.float32)
