@@ -1,9 +1,10 @@
 """A reduced accuracy set: a few standard cases end to end, measured on the output file.
 
 ``bench/accuracy.py`` runs every standard case; these are the kinds a change to the alignment
-breaks first (a reverberant room, noise below the music, drift under reverb, an image-source
-hall whose ceiling returns the sound louder than the direct path, at 1.08× speed), held to the
-tolerances of the end-to-end tests: sync within a millisecond at the start, middle and end of
+breaks first (a reverberant room, noise below the music, drift under reverb, image-source halls
+whose ceiling or mirror returns the sound louder than the direct path: at 1.08× speed; at 0 dB SNR,
+where the band energies' line lands some 160 ms late; with talking, clipping and gain control,
+where they find no line at all), held to the tolerances of the end-to-end tests: sync within a millisecond at the start, middle and end of
 the cut, drift within 5 ppm, the cut's edges at the truth's, and a mismatch refused.
 """
 
@@ -24,6 +25,8 @@ TRUE_PAIRS = (
     "noise-snr-5",
     "drift-plus120-reverb",
     "hardroom-gym-speed108-drift",
+    "hardroom-gym-rt15-snr0",
+    "hardroom-talk-clip-agc",
 )
 
 
