@@ -278,6 +278,34 @@ def test_direct_parts_that_do_not_add_up_delete_the_upload(
         client.close()
 
 
+def test_direct_parts_the_store_refuses_delete_the_upload(
+    postgres_url: str, s3: S3Server, tmp_path: Path
+) -> None:
+    with _replica(_settings(postgres_url, s3, tmp_path / "host")) as replica:
+        token = httpx.post(f"{replica.url}/api/v1/sessions").json()["token"]
+        client = httpx.Client(
+            base_url=replica.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        started = client.post("/api/v1/uploads/direct", json={"size": 6 * MiB})
+        assert started.status_code == 201, started.text
+        upload_id = started.json()["upload"]["id"]
+        first, second = started.json()["parts"]
+        # The right total, split wrongly: a first part under the 5 MiB every part but the last
+        # must have.
+        assert httpx.put(first["url"], content=bytes(MiB)).status_code == 200
+        assert httpx.put(second["url"], content=bytes(5 * MiB)).status_code == 200
+        refused = client.post(f"/api/v1/uploads/direct/{upload_id}/complete")
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "VALIDATION_ERROR"
+        assert "EntityTooSmall" in refused.json()["detail"]
+        assert client.get(f"/api/v1/uploads/{upload_id}").status_code == 404
+        storage = replica.context.storage
+        assert isinstance(storage, S3Storage)
+        assert list(storage.keys()) == []
+        assert storage.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+        client.close()
+
+
 def test_direct_uploads_need_s3(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

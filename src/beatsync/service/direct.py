@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from sqlalchemy.orm import Session
 
@@ -99,6 +99,15 @@ def start_direct(
     return DirectUpload(row, store.part_size, urls)
 
 
+def _refuse(
+    db: Database, storage: Storage, settings: Settings, owner_id: str, upload_id: str, why: str
+) -> NoReturn:
+    """Parts that cannot make the declared file: the upload goes, and the client is told why."""
+    with db.session() as session:
+        delete_upload(session, storage, settings, owner_id, upload_id)
+    raise ServiceError("VALIDATION_ERROR", f"{why}; the upload was deleted")
+
+
 def complete_direct(
     db: Database, storage: Storage, settings: Settings, owner_id: str, upload_id: str
 ) -> Upload:
@@ -120,14 +129,17 @@ def complete_direct(
                 raise ServiceError(
                     "UPLOAD_INCOMPLETE", "send every part before completing the upload"
                 ) from None
+        except ValueError as exc:
+            _refuse(db, storage, settings, owner_id, upload_id, f"{exc}")
         joined = store.size(key)
         if joined != size:
-            with db.session() as session:
-                delete_upload(session, storage, settings, owner_id, upload_id)
-            raise ServiceError(
-                "VALIDATION_ERROR",
-                f"the parts add up to {joined} bytes, not the {size} declared; the upload "
-                "was deleted",
+            _refuse(
+                db,
+                storage,
+                settings,
+                owner_id,
+                upload_id,
+                f"the parts add up to {joined} bytes, not the {size} declared",
             )
         with db.session() as session:
             commit_offset(session, settings, upload_id, old=0, new=size)

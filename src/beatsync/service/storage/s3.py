@@ -42,6 +42,8 @@ __all__ = ["S3Storage"]
 _CHUNK = 1 << 20
 _MiB = 1 << 20
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+# CompleteMultipartUpload's answers to parts sent wrong (by a client, for direct uploads).
+_BAD_PARTS = frozenset({"EntityTooSmall", "InvalidPart", "InvalidPartOrder"})
 # Presigned URLs signed with SigV4 live at most seven days.
 _MAX_PRESIGN_S = 7 * 24 * 3600
 _CONTENT_TYPES = {
@@ -303,7 +305,8 @@ class S3Storage:
 
     def finish_multipart(self, key: str, upload_id: str, *, parts: int) -> None:
         """Join parts ``1..parts`` into ``key`` (FileNotFoundError: the upload is gone, or
-        one of the parts was never stored)."""
+        one of the parts was never stored; ValueError: the store refuses the parts, e.g. one
+        but the last is smaller than 5 MiB)."""
         check_key(key)
         client = self._client()
         etags: dict[int, str] = {}
@@ -326,6 +329,8 @@ class S3Storage:
         except ClientError as exc:
             if _code(exc) == "NoSuchUpload":
                 raise FileNotFoundError(key) from exc
+            if _code(exc) in _BAD_PARTS:
+                raise ValueError(f"the store refused the parts of {key}: {_code(exc)}") from exc
             _unavailable("joining the parts of", key, exc)
         except BotoCoreError as exc:
             _unavailable("joining the parts of", key, exc)
