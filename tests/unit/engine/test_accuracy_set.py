@@ -7,7 +7,9 @@ and a corner at 0 dB SNR whose band energies give the line a slope 0.2 % off), h
 tolerances of the end-to-end tests: sync within a millisecond at the start, middle and end of
 the cut, drift within 5 ppm, the cut's edges at the truth's, and a mismatch refused. Two harder
 halls are held to the direct sound by their mapping: one whose band energies put the line 160 ms
-late, one (talking, clipping, gain control) where they find no line at all.
+late, one (talking, clipping, gain control) where they find no line at all. Two edits of the
+song in reverberant rooms are spliced where the class's sound switches: hard cuts within a few
+milliseconds, a 0.4 s crossfade's centre within 15 ms.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import numpy as np
 import pytest
 
 from beatsync.engine import MusicMismatchError, align_files, sync
-from beatsync.testkit import build_case, case_named
-from truth_checks import assert_cut_matches, assert_in_sync
+from beatsync.testkit import build_case, case_named, piece_sync, seam_errors
+from truth_checks import MAX_SYNC_MS, assert_cut_matches, assert_in_sync
 
 MAX_DRIFT_PPM = 5.0
 TRUE_PAIRS = (
@@ -36,6 +38,9 @@ HARD_ROOMS = ("hardroom-gym-rt15-snr0", "hardroom-talk-clip-agc")
 # Seconds: the engine comes within 0.03 ms of the direct sound in these halls (and in three
 # other seeds of each).
 MAX_MAPPING_ERROR_S = 0.0001
+# Seam tolerances (ms): three pieces joined by hard cuts, two by a 0.4 s crossfade, each in a
+# room with RT60 near a second.
+EDITS = {"edit-three-pieces": 5.0, "edit-crossfade": 15.0}
 
 
 @pytest.mark.slow
@@ -69,3 +74,23 @@ def test_hard_room_locks_onto_the_direct_sound(name: str, kit_dir: Path) -> None
     error = alignment.mapping.bgm_time_array(times) - (truth.offset + truth.scale * times)
     assert np.abs(error).max() <= MAX_MAPPING_ERROR_S, error
     assert abs(alignment.mapping.scale / truth.scale - 1.0) * 1e6 <= MAX_DRIFT_PPM
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_edit_is_spliced_at_its_seams(name: str, kit_dir: Path, tmp_path: Path) -> None:
+    case = build_case(case_named(name), kit_dir)
+    truth = case.truth
+    out = tmp_path / "out.mp4"
+    result = sync(case.dance, case.bgm, out)
+    assert len(result.pieces) == len(truth.pieces)
+    found = [p.start for p in result.pieces[1:]]
+    assert np.max(np.abs(np.subtract(found, truth.seams))) * 1e3 <= EDITS[name], found
+    assert_cut_matches(case, result.cut.start, result.cut.end)
+    # On the written file: in sync in every piece, and the sound switches at every seam.
+    shift = result.output.first_frame_time - result.output.video_start
+    per_piece = piece_sync(out, case, shift=shift, cut=(result.cut.start, result.cut.end), points=2)
+    assert all(len(errors) == 2 for errors in per_piece)
+    assert np.max(np.abs(per_piece)) <= MAX_SYNC_MS, per_piece
+    seams = seam_errors(out, case)
+    assert np.max(np.abs(seams)) <= EDITS[name], seams
