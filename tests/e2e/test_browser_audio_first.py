@@ -1,7 +1,8 @@
 """The page's audio-first path in real headless Chromium against the real service.
 
-The class video never leaves the browser: the page re-wraps its sound, decodes its keyframes
-(WebCodecs) into the service's thumbnails, answers the job's frame requests, then puts the
+The class video never leaves the browser: the page re-wraps its sound, sends it with the video's
+manifest, answers the job's frame requests (a few frames decoded with WebCodecs into the
+service's thumbnails: no picture goes with the job's creation), then puts the
 result together from the returned audio track and the video's own samples. The tests check
 that the server never received the video, that the page's file is the one the server path
 renders for the same pair (same frames, same audio packets, the cut of a black tail), that its
@@ -9,16 +10,16 @@ sync measured against the truth is within a millisecond, that a nudge re-assembl
 track 20 ms later and another candidate with a new track, that a file the browser cannot read
 (Matroska, or HEVC without a decoder) goes the server path, and so does a video whose manifest
 the service refuses. A reference that is a music video goes up as its sound alone, and all the
-page sends is the two sounds, the thumbnails and a little JSON.
+page sends is the two sounds, the few thumbnails asked for and a little JSON.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
 import math
+import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ from test_browser import (
     wait_job,
 )
 
-from beatsync.testkit.audiofirst import keyframe_thumbnails, video_manifest
+from beatsync.testkit.audiofirst import frame_thumbnails, video_manifest
 from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors, video_packets_copied
@@ -119,6 +120,16 @@ FALLBACKS = {
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _answered_frames(served: Served, job_id: str) -> tuple[list[int], np.ndarray]:
+    """The samples whose thumbnails the page sent for the job, and those thumbnails' bytes (from
+    the job's row)."""
+    with sqlite3.connect(served.data_dir / "beatsync.db") as db:
+        row = db.execute(
+            "SELECT thumbnail_samples, thumbnails FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+    return json.loads(row[0]), np.frombuffer(row[1], np.uint8)
 
 
 def _holds_picture(served: Served, video: Path) -> list[Path]:
@@ -221,15 +232,16 @@ def test_the_class_video_stays_in_the_browser(
     )
     page.locator("#start").click()
     job_id = wait_job(page)
-    # The keyframes' thumbnails are the reference client's, give or take a rounding.
+    # The job goes with the manifest and no picture; the frames it then asked for (a few
+    # around the cut's edges) are the reference client's thumbnails, give or take a rounding.
     created = [body for url, _, body in sent if url.endswith("/api/v1/jobs")]
     assert len(created) == 1
-    manifest = created[0]["video_manifest"]
-    assert manifest == video_manifest(black.dance)
-    ours_keys = np.frombuffer(base64.b64decode(created[0]["thumbnails"]["keyframes"]), np.uint8)
-    video = manifest["video"]
-    theirs = keyframe_thumbnails(black.dance, video["sync"], video["sample_count"])
-    diff = np.abs(ours_keys.astype(int) - np.frombuffer(theirs, np.uint8).astype(int))
+    assert created[0]["video_manifest"] == video_manifest(black.dance)
+    assert "thumbnails" not in created[0]
+    samples, ours_frames = _answered_frames(served, job_id)
+    assert 0 < len(samples) <= 80  # the edges' groups of pictures, not the video's 480 frames
+    theirs = frame_thumbnails(black.dance, samples)
+    diff = np.abs(ours_frames.astype(int) - np.frombuffer(theirs, np.uint8).astype(int))
     assert diff.max() <= 1
     assert diff.mean() <= 0.1  # 0.05 measured: area edges weighted in floats, not swscale's
     job = api_get(page, served, f"/api/v1/jobs/{job_id}")
@@ -451,8 +463,8 @@ def test_only_the_two_sounds_leave_the_page(
     served: Served, browser: Browser, black: BuiltCase, tmp_path: Path
 ) -> None:
     """The reference (a music video) goes up as its sound alone too; what the page sends in
-    all is the two sounds, the thumbnails and a little JSON; the result is a blob: URL, shared
-    through the system where the browser can share files."""
+    all is the two sounds, the few thumbnails asked for and a little JSON; the result is a
+    blob: URL, shared through the system where the browser can share files."""
     context = phone(browser, accept_downloads=True)
     watch = Watch()
     page = open_page(context, served, watch, server_path=False)
@@ -510,16 +522,14 @@ def test_only_the_two_sounds_leave_the_page(
 
     # Bytes sent: the two sounds' packets, plus what else must go: the M4As' boxes (the
     # tables of where and how long each packet is: 12 bytes a packet is ample), the thumbnails
-    # (base64, 4/3 of 96×54 bytes each) of the keyframes and of the frames the job asked for,
-    # the video manifest, and for every request its headers and JSON (session, uploads, tus,
+    # (base64, 4/3 of 96×54 bytes each) of the frames the job asked for, the video manifest,
+    # and for every request its headers and JSON (session, uploads, tus,
     # job, frames: under 1 KB each with the token; 0.4 KB measured).
     streams = [_audio_payload(black.dance), _audio_payload(black.bgm)]
     audio = sum(size for size, _ in streams)
     packets = sum(count for _, count in streams)
-    thumbs = sum(
-        len(body["thumbnails"]["keyframes"]) if url.endswith("/api/v1/jobs") else 0
-        for url, _, body in sent
-    ) + sum(len(body["thumbnails"]) for url, _, body in sent if url.endswith("/frames"))
+    thumbs = sum(len(body["thumbnails"]) for url, _, body in sent if url.endswith("/frames"))
+    assert not any("thumbnails" in body for url, _, body in sent if url.endswith("/jobs"))
     manifest = sum(
         len(json.dumps(body["video_manifest"])) for url, _, body in sent if url.endswith("/jobs")
     )

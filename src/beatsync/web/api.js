@@ -43,6 +43,11 @@ let token = readStore(TOKEN_KEY);
 let ownerId = readStore(OWNER_KEY);
 let pendingSession = null;
 
+/** A named moment on the page's performance timeline (the phone benchmark reads them). */
+export function mark(name) {
+  performance.mark?.(`beatsync:${name}`);
+}
+
 export function currentOwner() {
   return ownerId;
 }

@@ -2,7 +2,7 @@
 // language switch. Every piece draws itself from data with textContent; nothing user-given ever
 // becomes markup.
 
-import { api, ApiError, ensureSession } from "./api.js";
+import { api, ApiError, ensureSession, mark } from "./api.js";
 import { applyStatic, getLang, onLangChange, setLang, t } from "./i18n.js";
 import { isTerminal, JobView } from "./job.js";
 import { RecentJobs } from "./recent.js";
@@ -114,6 +114,7 @@ startButton.addEventListener("click", async () => {
     const dance = slots.dance;
     let job;
     let local = dance.local;
+    mark("start");
     try {
       job = await createJob(dance, local);
     } catch (error) {
@@ -126,6 +127,7 @@ startButton.addEventListener("click", async () => {
       local = null;
       job = await createJob(dance, null);
     }
+    mark("created");
     remember(JOB_KEY, job.id);
     jobView.follow(job, { local });
     recent.track(job);
@@ -138,19 +140,13 @@ startButton.addEventListener("click", async () => {
   }
 });
 
-/** Create the job: audio-first with the manifest and keyframes when `local` holds the video. */
+/**
+ * Create the job: audio-first with the manifest when `local` holds the video. No pictures go
+ * with it: the job asks for the few it reads (around the cut's edges) while it runs.
+ */
 async function createJob(dance, local) {
   if (!local) return api.createJob(dance.uploadId, slots.bgm.uploadId, {});
-  startHint.textContent = t("path.thumbs");
-  const extra = { video_manifest: local.manifest };
-  try {
-    const keyframes = await dance.keyframes;
-    extra.thumbnails = { format: "gray8", width: 96, height: 54, keyframes };
-  } catch (error) {
-    // Without thumbnails the job still runs; its cut then ignores black or frozen edges.
-    console.warn(error);
-  }
-  return api.createJob(dance.uploadId, slots.bgm.uploadId, {}, extra);
+  return api.createJob(dance.uploadId, slots.bgm.uploadId, {}, { video_manifest: local.manifest });
 }
 
 async function openJob(id) {

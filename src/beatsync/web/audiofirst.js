@@ -1,10 +1,19 @@
 // Audio-first on the page: the class video never leaves the browser. Its sound is re-wrapped
-// into an M4A (no re-encoding) and uploaded with the manifest of its picture; keyframes and the
-// frames the job asks for are decoded here (WebCodecs) into 96×54 grey thumbnails; the result is
-// the service's audio track muxed with the video's own samples, as a Blob of File slices.
+// into an M4A (no re-encoding) and uploaded with the manifest of its picture; the frames the job
+// asks for (a few around the cut's edges) are decoded here (WebCodecs) into 96×54 grey
+// thumbnails; the result is the service's audio track muxed with the video's own samples, as a
+// Blob of File slices.
 // See docs/audio-first.md and docs/client-assembly.md.
 
-import { assemble, blobReader, extractAudio, partsBlob } from "./assemble/index.js";
+import { mark } from "./api.js";
+import {
+  assemble,
+  blobReader,
+  extractAudio,
+  partsBlob,
+  partsBytes,
+  partsSize,
+} from "./assemble/index.js";
 import { readMovie, sampleEntries, trackOf } from "./assemble/movie.js";
 
 export const THUMB_WIDTH = 96;
@@ -53,7 +62,8 @@ export async function prepareLocal(file) {
     return { local: null, reason: "decoder" };
   }
   const base = file.name.replace(/\.[^.]*$/, "") || "class";
-  const audio = new File([partsBlob(extracted.parts, file, "audio/mp4")], `${base}.m4a`, {
+  // Read once into memory (a few MB): hashed and uploaded from there.
+  const audio = new File([await partsBytes(extracted.parts, reader)], `${base}.m4a`, {
     type: "audio/mp4",
     lastModified: file.lastModified,
   });
@@ -71,15 +81,17 @@ export async function prepareLocal(file) {
 export async function referenceSound(file) {
   if (serverPathForced()) return null;
   let extracted;
+  const reader = blobReader(file);
   try {
-    extracted = await quietly(() => extractAudio(blobReader(file)));
+    extracted = await quietly(() => extractAudio(reader));
   } catch {
     return null;
   }
-  const blob = partsBlob(extracted.parts, file, "audio/mp4");
-  if (blob.size >= file.size) return null;
+  if (partsSize(extracted.parts) >= file.size) return null;
   const base = file.name.replace(/\.[^.]*$/, "") || "reference";
-  return new File([blob], `${base}.m4a`, { type: "audio/mp4", lastModified: file.lastModified });
+  // Read once into memory (a few MB): hashed and uploaded from there.
+  const bytes = await partsBytes(extracted.parts, reader);
+  return new File([bytes], `${base}.m4a`, { type: "audio/mp4", lastModified: file.lastModified });
 }
 
 /** The decoder configuration of the video track (its codec string and avcC/hvcC), or null. */
@@ -122,14 +134,6 @@ export class LocalVideo {
     this.config = config;
     this.samples = samples;
     this.reader = blobReader(file);
-  }
-
-  /** Base64 thumbnails of every keyframe, in the order of the manifest's `sync`. */
-  async keyframeThumbnails() {
-    const { sync, sample_count: count } = this.manifest.video;
-    const keys = sync ?? Array.from({ length: count }, (_, i) => i);
-    const got = await this.#decode(keys.map((k) => [k]), new Set(keys));
-    return toBase64(joinThumbs(keys, got));
   }
 
   /** Base64 thumbnails of `samples` (decode-order indices), in that order. */
@@ -218,6 +222,7 @@ export class LocalVideo {
     const response = await fetch(assembly.audio_url, { signal, credentials: "same-origin" });
     if (!response.ok) throw new Error(`the audio track answered ${response.status}`);
     const audio = new Uint8Array(await response.arrayBuffer());
+    mark("audio-fetched");
     const out = await quietly(() => assemble(this.reader, audio, assembly));
     return { blob: partsBlob(out.parts, this.file, "video/mp4"), audioBytes: audio.length };
   }

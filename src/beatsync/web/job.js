@@ -2,7 +2,7 @@
 // the poll answer is the truth), then its result — player, plot, confidence, offset, drift, cut,
 // the pieces of an edit, download — and the ways to redo it: another candidate, a nudge in milliseconds, a retry.
 
-import { api, API, ApiError, currentToken } from "./api.js";
+import { api, API, ApiError, currentToken, mark } from "./api.js";
 import { formatBytes, formatClock, formatPercent, formatSigned, t } from "./i18n.js";
 
 export const STAGES = ["probe", "decode", "align", "trim", "render"];
@@ -158,9 +158,12 @@ export class JobView {
     if (!request || !local || !job.links?.frames || this.answered.has(request.id)) return;
     this.answered.add(request.id);
     this.#note(this.jobNote, "path.frames");
+    mark("frames-asked");
     try {
       const thumbnails = await local.frameThumbnails(request.samples);
+      mark("frames-decoded");
       await api.answerFrames(job.links.frames, request.id, thumbnails);
+      mark("frames-sent");
     } catch (error) {
       // The job goes on without them after a while (its cut then ignores the picture).
       if (!(error instanceof ApiError && error.code === "FRAMES_NOT_REQUESTED")) console.warn(error);
@@ -194,8 +197,10 @@ export class JobView {
     this.#offerShare(null);
     this.resultSection.dataset.assembled = "";
     this.#note(this.pathNote, "path.assembling");
+    mark("succeeded");
     try {
       const { blob } = await local.assemble(assembly);
+      mark("assembled");
       if (this.job?.id !== job.id) {
         // Another job is shown now; this one is put together again if it comes back.
         if (this.assembledFor === job.id) this.assembledFor = null;

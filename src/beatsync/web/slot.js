@@ -2,7 +2,7 @@
 // when the server already has the same bytes, else resumable over tus), wait until the server
 // has checked it. The card's data-state tells the rest of the page (and tests) where it stands.
 
-import { api, ApiError, API, baseHeaders, currentOwner, ensureSession } from "./api.js";
+import { api, ApiError, API, baseHeaders, currentOwner, ensureSession, mark } from "./api.js";
 import { formatBytes, formatClock, formatPercent, formatSpeed, t } from "./i18n.js";
 import { prepareLocal, referenceSound } from "./audiofirst.js";
 import { fingerprint, TusError, TusUpload } from "./tus.js";
@@ -84,7 +84,6 @@ export class UploadSlot {
     // Audio-first (class video only): the video kept here, what was sent in its place, and
     // why not when the whole video goes to the server.
     this.local = null;
-    this.keyframes = null;
     this.total = null;
     this.path = null; // null | "audio" | "server" | "sound" (the reference's sound alone)
     this.reason = null;
@@ -145,12 +144,16 @@ export class UploadSlot {
     try {
       await ensureSession();
       const sent = await this.#audioFirst(file, controller, serverReason);
+      mark(`${this.kind}:read`);
       const instant = await this.#instant(sent, controller.signal);
+      mark(`${this.kind}:hashed`);
       let upload = instant ?? (await this.#tus(sent, controller.signal));
+      mark(`${this.kind}:sent`);
       if (upload.status === "receiving") {
         this.#set("checking", ["upload.checking"]);
         upload = await this.#waitChecked(upload.id, controller.signal);
       }
+      mark(`${this.kind}:checked`);
       this.#finish(upload, instant ? "upload.instant" : "upload.ready");
     } catch (error) {
       if (error.name === "AbortError" || this.controller !== controller) return;
@@ -161,8 +164,7 @@ export class UploadSlot {
 
   /**
    * The file to send: for the class video, its sound alone when this browser can read the
-   * picture itself (the keyframes' thumbnails are then decoded in the background); else the
-   * whole file.
+   * picture itself; else the whole file.
    */
   async #audioFirst(file, controller, serverReason) {
     this.total = file.size;
@@ -184,9 +186,6 @@ export class UploadSlot {
     this.local = local;
     this.path = "audio";
     this.total = local.audio.size;
-    this.keyframes = local.keyframeThumbnails();
-    // Awaited when the job starts; a failure then sends the job without thumbnails.
-    this.keyframes.catch(() => {});
     return local.audio;
   }
 

@@ -14,7 +14,7 @@ import pytest
 
 from beatsync.engine import sync
 from beatsync.engine.audiofirst import AudioFirstResult, sync_audio_first
-from beatsync.engine.cut.clientframes import ClientFrames, split_thumbnails
+from beatsync.engine.cut.clientframes import KEY_BATCH, ClientFrames, split_thumbnails
 from beatsync.engine.cut.picture import FileFrames, Thumb
 from beatsync.engine.cut.trim import find_cut
 from beatsync.engine.media.manifest import parse_manifest
@@ -32,17 +32,22 @@ from beatsync.testkit.measure import sync_errors, video_packets_copied
 
 
 class Phone:
-    """What the client holds and sends for one case; counts the frames it was asked for."""
+    """What the client holds and sends for one case; counts the frames it was asked for.
 
-    def __init__(self, case: BuiltCase, folder: Path) -> None:
+    ``upfront``: the keyframes' thumbnails go with the job (else every picture is asked for).
+    """
+
+    def __init__(self, case: BuiltCase, folder: Path, *, upfront: bool = False) -> None:
         self.case = case
         self.audio = folder / f"{case.spec.name}.sound.m4a"
         extract_audio(case.dance, self.audio)
         self.manifest = parse_manifest(video_manifest(case.dance))
         video = self.manifest.video
         keys = list(video.sync) if video.sync is not None else list(range(video.sample_count))
-        data = keyframe_thumbnails(case.dance, video.sync, video.sample_count)
-        self.keyframes = split_thumbnails(data, keys)
+        self.keyframes: dict[int, Thumb] = {}
+        if upfront:
+            data = keyframe_thumbnails(case.dance, video.sync, video.sample_count)
+            self.keyframes = split_thumbnails(data, keys)
         self.asked: list[tuple[int, ...]] = []
 
     def fetch(self, samples: tuple[int, ...]) -> dict[int, Thumb]:
@@ -71,26 +76,35 @@ def _audio_packets(path: Path) -> list[tuple[bytes, int | None]]:
 
 
 @pytest.mark.parametrize(
-    ("name", "edge"),
+    ("name", "edge", "upfront"),
     [
-        ("black-tail", "end"),
-        ("frozen-tail", "end"),
-        ("black-head", "start"),
-        ("small-hevc-portrait", None),
+        ("black-tail", "end", False),
+        ("black-tail", "end", True),
+        ("frozen-tail", "end", False),
+        ("black-head", "start", False),
+        ("small-hevc-portrait", None, False),
     ],
 )
 def test_the_audio_first_cut_is_the_server_paths(
-    kit_dir: Path, tmp_path: Path, name: str, edge: str | None
+    kit_dir: Path, tmp_path: Path, name: str, edge: str | None, upfront: bool
 ) -> None:
     case = build_case(case_named(name), kit_dir)
     server = sync(case.dance, case.bgm, tmp_path / "server.mp4")
-    phone = Phone(case, tmp_path)
+    phone = Phone(case, tmp_path, upfront=upfront)
     done = phone.run(tmp_path / "audio.m4a")
 
     assert done.sync.cut == server.cut
+    asked = [s for request in phone.asked for s in request]
     if edge is not None:
         assert getattr(server.cut, f"{edge}_reason") == "picture"
         assert phone.asked  # frames of the edge's groups of pictures were asked for
+    elif not upfront:
+        # A clean span: its first keyframes and its last two frames in one request, then the
+        # frames of the head's group of pictures (15 here: the HEVC keyframe is shown after the
+        # span's start), not the video's 360 frames.
+        assert len(phone.asked) == 2
+        assert len(phone.asked[0]) <= KEY_BATCH + 2
+        assert len(asked) == KEY_BATCH + 2 + 15
     out, mine = server.output, done.sync.output
     assert (mine.video_start, mine.video_end, mine.first_frame_time, mine.frames) == (
         out.video_start,

@@ -1,10 +1,12 @@
 """Pictures an audio-first client decoded: a :class:`~.picture.FrameSource` over its thumbnails.
 
-The client sends a thumbnail of every keyframe with the job; when the picture check needs every
-frame of a stretch (one group of pictures at an edge), the source asks ``fetch`` for the missing
-samples, and the caller gets them from the client. Which packets a decoder would show after a
-seek is worked out from the manifest's timeline exactly as :class:`~.picture.FileFrames` meets
-them in the file, so both sources answer alike.
+The client may send a thumbnail of every keyframe with the job; otherwise the source asks
+``fetch`` for the pictures the check reads as it reads them: the keyframes a few at a time while
+it scans, every frame of a stretch (one group of pictures at an edge) when it needs them, and the
+caller gets them from the client. :meth:`ClientFrames.hint` asks for the first pictures of both
+edges of a span in one request, so a clean span costs the client one or two exchanges. Which
+packets a decoder would show after a seek is worked out from the manifest's timeline exactly as
+:class:`~.picture.FileFrames` meets them in the file, so both sources answer alike.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from ..errors import ManifestError, ProcessingError
 from ..media.movtime import VideoTimeline, seek_packet
-from .picture import THUMB_SIZE, Thumb
+from .picture import SCAN_SECONDS, TAIL_SECONDS, THUMB_SIZE, Thumb
 
 __all__ = [
     "THUMB_BYTES",
@@ -26,6 +28,8 @@ __all__ = [
 ]
 
 THUMB_BYTES = THUMB_SIZE[0] * THUMB_SIZE[1]
+KEY_BATCH = 8
+"""Keyframes asked for at once while a scan reads them one by one."""
 
 
 class FramesUnavailableError(ProcessingError):
@@ -57,8 +61,8 @@ def split_thumbnails(data: bytes, samples: Sequence[int]) -> dict[int, Thumb]:
 class ClientFrames:
     """Thumbnails sent by the client, laid on the timeline of its video.
 
-    ``keyframes`` maps source sample → thumbnail for every keyframe (and any other frame already
-    known); ``fetch`` is asked for the other frames when they are needed. Without ``fetch``, or
+    ``keyframes`` maps source sample → thumbnail for the frames already known (every keyframe,
+    or none); ``fetch`` is asked for the other frames when they are needed. Without ``fetch``, or
     when it raises :class:`FramesUnavailableError`, a stretch with a frame missing raises it.
     """
 
@@ -91,8 +95,19 @@ class ClientFrames:
         chosen = (np.flatnonzero(shown) + first).tolist()
         return sorted(chosen, key=lambda i: float(self._time[i]))
 
+    def hint(self, start: float, end: float) -> None:
+        """Ask at once for what checking the edges of ``[start, end]`` reads first: the first
+        keyframes from ``start`` and the last two frames before ``end``."""
+        keys = self._shown(start, min(end, start + SCAN_SECONDS), keys=True)[:KEY_BATCH]
+        tail = self._shown(max(start, end - TAIL_SECONDS), end, keys=False)
+        tail = [i for i in tail if self._time[i] < end]
+        self._fetch(keys + tail[-2:])
+
     def keyframes(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
-        return self._yield(self._shown(start, end, keys=True))
+        packets = self._shown(start, end, keys=True)
+        for first in range(0, len(packets), KEY_BATCH):
+            batch = packets[first : first + KEY_BATCH]
+            yield from self._yield(batch)
 
     def frames(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
         return self._yield(self._shown(start, end, keys=False))
@@ -101,16 +116,22 @@ class ClientFrames:
         shown = [i for i in self._shown(start, end, keys=False) if self._time[i] < end]
         return list(self._yield(shown[-2:]))
 
-    def _yield(self, packets: list[int]) -> Iterator[tuple[float, Thumb]]:
+    def _fetch(self, packets: list[int]) -> None:
+        """Get the thumbnails of these packets that are not known yet from the client."""
         samples = [int(self.timeline.sample[i]) for i in packets]
-        missing = tuple(s for s in samples if s not in self.known)
-        if missing:
-            if self.fetch is None:
-                raise FramesUnavailableError(f"{len(missing)} frames are not known")
-            self.requests.append(missing)
-            got = self.fetch(missing)
-            self.known.update({s: got[s] for s in missing if s in got})
-            if any(s not in self.known for s in missing):
-                raise FramesUnavailableError("the client sent fewer frames than asked for")
+        missing = tuple(dict.fromkeys(s for s in samples if s not in self.known))
+        if not missing:
+            return
+        if self.fetch is None:
+            raise FramesUnavailableError(f"{len(missing)} frames are not known")
+        self.requests.append(missing)
+        got = self.fetch(missing)
+        self.known.update({s: got[s] for s in missing if s in got})
+        if any(s not in self.known for s in missing):
+            raise FramesUnavailableError("the client sent fewer frames than asked for")
+
+    def _yield(self, packets: list[int]) -> Iterator[tuple[float, Thumb]]:
+        self._fetch(packets)
+        samples = [int(self.timeline.sample[i]) for i in packets]
         pairs = zip(packets, samples, strict=True)
         return iter([(float(self._time[i]), self.known[s]) for i, s in pairs])

@@ -23,16 +23,26 @@ from numpy.typing import NDArray
 
 from ..media.probe import MediaInfo, open_media
 
-__all__ = ["THUMB_SIZE", "FileFrames", "FrameSource", "Thumb", "good_picture_span"]
+__all__ = [
+    "SCAN_SECONDS",
+    "TAIL_SECONDS",
+    "THUMB_SIZE",
+    "FileFrames",
+    "FrameSource",
+    "Thumb",
+    "good_picture_span",
+]
 
 THUMB_SIZE = (96, 54)
 _THUMB = THUMB_SIZE
 _DARK_LUMA = 32
 _CHANGE_LUMA = 3
 _RATIO = 0.98
-_SCAN_SECONDS = 120.0
+SCAN_SECONDS = 120.0
 _CHUNK_SECONDS = 6.0
 _MIN_FROZEN_SECONDS = 0.5
+TAIL_SECONDS = 0.5
+"""How far before a span's end its last two frames are looked for."""
 # Frame threads pay off on long runs only: on a group of pictures they cost more than they gain.
 _THREADED_SECONDS = 5.0
 
@@ -48,6 +58,11 @@ class FrameSource(Protocol):
     decoded at or before it) and yield ``(time, thumbnail)`` in presentation order up to the
     first frame shown after ``end``, which is not yielded.
     """
+
+    def hint(self, start: float, end: float) -> None:
+        """The edges of ``[start, end]`` are about to be checked (a source that fetches its
+        pictures may get the first ones it will need in advance)."""
+        ...
 
     def keyframes(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
         """The keyframes only."""
@@ -68,6 +83,9 @@ class FileFrames:
 
     def __init__(self, info: MediaInfo) -> None:
         self.info = info
+
+    def hint(self, start: float, end: float) -> None:
+        """Nothing to get ahead: the file is here."""
 
     def keyframes(self, start: float, end: float) -> Iterator[tuple[float, Thumb]]:
         return _thumbnails(self.info, start, end, keyframes_only=True)
@@ -96,6 +114,7 @@ def good_picture_span(
         return start, end
     frames = source if source is not None else FileFrames(info)
     try:
+        frames.hint(start, end)
         new_start = _first_good(frames, start, end)
         new_end = _last_good(frames, new_start, end)
     except av.error.FFmpegError:
@@ -111,7 +130,7 @@ def _first_good(source: FrameSource, start: float, end: float) -> float:
     When the keyframe at or before ``start`` already looks good, the start is kept: only a bad
     first keyframe calls for decoding every frame.
     """
-    keys = source.keyframes(start, min(end, start + _SCAN_SECONDS))
+    keys = source.keyframes(start, min(end, start + SCAN_SECONDS))
     previous: tuple[float, Thumb] | None = None
     stop: float | None = None
     for t, thumb in keys:
@@ -160,7 +179,7 @@ def _last_good(source: FrameSource, start: float, end: float) -> float:
         if found is not None:
             begin = found
             break
-        if not keys or keys[0][0] <= start or chunk_end - start > _SCAN_SECONDS:
+        if not keys or keys[0][0] <= start or chunk_end - start > SCAN_SECONDS:
             break
         chunk_end = keys[0][0] + 1e-6
     frames = [f for f in _sorted(source.frames(max(start, begin), end)) if f[0] < end]
@@ -182,7 +201,7 @@ def _last_good(source: FrameSource, start: float, end: float) -> float:
 def _ends_well(source: FrameSource, start: float, end: float) -> bool:
     """Whether the last frame before ``end`` is neither black nor a repeat of the one before it
     (both at or after ``start``)."""
-    last = source.last_two(max(start, end - 0.5), end)
+    last = source.last_two(max(start, end - TAIL_SECONDS), end)
     if len(last) < 2 or last[0][0] < start:
         return False
     return not _bad(last[1][1], last[0][1])

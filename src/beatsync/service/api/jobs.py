@@ -61,7 +61,9 @@ class JobCreate(BaseModel):
         default=None, description="The class video's sample tables (docs/audio-first.md)."
     )
     thumbnails: Thumbnails | None = Field(
-        default=None, description="The keyframes' thumbnails, for the picture check."
+        default=None,
+        description="The keyframes' thumbnails, for the picture check. Optional: without them "
+        "the run asks for the keyframes it reads in its frame requests.",
     )
 
 
