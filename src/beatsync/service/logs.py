@@ -60,8 +60,9 @@ class TerminalFormatter(logging.Formatter):
         extras = _extras(record)
         if "duration_ms" in extras:
             parts.append(f"{extras['duration_ms']:g} ms")
-        if "job_id" in extras:
-            parts.append(self._paint(f"job {str(extras['job_id'])[:8]}", "2"))
+        job_id = str(extras.get("job_id", ""))
+        if job_id and job_id not in parts[-1]:
+            parts.append(self._paint(f"job {job_id[:8]}", "2"))
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

@@ -34,9 +34,8 @@ from typing import IO, Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from beatsync.engine import BeatSyncError, MediaInfo, probe
+from beatsync.engine import MediaInfo
 from beatsync.engine.errors import NoAudioTrackError
-from beatsync.engine.media.probe import open_media
 
 from .codes import Locale, message
 from .config import Settings
@@ -44,6 +43,7 @@ from .db import Database, Upload, UploadStatus
 from .db.models import utcnow
 from .errors import ServiceError, from_engine
 from .metrics import count_upload_bytes
+from .probing import read_media
 from .quota import check_room
 from .storage import Storage
 from .stored import data_key, release_files, shared_copy
@@ -245,25 +245,23 @@ def media_facts(info: MediaInfo) -> dict[str, Any]:
 
 
 def inspect_media(path: Path, settings: Settings) -> dict[str, Any]:
-    """Probe a received file and apply the service's limits; its media facts, or a coded
-    :class:`ServiceError` (INVALID_FORMAT, NO_AUDIO_TRACK, DURATION_TOO_LONG).
+    """Probe a received file (in the media reader process: :mod:`.probing`) and apply the
+    service's limits; its media facts, or a coded :class:`ServiceError` (INVALID_FORMAT,
+    NO_AUDIO_TRACK, DURATION_TOO_LONG).
 
     The audio requirement is checked after the probe's own format checks, so a photo (which
     FFmpeg reads as a one-frame video without sound) is refused as INVALID_FORMAT.
     """
     try:
-        info = probe(path, require_audio=False)
+        info, streams = read_media(path)
         if _PICTURE_FORMATS.search(info.format_name):
             raise ServiceError("INVALID_FORMAT", "the file is a still picture, not a recording")
         if info.audio is None:
-            raise NoAudioTrackError("the file has no audio track")
-    except BeatSyncError as exc:
-        error = from_engine(exc)
+            raise from_engine(NoAudioTrackError("the file has no audio track"))
+    except ServiceError as error:
         # FFmpeg's messages name the file read: the spool path is nobody's business.
         error.detail = (error.detail or "").replace(f": '{path}'", "").replace(str(path), "file")
-        raise error from exc
-    with open_media(path) as container:
-        streams = len(container.streams)
+        raise
     if streams > settings.max_streams:
         raise ServiceError(
             "INVALID_FORMAT",

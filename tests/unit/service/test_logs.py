@@ -51,8 +51,12 @@ def test_a_terminal_gets_one_short_coloured_line_a_request(
     configure_logging("INFO", stream=out)
     request_line()
     logging.getLogger("beatsync.x").warning("disk low", extra={"job_id": "job_0123456789ab"})
+    logging.getLogger("beatsync.x").info(
+        "job job_0123456789ab done", extra={"job_id": "job_0123456789ab"}
+    )
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
+    assert ANSI.sub("", lines[2]).endswith(" INFO    job job_0123456789ab done")
     assert "\x1b[32mINFO   \x1b[0m" in lines[0]
     assert "\x1b[33mWARNING\x1b[0m" in lines[1]
     plain = [ANSI.sub("", line) for line in lines]
