@@ -30,11 +30,11 @@ the last ending at m1). A case without an edit has one piece.
 Two kinds of speed ``k``. Resampled (``pitch_kept`` false, the case names ``speed-…`` and
 ``resampled-…``): the song is read ``k`` times as fast, its pitch moving with it, like a tape or
 a "slowed"/"sped up" edit. Pitch kept (``tempo-…``): a practice player first time-stretches the
-song by WSOLA (:mod:`.wsola`) so that its time ``s`` carries song time ``σ = k·s`` with the pitch
-unchanged (each 40 ms grain sits within ±5 ms of that line, with no drift or bias), and the
-phone then records that at the clock drift ``1 + d·1e-6`` (a pitch change of a few hundred ppm).
-The same line ``σ = p0 + b·(t − m0)`` is the truth for both kinds: it is exact for the first and
-exact to the grains' ±5 ms for the second, whose output is measured over many grains.
+song by overlapping grains (:mod:`.grains`) so that its time ``s`` carries song time ``σ = k·s``
+with the pitch unchanged (every 40 ms grain centred on that line), and the phone then records
+that at the clock drift ``1 + d·1e-6`` (a pitch change of a few hundred ppm). The same line
+``σ = p0 + b·(t − m0)`` is the truth for both kinds: exact for the first, exact at every grain's
+centre for the second.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .encode import Scene, TailPlan, VideoParams, write_video_file
+from .grains import overlap_add
 from .music import Song, load_track, play, quieten, repeat_section
 from .reference import REFERENCE_KINDS, write_reference
 from .room import Room, record_in_room
-from .wsola import wsola
 
 if TYPE_CHECKING:
     from beatsync.engine.alignment.align import Mapping
@@ -64,7 +64,7 @@ __all__ = ["KIT_VERSION", "BuiltCase", "CaseSpec", "Truth", "build_case", "load_
 logger = logging.getLogger(__name__)
 
 # Bumped whenever generated media would change, so cached cases are rebuilt.
-KIT_VERSION = 4
+KIT_VERSION = 5
 # Song seconds over which a quiet intro rises back, or a quiet outro falls, to the song's level.
 _GLIDE = 1.0
 
@@ -371,7 +371,7 @@ def _speaker(
 ) -> tuple[np.ndarray[Any, np.dtype[np.float32]], list[float]]:
     """What the loudspeaker plays (``length`` samples at the phone's rate) and the seams: the
     song from p0 at speed k with the drift on top, resampled (pitch follows) or time-stretched
-    by WSOLA (pitch kept), in the pieces of an edit when the case has one."""
+    by overlapping grains (pitch kept), in the pieces of an edit when the case has one."""
     rate, b, fade = spec.audio_rate, spec.scale, spec.crossfade
     mono = song.mono()
     if spec.pitch_kept:
@@ -410,13 +410,14 @@ def _stretched_speaker(
     length: int,
     end: float,
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The song time-stretched by WSOLA, pitch kept, then played at the clock drift."""
+    """The song time-stretched by grains on the time line, pitch kept, then played at the clock
+    drift."""
     start = float(spec.music_start)
     # Only the part played, with a second either side; stretched time s carries song time
     # lo + k·s.
     lo = max(0, int((spec.play_from - 1.0) * song_rate))
     hi = min(len(mono), int((spec.play_from + spec.scale * (end - start) + 1.0) * song_rate))
-    stretched = wsola(mono[lo:hi], spec.speed, song_rate)
+    stretched = overlap_add(mono[lo:hi], spec.speed, song_rate, seed=spec.seed)
     return play(
         stretched, song_rate, rate=spec.audio_rate, length=length, start=start, end=end,
         song_start=(spec.play_from - lo / song_rate) / spec.speed,

@@ -107,7 +107,7 @@ def standard_cases() -> tuple[CaseSpec, ...]:
              play_from=10.0, play_duration=25.0),
         _std("resampled-135", 188, speed=1.35, drift_ppm=300.0, track="etr/spunkyrace-ks",
              play_from=20.0, play_duration=25.0, room=rev(rt60=0.8, snr_db=10.0)),
-        # Tempo changes with the pitch kept (a practice player), stretched by WSOLA.
+        # Tempo changes with the pitch kept (a practice player), stretched by grains on the line.
         _std("tempo-050", 251, speed=0.50, pitch_kept=True, drift_ppm=100.0),
         _std("tempo-075", 252, speed=0.75, pitch_kept=True, drift_ppm=-200.0,
              track="etr/start1-jt", play_from=10.0),

@@ -9,8 +9,9 @@ the output's sound switches from one piece to the next. For a pitch-kept case th
 audio is the reference time-stretched, its waveform no copy of the reference's (a phase
 vocoder redraws the phases): the output's onset curve over 2 s is cross-correlated with the
 reference's read along the truth's time map (attacks land where the time map puts them,
-whatever the stretcher). On the class's own WSOLA audio, whose grains sit on the truth, it reads
-−2 to +1 ms (its own error, which leans with the speed: decays stretch, attacks do not).
+whatever the stretcher). On the kit's own pitch-kept audio, whose grains sit on the truth, it
+reads −0.3 to 0 ms, and −1.5 ms at 0.5× (each attack comes out in two grains there, and the
+earlier is heard first).
 :func:`video_packets_copied` checks that the picture was stream-copied, byte for byte.
 """
 
