@@ -39,6 +39,13 @@ _STRAY = 0.1
 _CORRELATED = 2.0
 # Change points whose evidence is within this many nats of the best one are all plausible.
 _PLAUSIBLE = 3.0
+# A pitch-kept recording's frames agree with the music only as well as its grains line up, less
+# in a tonal passage (its lags repeat every period) than in a rhythmic one: the music may show as
+# little as this share of the agreement the level predicts.
+_KEPT_SHARE = 0.4
+# ... unless the room is this much quieter against the reference than where the music surely
+# plays: then the room does not hear the music, whatever little the frames agree.
+_QUIET_ROOM = 4.0
 # The spread of a frame's agreement without music: at least this, and this when too few frames
 # disagree to measure it (a clean room where the music plays throughout).
 _MIN_SPREAD = 0.1
@@ -99,7 +106,10 @@ def music_span(
         lo, hi = _largest_run(smooth - 0.5 * max(level, 0.0))
         if hi > lo and level > 0.0:
             core = (float(centres[lo]), float(centres[hi - 1]))
-    span = music_edges(centres, agree, played, heard, core=core, bounds=(dance.start, dance.end))
+    span = music_edges(
+        centres, agree, played, heard, core=core, bounds=(dance.start, dance.end),
+        share=_KEPT_SHARE if mapping.pitch_kept else 1.0,
+    )  # fmt: skip
     inside = (centres >= span.start) & (centres <= span.end)
     level = float(np.median(smooth[inside])) if inside.any() else 0.0
     score = np.clip(smooth / max(level, 1e-9), 0.0, 1.0)
@@ -149,6 +159,7 @@ def music_edges(
     *,
     core: tuple[float, float] | None,
     bounds: tuple[float, float],
+    share: float = 1.0,
 ) -> MusicSpan:
     """The span where the music plays, from per-frame evidence of its absence.
 
@@ -169,6 +180,9 @@ def music_edges(
         agrees, and then the whole recording is kept as doubtful.
     bounds
         The recording's start and end, seconds: the span's widest reach.
+    share
+        The least share of its expected agreement the music may show (see
+        :func:`frame_evidence`).
 
     Returns
     -------
@@ -184,7 +198,7 @@ def music_edges(
     if not inside.any():
         inside = np.abs(times - 0.5 * (core[0] + core[1])) <= 0.5 * _step(times)
     lo, hi = int(np.argmax(inside)), n - int(np.argmax(inside[::-1]))
-    llr = frame_evidence(agree, played, heard, inside)
+    llr = frame_evidence(agree, played, heard, inside, share=share)
     start, start_evidence = _edge(llr[:lo][::-1], times[:lo][::-1], times[lo], bounds[0])
     end, end_evidence = _edge(llr[hi:], times[hi:], times[hi - 1], bounds[1])
     return MusicSpan(start, end, start_evidence, end_evidence)
@@ -195,6 +209,8 @@ def frame_evidence(
     played: NDArray[np.float64],
     heard: NDArray[np.float64],
     core: NDArray[np.bool_],
+    *,
+    share: float = 1.0,
 ) -> NDArray[np.float64]:
     """Each frame's log-likelihood ratio (nats, already divided for the frames' overlap) of the
     music playing there against its absence.
@@ -204,7 +220,10 @@ def frame_evidence(
     its typical value: a quiet passage, a noise burst); never scaled up, so a quiet passage is
     never taken for one that should be heard. Agreement without music is centred on 0 with the
     spread of the negative agreements seen. Either way a few frames stray (:data:`_STRAY`: music
-    masked by a shout, a chance agreement), which bounds what one frame can say.
+    masked by a shout, a chance agreement), which bounds what one frame can say. With ``share``
+    below 1 the music may agree less than expected, down to that share of it: each frame is
+    judged by the level in that range that explains it best (its own agreement, clipped),
+    unless the room is :data:`_QUIET_ROOM` times quieter against the reference than typical.
     """
     played_s = _moving_mean(played)
     heard_s = _moving_mean(heard)
@@ -219,7 +238,9 @@ def frame_evidence(
     negative = agree[known & (agree < 0.0)]
     spread = float(np.sqrt(np.mean(negative**2))) if len(negative) >= 20 else _SPREAD
     spread = max(spread, _MIN_SPREAD)
-    matched = expected * (2.0 * agree - expected) / (2.0 * spread**2)
+    least = np.where(ratio <= _QUIET_ROOM * typical_ratio, share, 1.0) * expected
+    likely = np.clip(agree, least, expected)
+    matched = likely * (2.0 * agree - likely) / (2.0 * spread**2)
     # Each side keeps a share of the other's frames (music masked; a chance agreement), so one
     # frame says at most log(9) either way.
     keep, other = np.log1p(-_STRAY), np.log(_STRAY)
