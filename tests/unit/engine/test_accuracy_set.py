@@ -3,9 +3,11 @@
 ``bench/accuracy.py`` runs every standard case; these are the kinds a change to the alignment
 breaks first (a reverberant room, noise below the music, drift under reverb, image-source halls
 whose ceiling or wall returns the sound louder than the direct path: at 1.08× speed with drift,
-and a corner at 0 dB SNR whose band energies give the line a slope 0.2 % off), held to the
-tolerances of the end-to-end tests: sync within a millisecond at the start, middle and end of
-the cut, drift within 5 ppm, the cut's edges at the truth's, and a mismatch refused. Two harder
+and a corner at 0 dB SNR whose band energies give the line a slope 0.2 % off; a practice
+player's 0.9× tempo change with the pitch kept, whose opening bars agree only weakly frame by
+frame and must stay in), held to the tolerances of the end-to-end tests: sync within a
+millisecond at the start, middle and end of the cut, drift within 5 ppm, the cut's edges at the
+truth's, and a mismatch refused. Two harder
 halls are held to the direct sound by their mapping: one whose band energies put the line 160 ms
 late, one (talking, clipping, gain control) where they find no line at all. Two edits of the
 song in reverberant rooms are spliced where the class's sound switches: hard cuts within a few
@@ -31,6 +33,7 @@ TRUE_PAIRS = (
     "drift-plus120-reverb",
     "hardroom-gym-speed108-drift",
     "hardroom-corner-rt10-snr0",
+    "tempo-090",
 )
 # Their cut edges keep a reverberant lead-in or tail longer than the end-to-end tests allow,
 # which is the music span's to tell, so the mapping alone is checked against the direct sound.

@@ -150,10 +150,9 @@ def test_from_a_worker_thread_the_same_answer_comes_without_helper_processes(
 
 @pytest.mark.parametrize(
     ("name", "pitch_kept", "tolerance_ms"),
-    # Measured: resampled 0.8× within 0.01 ms; pitch kept 0.75× at −2.5 to −3.2 ms, of which
-    # about −2 ms is the onset measurement's own lean at that speed (it reads the class's own
-    # WSOLA audio, whose grains sit on the truth, at −1.9 ms median).
-    [("small-resampled-080", False, 0.1), ("small-tempo-075", True, 4.0)],
+    # Measured: resampled 0.8× within 0.01 ms; pitch kept 0.75× within 0.8 ms (the onset
+    # measurement's own spread on a stretched output is a few tenths of a millisecond).
+    [("small-resampled-080", False, 0.1), ("small-tempo-075", True, 1.5)],
 )
 def test_a_class_at_another_speed_is_synced_with_the_speed_and_kind_found(  # type: ignore[no-untyped-def]
     small_case, tmp_path: Path, name: str, pitch_kept: bool, tolerance_ms: float
