@@ -580,3 +580,33 @@ def test_a_backlog_is_resent_once_per_period_by_one_replica(
         assert len(cluster.messages()) == 6
     finally:
         replicas[1].stop()
+
+
+def test_a_worker_sweeps_the_scratch_that_killed_runs_left(
+    cluster: Cluster, clean: BuiltCase
+) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = cluster.job(
+        clean,
+        status="running",
+        worker=f"{socket.gethostname()}:{dead.pid}",
+        started_at=utcnow(),
+        heartbeat_at=utcnow(),
+    )
+    finished = cluster.job(clean, status="failed")
+    young = cluster.job(clean, status="failed")
+    an_hour_ago = time.time() - 3600
+    for job_id in (killed, finished, young):
+        cluster.work(job_id).mkdir(parents=True)
+        (cluster.work(job_id) / "dance.mp4").write_bytes(b"x" * 1000)
+        if job_id != young:
+            os.utime(cluster.work(job_id), (an_hour_ago, an_hour_ago))
+
+    cluster.worker()  # sweeps when it starts, before any job comes
+
+    deadline = time.monotonic() + 30
+    while cluster.work(killed).exists() or cluster.work(finished).exists():
+        assert time.monotonic() < deadline, "the worker left the scratch of killed runs"
+        time.sleep(0.05)
+    assert cluster.work(young).is_dir()  # a run may be starting in it

@@ -377,6 +377,20 @@ def test_the_pool_is_alive_while_its_supervisor_goes_round(
     assert runner.workers() == Liveness(0, None)
 
 
+def test_start_sweeps_the_scratch_that_killed_runs_left(
+    tmp_path: Path, clean: BuiltCase, runners: Callable[..., EmbeddedRunner]
+) -> None:
+    env = Env(tmp_path)
+    failed = env.job(clean, status="failed", worker=f"{socket.gethostname()}:{dead_pid()}")
+    env.work(failed).mkdir(parents=True)
+    an_hour_ago = time.time() - 3600
+    os.utime(env.work(failed), (an_hour_ago, an_hour_ago))
+
+    runners(env).start()
+
+    assert not env.work(failed).exists()
+
+
 def test_restart_recovers_running_jobs_once(
     tmp_path: Path, clean: BuiltCase, runners: Callable[..., EmbeddedRunner]
 ) -> None:

@@ -22,7 +22,8 @@ Nothing is built at import time: :func:`create_celery_app` makes an app for one
 - A cancel is broadcast to every worker (:data:`CANCEL_COMMAND`); the one running the job
   signals its pool process, and the run stops at its next progress report.
 - Each worker's main process writes a heartbeat into Redis (:mod:`.liveness`), which readiness
-  and ``/metrics`` read: a cluster with no live worker is not ready.
+  and ``/metrics`` read: a cluster with no live worker is not ready; and sweeps the work
+  folders that killed runs left on its host (:mod:`.scratch`), at start and periodically.
 """
 
 from __future__ import annotations
@@ -190,15 +191,22 @@ def run_worker(
     )
     import redis
 
+    from beatsync.service.db import Database
+
     from .liveness import HeartbeatThread
     from .run import worker_name
+    from .scratch import ScratchSweeper
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     heartbeat = HeartbeatThread(client, worker_name()).start()
+    db = Database(settings.database)
+    scratch = ScratchSweeper(settings, db).start()
     try:
         worker.start()
     finally:
+        scratch.stop()
         heartbeat.stop()
+        db.dispose()
         client.close()
     return int(worker.exitcode or 0)
 

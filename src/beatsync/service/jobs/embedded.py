@@ -56,6 +56,7 @@ from .run import (
     run_job,
     worker_name,
 )
+from .scratch import sweep_scratch
 
 __all__ = ["PRELOAD", "EmbeddedRunner", "JobTarget", "limit_memory"]
 
@@ -129,7 +130,8 @@ class EmbeddedRunner:
     # -- the Dispatcher protocol -----------------------------------------------------------
 
     def start(self) -> None:
-        """Recover the jobs a crash left running, then start the supervisor thread."""
+        """Recover the jobs a crash left running, sweep the scratch their runs left, then
+        start the supervisor thread (the API's sweeper sweeps scratch from then on)."""
         if self._thread is not None and self._thread.is_alive():
             return
         for job_id, status in recover_orphans(
@@ -137,6 +139,7 @@ class EmbeddedRunner:
         ).items():
             shutil.rmtree(self.settings.spool_root / "work" / job_id, ignore_errors=True)
             log.info("job %s recovered: %s", job_id, status, extra={"job_id": job_id})
+        sweep_scratch(self.settings, self.db)  # what runs killed with an earlier server left
         self._stopping.clear()
         self._last_round = time.monotonic()
         self._thread = threading.Thread(target=self._supervise, name="beatsync-jobs", daemon=True)
