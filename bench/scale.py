@@ -21,7 +21,7 @@ an earlier one. Measured:
 From these, the section written to ``bench/RESULTS.md`` gives a paper estimate for 100 workers
 and 10,000 jobs an hour.
 
-    python bench/scale.py [--jobs 150] [--rate 0.2] [--no-write]
+    python bench/scale.py [--jobs 200] [--rate 0.15] [--no-write]
 """
 
 from __future__ import annotations
@@ -86,16 +86,16 @@ class Proc:
         self.log.close()
 
 
-def _wait_ready(url: str, proc: Proc, timeout: float = 120) -> None:
+def _wait_answers(url: str, proc: Proc, path: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.process.poll() is not None:
             raise RuntimeError(f"{url} exited; see {proc.log.name}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/api/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         time.sleep(0.3)
-    raise RuntimeError(f"{url} was not ready in {timeout:g} s; see {proc.log.name}")
+    raise RuntimeError(f"{url}{path} did not answer in {timeout:g} s; see {proc.log.name}")
 
 
 @dataclass
@@ -150,7 +150,7 @@ class Cluster:
             )
             self.procs.append(proc)
             url = f"http://127.0.0.1:{port}"
-            _wait_ready(url, proc)
+            _wait_answers(url, proc, "/api/health")  # up (and the database migrated)
             self.apis.append(url)
             self.api_pids.append(proc.process.pid)
         for n in range(WORKERS):
@@ -161,6 +161,9 @@ class Cluster:
                     OUT / f"worker-{n}.log",
                 )
             )
+        # Ready once the workers' heartbeats arrive.
+        for url, proc in zip(self.apis, self.procs, strict=True):
+            _wait_answers(url, proc, "/api/health/ready")
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -521,8 +524,8 @@ def _section(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=150)
-    parser.add_argument("--rate", type=float, default=0.2, help="jobs created per second")
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=0.15, help="jobs created per second")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
     result = run(args.jobs, args.rate)
