@@ -162,7 +162,7 @@ class Cluster:
                 )
             )
         # Ready once the workers' heartbeats arrive.
-        for url, proc in zip(self.apis, self.procs, strict=True):
+        for url, proc in zip(self.apis, self.procs[:API_PROCESSES], strict=True):
             _wait_answers(url, proc, "/api/health/ready")
 
     def stop(self) -> None:
