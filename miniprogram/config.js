@@ -17,4 +17,11 @@ module.exports = {
   // The service's defaults; the size limit is refreshed from the server's Tus-Max-Size.
   maxUploadBytes: 500 * 1024 * 1024,
   maxDurationS: 600,
+  // Sign in with WeChat (wx.login → the service's code2Session), so jobs follow the user to
+  // another phone; a service without an AppID answers WECHAT_NOT_CONFIGURED and the phone
+  // gets an anonymous token instead.
+  wechatLogin: true,
+  // The subscription message template of the "job finished" notice (the same id as the
+  // service's BEATSYNC_WECHAT_NOTIFY_TEMPLATE_ID); empty: no notice is asked for.
+  notifyTemplateId: "",
 };

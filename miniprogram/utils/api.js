@@ -94,8 +94,34 @@ async function send(method, path, options) {
   return data === "" ? null : data;
 }
 
+/** The code of wx.login, or null where there is none (not in WeChat, or it failed). */
+function loginCode() {
+  if (!config.wechatLogin || typeof wx.login !== "function") return Promise.resolve(null);
+  return new Promise((resolve) => {
+    wx.login({
+      success: (result) => resolve(result && result.code ? result.code : null),
+      fail: () => resolve(null),
+    });
+  });
+}
+
+/**
+ * A new token: the WeChat user's (the same owner on every phone of that user) when the service
+ * signs WeChat users in, else an anonymous one.
+ */
 async function createSession() {
-  const body = await send("POST", `${PREFIX}/sessions`, { auth: false });
+  const code = await loginCode();
+  let body = null;
+  if (code) {
+    try {
+      body = await send("POST", `${PREFIX}/sessions/wechat`, { auth: false, json: { code } });
+    } catch (error) {
+      // Not configured or refused: an anonymous token still works on this phone; WeChat being
+      // away is worth another try later.
+      if (error instanceof ApiError && error.code === "WECHAT_UNAVAILABLE") throw error;
+    }
+  }
+  if (!body) body = await send("POST", `${PREFIX}/sessions`, { auth: false });
   write(TOKEN_KEY, body.token);
   write(OWNER_KEY, body.owner_id);
   checked = true;

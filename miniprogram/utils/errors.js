@@ -7,6 +7,9 @@
 const MESSAGES = {
   // The service's codes (src/beatsync/service/codes.py).
   VALIDATION_ERROR: "请求参数不正确，请更新小程序后重试。",
+  WECHAT_LOGIN_FAILED: "微信登录失败，请重新打开小程序。",
+  WECHAT_NOT_CONFIGURED: "这个服务没有开通微信登录，将以匿名身份使用。",
+  WECHAT_UNAVAILABLE: "暂时无法连接微信，请稍后再试。",
   UNAUTHORIZED: "登录状态已失效，请重新打开小程序。",
   NOT_FOUND: "找不到这个任务或文件，可能已过期被删除。",
   METHOD_NOT_ALLOWED: "服务器不支持这个操作，请更新小程序。",
@@ -66,6 +69,7 @@ const MESSAGES = {
 
 // Codes whose cause passes by itself: a retry later may succeed.
 const TRANSIENT = new Set([
+  "WECHAT_UNAVAILABLE",
   "NETWORK",
   "REQUEST_TIMEOUT",
   "RATE_LIMITED",

@@ -1,6 +1,7 @@
 // The first page: choose the class video and the reference, watch both upload, start the job.
 // Built with Component() (a page may be), so that it can be rendered and tapped in tests.
 
+const config = require("../../config.js");
 const api = require("../../utils/api.js");
 const audiofirst = require("../../utils/audiofirst.js");
 const { describe } = require("../../utils/errors.js");
@@ -62,9 +63,19 @@ Component({
       this.setData({ compact: Boolean(event.detail.value) });
     },
 
+    /**
+     * Ask for the "job finished" notice. WeChat allows this only from a tap, so it is the first
+     * thing the start button does, before anything is awaited.
+     */
+    askForNotice() {
+      if (!config.notifyTemplateId || typeof wx.requestSubscribeMessage !== "function") return;
+      wx.requestSubscribeMessage({ tmplIds: [config.notifyTemplateId], fail: () => {} });
+    },
+
     async onStart() {
       const { dance, bgm } = this.slots;
       if (this.data.starting || !dance.ready || !bgm.ready) return null;
+      this.askForNotice();
       this.setData({ starting: true, canStart: false, error: null });
       const options = this.data.compact ? { reencode: true, max_height: 720 } : {};
       try {

@@ -6,6 +6,7 @@ const { load, mount, tap } = require("../support/simulate.js");
 const { createFakeWx, waitFor } = require("../support/fake-wx.js");
 const { makeMovie } = require("../support/movie-maker.js");
 const { USER_DATA_PATH } = require("../support/wx-rules.js");
+const config = require("../../config.js");
 const api = require("../../utils/api.js");
 const limits = require("../../utils/limits.js");
 
@@ -75,8 +76,12 @@ test("only the sound is uploaded, and the job is audio-first", async () => {
   expect(screen.every((on, i) => on === (i % 2 === 0))).toBe(true);
   expect(fake.state.keepScreenOn).toBe(false);
 
+  config.notifyTemplateId = "tmpl-done";
   await tap(page, ".start");
+  config.notifyTemplateId = "";
   await waitFor(() => fake.called("navigateTo").length === 1);
+  // The finish notice is asked for from the tap itself, as WeChat requires.
+  expect(fake.called("requestSubscribeMessage")).toEqual([{ tmplIds: ["tmpl-done"], gesture: true }]);
   const [body] = created();
   expect(body.options).toEqual({});
   expect(body.video_manifest.video.sample_count).toBe(90);

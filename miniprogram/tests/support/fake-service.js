@@ -54,6 +54,7 @@ class FakeService {
     this.faults = [];
     this.counter = 0;
     this.rejectNext = null; // {code} the next completed upload is refused with
+    this.wechatCodes = null; // code → openid: WeChat login is offered (as code2Session would)
   }
 
   nextId(prefix) {
@@ -137,7 +138,16 @@ class FakeService {
       const token = `tok_${this.tokens.size + 1}`;
       const owner = `own_${this.tokens.size + 1}`;
       this.tokens.set(token, owner);
-      return json(201, { token, owner_id: owner });
+      return json(201, { token, owner_id: owner, expires_at: "2026-12-08T04:00:00Z" });
+    }
+    if (path === "/api/v1/sessions/wechat" && method === "POST") {
+      if (!this.wechatCodes) return problem(404, "WECHAT_NOT_CONFIGURED");
+      const openid = this.wechatCodes.get(JSON.parse(request.data).code);
+      if (!openid) return problem(401, "WECHAT_LOGIN_FAILED");
+      this.wechatCodes.delete(JSON.parse(request.data).code);
+      const token = `tok_${this.tokens.size + 1}`;
+      this.tokens.set(token, `wx_${openid}`);
+      return json(201, { token, owner_id: `wx_${openid}`, expires_at: "2026-12-08T04:00:00Z" });
     }
     if (path === "/api/v1/tus" && method === "OPTIONS") {
       return {

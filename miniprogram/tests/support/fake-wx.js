@@ -512,6 +512,12 @@ function createFakeWx(options) {
       record("createVideoDecoder", {});
       return new FakeVideoDecoder(fake.videoFrames);
     },
+    login(options) {
+      record("login", {});
+      const code = `code-${calls.length}`;
+      if (fake.wechatUser && service.wechatCodes) service.wechatCodes.set(code, fake.wechatUser);
+      answer(null, { errMsg: "login:ok", code }, options);
+    },
     setKeepScreenOn(options) {
       record("setKeepScreenOn", { keepScreenOn: options.keepScreenOn });
       state.keepScreenOn = Boolean(options.keepScreenOn);
@@ -576,6 +582,7 @@ function createFakeWx(options) {
     wx,
     videoFrames: null, // (path) => the video's pictures, for wx.createVideoDecoder
     served: new Map(), // URL path → the bytes wx.downloadFile fetches from it
+    wechatUser: null, // the openid whose wx.login codes the fake service knows
     limits,
     state,
     service,

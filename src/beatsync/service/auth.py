@@ -24,6 +24,7 @@ __all__ = [
     "TokenCache",
     "authenticate",
     "is_operator_key",
+    "issue_owner_token",
     "issue_token",
     "revoke_token",
     "token_hash",
@@ -52,6 +53,16 @@ def issue_token(session: Session) -> IssuedToken:
     session.flush()
     session.add(Token(hash=token_hash(token), owner_id=owner.id))
     return IssuedToken(token, owner.id)
+
+
+def issue_owner_token(session: Session, owner_id: str, kind: str) -> IssuedToken:
+    """A new token of the owner ``owner_id`` (created as ``kind`` the first time)."""
+    if session.get(Owner, owner_id) is None:
+        session.add(Owner(id=owner_id, kind=kind))
+        session.flush()
+    token = "bst_" + secrets.token_urlsafe(32)
+    session.add(Token(hash=token_hash(token), owner_id=owner_id))
+    return IssuedToken(token, owner_id)
 
 
 def is_operator_key(token: str, operator_keys: tuple[str, ...]) -> bool:

@@ -26,6 +26,25 @@ class Code:
 
 _TABLE = (
     Code("VALIDATION_ERROR", 422, "请求参数不正确。", "The request is not valid."),
+    Code(
+        "WECHAT_LOGIN_FAILED",
+        401,
+        "微信登录失败，请重新打开小程序。",
+        "WeChat did not accept the login code; log in again.",
+    ),
+    Code(
+        "WECHAT_NOT_CONFIGURED",
+        404,
+        "这个服务没有开通微信登录。",
+        "This service has no WeChat mini-program configured.",
+    ),
+    Code(
+        "WECHAT_UNAVAILABLE",
+        503,
+        "暂时无法连接微信，请稍后再试。",
+        "WeChat's servers could not be reached; try again shortly.",
+        retryable=True,
+    ),
     Code("UNAUTHORIZED", 401, "需要有效的访问令牌。", "A valid access token is required."),
     Code("NOT_FOUND", 404, "找不到该资源。", "Not found."),
     Code("METHOD_NOT_ALLOWED", 405, "不支持该请求方法。", "This method is not allowed here."),

@@ -273,6 +273,28 @@ class Settings(BaseSettings):
         description="How long an audio-first run waits for the frames it asks its client for; "
         "then the cut ignores the picture.",
     )
+    wechat_app_id: str = Field(
+        "",
+        description="The mini-program's AppID: with the secret, `POST /api/v1/sessions/wechat` "
+        "signs WeChat users in (code2Session) and job-end notices are sent.",
+    )
+    wechat_app_secret: SecretStr = Field(SecretStr(""), description="The mini-program's AppSecret.")
+    wechat_api_base: str = Field(
+        "https://api.weixin.qq.com",
+        description="WeChat's server API (another address only for a stand-in in tests).",
+    )
+    wechat_notify_template_id: str = Field(
+        "",
+        description="Subscription message template sent to a WeChat user when a job ends; "
+        "empty: no notices.",
+    )
+    wechat_notify_keys: str = Field(
+        "thing1,phrase2,time3",
+        description="The template's keys, in order, for: what (the job), how it ended, when.",
+    )
+    wechat_notify_state: Literal["developer", "trial", "formal"] = Field(
+        "formal", description="Which version of the mini-program a notice opens."
+    )
     min_free_disk_mb: int = Field(
         512, ge=0, description="Uploads are refused when the data disk has less free space."
     )

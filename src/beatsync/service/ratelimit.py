@@ -260,7 +260,10 @@ class RateLimitMiddleware:
         if scope["type"] not in ("http", "websocket") or not is_limited_path(scope["path"]):
             await self.app(scope, receive, send)
             return
-        new_session = scope.get("method") == "POST" and scope["path"] == "/api/v1/sessions"
+        new_session = scope.get("method") == "POST" and scope["path"] in (
+            "/api/v1/sessions",
+            "/api/v1/sessions/wechat",
+        )
         verdict = await self.limiter.check(
             _owner_key(scope), _address(scope), new_session=new_session
         )

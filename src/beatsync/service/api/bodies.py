@@ -37,7 +37,7 @@ __all__ = ["BodyGuardMiddleware", "streams_its_body"]
 logger = logging.getLogger(__name__)
 
 _UPLOAD_ROUTES = ("/api/v1/tus", "/api/v1/tus/")
-_ISSUES_TOKENS = "/api/v1/sessions"
+_ISSUES_TOKENS = ("/api/v1/sessions", "/api/v1/sessions/wechat")
 _SHUTDOWN_RETRY_AFTER_S = "10"
 
 
@@ -104,7 +104,7 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if path != _ISSUES_TOKENS:
+        if path not in _ISSUES_TOKENS:
             token = bearer_token(_header(scope, b"authorization"))
             if token is None or await resolve_owner(request.app.state.context, token) is None:
                 detail = "send Authorization: Bearer <token>" if token is None else None

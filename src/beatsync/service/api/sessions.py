@@ -8,9 +8,10 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from beatsync.service.auth import is_operator_key, issue_token, revoke_token
+from beatsync.service.auth import is_operator_key, issue_owner_token, issue_token, revoke_token
 from beatsync.service.db.models import utcnow
 from beatsync.service.errors import ServiceError
+from beatsync.service.wechat import WeChat, owner_id_for
 
 from .deps import Context, DbSession, OwnerId, bearer_token
 
@@ -29,17 +30,33 @@ class WhoAmI(BaseModel):
     owner_id: str
 
 
+class WeChatLogin(BaseModel):
+    code: str = Field(min_length=1, max_length=256, description="What `wx.login` gave.")
+
+
+def _session_out(token: str, owner_id: str, context: Context) -> SessionOut:
+    expires = utcnow() + timedelta(hours=context.settings.token_ttl_h)
+    return SessionOut(
+        token=token, owner_id=owner_id, expires_at=expires.isoformat().replace("+00:00", "Z")
+    )
+
+
 @router.post("", status_code=201, response_model=SessionOut)
 def create_session(session: DbSession, context: Context) -> SessionOut:
     """A new anonymous owner. Keep the token: it is shown once and is the only key to its files.
     Send it only in the ``Authorization`` header: URLs end up in logs."""
     issued = issue_token(session)
-    expires = utcnow() + timedelta(hours=context.settings.token_ttl_h)
-    return SessionOut(
-        token=issued.token,
-        owner_id=issued.owner_id,
-        expires_at=expires.isoformat().replace("+00:00", "Z"),
-    )
+    return _session_out(issued.token, issued.owner_id, context)
+
+
+@router.post("/wechat", status_code=201, response_model=SessionOut)
+def create_wechat_session(body: WeChatLogin, session: DbSession, context: Context) -> SessionOut:
+    """A token of the WeChat user whose `wx.login` gave `code` (WeChat's code2Session finds
+    the openid). Every login of that user gets a token of the same owner, on any phone, so
+    their jobs follow them."""
+    openid = WeChat(context.settings).code2session(body.code)
+    issued = issue_owner_token(session, owner_id_for(openid), "wechat")
+    return _session_out(issued.token, issued.owner_id, context)
 
 
 @router.delete("/current", status_code=204)

@@ -52,6 +52,7 @@ from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
 from beatsync.service.db.models import utcnow
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage, StorageUnavailable, open_storage
+from beatsync.service.wechat import notify_job_end
 
 from .audiofirst import FrameWaiter
 from .backoff import storage_pauses
@@ -262,12 +263,26 @@ def run_job(
             holder=holder,
         )
         try:
-            return run.run()
+            status = run.run()
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        if settings.wechat_notify_template_id and status in _ENDED:
+            _notify(settings, database, job_id, status)
+        return status
     finally:
         if db is None:
             database.dispose()
+
+
+_ENDED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+
+
+def _notify(settings: Settings, db: Database, job_id: str, status: str) -> None:
+    """A job-end notice to its owner when that is a WeChat user."""
+    with db.engine.connect() as conn:
+        owner = conn.execute(select(_JOBS.c.owner_id).where(_JOBS.c.id == job_id)).scalar()
+    if owner is not None:
+        notify_job_end(settings, str(owner), job_id, status)
 
 
 class _Run:
