@@ -4,9 +4,10 @@ The floor is what any tool must do at least: an ``ffmpeg -c copy`` remux of the 
 (every video and audio packet into an MP4) plus a full decode of both files' audio to PCM,
 done here with PyAV because the product has no ffmpeg binary. It and ``beatsync sync`` run as
 child processes, alternately, several rounds after one warm-up of each; wall time is measured
-around each child and peak memory is the child's maximum RSS (``os.wait4``). The last output
-is checked against the truth so that a fast but wrong run cannot pass. Results go to stdout and
-to the speed section of ``bench/RESULTS.md``; the exit status is 1 when a bar is missed.
+around each child and peak memory is the child's maximum RSS (``os.wait4``, from a small
+launcher: ``launch.py``). The last output is checked against the truth so that a fast but wrong
+run cannot pass. Results go to stdout and to the speed section of ``bench/RESULTS.md``; the
+exit status is 1 when a bar is missed.
 
     python bench/speed.py [--rounds 3]
 
@@ -101,24 +102,31 @@ class Run:
 
 
 def run_child(kind: str, argv: Sequence[str]) -> Run:
-    """Run ``argv`` and measure its wall time and maximum resident set size."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run ``argv`` and measure its wall time and maximum resident set size.
+
+    The child is started by ``launch.py``, a fresh small interpreter, so that its peak memory
+    does not start from this process's own (see there).
+    """
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(suffix=".json") as usage,
+    ):
         # Data an earlier run left for the kernel to write back is written now, untimed, so
         # that no run is timed doing another's writeback.
         os.sync()
-        began = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=err)
-        # wait4 reports this child's own peak RSS; RUSAGE_CHILDREN would mix in earlier ones.
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - began
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        launcher = [sys.executable, "-I", "-S", str(BENCH / "launch.py"), usage.name]
+        returncode = subprocess.run([*launcher, *argv], stdout=out, stderr=err).returncode
+        if returncode != 0:
+            raise SystemExit(f"the launcher failed with exit code {returncode}")
+        measured = json.loads(Path(usage.name).read_text())
         out.seek(0)
         err.seek(0)
         return Run(
             kind,
-            wall,
-            usage.ru_maxrss / 1024.0,  # KiB on Linux
-            proc.returncode,
+            measured["wall_s"],
+            measured["max_rss_kb"] / 1024.0,  # KiB on Linux
+            measured["returncode"],
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
