@@ -1,4 +1,5 @@
-"""Band features: read from a whole spectrogram or a block of frames at a time, they agree."""
+"""Band features: read from a whole spectrogram, a block of frames at a time or at several
+pitches at once, they agree."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from beatsync.engine.alignment.features import (
     band_features,
+    pitched_band_features,
     power_spectrogram,
     signal_band_features,
 )
@@ -25,3 +27,14 @@ def test_block_by_block_features_equal_the_whole_spectrograms(seconds: float) ->
     assert blocks.shape == whole.shape
     assert blocks.shape[1] == max(0, (len(samples) - 1024) // (RATE // 100) + 1)
     np.testing.assert_allclose(blocks, whole, atol=1e-4)
+
+
+def test_bands_at_several_pitches_equal_those_of_the_whole_spectrogram() -> None:
+    rng = np.random.default_rng(4)
+    samples = rng.standard_normal(12 * RATE).astype(np.float32)
+    power = power_spectrogram(samples, RATE)
+    pitches = (1.25, 0.8, 1.0)
+    got = pitched_band_features(samples, RATE, pitches)
+    for pitch, bands in zip(pitches, got, strict=True):
+        np.testing.assert_array_equal(bands, band_features(power, RATE, pitch=pitch))
+    assert pitched_band_features(samples, RATE, ()) == []

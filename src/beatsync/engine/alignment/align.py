@@ -12,9 +12,9 @@ the music and :class:`MusicMismatchError` is raised: there is no fallback to off
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -31,6 +31,7 @@ from .features import (
     FEATURE_RATE,
     band_features,
     onset_envelope,
+    pitched_band_features,
     power_spectrogram,
     signal_band_features,
 )
@@ -181,15 +182,25 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     unit_bands = signal_band_features(dance.samples, dance.rate, workers=1)
     bgm_bands = bgm_job.result()
 
-    @functools.cache
-    def dance_power() -> NDArray[np.float32]:
-        # Held only when a change of speed has the bands read at other pitches.
-        return power_spectrogram(dance.samples, dance.rate)
+    # The bands read at other pitches, when a change of speed needs them: each pitch's from a
+    # spectrogram made for the pitches asked for together and then let go.
+    pitched: dict[float, NDArray[np.float32]] = {}
+    pitched_lock = threading.Lock()
+
+    def read_at(pitches: set[float]) -> None:
+        with pitched_lock:
+            wanted = sorted(pitches - {1.0} - pitched.keys())
+            bands = pitched_band_features(dance.samples, dance.rate, wanted)
+            pitched.update(zip(wanted, bands, strict=True))
 
     def dance_bands(pitch: float) -> NDArray[np.float32]:
-        return unit_bands if pitch == 1.0 else band_features(dance_power(), dance.rate, pitch=pitch)
+        if pitch == 1.0:
+            return unit_bands
+        read_at({pitch})
+        return pitched[pitch]
 
     def search(speeds: tuple[Speed, ...]) -> list[Fit]:
+        read_at({s.pitch for s in speeds})
         lines = coarse_lines(
             dance_bands,
             bgm_bands,
@@ -242,6 +253,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     fits = search((Speed(1.0),))
     if not _accepted(_best(fits), p):
         fits += search(_other_speeds(dance, bgm, unit_bands, bgm_bands, p))
+        pitched.clear()  # the guesses' pitches; the answer's own is read again if needed
     if not _accepted(_best(fits), p):
         # The band energies can miss a loud reverberant room altogether; the waveform may not.
         lines = waveform_lines(dance, bgm, max_lines=p.candidates + 1, pool=pool)

@@ -10,7 +10,7 @@ at a frequency scale.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import scipy.fft
@@ -20,6 +20,7 @@ __all__ = [
     "FEATURE_RATE",
     "band_features",
     "onset_envelope",
+    "pitched_band_features",
     "power_spectrogram",
     "signal_band_features",
 ]
@@ -96,6 +97,18 @@ def signal_band_features(
     for first, power in _power_blocks(samples, rate, workers, bins=bins):
         bands[first : first + len(power)] = power @ matrix
     return _normalised(bands)
+
+
+def pitched_band_features(
+    samples: NDArray[np.float32], rate: int, pitches: Sequence[float]
+) -> list[NDArray[np.float32]]:
+    """``band_features(power_spectrogram(samples, rate), rate, pitch=p)`` for each of
+    ``pitches`` (in their order), from one spectrogram that is not kept: over a hundred
+    megabytes for a long class."""
+    if not pitches:
+        return []
+    power = power_spectrogram(samples, rate)
+    return [band_features(power, rate, pitch=pitch) for pitch in pitches]
 
 
 def _frame_count(samples: NDArray[np.float32], rate: int) -> int:

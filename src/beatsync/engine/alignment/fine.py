@@ -14,6 +14,7 @@ centre, stay within a few milliseconds of one another.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -49,6 +50,10 @@ MIN_RUN = 4
 # Clock drift (and the slope trials around it) stays within this of 1: no resampling needed.
 _NO_STRETCH = 0.003
 _RESAMPLE_BLOCK = 1 << 18
+# Whole resamplings kept (a slope scan passes through a dozen speeds, each tens of megabytes
+# for a long class), and the share of one below which only the samples read are made.
+_HELD = 3
+_PARTIAL = 0.5
 # A pitch-kept mapping's frames are at least this long (samples)...
 _KEPT_SHORTEST = 1024
 # ... and a frame agrees with its window's line when its own lag is within this (s); the
@@ -89,7 +94,7 @@ class Fit:
 
 @dataclass(slots=True)
 class Signals:
-    """Both recordings, and the dance signal resampled to the speeds tried so far."""
+    """Both recordings, and the dance signal resampled to the last few speeds used."""
 
     dance: Audio
     bgm: Audio
@@ -97,38 +102,101 @@ class Signals:
     # transforms' own threads then only add waiting).
     fft_workers: int = -1
     stretched: dict[Fraction, NDArray[np.float32]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-def stretched(signals: Signals, scale: float) -> tuple[NDArray[np.float32], float]:
+def stretched(
+    signals: Signals, scale: float, *, spans: NDArray[np.int64] | None = None
+) -> tuple[NDArray[np.float32], float]:
     """The dance signal resampled so one of its seconds spans about one reference second, and
     the ratio used (a multiple of 0.1 %, so lines and slope trials share a few resamplings).
 
     Only a change of speed needs it: clock drift, and what is left of the speed after the
-    resampling, is followed frame by frame.
+    resampling, is followed frame by frame. ``spans`` (rows of first and end sample of the
+    result) are the only samples the caller reads: when they cover little of it (a slope
+    trial's few windows), only they are made, the rest is zero, and nothing is kept. Whole
+    resamplings are kept for the last ``_HELD`` speeds.
     """
-    ratio = round(scale / _STRETCH_GRID) * _STRETCH_GRID
-    if abs(scale - 1.0) < _NO_STRETCH:
+    key = _stretch_key(scale)
+    if key is None:
         return signals.dance.samples, 1.0
-    key = Fraction(ratio).limit_denominator(10_000)
-    if key not in signals.stretched:
-        signals.stretched[key] = _cubic_resample(signals.dance.samples, float(key))
-    return signals.stretched[key], float(key)
+    with signals.lock:
+        held = signals.stretched.pop(key, None)
+        if held is not None:
+            signals.stretched[key] = held  # the most recently used goes last
+            return held, float(key)
+    length = _stretched_length(signals, key)
+    if spans is not None and int((spans[:, 1] - spans[:, 0]).sum()) < _PARTIAL * length:
+        return _cubic_resample(signals.dance.samples, float(key), spans=spans), float(key)
+    whole = _cubic_resample(signals.dance.samples, float(key))
+    with signals.lock:
+        signals.stretched[key] = whole
+        while len(signals.stretched) > _HELD:
+            del signals.stretched[next(iter(signals.stretched))]
+    return whole, float(key)
 
 
-def _cubic_resample(x: NDArray[np.float32], ratio: float) -> NDArray[np.float32]:
+def _stretch_key(scale: float) -> Fraction | None:
+    """The resampling ratio ``scale`` is measured at, ``None`` for none."""
+    if abs(scale - 1.0) < _NO_STRETCH:
+        return None
+    ratio = round(scale / _STRETCH_GRID) * _STRETCH_GRID
+    return Fraction(ratio).limit_denominator(10_000)
+
+
+def _stretched_length(signals: Signals, key: Fraction | None) -> int:
+    n = len(signals.dance.samples)
+    return n if key is None else int(n * float(key))
+
+
+def _cubic_resample(
+    x: NDArray[np.float32], ratio: float, *, spans: NDArray[np.int64] | None = None
+) -> NDArray[np.float32]:
     """``out[k] = x(k / ratio)`` by Catmull-Rom interpolation (phase-true, mild treble loss),
-    in blocks so the temporaries stay small."""
-    xp = np.pad(x, (1, 3))
-    out = np.empty(int(len(x) * ratio), dtype=np.float32)
-    for first in range(0, len(out), _RESAMPLE_BLOCK):
-        pos = np.arange(first, min(first + _RESAMPLE_BLOCK, len(out)), dtype=np.float64) / ratio
-        i = np.floor(pos).astype(np.int64)
-        f = (pos - i).astype(np.float32)
-        p0, p1, p2, p3 = xp[i], xp[i + 1], xp[i + 2], xp[i + 3]
-        out[first : first + len(pos)] = p1 + 0.5 * f * (
-            p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0))
-        )
+    in blocks so the temporaries stay small; only within ``spans`` (rows of first and end
+    output sample) when given, zero elsewhere."""
+    n = int(len(x) * ratio)
+    if spans is None:
+        out = np.empty(n, dtype=np.float32)
+        spans = np.array([[0, n]], dtype=np.int64)
+    else:
+        out = np.zeros(n, dtype=np.float32)
+    for lo, hi in _merged(spans, n):
+        for first in range(lo, hi, _RESAMPLE_BLOCK):
+            pos = np.arange(first, min(first + _RESAMPLE_BLOCK, hi), dtype=np.float64) / ratio
+            i = np.floor(pos).astype(np.int64)
+            f = (pos - i).astype(np.float32)
+            # Taps x[i − 1 … i + 2], zero beyond the signal's ends.
+            i0 = int(i[0])
+            taps = _segment(x, i0 - 1, int(i[-1]) + 3)
+            j = i - i0
+            p0, p1, p2, p3 = taps[j], taps[j + 1], taps[j + 2], taps[j + 3]
+            out[first : first + len(pos)] = p1 + 0.5 * f * (
+                p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0))
+            )
     return out
+
+
+def _segment(x: NDArray[np.float32], lo: int, hi: int) -> NDArray[np.float32]:
+    """``x[lo:hi]`` with zeros where the range passes the signal's ends."""
+    out = np.zeros(hi - lo, dtype=np.float32)
+    a, b = max(lo, 0), min(hi, len(x))
+    if a < b:
+        out[a - lo : b - lo] = x[a:b]
+    return out
+
+
+def _merged(spans: NDArray[np.int64], n: int) -> list[tuple[int, int]]:
+    """Sorted, clipped to [0, n) and overlapping spans merged."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted((max(int(a), 0), min(int(b), n)) for a, b in spans):
+        if lo >= hi:
+            continue
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def frame_track(
@@ -136,14 +204,19 @@ def frame_track(
 ) -> tuple[NDArray[np.float32], float, FrameTrack]:
     """The dance signal (resampled if a resampled speed differs), its ratio, and the frames of
     the reference that ``mapping`` pairs with its frames of ``frame`` samples every ``hop``."""
-    dance, bgm = signals.dance, signals.bgm
     if mapping.pitch_kept:
-        x, stretch = dance.samples, 1.0
+        x, stretch = signals.dance.samples, 1.0
     else:
         x, stretch = stretched(signals, mapping.scale)
+    return x, stretch, _track(signals, mapping, stretch, frame=frame, hop=hop)
+
+
+def _track(
+    signals: Signals, mapping: Mapping, stretch: float, *, frame: int, hop: int
+) -> FrameTrack:
+    dance, bgm = signals.dance, signals.bgm
     y_first = (mapping.offset + mapping.scale * dance.start - bgm.start) * dance.rate
-    track = FrameTrack(frame=frame, hop=hop, y_first=y_first, step=mapping.scale / stretch)
-    return x, stretch, track
+    return FrameTrack(frame=frame, hop=hop, y_first=y_first, step=mapping.scale / stretch)
 
 
 def measure(
@@ -167,8 +240,10 @@ def measure(
     if mapping.pitch_kept:
         frame = kept_frame(mapping.scale, rate, frame, search)
     frame_hop = frame // 4
-    x, stretch, track = frame_track(signals, mapping, frame=frame, hop=frame_hop)
-    n_frames = track.frame_count(len(x))
+    key = None if mapping.pitch_kept else _stretch_key(mapping.scale)
+    stretch = 1.0 if key is None else float(key)
+    track = _track(signals, mapping, stretch, frame=frame, hop=frame_hop)
+    n_frames = track.frame_count(_stretched_length(signals, key))
     every = max(1, round(hop * rate / frame_hop))
     width = max(1, round((window * rate - frame) / frame_hop) + 1)
     if window > hop and abs(window / hop - round(window / hop)) < 1e-6:
@@ -186,6 +261,11 @@ def measure(
     if len(starts) == 0:
         empty = np.zeros(0)
         return empty, empty, empty, empty
+    if key is None:
+        x = dance.samples
+    else:
+        first = starts * frame_hop
+        x, _ = stretched(signals, mapping.scale, spans=np.stack([first, first + span], axis=1))
     if mapping.pitch_kept:
         result = _kept_lags(x, bgm.samples, track, starts, width, rate, search, signals.fft_workers)
     else:
