@@ -84,6 +84,36 @@ def test_another_replica_holding_the_advisory_lock_skips_the_sweep(
         db.dispose()
 
 
+def test_the_sweep_lock_holds_a_transaction_open_not_a_session(
+    pg_settings: Settings, postgres_url: str
+) -> None:
+    # Through PgBouncer in transaction mode a server connection serves one client only while a
+    # transaction is open: the lock must be the transaction's, taken and held inside one.
+    db = Database(postgres_url)
+    conninfo = make_url(postgres_url).set(drivername="postgresql")
+    holders = (
+        "SELECT a.state, l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    try:
+        with (
+            psycopg.connect(
+                conninfo.render_as_string(hide_password=False), autocommit=True
+            ) as other,
+            sweep_lock(pg_settings, db) as held,
+        ):
+            assert held
+            assert other.execute(holders).fetchall() == [("idle in transaction", "ExclusiveLock")]
+            # Another replica's try fails while it is held.
+            taken = other.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,))
+            assert taken.fetchone() == (False,)
+        with psycopg.connect(conninfo.render_as_string(hide_password=False)) as other:
+            assert other.execute(holders).fetchall() == []
+    finally:
+        db.dispose()
+
+
 def test_a_sweep_on_postgresql_expires_results_and_removes_orphans(
     pg_settings: Settings, postgres_url: str, tmp_path: Path
 ) -> None:

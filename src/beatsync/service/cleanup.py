@@ -23,9 +23,10 @@ removed before its files: a crash between the two leaves an orphan the next swee
 a row pointing at nothing.
 
 The periodic :class:`Sweeper` runs in every API process. One sweep runs at a time across
-processes and replicas: a PostgreSQL advisory lock when the database is PostgreSQL (replicas
-share it), otherwise an ``flock`` on ``<data_dir>/sweep.lock`` (SQLite lives on one host, so its
-API and ``beatsync cleanup`` share that folder). A sweep that finds the lock taken is skipped.
+processes and replicas: a PostgreSQL transaction-level advisory lock when the database is
+PostgreSQL (replicas share it; it works through PgBouncer's transaction mode), otherwise an
+``flock`` on ``<data_dir>/sweep.lock`` (SQLite lives on one host, so its API and ``beatsync
+cleanup`` share that folder). A sweep that finds the lock taken is skipped.
 """
 
 from __future__ import annotations
@@ -149,16 +150,13 @@ def sweep_lock(settings: Settings, db: Database) -> Iterator[bool]:
 
 @contextlib.contextmanager
 def _advisory_lock(db: Database) -> Iterator[bool]:
-    # A session-level lock on a connection of its own: released when the sweep ends, and by the
-    # server when this process dies with the connection.
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    # A transaction-level lock in a transaction of its own, open while the sweep runs: released
+    # when it ends, and by the server when this process dies with the connection. Through
+    # PgBouncer in transaction mode the open transaction keeps one server connection for it; a
+    # session-level lock would stay behind on whichever server connection took it.
+    with db.engine.begin() as conn:
         key = {"key": SWEEP_LOCK_KEY}
-        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar())
-        try:
-            yield held
-        finally:
-            if held:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+        yield bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), key).scalar())
 
 
 @contextlib.contextmanager

@@ -240,6 +240,19 @@ class Settings(BaseSettings):
     job_memory_limit_mb: int = Field(
         2048, ge=64, description="Memory limit of a job's process (`RESOURCE_LIMIT`)."
     )
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        description="Database connections each API process keeps open (a job process keeps "
+        "2). Processes × this must stay below PostgreSQL's `max_connections` (100 by default), "
+        "or go through PgBouncer in transaction mode.",
+    )
+    db_max_overflow: int = Field(
+        10,
+        ge=0,
+        description="Further connections an API process may open when all are in use, closed "
+        "again after use.",
+    )
     storage_retry_s: float = Field(
         180.0,
         ge=0,

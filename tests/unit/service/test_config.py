@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from beatsync.service import docs
 from beatsync.service.config import DEFAULT_SECRET, Settings, load_settings, weak_secret
+from beatsync.service.db import job_database
 
 DOCS = Path(__file__).parents[3] / "docs"
 KEY_1 = "operator-key-one-0123456789"
@@ -107,3 +110,15 @@ def test_operator_keys_must_be_long() -> None:
     with pytest.raises(ValidationError, match="BEATSYNC_API_KEYS"):
         load_settings(api_keys="op-key-1")
     assert load_settings(api_keys="o" * 23 + "p").operator_keys == ("o" * 23 + "p",)
+
+
+def test_database_pools_are_sized_by_the_settings(
+    make_settings: Callable[..., Settings], make_client: Callable[..., TestClient]
+) -> None:
+    settings = make_settings(db_pool_size=3, db_max_overflow=1)
+    assert (load_settings().db_pool_size, load_settings().db_max_overflow) == (10, 10)
+    pool = make_client(settings).app.state.context.db.engine.pool  # type: ignore[attr-defined]
+    assert (pool.size(), pool._max_overflow) == (3, 1)
+    # A process that runs one job needs its run's connection and its heartbeat's.
+    job_pool = job_database(settings.database).engine.pool
+    assert (job_pool.size(), job_pool._max_overflow) == (2, 1)  # type: ignore[attr-defined]

@@ -53,7 +53,9 @@ def create_app(
     """The application for ``settings``; ``dispatcher`` and ``storage`` replace the defaults."""
     for folder in (settings.data_dir, settings.spool_root):
         folder.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database)
+    db = Database(
+        settings.database, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     store = storage or open_storage(settings)
     if dispatcher is None:
         from beatsync.service.jobs.factory import make_dispatcher

@@ -1,7 +1,7 @@
 """The database: SQLAlchemy 2 models, engine and sessions, Alembic migrations."""
 
 from .models import Base, Job, JobStatus, Owner, Token, Upload, UploadStatus
-from .session import Database, migrate
+from .session import Database, job_database, migrate
 
 __all__ = [
     "Base",
@@ -12,5 +12,6 @@ __all__ = [
     "Token",
     "Upload",
     "UploadStatus",
+    "job_database",
     "migrate",
 ]

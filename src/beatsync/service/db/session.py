@@ -1,7 +1,13 @@
 """The database connection: one :class:`Database` per process, migrations on demand.
 
 SQLite runs in WAL mode with a busy timeout, so the API and the worker processes can write the
-same file; PostgreSQL needs nothing special.
+same file; PostgreSQL needs nothing special, and works through PgBouncer in transaction mode
+(no session state is relied on; see ``docs/deploy.md``).
+
+Each process keeps ``pool_size`` connections and opens up to ``max_overflow`` more at peaks. An
+API process answers requests from a thread pool and needs the settings' sizes
+(``BEATSYNC_DB_POOL_SIZE``, ``BEATSYNC_DB_MAX_OVERFLOW``); a process running one job needs
+:func:`job_database`'s two (its run and its heartbeat) and one more at a peak.
 """
 
 from __future__ import annotations
@@ -16,20 +22,19 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "migrate"]
+__all__ = ["Database", "job_database", "migrate"]
 
 
 class Database:
-    """An engine and its session factory for ``url``."""
+    """An engine and its session factory for ``url``, keeping ``pool_size`` connections and
+    opening up to ``max_overflow`` more when they are all in use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
         self.url = url
         parsed = make_url(url)
         self.local = parsed.get_backend_name() == "sqlite"
         """Whether the database is a file of this machine (SQLite) rather than a server."""
-        # Enough pooled connections for the API's thread pool: a connection opened and closed
-        # per request (the overflow) costs more than the query it serves.
-        kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 20}
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow}
         if parsed.get_backend_name() == "sqlite":
             if parsed.database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +60,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def job_database(url: str) -> Database:
+    """The database of a process that runs one job at a time (or sweeps its scratch)."""
+    return Database(url, pool_size=2, max_overflow=1)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -191,7 +191,7 @@ def run_worker(
     )
     import redis
 
-    from beatsync.service.db import Database
+    from beatsync.service.db import job_database
 
     from .liveness import HeartbeatThread
     from .run import worker_name
@@ -199,7 +199,7 @@ def run_worker(
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     heartbeat = HeartbeatThread(client, worker_name()).start()
-    db = Database(settings.database)
+    db = job_database(settings.database)
     scratch = ScratchSweeper(settings, db).start()
     try:
         worker.start()

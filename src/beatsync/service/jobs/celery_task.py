@@ -40,7 +40,7 @@ from sqlalchemy import Table, select, update
 
 from beatsync.engine.memory import tune_allocator
 from beatsync.service.config import Settings
-from beatsync.service.db import Database, Job, JobStatus
+from beatsync.service.db import Database, Job, JobStatus, job_database
 from beatsync.service.db.models import utcnow
 from beatsync.service.storage import Storage, open_storage
 
@@ -81,7 +81,7 @@ class JobDelivery:
             if self._db is not None:
                 # Inherited from the parent, which still uses these sockets: drop, never close.
                 self._db.engine.dispose(close=False)
-            self._db = Database(self.settings.database)
+            self._db = job_database(self.settings.database)
             self._storage = open_storage(self.settings)
             self._pid = os.getpid()
         return self._db, self._storage

@@ -39,7 +39,7 @@ from sqlalchemy import Table, select, update
 
 from beatsync.engine.memory import tune_allocator
 from beatsync.service.config import Settings
-from beatsync.service.db import Database, Job, JobStatus
+from beatsync.service.db import Database, Job, JobStatus, job_database
 from beatsync.service.db.models import utcnow
 from beatsync.service.logs import configure_logging
 from beatsync.service.storage import Storage
@@ -454,7 +454,7 @@ def _child_main(job_id: str, settings: Settings, target: JobTarget, lifeline: Co
         target(job_id, settings)
     except JobTimeLimit:
         # Raised outside the run's own handling (while it was finishing): fail it here.
-        db = Database(settings.database)
+        db = job_database(settings.database)
         try:
             limit = settings.job_soft_time_limit_s
             fail_job(db, job_id, "TIMEOUT", f"the job ran longer than {limit:g} s")

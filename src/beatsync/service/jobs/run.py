@@ -48,7 +48,7 @@ from beatsync.engine.errors import BeatSyncError
 from beatsync.engine.media.manifest import ManifestLimits, parse_manifest
 from beatsync.engine.output.report import report_dict
 from beatsync.service.config import Settings
-from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
+from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus, job_database
 from beatsync.service.db.models import utcnow
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage, StorageUnavailable, open_storage
@@ -245,7 +245,7 @@ def run_job(
     ``holder`` (``host:pid``) makes every write conditional on the row naming that worker; a
     row that names another one is not run.
     """
-    database = db or Database(settings.database)
+    database = db or job_database(settings.database)
     try:
         work = settings.spool_root / "work" / job_id
         run = _Run(
