@@ -48,6 +48,7 @@ class UploadSlot {
     this.generation = 0;
     this.unsubscribe = background.subscribe((event) => {
       if (event === "hide") this.pause();
+      else if (event === "online") this.online();
       else this.resume();
     });
     this.clear();
@@ -193,6 +194,12 @@ class UploadSlot {
     ) {
       this.tus.pause();
     }
+  }
+
+  /** The network is back: retry now rather than after the wait, or again after giving up. */
+  online() {
+    if (this.state === "retrying" && this.tus) this.tus.wake();
+    else if (this.state === "failed" && this.error && this.error.code === "NETWORK") this.send();
   }
 
   /** The app is back: go on from the server's offset. */

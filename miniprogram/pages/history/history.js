@@ -2,6 +2,7 @@
 // time the page shows; open one, or delete it with its files.
 
 const api = require("../../utils/api.js");
+const { appShare } = require("../../utils/share.js");
 const { describe } = require("../../utils/errors.js");
 const { jobSummary } = require("../../utils/job.js");
 const { call } = require("../../utils/wxp.js");
@@ -16,6 +17,10 @@ Component({
     error: null,
   },
   methods: {
+    onShareAppMessage() {
+      return appShare();
+    },
+
     onShow() {
       return this.refresh();
     },

@@ -3,6 +3,7 @@
 
 const config = require("../../config.js");
 const api = require("../../utils/api.js");
+const { appShare } = require("../../utils/share.js");
 const audiofirst = require("../../utils/audiofirst.js");
 const { describe } = require("../../utils/errors.js");
 const { UploadSlot } = require("../../utils/slot.js");
@@ -21,6 +22,10 @@ Component({
     error: null,
   },
   methods: {
+    onShareAppMessage() {
+      return appShare();
+    },
+
     onLoad() {
       this.slots = {};
       for (const kind of ["dance", "bgm"]) {

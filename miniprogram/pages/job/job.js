@@ -7,6 +7,7 @@
 
 const album = require("../../utils/album.js");
 const api = require("../../utils/api.js");
+const { appShare } = require("../../utils/share.js");
 const audiofirst = require("../../utils/audiofirst.js");
 const { describe, localError } = require("../../utils/errors.js");
 const { UploadSlot } = require("../../utils/slot.js");
@@ -380,11 +381,7 @@ Component({
 
     onShareAppMessage() {
       const result = this.data.result;
-      return {
-        title: "舞蹈课视频配上了干净的音乐，对得很准",
-        path: "/pages/index/index",
-        imageUrl: result && result.posterUrl ? result.posterUrl : undefined,
-      };
+      return appShare(result && result.posterUrl ? result.posterUrl : undefined);
     },
   },
 });
