@@ -364,20 +364,24 @@ def refine(
     fit: Fit | None = None
     region: tuple[float, float] | None = None
     # The search stays wide in both passes: a window that lands within 2 ms of the line by
-    # chance then has a 1-in-40 probability, so agreeing windows are evidence.
-    for gate in (0.08, 0.01):
+    # chance then has a 1-in-40 probability, so agreeing windows are evidence. A pitch-kept line
+    # gets a third pass: its first one, with the slope only scanned, may be too far off at the
+    # ends for their windows to agree, and the line would be fitted over the middle alone.
+    gates = (0.08, 0.01, 0.01) if mapping.pitch_kept else (0.08, 0.01)
+    for gate in gates:
         reach, span = 0.08, window
         if mapping.pitch_kept:
             # Short frames (their reach shrinks with them) and windows twice as long: a
             # stretcher's grains agree only one frame at a time, not in phase.
             reach, span = (_KEPT_FIRST_REACH if gate > 0.05 else _KEPT_REACH), 2.0 * window
-        t, beta, strength, prom = measure(
+        t, beta, strength, measured = measure(
             signals, mapping, window=span, hop=hop, max_windows=max_windows, search=reach
         )
+        prom = measured
         if region is not None:
             # Refit only where the music was found: stray chance agreements elsewhere would
             # tilt the line.
-            prom = np.where((t >= region[0]) & (t <= region[1]), prom, 0.0)
+            prom = np.where((t >= region[0]) & (t <= region[1]), measured, 0.0)
         fitted = fit_line(t, beta, prom, mapping, gate=gate)
         if fitted is None:
             return fit
@@ -386,6 +390,11 @@ def refine(
         agreed = fit.track.times[fit.track.inlier]
         if len(agreed) == 0:
             return fit
+        if mapping.pitch_kept:
+            # Where the music is found is judged afresh under the new line, over every window.
+            near = np.abs(beta - mapping.bgm_time_array(t)) <= _KEPT_AGREE
+            wider = _in_runs(near & (measured >= AGREE_PROMINENCE))
+            agreed = t[wider | fit.track.inlier]
         region = (float(agreed.min()) - window, float(agreed.max()) + window)
     return fit
 
