@@ -28,6 +28,7 @@ _LABELS = (
     ("uploads_in_use", "expired uploads kept for a queued or running job"),
     ("partials_expired", "abandoned resumable uploads deleted"),
     ("results_expired", "expired job results deleted"),
+    ("jobs_expired", "finished jobs past their keeping time deleted"),
     ("orphans_deleted", "stored folders without a record deleted"),
     ("files_deleted", "stored files deleted in all"),
     ("uploads_missing_file", "uploads whose stored file was gone"),

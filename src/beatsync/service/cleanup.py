@@ -9,6 +9,9 @@ One :func:`sweep`, in this order::
     expired results      a succeeded job past ``expires_at``: its files deleted; the row stays
                          (its mapping, confidence and cut remain readable) with ``result.files``
                          emptied and the message ``results expired``, so its JSON links nothing
+    expired jobs         a finished job's row ``job_row_ttl_h`` after it ended (and not before
+                         its results expired), with whatever files it still has; the metrics
+                         keep it, in the totals each job added to ``metric_samples`` as it ended
     orphans              storage folders (``uploads/<id>/``, ``jobs/<id>/``) that no row claims:
                          deleted once their newest file is older than the grace period, so a
                          file stored a moment before its row is written is never raced
@@ -44,7 +47,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 
 from .config import Settings
 from .db import Database, Job, JobStatus, Upload, UploadStatus
@@ -80,6 +83,7 @@ _BATCH = 500  # ids per IN (…) query
 _UPLOAD_PART = re.compile(r"upl_[A-Za-z0-9_-]{1,64}\.part")
 _JOB_ID = re.compile(r"job_[A-Za-z0-9_-]{1,64}")
 _in_process = threading.Lock()
+_EXPIRE_BATCH = 500  # job rows deleted per transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,7 @@ class SweepReport:
     uploads_in_use: int = 0
     partials_expired: int = 0
     results_expired: int = 0
+    jobs_expired: int = 0
     orphans_deleted: int = 0
     files_deleted: int = 0
     uploads_missing_file: int = 0
@@ -114,6 +119,7 @@ class SweepReport:
             self.uploads_expired
             + self.partials_expired
             + self.results_expired
+            + self.jobs_expired
             + self.orphans_deleted
             + self.uploads_missing_file
             + self.results_missing_file
@@ -192,6 +198,7 @@ def sweep(
             ("expired uploads", lambda: _expired_uploads(db, storage, settings, tally)),
             ("expired partials", lambda: _expired_partials(db, storage, settings, tally)),
             ("expired results", lambda: _expired_results(db, storage, tally)),
+            ("expired jobs", lambda: _expired_jobs(db, storage, settings, tally)),
             ("orphans", lambda: _orphans(db, storage, grace, tally)),
             ("spool", lambda: _spool(db, settings, storage, grace, tally)),
         )
@@ -301,6 +308,28 @@ def _expired_results(db: Database, storage: Storage, tally: _Tally) -> None:
             job.message = RESULTS_EXPIRED
         tally.add("results_expired")
         tally.add("files_deleted", storage.delete_prefix(f"jobs/{job_id}"))
+
+
+def _expired_jobs(db: Database, storage: Storage, settings: Settings, tally: _Tally) -> None:
+    now = utcnow()
+    expired = (
+        Job.status.in_([s.value for s in JobStatus if s.finished]),
+        func.coalesce(Job.finished_at, Job.updated_at)
+        <= now - timedelta(hours=settings.job_row_ttl_h),
+        or_(Job.expires_at.is_(None), Job.expires_at <= now),
+    )
+    while True:
+        with db.session() as session:
+            ids = list(session.scalars(select(Job.id).where(*expired).limit(_EXPIRE_BATCH)))
+            if ids:
+                gone = session.execute(delete(Job).where(Job.id.in_(ids), *expired))
+        if not ids:
+            return
+        tally.add("jobs_expired", gone.rowcount)  # type: ignore[attr-defined]
+        for job_id in ids:  # the row first: a crash now leaves orphans, not dangling rows
+            tally.add("files_deleted", storage.delete_prefix(f"jobs/{job_id}"))
+        if len(ids) < _EXPIRE_BATCH:
+            return
 
 
 # --- orphans, both ways ----------------------------------------------------------------------

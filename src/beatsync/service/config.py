@@ -313,6 +313,12 @@ class Settings(BaseSettings):
     )
     upload_ttl_h: float = Field(24.0, gt=0, description="Hours an upload is kept.")
     result_ttl_h: float = Field(72.0, gt=0, description="Hours a job's results are kept.")
+    job_row_ttl_h: float = Field(
+        720.0,
+        gt=0,
+        description="Hours a finished job's record is kept after it ended (never before its "
+        "results expire); then it is deleted with any file left. Metrics keep their totals.",
+    )
     tus_expiry_h: float = Field(
         24.0, gt=0, description="Hours an unfinished resumable upload is kept."
     )

@@ -24,7 +24,8 @@ from sqlalchemy import select
 from beatsync.service.cleanup import RESULTS_EXPIRED, Sweeper, SweepReport, sweep, sweep_lock
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
-from beatsync.service.db.models import utcnow
+from beatsync.service.db.models import MetricSample, utcnow
+from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import LocalStorage
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -235,6 +236,55 @@ def test_expired_results_lose_their_files_and_links_but_the_job_stays(
     assert all(str(url).startswith(f"/api/v1/files/{fresh}/") for url in live.values())
     video = client.get(live["video"])
     assert video.content == fresh_files["video"]
+    assert counts(run_sweep()) == {}
+
+
+def test_finished_jobs_expire_with_their_files_and_the_metrics_keep_them(
+    client: TestClient,
+    auth: dict[str, str],
+    rows: Rows,
+    settings: Settings,
+    run_sweep: Callable[..., SweepReport],
+) -> None:
+    owner = owner_id(client, auth)
+    bgm = rows.upload(owner, media=AUDIO_MEDIA)
+    now = utcnow()
+    long_ago = now - timedelta(hours=settings.job_row_ttl_h + 1)
+
+    def job(n: int) -> str:
+        return create_job(client, auth, rows.upload(owner, content=seeded_bytes(20 + n, 4096)), bgm)
+
+    ancient = job(0)
+    rows.succeed(ancient)
+    rows.update(ancient, finished_at=long_ago, expires_at=long_ago + timedelta(hours=72))
+    failed = job(1)
+    rows.fail(failed)
+    rows.update(failed, finished_at=long_ago)
+    kept = job(2)  # results kept longer than the row would be: the row waits for them
+    rows.succeed(kept)
+    rows.update(kept, finished_at=long_ago, expires_at=now + timedelta(hours=1))
+    recent = job(3)
+    rows.fail(recent)
+    running = job(4)
+    rows.run(running, "align", 0.5)
+    rows.update(running, started_at=long_ago)
+    for job_id in (ancient, failed, kept, recent):
+        record_job_end(rows.db, job_id)
+    with rows.db.session() as session:
+        totals = session.execute(select(MetricSample.name, MetricSample.labels, MetricSample.value))
+        before = sorted(tuple(row) for row in totals)
+    assert ("beatsync_jobs_finished_total", '{"code":"","status":"succeeded"}', 2.0) in before
+
+    assert counts(run_sweep()) == {"results_expired": 1, "jobs_expired": 2, "files_deleted": 4}
+
+    with rows.db.session() as session:
+        left = set(session.scalars(select(Job.id)))
+        totals = session.execute(select(MetricSample.name, MetricSample.labels, MetricSample.value))
+        assert sorted(tuple(row) for row in totals) == before
+    assert left == {kept, recent, running}
+    assert client.get(f"/api/v1/jobs/{ancient}", headers=auth).status_code == 404
+    assert not (settings.storage_root / "jobs" / ancient).exists()
+    assert (settings.storage_root / "jobs" / kept).is_dir()
     assert counts(run_sweep()) == {}
 
 
