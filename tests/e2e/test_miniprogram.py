@@ -152,3 +152,53 @@ def test_the_miniprogram_flow_against_the_running_service(
     result = httpx.get(job["report_url"], timeout=60).json()
     assert_report_output_matches(saved, case, result)
     assert video_packets_copied(case.dance, saved)
+
+
+def _operation(doc: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    """The OpenAPI operation serving ``method path`` (path templates matched segment-wise)."""
+    bare = path.split("?")[0]
+    for template, operations in doc["paths"].items():
+        pattern = "^" + re.sub(r"\{[^}/]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, bare) and method.lower() in operations:
+            return dict(operations[method.lower()])
+    raise AssertionError(f"{method} {path} is not in the OpenAPI document")
+
+
+def test_the_fake_services_answers_follow_the_openapi_document(tmp_path: Path) -> None:
+    """Every answer the page tests' fake service gives has a status the operation documents and
+    a body its schema accepts, so the double cannot drift from the service."""
+    from jsonschema import Draft202012Validator
+
+    from beatsync.service.api.app import create_app
+    from beatsync.service.config import load_settings
+
+    doc = create_app(load_settings(data_dir=tmp_path / "data")).openapi()
+    done = subprocess.run(
+        [_node(), "tests/support/fake-answers.js"],
+        cwd=MINIPROGRAM,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    answers = json.loads(done.stdout)
+    assert len(answers) >= 20
+    checked = 0
+    for answer in answers:
+        where = f"{answer['method']} {answer['path']} → {answer['status']}"
+        responses = _operation(doc, answer["method"], answer["path"])["responses"]
+        status = str(answer["status"])
+        response = responses.get(status)
+        if response is None:
+            assert answer["status"] >= 400, f"{where}: an undocumented success"
+            response = responses["default"]
+            assert answer["body"]["code"] in CODES, where
+        content = response.get("content") or {}
+        schema = next(iter(content.values()), {}).get("schema")
+        if schema is None or answer["body"] is None:
+            continue
+        root = {"allOf": [schema], "components": doc.get("components", {})}
+        errors = sorted(Draft202012Validator(root).iter_errors(answer["body"]), key=str)
+        assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
+        checked += 1
+    assert checked >= 15

@@ -14,12 +14,23 @@ const ZH = {
   NO_AUDIO_TRACK: "文件中没有音轨。",
 };
 
+/** An RFC 9457 problem document as the service writes it (type, title, status, detail…). */
 function problem(status, code, extra) {
   return {
     statusCode: status,
     header: { "Content-Type": "application/problem+json", "Tus-Resumable": "1.0.0" },
     data: Object.assign(
-      { status, code, message: ZH[code] || code, request_id: "req" },
+      {
+        type: `https://beatsync.dev/errors/${code.toLowerCase().replace(/_/g, "-")}`,
+        title: code,
+        status,
+        detail: code,
+        code,
+        message: ZH[code] || code,
+        retryable: false,
+        request_id: "req",
+        instance: "/api/v1",
+      },
       extra || {},
     ),
   };
@@ -87,7 +98,17 @@ class FakeService {
       error: row.error,
       media:
         row.status === "ready"
-          ? { duration_s: 14, has_video: true, has_audio: true, width: 320, height: 240 }
+          ? {
+              duration_s: 14,
+              has_video: true,
+              has_audio: true,
+              width: 320,
+              height: 240,
+              fps: 30,
+              video_codec: "h264",
+              audio_codec: "aac",
+              rotation: 0,
+            }
           : null,
       created_at: "2026-11-29T04:00:00Z",
       expires_at: "2026-11-30T04:00:00Z",
