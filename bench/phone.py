@@ -33,6 +33,7 @@ import argparse
 import datetime as dt
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -408,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed pair ready ({time.perf_counter() - began:.0f} s): {case.dance}")
     OUT.mkdir(parents=True, exist_ok=True)
     data = OUT / "data"
-    data.mkdir(exist_ok=True)
+    # A fresh service each run: no upload or job of an earlier run is found by its hash.
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
     load_before = os.getloadavg()[0]
     server = Server(data)
     runs: dict[str, Run] = {}

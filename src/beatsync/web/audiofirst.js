@@ -11,7 +11,6 @@ import {
   blobReader,
   extractAudio,
   partsBlob,
-  partsBytes,
   partsSize,
 } from "./assemble/index.js";
 import { readMovie, sampleEntries, trackOf } from "./assemble/movie.js";
@@ -62,8 +61,7 @@ export async function prepareLocal(file) {
     return { local: null, reason: "decoder" };
   }
   const base = file.name.replace(/\.[^.]*$/, "") || "class";
-  // Read once into memory (a few MB): hashed and uploaded from there.
-  const audio = new File([await partsBytes(extracted.parts, reader)], `${base}.m4a`, {
+  const audio = new File([await soundBytes(extracted.parts, file)], `${base}.m4a`, {
     type: "audio/mp4",
     lastModified: file.lastModified,
   });
@@ -89,9 +87,17 @@ export async function referenceSound(file) {
   }
   if (partsSize(extracted.parts) >= file.size) return null;
   const base = file.name.replace(/\.[^.]*$/, "") || "reference";
-  // Read once into memory (a few MB): hashed and uploaded from there.
-  const bytes = await partsBytes(extracted.parts, reader);
+  const bytes = await soundBytes(extracted.parts, file);
   return new File([bytes], `${base}.m4a`, { type: "audio/mp4", lastModified: file.lastModified });
+}
+
+/**
+ * The re-wrapped sound's bytes, read once into memory (a few MB) to be hashed and uploaded from
+ * there: one read of a Blob of the file's slices, which the browser gathers itself (a read per
+ * packet range costs a round trip each, and phones interleave thousands).
+ */
+async function soundBytes(parts, file) {
+  return new Uint8Array(await partsBlob(parts, file, "audio/mp4").arrayBuffer());
 }
 
 /** The decoder configuration of the video track (its codec string and avcC/hvcC), or null. */
