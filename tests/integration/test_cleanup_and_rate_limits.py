@@ -4,6 +4,12 @@ advisory lock, a sweep on PostgreSQL, and rate limits counted once for every rep
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +23,7 @@ from beatsync.service.db import Database, Job, JobStatus, Owner, Upload, UploadS
 from beatsync.service.db.models import new_id, utcnow
 from beatsync.service.ratelimit import RateLimiter, RedisCounter, Verdict, make_limiter
 from beatsync.service.storage import LocalStorage
-from fixtures_servers import TEST_SECRET_KEY, RedisServer
+from fixtures_servers import TEST_SECRET_KEY, RedisServer, free_port
 
 
 @pytest.fixture
@@ -112,6 +118,81 @@ def test_the_sweep_lock_holds_a_transaction_open_not_a_session(
             assert other.execute(holders).fetchall() == []
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def pgbouncer_url(postgres_url: str, tmp_path: Path) -> Iterator[str]:
+    """``postgres_url`` through a real PgBouncer in transaction mode, two server connections."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    assert os.path.exists(binary), "PgBouncer is missing: make sysdeps installs it"
+    url = make_url(postgres_url)
+    folder = tmp_path / "pgbouncer"
+    folder.mkdir()
+    folder.chmod(0o777)  # run as nobody when the tests run as root (PgBouncer refuses root)
+    (folder / "users.txt").write_text(f'"{url.username}" ""\n')
+    port = free_port()
+    (folder / "pgbouncer.ini").write_text(
+        f"[databases]\n{url.database} = host={url.host} port={url.port} dbname={url.database}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'users.txt'}\npool_mode = transaction\n"
+        "default_pool_size = 2\nignore_startup_parameters = extra_float_digits,options\n"
+    )
+    run_as = ["-u", "nobody"] if os.geteuid() == 0 else []
+    process = subprocess.Popen(
+        [binary, *run_as, str(folder / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "PgBouncer did not start"
+                time.sleep(0.05)
+        yield url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_the_sweep_lock_works_through_pgbouncer_in_transaction_mode(
+    pg_settings: Settings, pgbouncer_url: str
+) -> None:
+    settings = pg_settings.model_copy(
+        update={"database_url": pgbouncer_url, "db_prepared_statements": False}
+    )
+    replica = Database(pgbouncer_url, prepared_statements=False)
+    other = psycopg.connect(
+        make_url(pgbouncer_url).set(drivername="postgresql").render_as_string(hide_password=False),
+        prepare_threshold=None,
+    )
+
+    def other_replica_takes_it() -> bool:
+        with other.transaction():
+            taken = other.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,))
+            return bool(taken.fetchone()[0])  # type: ignore[index]
+
+    try:
+        # Rounds of sweeps with other traffic between them, which moves each client across
+        # PgBouncer's two server connections: the lock is held exactly while a sweep runs.
+        for _ in range(8):
+            with sweep_lock(settings, replica) as held:
+                assert held
+                assert not other_replica_takes_it()
+                with replica.engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+            assert other_replica_takes_it()
+            report = sweep(settings, replica, LocalStorage(settings.storage_root))
+            assert (report.skipped, report.errors) == (False, ())
+    finally:
+        other.close()
+        replica.dispose()
 
 
 def test_a_sweep_on_postgresql_expires_results_and_removes_orphans(

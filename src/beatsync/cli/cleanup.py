@@ -91,7 +91,8 @@ def _sweep_once(settings: Settings, *, as_json: bool) -> int:
     from beatsync.service.db import Database, migrate
     from beatsync.service.storage import open_storage
 
-    db = Database(settings.database)  # makes the SQLite file's folder when there is none
+    # Makes the SQLite file's folder when there is none.
+    db = Database(settings.database, prepared_statements=settings.db_prepared_statements)
     try:
         if settings.migrate_on_start:
             migrate(settings.database)

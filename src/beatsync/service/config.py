@@ -253,6 +253,11 @@ class Settings(BaseSettings):
         description="Further connections an API process may open when all are in use, closed "
         "again after use.",
     )
+    db_prepared_statements: bool = Field(
+        True,
+        description="Let the PostgreSQL driver prepare statements it repeats. Set false behind "
+        "PgBouncer older than 1.21 in transaction mode.",
+    )
     storage_retry_s: float = Field(
         180.0,
         ge=0,

@@ -54,7 +54,10 @@ def create_app(
     for folder in (settings.data_dir, settings.spool_root):
         folder.mkdir(parents=True, exist_ok=True)
     db = Database(
-        settings.database, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        settings.database,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        prepared_statements=settings.db_prepared_statements,
     )
     store = storage or open_storage(settings)
     if dispatcher is None:

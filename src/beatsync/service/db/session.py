@@ -29,7 +29,14 @@ class Database:
     """An engine and its session factory for ``url``, keeping ``pool_size`` connections and
     opening up to ``max_overflow`` more when they are all in use."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        prepared_statements: bool = True,
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.local = parsed.get_backend_name() == "sqlite"
@@ -42,6 +49,10 @@ class Database:
         else:
             # A server can drop idle connections (restarts, failovers): test before use.
             kwargs["pool_pre_ping"] = True
+            if not prepared_statements:
+                # psycopg prepares a statement it repeats; PgBouncer before 1.21 in transaction
+                # mode may send the next use to a server connection that never saw it.
+                kwargs["connect_args"] = {"prepare_threshold": None}
         self.engine: Engine = create_engine(url, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -62,9 +73,9 @@ class Database:
         self.engine.dispose()
 
 
-def job_database(url: str) -> Database:
+def job_database(url: str, *, prepared_statements: bool = True) -> Database:
     """The database of a process that runs one job at a time (or sweeps its scratch)."""
-    return Database(url, pool_size=2, max_overflow=1)
+    return Database(url, pool_size=2, max_overflow=1, prepared_statements=prepared_statements)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -199,7 +199,7 @@ def run_worker(
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     heartbeat = HeartbeatThread(client, worker_name()).start()
-    db = job_database(settings.database)
+    db = job_database(settings.database, prepared_statements=settings.db_prepared_statements)
     scratch = ScratchSweeper(settings, db).start()
     try:
         worker.start()

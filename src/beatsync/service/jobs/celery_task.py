@@ -81,7 +81,9 @@ class JobDelivery:
             if self._db is not None:
                 # Inherited from the parent, which still uses these sockets: drop, never close.
                 self._db.engine.dispose(close=False)
-            self._db = job_database(self.settings.database)
+            self._db = job_database(
+                self.settings.database, prepared_statements=self.settings.db_prepared_statements
+            )
             self._storage = open_storage(self.settings)
             self._pid = os.getpid()
         return self._db, self._storage

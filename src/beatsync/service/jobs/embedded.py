@@ -454,7 +454,7 @@ def _child_main(job_id: str, settings: Settings, target: JobTarget, lifeline: Co
         target(job_id, settings)
     except JobTimeLimit:
         # Raised outside the run's own handling (while it was finishing): fail it here.
-        db = job_database(settings.database)
+        db = job_database(settings.database, prepared_statements=settings.db_prepared_statements)
         try:
             limit = settings.job_soft_time_limit_s
             fail_job(db, job_id, "TIMEOUT", f"the job ran longer than {limit:g} s")

@@ -245,7 +245,9 @@ def run_job(
     ``holder`` (``host:pid``) makes every write conditional on the row naming that worker; a
     row that names another one is not run.
     """
-    database = db or job_database(settings.database)
+    database = db or job_database(
+        settings.database, prepared_statements=settings.db_prepared_statements
+    )
     try:
         work = settings.spool_root / "work" / job_id
         run = _Run(
