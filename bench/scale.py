@@ -501,19 +501,20 @@ def _section(r: dict[str, Any]) -> str:
             "",
             "**Paper estimate for 100 workers and 10,000 jobs an hour** (from the figures above):",
             "",
-            "- The run times above are wall times of four job processes sharing two cores (with "
-            "other work on the machine), about twice what a job takes alone; "
-            f"at those times, jobs like these keep {busy:.1f} job processes busy on average "
+            "- The run times above are wall times of four job processes sharing two cores with "
+            "other work on the machine; at those times, jobs like these keep "
+            f"{busy:.1f} job processes busy on average "
             f"(10,000 × {r['run_mean']:.2f} s / 3600 s); 100 single-process workers run at "
             f"{busy:.0f} % of capacity, leaving room for bursts. A 3-minute 1080p class video "
             "takes about 4.2 s on 2 cores (README sizing): 10,000 of those an hour keep about 12 "
             "jobs running at once, about 24 cores.",
             f"- The database takes {r['rows_per_job'] * per_hour / 3600:.1f} row writes a second "
-            f"and {r['commits_per_job'] * per_hour / 3600:.1f} commits a second at that rate: far "
-            "below what one PostgreSQL serves.",
+            f"and {r['commits_per_job'] * per_hour / 3600:.1f} commits a second at that rate "
+            "(what one PostgreSQL sustains was not measured here).",
             f"- Connections: here {API_PROCESSES + WORKERS} service processes held at most "
             f"{r['pg_peak']} PostgreSQL connections. Scaled by process count, 100 workers and two "
-            f"APIs would hold about {math.ceil(r['pg_peak'] / (API_PROCESSES + WORKERS) * 102)}: "
+            f"APIs would hold about {math.ceil(r['pg_peak'] / (API_PROCESSES + WORKERS) * 102)} "
+            "(a rough scaling: an API process holds more than a worker): "
             "above PostgreSQL's default 100, so put PgBouncer in front (docs/deploy.md).",
             f"- Redis: {r['redis_peak']} clients here, about "
             f"{math.ceil(r['redis_peak'] / (API_PROCESSES + WORKERS) * 102)} for 102 processes "
