@@ -182,8 +182,8 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     unit_bands = signal_band_features(dance.samples, dance.rate, workers=1)
     bgm_bands = bgm_job.result()
 
-    # The bands read at other pitches, when a change of speed needs them: each pitch's from a
-    # spectrogram made for the pitches asked for together and then let go.
+    # The bands read at other pitches, when a change of speed needs them: the pitches asked
+    # for together are read in one pass over the signal.
     pitched: dict[float, NDArray[np.float32]] = {}
     pitched_lock = threading.Lock()
 

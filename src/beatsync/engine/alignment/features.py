@@ -100,15 +100,24 @@ def signal_band_features(
 
 
 def pitched_band_features(
-    samples: NDArray[np.float32], rate: int, pitches: Sequence[float]
+    samples: NDArray[np.float32], rate: int, pitches: Sequence[float], *, workers: int = -1
 ) -> list[NDArray[np.float32]]:
-    """``band_features(power_spectrogram(samples, rate), rate, pitch=p)`` for each of
-    ``pitches`` (in their order), from one spectrogram that is not kept: over a hundred
-    megabytes for a long class."""
-    if not pitches:
-        return []
-    power = power_spectrogram(samples, rate)
-    return [band_features(power, rate, pitch=pitch) for pitch in pitches]
+    """:func:`band_features` of :func:`power_spectrogram` at each of ``pitches`` (in their
+    order), in one pass a block of frames at a time: the spectrogram (over a hundred megabytes
+    for a long class) is never held whole. ``workers`` as for :func:`scipy.fft.rfft`.
+
+    The features equal the whole spectrogram's to float32 rounding (the band sums are added
+    up in another order).
+    """
+    bins = _bins(rate, _MAX_PITCH)
+    matrices = [_band_matrix(rate, bins, pitch) for pitch in pitches]
+    n_frames = _frame_count(samples, rate)
+    bands = [np.zeros((n_frames, _N_BANDS), dtype=np.float32) for _ in pitches]
+    if bands:
+        for first, power in _power_blocks(samples, rate, workers, bins=bins):
+            for out, matrix in zip(bands, matrices, strict=True):
+                out[first : first + len(power)] = power @ matrix
+    return [_normalised(b) for b in bands]
 
 
 def _frame_count(samples: NDArray[np.float32], rate: int) -> int:
