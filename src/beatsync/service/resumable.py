@@ -30,7 +30,7 @@ from .metrics import count_upload_bytes
 from .quota import check_room
 from .storage import Storage
 from .stored import shared_copy
-from .tus_parts import PartAppender, assemble, multipart_id, start_parts
+from .tus_parts import PartAppender, assemble, commit_offset, multipart_id, start_parts
 from .uploads import (
     READ_CHUNK,
     data_key,
@@ -260,27 +260,6 @@ def open_appender(
 
 def _conflict() -> ServiceError:
     return ServiceError("UPLOAD_CONFLICT", "another request is writing this upload")
-
-
-def commit_offset(
-    session: Session, settings: Settings, upload_id: str, *, old: int, new: int
-) -> datetime | None:
-    """Record ``new`` bytes received if the upload still stands at ``old``; the new expiry,
-    or None when another writer moved the offset (or the upload is gone or finished)."""
-    expires = utcnow() + timedelta(hours=settings.tus_expiry_h)
-    result = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Upload)
-            .where(
-                Upload.id == upload_id,
-                Upload.offset == old,
-                Upload.status == UploadStatus.RECEIVING.value,
-            )
-            .values(offset=new, expires_at=expires, updated_at=utcnow())
-        ),
-    )
-    return expires if result.rowcount == 1 else None
 
 
 def _file_sha256(path: Path) -> str:

@@ -6,7 +6,7 @@ started at creation; its S3 upload id is kept in the upload's row. Parts have on
 ``n`` always holds bytes ``[(n-1)·P, n·P)`` of the file. Bytes past the last whole part wait in
 a small tail object named by the offset it ends at (``uploads/<id>/tail-<offset>``), read back
 by whichever replica receives the next chunk. The recorded offset lives in the database and
-moves only by the conditional UPDATE of :func:`beatsync.service.resumable.commit_offset`; the
+moves only by the conditional UPDATE of :func:`commit_offset`; the
 replicas share nothing else but the bucket.
 
 Two requests writing the same upload at once on different replicas may both store a part
@@ -19,13 +19,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.orm import Session
 
 from .config import Settings
-from .db import Database, Upload
+from .db import Database, Upload, UploadStatus
+from .db.models import utcnow
 from .errors import ServiceError
 from .metrics import count_upload_bytes
 from .storage import Storage
@@ -34,7 +38,7 @@ from .stored import data_key
 if TYPE_CHECKING:
     from .storage.s3 import S3Storage
 
-__all__ = ["PartAppender", "assemble", "multipart_id", "start_parts", "tail_key"]
+__all__ = ["PartAppender", "assemble", "commit_offset", "multipart_id", "start_parts", "tail_key"]
 
 _busy: set[str] = set()
 _busy_lock = threading.Lock()
@@ -181,8 +185,6 @@ class PartAppender:
     def record(self, db: Database, settings: Settings) -> datetime | None:
         """Record the sealed bytes (see :func:`commit_offset`); the new expiry, or None when
         the upload moved on without them."""
-        from .resumable import commit_offset
-
         old, new = self.offset, self.offset + self.received
         with db.session() as session:
             expires = commit_offset(session, settings, self.upload_id, old=old, new=new)
@@ -237,3 +239,24 @@ def assemble(storage: Storage, row: Upload, dest: Path) -> Path:
             with contextlib.suppress(Exception):
                 store.delete_key(tail_key(row.id, size))
     return store.fetch(key, dest)
+
+
+def commit_offset(
+    session: Session, settings: Settings, upload_id: str, *, old: int, new: int
+) -> datetime | None:
+    """Record ``new`` bytes received if the upload still stands at ``old``; the new expiry,
+    or None when another writer moved the offset (or the upload is gone or finished)."""
+    expires = utcnow() + timedelta(hours=settings.tus_expiry_h)
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Upload)
+            .where(
+                Upload.id == upload_id,
+                Upload.offset == old,
+                Upload.status == UploadStatus.RECEIVING.value,
+            )
+            .values(offset=new, expires_at=expires, updated_at=utcnow())
+        ),
+    )
+    return expires if result.rowcount == 1 else None
