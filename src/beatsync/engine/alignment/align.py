@@ -2,7 +2,10 @@
 
 The recipe: log band energies at 100 Hz find candidate lines (:mod:`.search`), at speed 1 first,
 then, if nothing is found there, at the few speeds and kinds (resampled, or pitch kept) that the
-recordings' rhythm and pitch suggest (:mod:`.tempo`); frame-averaged
+recordings' rhythm and pitch suggest (:mod:`.tempo`), and last on whitened waveforms
+(:mod:`.waveform`), which a loud reverberant room does not flatten as it does band energies; a
+line at speed 1 that does not lock is moved onto the waveform from up to half a second away
+(:mod:`.wide`) and locked again; frame-averaged
 GCC-PHAT in 2-second windows measures the residual lag of each window to a fraction of a sample
 (:mod:`.gcc`, :mod:`.fine`); a robust fit over the windows gives offset and scale
 (:mod:`.linefit`); the count and strength
@@ -210,9 +213,10 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
             max_lines=p.candidates + 1,
             pool=pool,
         )
-        return lock_all(lines, hint_alone=speeds == (Speed(1.0),))
+        at_one = speeds == (Speed(1.0),)
+        return lock_all(lines, hint_alone=at_one, wide=at_one)
 
-    def lock_all(lines: list[Line], *, hint_alone: bool) -> list[Fit]:
+    def lock_all(lines: list[Line], *, hint_alone: bool, wide: bool) -> list[Fit]:
         if p.offset_hint is not None:
             hint = p.offset_hint
             lines = [ln for ln in lines if abs(ln.offset - hint) <= p.hint_radius]
@@ -226,12 +230,13 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
 
         def lock(line: Line) -> Fit | None:
             fit = refine(signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows)
-            if not _accepted(fit, p):
-                # A reverberant room can leave the coarse line beyond the fine windows' reach.
-                wide = wide_lock(signals, line)
-                if wide is not None:
+            if wide and not _accepted(fit, p):
+                # A reverberant room can leave the band energies' line beyond the fine windows'
+                # reach: the waveform's own, from up to half a second away.
+                shifted = wide_lock(signals, line)
+                if shifted is not None:
                     again = refine(
-                        signals, wide, window=p.window, hop=p.hop, max_windows=p.max_windows
+                        signals, shifted, window=p.window, hop=p.hop, max_windows=p.max_windows
                     )
                     if again is not None and (fit is None or again.evidence > fit.evidence):
                         fit = again
@@ -257,7 +262,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     if not _accepted(_best(fits), p):
         # The band energies can miss a loud reverberant room altogether; the waveform may not.
         lines = waveform_lines(dance, bgm, max_lines=p.candidates + 1, pool=pool)
-        fits += lock_all(lines, hint_alone=False)
+        fits += lock_all(lines, hint_alone=False, wide=True)
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
     if best is None or not _accepted(best, p):

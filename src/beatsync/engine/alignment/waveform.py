@@ -26,13 +26,16 @@ __all__ = ["waveform_lines"]
 _RATE = 4000  # Hz: the band below 2 kHz
 _LOW_HZ = 100.0
 _FRAME = 256  # samples at _RATE of each whitening frame (64 ms), half overlapping
-_WINDOW_S = 4.0
+# Long windows: a peak's height grows with the root of the length, the chance peaks' do not.
+_WINDOW_S = 8.0
 _MIN_HOP_S = 2.0
-_WINDOWS = 24
+_WINDOWS = 12
+# Every how many lags the correlation's median and spread are estimated.
+_STATS_STRIDE = 8
 _PEAKS_PER_WINDOW = 3
 _PEAK_SEPARATION_S = 0.25
 # A peak counts from this many robust deviations: the largest of a million lags of unrelated
-# sound stays below it.
+# songs stays below it.
 _MIN_Z = 6.0
 
 
@@ -66,8 +69,9 @@ def waveform_lines(
         if not win.any():
             return []
         corr = scipy.fft.irfft(spectrum * np.conj(scipy.fft.rfft(win, size)), size)[:lags]
-        median = float(np.median(corr))
-        spread = 1.4826 * float(np.median(np.abs(corr - median))) + 1e-12
+        sample = corr[::_STATS_STRIDE]
+        median = float(np.median(sample))
+        spread = 1.4826 * float(np.median(np.abs(sample - median))) + 1e-12
         z = (corr - median) / spread
         found = []
         centre = dance.start + (start + width / 2) / _RATE

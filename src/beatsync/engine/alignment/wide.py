@@ -23,7 +23,7 @@ _FRAME = 16384
 _WINDOW_S = 8.0
 _HOP_S = 4.0
 _REACH = 0.5
-_WINDOWS = 16
+_WINDOWS = 8
 # A coarse slope this close to 1 is clock drift, which the band energies pin no better than
 # that; long frames need the slope to a few hundred ppm, so such lines are locked at slope 1.
 _DRIFT_ONLY = 0.003
