@@ -21,7 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy.ndimage import uniform_filter1d
-from scipy.signal import fftconvolve
+from scipy.signal import csd, fftconvolve, welch
 
 from ..mapping import Mapping
 from ..media.decode import Audio
@@ -39,10 +39,13 @@ _OVERLAP = 16  # frames per frame length
 _SMOOTH_S = 0.1  # the bin weights follow the recording's spectrum over this time
 # Crossfade lengths tried (s), 0 a hard cut; up to this one, the seam is placed again sharply.
 _FADES = (0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
-_HARD_CUT_S = 0.045
+_HARD_CUT_S = 0.02
 _STEP_S = 0.001
 _SHARP_REACH_S = 0.05
 _SHARP_STEP_S = 0.00025
+_ROOM_CONTEXT_S = 4.0  # recording either side of a crossfade whose late reverberation is removed
+_ROOM_S = 0.5  # length of the room response estimated
+_EARLY_S = 0.002  # the direct sound and what arrives this soon after it are kept
 
 
 def find_seam(signals: Signals, before: Mapping, after: Mapping, lo: float, hi: float) -> float:
@@ -104,10 +107,15 @@ def _agreement(part: Signals, mapping: Mapping) -> tuple[NDArray[np.float64], ND
 
 def _fine(signals: Signals, before: Mapping, after: Mapping, coarse: float) -> float:
     """The switching point near ``coarse`` (s): first with long frames, which tell a crossfade
-    from a cut; a cut is then placed again with short frames, which see it sharply."""
+    from a cut, on the recording as heard and again without the room's late reverberation,
+    which blurs the shares through a crossfade; a cut is then placed again with short frames,
+    which see it sharply."""
     fit = _switch(signals, before, after, coarse, frame=_LONG_S, reach=_FINE_REACH_S, fades=_FADES)
     if fit is None:
         return coarse
+    clearer = _without_late_reverb(signals, before, after, *fit)
+    fit = _switch(clearer, before, after, fit[0], frame=_LONG_S, reach=_FINE_REACH_S,
+                  fades=_FADES) or fit  # fmt: skip
     centre, fade = fit
     if fade > _HARD_CUT_S:
         return centre
@@ -167,6 +175,36 @@ def _switch(
         if cost[k] < best[0]:
             best = (float(cost[k]), float(candidates[k]), fade)
     return None if not np.isfinite(best[0]) else (best[1], best[2])
+
+
+def _without_late_reverb(
+    signals: Signals, before: Mapping, after: Mapping, centre: float, fade: float
+) -> Signals:
+    """``signals`` with the room's late reverberation of the music taken from the recording
+    within ``_ROOM_CONTEXT_S`` of the seam: the room's response (up to ``_ROOM_S``) is
+    estimated from what the loudspeaker played there (the two lines crossfaded at ``centre``
+    over ``fade`` s) and what the phone heard, and all of it but the first ``_EARLY_S`` is
+    applied to what was played and subtracted."""
+    dance = signals.dance
+    rate = dance.rate
+    i0 = max(0, round((centre - _ROOM_CONTEXT_S - dance.start) * rate))
+    i1 = min(dance.samples.shape[-1], round((centre + _ROOM_CONTEXT_S - dance.start) * rate))
+    size = round(2 * _ROOM_S * rate)
+    if i1 - i0 < 4 * size:
+        return signals
+    t = dance.start + np.arange(i0, i1) / rate
+    x, ramp = _framed_ramp(fade, np.ones(1), rate, _ROOM_CONTEXT_S + 1.0)
+    w = np.interp(t - centre, x, ramp)
+    played = w * _predicted(signals.bgm, before.bgm_time_array(t))
+    played += (1.0 - w) * _predicted(signals.bgm, after.bgm_time_array(t))
+    heard = dance.samples[i0:i1].astype(np.float64)
+    _, cross = csd(played, heard, nperseg=size)
+    _, power = welch(played, nperseg=size)
+    response = np.fft.irfft(cross / (power + 1e-6 * power.mean() + 1e-30), size)[: size // 2]
+    response[: round(_EARLY_S * rate)] = 0.0
+    samples = dance.samples.astype(np.float64)
+    samples[i0:i1] -= fftconvolve(played, response)[: i1 - i0]
+    return Signals(Audio(samples.astype(np.float32), rate, dance.start), signals.bgm)
 
 
 def _predicted(bgm: Audio, times: NDArray[np.float64]) -> NDArray[np.float64]:
