@@ -9,10 +9,13 @@ the crossfade that explains the recording: per short frame (hop a sixteenth of i
 so that a room's ringing in a few loud partials weighs no more than the direct sound in the
 other bands), fitted by ``α = g_a·w``, ``β = g_b·(1 − w)`` where ``w`` is the earlier piece's
 gain, a raised cosine of length ``L`` (0: a cut) centred on the seam, as each frame hears it.
-Centre and length are searched on a grid, with 128 ms frames, which tell a crossfade from a cut
-in a reverberant room; a cut is then placed again with 16 ms frames, which see it sharply. The
-gains of each side are the fit's own, so neither side's loudness moves the seam: it is the
-crossfade's centre, where the two pieces play at equal gain.
+Centre and length are searched on a grid with 128 ms frames, which tell a crossfade from a cut
+in a reverberant room: on the recording, then again once the room's late reverberation of what
+the loudspeaker played (the two lines crossfaded as found, through a room response estimated
+over eight seconds) is taken out of it, for that reverberation blurs the shares. What looks like
+a cut is then placed again with 16 ms frames, which see it sharply. The gains of each side are
+the fit's own, so neither side's loudness moves the seam: it is the crossfade's centre, where
+the two pieces play at equal gain.
 """
 
 from __future__ import annotations
@@ -39,10 +42,11 @@ _OVERLAP = 16  # frames per frame length
 _SMOOTH_S = 0.1  # the bin weights follow the recording's spectrum over this time
 # Crossfade lengths tried (s), 0 a hard cut; up to this one, the seam is placed again sharply.
 _FADES = (0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
-_HARD_CUT_S = 0.02
+_HARD_CUT_S = 0.045
 _STEP_S = 0.001
 _SHARP_REACH_S = 0.05
 _SHARP_STEP_S = 0.00025
+_SHARP_FADES = (0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15)  # a short crossfade can pass for a cut
 _ROOM_CONTEXT_S = 4.0  # recording either side of a crossfade whose late reverberation is removed
 _ROOM_S = 0.5  # length of the room response estimated
 _EARLY_S = 0.002  # the direct sound and what arrives this soon after it are kept
@@ -106,21 +110,21 @@ def _agreement(part: Signals, mapping: Mapping) -> tuple[NDArray[np.float64], ND
 
 
 def _fine(signals: Signals, before: Mapping, after: Mapping, coarse: float) -> float:
-    """The switching point near ``coarse`` (s): first with long frames, which tell a crossfade
-    from a cut, on the recording as heard and again without the room's late reverberation,
-    which blurs the shares through a crossfade; a cut is then placed again with short frames,
-    which see it sharply."""
+    """The switching point near ``coarse`` (s): with long frames, on the recording as heard and
+    again without the room's late reverberation; what looks like a cut is placed again with
+    short frames (where a crossfade may still be told from a cut)."""
     fit = _switch(signals, before, after, coarse, frame=_LONG_S, reach=_FINE_REACH_S, fades=_FADES)
     if fit is None:
         return coarse
     clearer = _without_late_reverb(signals, before, after, *fit)
-    fit = _switch(clearer, before, after, fit[0], frame=_LONG_S, reach=_FINE_REACH_S,
-                  fades=_FADES) or fit  # fmt: skip
-    centre, fade = fit
-    if fade > _HARD_CUT_S:
+    heard_fade = fit[1]
+    centre, fade = _switch(clearer, before, after, fit[0], frame=_LONG_S, reach=_FINE_REACH_S,
+                           fades=_FADES) or fit  # fmt: skip
+    # Either reading may take a cut for a short crossfade.
+    if min(fade, heard_fade) > _HARD_CUT_S:
         return centre
-    sharp = _switch(signals, before, after, centre, frame=_SHORT_S, reach=_SHARP_REACH_S,
-                    fades=(0.0,), step=_SHARP_STEP_S)  # fmt: skip
+    sharp = _switch(clearer, before, after, centre, frame=_SHORT_S, reach=_SHARP_REACH_S,
+                    fades=_SHARP_FADES, step=_SHARP_STEP_S)  # fmt: skip
     return centre if sharp is None else sharp[0]
 
 
