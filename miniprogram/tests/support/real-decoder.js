@@ -1,11 +1,12 @@
 // WeChat's VideoDecoder for the real-file shim: start({source}), seek(ms) to the keyframe at or
 // before a time, then getFrameData() hands out the decoded pictures (RGBA, pkPts in ms) one by
-// one, null when none is left. Decoding is PyAV's (decode-frames.py, run with the project's
-// Python) a batch of pictures at a time.
+// one; null while the next ones are being decoded or after the last, as on a phone. Decoding
+// is PyAV's, in one Python process per decoder (decode-frames.py), a batch at a time.
 
-const { spawnSync } = require("child_process");
+const { spawn } = require("child_process");
 const path = require("path");
 
+const FIRST = 4; // a keyframe's thumbnail needs one picture: start small
 const BATCH = 48;
 const SCRIPT = path.join(__dirname, "decode-frames.py");
 
@@ -13,52 +14,82 @@ function python() {
   return process.env.BEATSYNC_PYTHON || path.resolve(__dirname, "../../../.venv/bin/python");
 }
 
-function decode(source, ms, count) {
-  const run = spawnSync(python(), [SCRIPT, source, String(ms), String(count)], {
-    maxBuffer: 1 << 30,
-  });
-  if (run.status !== 0) throw new Error(`decode-frames failed: ${run.stderr}`);
-  const frames = [];
-  const out = run.stdout;
-  for (let at = 0; at < out.length; ) {
-    const pts = out.readDoubleLE(at);
-    const width = out.readUInt32LE(at + 8);
-    const height = out.readUInt32LE(at + 12);
-    const size = width * height * 4;
-    const rgba = out.subarray(at + 16, at + 16 + size);
-    frames.push({ pkPts: pts, pkDts: pts, width, height, data: new Uint8Array(rgba).buffer });
-    at += 16 + size;
-  }
-  return frames;
-}
-
 class RealVideoDecoder {
   start(options) {
-    this.source = options.source;
+    this.child = spawn(python(), [SCRIPT, options.source], { stdio: ["pipe", "pipe", "inherit"] });
+    this.buffer = Buffer.alloc(0);
+    this.waiting = null;
     this.queue = [];
-    this.from = 0;
+    this.pending = null;
+    this.done = false;
+    this.child.stdout.on("data", (chunk) => {
+      this.buffer = Buffer.concat([this.buffer, chunk]);
+      this.parse();
+    });
     return Promise.resolve();
   }
 
-  seek(ms) {
-    this.queue = decode(this.source, ms, BATCH);
-    this.from = ms;
-    return Promise.resolve();
+  /** Ask for `count` pictures from `ms`; resolves with them. */
+  fetch(ms, count) {
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+      this.child.stdin.write(`${ms} ${count}\n`);
+    });
+  }
+
+  parse() {
+    if (!this.waiting || this.buffer.length < 4) return;
+    const n = this.buffer.readUInt32LE(0);
+    const frames = [];
+    let at = 4;
+    for (let i = 0; i < n; i += 1) {
+      if (this.buffer.length < at + 16) return;
+      const width = this.buffer.readUInt32LE(at + 8);
+      const height = this.buffer.readUInt32LE(at + 12);
+      const end = at + 16 + width * height * 4;
+      if (this.buffer.length < end) return;
+      const pts = this.buffer.readDoubleLE(at);
+      const data = new Uint8Array(this.buffer.subarray(at + 16, end)).buffer;
+      frames.push({ pkPts: pts, pkDts: pts, width, height, data });
+      at = end;
+    }
+    this.buffer = this.buffer.subarray(at);
+    const resolve = this.waiting;
+    this.waiting = null;
+    resolve(frames);
+  }
+
+  async seek(ms) {
+    if (this.pending) await this.pending;
+    this.seekFrom = ms;
+    this.last = null;
+    this.queue = await this.fetch(ms, FIRST);
+    this.done = this.queue.length < FIRST;
+    this.size = FIRST;
   }
 
   getFrameData() {
-    if (!this.queue.length) return null;
-    const frame = this.queue.shift();
-    if (!this.queue.length) {
-      // The next batch: from just after this picture.
-      const more = decode(this.source, frame.pkPts + 0.5, BATCH + 8).filter((f) => f.pkPts > frame.pkPts);
-      this.queue = more;
+    if (this.queue.length) {
+      this.last = this.queue.shift();
+      return this.last;
     }
-    return frame;
+    if (!this.done && !this.pending && this.last != null) this.more();
+    return null;
+  }
+
+  /** The next batch, from the last picture handed out (its group decoded again from the key). */
+  more() {
+    const after = this.last;
+    this.size = Math.min(this.size * 4, 1024);
+    this.pending = this.fetch(this.seekFrom, this.size).then((frames) => {
+      this.pending = null;
+      this.queue = frames.filter((f) => f.pkPts > after.pkPts);
+      this.done = frames.length < this.size;
+    });
   }
 
   remove() {
-    this.queue = [];
+    if (this.child) this.child.stdin.end();
     return Promise.resolve();
   }
 }
