@@ -18,11 +18,13 @@ some speeds (0.9×, 1.25×), the short window keeps attacks where the line puts 
 (``bench/stretchers.py`` measures both).
 
 Rubber Band's output leans: a phase vocoder spreads each attack over its window, and its rise
-is heard early when the music is slowed (about 3 ms at 0.5×, 1.3 ms at 0.9×) and late when it
-is sped up. The chunks are laid that much later or earlier (:data:`_LEAN_MS`, measured on five
-songs that the test kit's pitch-kept cases do not play: the median over the songs of where the
-output's loudness rises land against the reference's read along the time line), so the attacks
-sound where the mapping puts them.
+is heard early when the music is slowed (2–11 ms at 0.5×, depending on the music; about 1.3 ms
+at 0.9×) and late when it is sped up. So each chunk, once stretched, is measured against its own
+input (:func:`measured_lean`: the loudness-rise curves of both, the input's read along the time
+line, cross-correlated within 20 ms) and laid that much later or earlier, so the attacks sound
+where the mapping puts them. A chunk whose curves do not agree well enough (silence, noise)
+takes the table's lean instead (:data:`_LEAN_MS`, measured on five songs that the test kit's
+pitch-kept cases do not play). The measure is the chunk's own, so any reader lays it alike.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import pedalboard
 
 from ..media.audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
 
-__all__ = ["StretchedSource", "lean", "stretch"]
+__all__ = ["StretchedSource", "lean", "measured_lean", "stretch"]
 
 _CHUNK = 10 * OUTPUT_RATE  # reference samples per chunk (48 kHz grid)
 _MARGIN = OUTPUT_RATE  # reference samples stretched beyond each chunk's edges
@@ -51,6 +53,64 @@ def lean(scale: float) -> float:
     interpolated on a log-speed axis between the measured speeds, held beyond them."""
     speeds, ms = zip(*_LEAN_MS, strict=True)
     return float(np.interp(math.log(scale), np.log(speeds), ms)) / 1000.0
+
+
+_ENV_RATE = 4000  # Hz: the rise curves' sampling
+_ENV_STEP = OUTPUT_RATE // _ENV_RATE
+_SEARCH = 0.02  # s of output either way searched for a chunk's lean
+_MIN_PEAK = 0.5  # below this correlation of the rise curves a chunk keeps the table's lean
+
+
+def _boxcar(x: np.ndarray, n: int, at: np.ndarray) -> np.ndarray:
+    """Means of ``x`` over ``n`` samples centred on the samples ``at`` (zeros beyond the ends)."""
+    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+    lo = np.clip(at - n // 2, 0, x.size)
+    out: np.ndarray = (c[np.clip(lo + n, 0, x.size)] - c[lo]) / n
+    return out
+
+
+def _rises(x: np.ndarray, span: float) -> np.ndarray:
+    """Loudness changes of mono ``x`` (48 kHz) at ``_ENV_RATE``: the high-passed level over
+    ``4·span`` ms, log-compressed, less its ``100·span`` ms average. ``span`` = the speed for the
+    unstretched input, so both curves are smoothed alike on the output's time line."""
+    level = np.abs(np.diff(x))
+    n = max(1, int(0.004 * span * OUTPUT_RATE))
+    env = np.log1p(1e3 * _boxcar(level, n, np.arange(0, level.size, _ENV_STEP)))
+    m = max(1, int(0.1 * span * _ENV_RATE))
+    out: np.ndarray = env - _boxcar(env, m, np.arange(env.size))
+    return out
+
+
+def measured_lean(samples: Audio, stretched: Audio, scale: float, lo: int, hi: int) -> float | None:
+    """Seconds by which ``stretched`` (:func:`stretch` of ``samples`` at ``scale``) plays
+    ``samples``' loudness rises late (negative: early) over input samples [lo, hi): the peak
+    of the correlation of both rise curves, the input's read along the time line (output sample
+    ``m`` carries input sample ``scale·m``). None when the curves do not agree well enough
+    (silence, noise), or the peak sits at the edge of the search."""
+    eo = _rises(stretched.mean(axis=0), 1.0)
+    ei = _rises(samples.mean(axis=0), scale)
+    s = math.ceil(_SEARCH * _ENV_RATE)
+    u0 = max(math.ceil(lo / scale / _ENV_STEP), s + 1)
+    u1 = min(math.floor(hi / scale / _ENV_STEP), eo.size - s - 1)
+    if u1 - u0 < _ENV_RATE:
+        return None
+    seg = eo[u0:u1] - eo[u0:u1].mean()
+    # The input's curve at output frames u0 − s … u1 + s.
+    y = np.interp(np.arange(u0 - s, u1 + s) * scale, np.arange(ei.size), ei)
+    n = seg.size
+    corr = np.correlate(y, seg, mode="valid")
+    csum = np.concatenate([[0.0], np.cumsum(y * y)])
+    ysum = np.concatenate([[0.0], np.cumsum(y)])
+    energy = (csum[n:] - csum[:-n]) - (ysum[n:] - ysum[:-n]) ** 2 / n
+    score = corr / np.sqrt(np.maximum(energy, 1e-20) * max(float(seg @ seg), 1e-20))
+    j = int(np.argmax(score))
+    if score[j] < _MIN_PEAK or not 0 < j < score.size - 1:
+        return None
+    ym, y0, yp = score[j - 1], score[j], score[j + 1]
+    denom = ym - 2 * y0 + yp
+    frac = 0.5 * (ym - yp) / denom if denom < 0 else 0.0
+    # Output frame u plays the input's frame (u + lag)·scale: early by lag.
+    return -float(j - s + frac) / _ENV_RATE
 
 
 def stretch(samples: Audio, scale: float) -> Audio:
@@ -105,9 +165,12 @@ class StretchedSource:
         """Chunk ``c`` stretched: (output sample of its first sample, samples)."""
         if c not in self.chunks:
             lo = max(0, c * _CHUNK - _MARGIN)
-            data = stretch(self._grid(lo, (c + 1) * _CHUNK + _MARGIN), self.scale)
+            grid = self._grid(lo, (c + 1) * _CHUNK + _MARGIN)
+            data = stretch(grid, self.scale)
+            late = measured_lean(grid, data, self.scale, c * _CHUNK - lo, (c + 1) * _CHUNK - lo)
+            shift = self.shift if late is None else round(-late * OUTPUT_RATE)
             self.chunks = {k: v for k, v in self.chunks.items() if k >= c - 1}
-            self.chunks[c] = (round((lo - self.pad) / self.scale) + self.shift, data)
+            self.chunks[c] = (round((lo - self.pad) / self.scale) + shift, data)
         return self.chunks[c]
 
     def _piece(self, c: int, n0: int, n1: int) -> Audio:
