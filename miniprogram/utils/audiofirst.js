@@ -1,6 +1,6 @@
 // Audio-first on the phone: the class video stays on it. Its sound is re-wrapped into an M4A in
 // the mini-program's own files (no re-encoding) and uploaded with the manifest of its picture;
-// keyframes and the frames the job asks for are decoded here into thumbnails; the result is
+// the frames the job asks for are decoded here into thumbnails; the result is
 // assembled here from the video's own samples and the service's audio track, into a user file
 // (stream-copied a piece at a time), saved to the album or shared, and deleted.
 //
@@ -12,7 +12,7 @@
 const api = require("./api.js");
 const { call: wxCall } = require("./wxp.js");
 const { assembleToFile, extractAudioToFile } = require("./assemble-wx.js");
-const { canDecode, keyframeThumbnails, thumbnails } = require("./frames.js");
+const { canDecode, thumbnails } = require("./frames.js");
 const { download } = require("./album.js");
 
 const QUOTA_BYTES = 200 * 1024 * 1024;
@@ -111,16 +111,12 @@ async function prepare(video) {
   };
 }
 
-/** The job's audio-first fields: the manifest and the keyframes' thumbnails. */
-async function jobFields(local) {
-  const fields = { video_manifest: local.manifest };
-  try {
-    const keyframes = await keyframeThumbnails(local.videoPath, local.manifest);
-    fields.thumbnails = { format: "gray8", width: 96, height: 54, keyframes };
-  } catch (error) {
-    // Without thumbnails the job still runs; its cut then ignores black or frozen edges.
-  }
-  return fields;
+/**
+ * The job's audio-first fields: the manifest alone. No keyframes go up front (decoding every
+ * keyframe of a long video takes a phone minutes); the run asks for the few pictures it reads.
+ */
+function jobFields(local) {
+  return { video_manifest: local.manifest };
 }
 
 /** Remember the local video of an audio-first job (the job page assembles from it). */

@@ -1,5 +1,5 @@
-// Thumbnails of the class video's frames on the phone, for an audio-first job: its keyframes
-// with the job, and the frames the job asks for while it runs (`frames_request`). Pictures come
+// Thumbnails of the class video's frames on the phone, for an audio-first job: the frames the
+// job asks for while it runs (`frames_request`, keyframes and stretches around the cut's edges). Pictures come
 // from WeChat's VideoDecoder (wx.createVideoDecoder: seek, then getFrameData gives RGBA with
 // the packet's presentation time in ms); each is matched to its sample by that time, computed
 // from the manifest's tables as the file stores them (decode deltas plus composition offsets).
@@ -116,11 +116,4 @@ function minimumGap(times) {
   return Number.isFinite(gap) ? gap : 40;
 }
 
-/** Base64 thumbnails of every keyframe, in the order of the manifest's `sync`. */
-function keyframeThumbnails(videoPath, manifest) {
-  const { sync, sample_count: count } = manifest.video;
-  const keys = sync || Array.from({ length: count }, (_, i) => i);
-  return thumbnails(videoPath, manifest, keys);
-}
-
-module.exports = { canDecode, keyframeThumbnails, presentationMs, thumbnails };
+module.exports = { canDecode, presentationMs, thumbnails };

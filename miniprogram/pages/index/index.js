@@ -88,8 +88,7 @@ Component({
         if (dance.local && this.data.compact) await this.wholeVideo(dance);
         let job = null;
         if (dance.local) {
-          this.setData({ startHint: "正在读取视频的关键画面…" });
-          const extra = await audiofirst.jobFields(dance.local);
+          const extra = audiofirst.jobFields(dance.local);
           try {
             job = await api.createJob(dance.uploadId, bgm.uploadId, {}, extra);
             audiofirst.remember(job.id, dance.local);

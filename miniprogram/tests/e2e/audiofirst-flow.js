@@ -48,9 +48,7 @@ async function run() {
     .reduce((sum, r) => sum + r.bytes, 0);
   report.upload = { video_bytes: videoSize, sound_bytes: dance.local.audio.size, sent_bytes: sent };
 
-  const fields = await audiofirst.jobFields(dance.local);
-  if (!fields.thumbnails) throw new Error("no keyframe thumbnails");
-  let job = await api.createJob(dance.uploadId, bgm.uploadId, {}, fields);
+  let job = await api.createJob(dance.uploadId, bgm.uploadId, {}, audiofirst.jobFields(dance.local));
   audiofirst.remember(job.id, dance.local);
   const answered = new Set();
   let frames = 0;
