@@ -147,9 +147,16 @@ def test_audio_first_on_a_class_video_over_200_mb(
     assert _audio_packets(saved) == _audio_packets(rendered)
     errors = sync_errors(saved, case)
     server_errors = sync_errors(rendered, case)
-    summary = {"video_bytes": size, "upload": upload, "assembled": report["assembled"],
-               "frames_answered": report["job"]["frames_answered"], "phone_seconds": report["seconds"],
-               "sync_ms": errors, "server_sync_ms": server_errors, "samples": copied.packets}  # fmt: skip
+    summary = {
+        "video_bytes": size,
+        "upload": upload,
+        "assembled": report["assembled"],
+        "frames_answered": report["job"]["frames_answered"],
+        "phone_seconds": report["seconds"],
+        "sync_ms": errors,
+        "server_sync_ms": server_errors,
+        "samples": copied.packets,
+    }
     print(json.dumps(summary))  # the figures of the run, for whoever reads the log
     assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
     assert max(abs(a - b) for a, b in zip(errors, server_errors, strict=True)) <= MAX_SYNC_MS
