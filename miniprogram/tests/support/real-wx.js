@@ -164,7 +164,9 @@ function createRealWx(options) {
       settled = true;
       finish(options, ok, result);
     };
-    const req = transport(url).request(url, { method, headers: header });
+    // A connection of its own per request: Node would otherwise reuse one the server may have
+    // closed while idle (its keep-alive is 5 s), which no phone's network layer lets through.
+    const req = transport(url).request(url, { method, headers: header, agent: false });
     req.setTimeout(timeout, () => {
       req.destroy();
       settle(false, { errMsg: "request:fail timeout" });
@@ -231,7 +233,7 @@ function createRealWx(options) {
     record("downloadFile", { url: options.url, filePath: target });
     const get = (address, redirects) => {
       const url = new URL(address);
-      req = transport(url).get(url, { headers: options.header || {} }, (res) => {
+      req = transport(url).get(url, { headers: options.header || {}, agent: false }, (res) => {
         if (
           [301, 302, 303, 307, 308].includes(res.statusCode) &&
           res.headers.location &&
