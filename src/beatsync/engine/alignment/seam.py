@@ -23,8 +23,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
-from scipy.ndimage import uniform_filter1d
-from scipy.signal import csd, fftconvolve, welch
 
 from ..mapping import Mapping
 from ..media.decode import Audio
@@ -189,6 +187,10 @@ def _without_late_reverb(
     estimated from what the loudspeaker played there (the two lines crossfaded at ``centre``
     over ``fade`` s) and what the phone heard, and all of it but the first ``_EARLY_S`` is
     applied to what was played and subtracted."""
+    # SciPy's signal and filter modules are imported where they are used: they cost tens of
+    # megabytes, and only edits need them.
+    from scipy.signal import csd, fftconvolve, welch
+
     dance = signals.dance
     rate = dance.rate
     i0 = max(0, round((centre - _ROOM_CONTEXT_S - dance.start) * rate))
@@ -230,6 +232,8 @@ def _shares(
     prediction). Each bin is weighted by the inverse of the recording's power there, smoothed
     over ``smooth`` frames: every band counts, so a room's ringing in a few loud partials
     cannot pass for the direct sound."""
+    from scipy.ndimage import uniform_filter1d
+
     power = uniform_filter1d(np.abs(d) ** 2, size=smooth, axis=0)
     weight = 1.0 / (power + 1e-3 * power.mean(axis=1, keepdims=True) + 1e-30)
     aa = (weight * np.abs(a) ** 2).sum(1)
@@ -257,5 +261,7 @@ def _framed_ramp(
         if fade <= 0
         else np.cos(0.5 * np.pi * np.clip((u + fade / 2) / fade, 0.0, 1.0)) ** 2
     )
+    from scipy.signal import fftconvolve
+
     kernel = window**2 / np.sum(window**2)
     return u[: len(u) - n + 1] + (n - 1) / (2 * rate), fftconvolve(gain, kernel[::-1], mode="valid")

@@ -16,7 +16,6 @@ from concurrent.futures import Executor
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
-from scipy import signal as sps
 
 from ..media.decode import Audio
 from .search import Line, distinct_lines, hough
@@ -96,6 +95,10 @@ def waveform_lines(
 def _whitened(samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
     """``samples`` at ``_RATE`` Hz, each 64 ms frame's spectrum flattened to unit magnitude
     from ``_LOW_HZ`` up (the phase transform, frame by frame)."""
+    # Imported here: scipy.signal costs tens of megabytes and a few tenths of a second, and
+    # only a recording the band energies cannot place comes this far.
+    from scipy import signal as sps
+
     low = sps.resample_poly(samples, _RATE, rate).astype(np.float32) if rate != _RATE else samples
     _, _, z = sps.stft(low, nperseg=_FRAME, noverlap=_FRAME // 2)
     mag = np.abs(z)
