@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 import pedalboard
+from scipy import signal as sps
 
 from ..media.audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
 
@@ -98,7 +99,7 @@ def measured_lean(samples: Audio, stretched: Audio, scale: float, lo: int, hi: i
     # The input's curve at output frames u0 − s … u1 + s.
     y = np.interp(np.arange(u0 - s, u1 + s) * scale, np.arange(ei.size), ei)
     n = seg.size
-    corr = np.correlate(y, seg, mode="valid")
+    corr = sps.correlate(y, seg, mode="valid", method="fft")
     csum = np.concatenate([[0.0], np.cumsum(y * y)])
     ysum = np.concatenate([[0.0], np.cumsum(y)])
     energy = (csum[n:] - csum[:-n]) - (ysum[n:] - ysum[:-n]) ** 2 / n
