@@ -33,7 +33,6 @@ import math
 
 import numpy as np
 import pedalboard
-from scipy import signal as sps
 
 from ..media.audiosource import OUTPUT_RATE, Audio, ResampledSource, Source
 
@@ -99,7 +98,8 @@ def measured_lean(samples: Audio, stretched: Audio, scale: float, lo: int, hi: i
     # The input's curve at output frames u0 − s … u1 + s.
     y = np.interp(np.arange(u0 - s, u1 + s) * scale, np.arange(ei.size), ei)
     n = seg.size
-    corr = sps.correlate(y, seg, mode="valid", method="fft")
+    size = 1 << (y.size - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(y, size) * np.conj(np.fft.rfft(seg, size)), size)[: 2 * s + 1]
     csum = np.concatenate([[0.0], np.cumsum(y * y)])
     ysum = np.concatenate([[0.0], np.cumsum(y)])
     energy = (csum[n:] - csum[:-n]) - (ysum[n:] - ysum[:-n]) ** 2 / n
