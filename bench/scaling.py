@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beatsync.testkit import BuiltCase, CaseSpec, Room, build_case
-from beatsync.testkit.music import MEDLEY_PREFIX
+from beatsync.testkit.music import LONG_MEDLEY as SONG
+from beatsync.testkit.music import OTHER_LONG_MEDLEY as OTHER_SONG
 from speed import Check, Run, check_output, checked, floor_argv, run_child, sync_argv
 
 BENCH = Path(__file__).resolve().parent
@@ -46,39 +47,6 @@ FLOOR_RATIO = 3.0
 # minutes, where fixed costs (interpreter, imports) no longer dominate.
 LINEAR_SLACK = 1.25
 
-# The true pairs' music and the refusals' other music: long enough for 10 minutes plus the
-# reference's margin, each track heard once.
-SONG = MEDLEY_PREFIX + ",".join(
-    [
-        "etr/calmrace-ks",
-        "etr/freezingpoint",
-        "etr/spunkyrace-ks",
-        "etr/credits1-cp",
-        "etr/start1-jt",
-        "etr/race1-jt",
-        "immich/energetic/energetic_electronic_2",
-        "immich/happy/happy_acoustic_1",
-        "immich/energetic/energetic_acoustic_1",
-        "immich/happy/happy_electronic_2",
-        "immich/nostalgic/nostalgic_electronic_2",
-    ]
-)
-OTHER_SONG = MEDLEY_PREFIX + ",".join(
-    f"immich/{mood}/{stem}"
-    for mood, stems in (
-        ("calm", ("calm_acoustic_1", "calm_acoustic_s411", "calm_electronic_s411")),
-        ("tender", ("tender_acoustic_1", "tender_acoustic_2", "tender_electronic_1")),
-        ("nostalgic", ("nostalgic_acoustic_1", "nostalgic_acoustic_s411")),
-        ("happy", ("happy_acoustic_2", "happy_electronic_1", "happy_electronic_s411")),
-        ("energetic", ("energetic_acoustic_2", "energetic_electronic_s411")),
-        ("calm", ("calm_acoustic_s522", "calm_electronic_s522")),
-        ("tender", ("tender_acoustic_s411", "tender_electronic_2", "tender_electronic_s411")),
-        ("nostalgic", ("nostalgic_acoustic_s522", "nostalgic_electronic_s411")),
-        ("happy", ("happy_acoustic_s411",)),
-        ("energetic", ("energetic_acoustic_s522",)),
-    )
-    for stem in stems
-)
 _ROOM = Room(rt60=0.6, drr_db=4.0, snr_db=15.0, footsteps=True)
 
 

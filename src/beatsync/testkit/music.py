@@ -29,7 +29,9 @@ from scipy import signal as sps
 
 __all__ = [
     "ETR_MUSIC_DIR",
+    "LONG_MEDLEY",
     "MEDLEY_PREFIX",
+    "OTHER_LONG_MEDLEY",
     "Song",
     "TrackSourceMissingError",
     "cubic_at",
@@ -46,6 +48,40 @@ logger = logging.getLogger(__name__)
 
 ETR_MUSIC_DIR = Path("/usr/share/games/etr/music")
 MEDLEY_PREFIX = "medley:"
+
+# Two long songs that share no music, each track heard once: enough for a 10-minute class
+# plus the reference's margin (the scaling benchmark's true pairs and refusals).
+LONG_MEDLEY = MEDLEY_PREFIX + ",".join(
+    [
+        "etr/calmrace-ks",
+        "etr/freezingpoint",
+        "etr/spunkyrace-ks",
+        "etr/credits1-cp",
+        "etr/start1-jt",
+        "etr/race1-jt",
+        "immich/energetic/energetic_electronic_2",
+        "immich/happy/happy_acoustic_1",
+        "immich/energetic/energetic_acoustic_1",
+        "immich/happy/happy_electronic_2",
+        "immich/nostalgic/nostalgic_electronic_2",
+    ]
+)
+OTHER_LONG_MEDLEY = MEDLEY_PREFIX + ",".join(
+    f"immich/{mood}/{stem}"
+    for mood, stems in (
+        ("calm", ("calm_acoustic_1", "calm_acoustic_s411", "calm_electronic_s411")),
+        ("tender", ("tender_acoustic_1", "tender_acoustic_2", "tender_electronic_1")),
+        ("nostalgic", ("nostalgic_acoustic_1", "nostalgic_acoustic_s411")),
+        ("happy", ("happy_acoustic_2", "happy_electronic_1", "happy_electronic_s411")),
+        ("energetic", ("energetic_acoustic_2", "energetic_electronic_s411")),
+        ("calm", ("calm_acoustic_s522", "calm_electronic_s522")),
+        ("tender", ("tender_acoustic_s411", "tender_electronic_2", "tender_electronic_s411")),
+        ("nostalgic", ("nostalgic_acoustic_s522", "nostalgic_electronic_s411")),
+        ("happy", ("happy_acoustic_s411",)),
+        ("energetic", ("energetic_acoustic_s522",)),
+    )
+    for stem in stems
+)
 
 
 class TrackSourceMissingError(FileNotFoundError):

@@ -141,10 +141,12 @@ def test_progress_writes_are_monotonic_and_throttled(tmp_path: Path, clean: Buil
     assert fractions == sorted(fractions)
     assert fractions[0] == 0.0
     assert 0.9 < fractions[-2] < 1.0
-    # Within a stage (and message) at most one write per progress_interval_s.
+    # Within a stage (and message) at most one write per progress_interval_s (the throttle
+    # reads its clock before the write that is timed here: a busy machine moves the two apart
+    # by milliseconds, while an unthrottled run writes a few milliseconds apart).
     for (t0, p0), (t1, p1) in itertools.pairwise(progress):
         if (p0["stage"], p0["message"]) == (p1["stage"], p1["message"]):
-            assert t1 - t0 >= 0.2 - 1e-3, (p0, p1)
+            assert t1 - t0 >= 0.2 - 0.02, (p0, p1)
     assert all("heartbeat_at" in p for _, p in progress)
 
 

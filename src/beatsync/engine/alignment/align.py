@@ -104,6 +104,8 @@ class Alignment:
 
 
 _SAME_PITCH = 0.003  # speeds this close to 1 draw the plot's envelope from unscaled bands
+# Share of the windows a line found by a second look must hold (:func:`_plausible`).
+_SECOND_LOOK_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,9 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         at_one = speeds == (Speed(1.0),)
         return lock_all(lines, hint_alone=at_one, wide=at_one)
 
-    def lock_all(lines: list[Line], *, hint_alone: bool, wide: bool) -> list[Fit]:
+    def lock_all(
+        lines: list[Line], *, hint_alone: bool, wide: bool, second_look: bool = False
+    ) -> list[Fit]:
         if p.offset_hint is not None:
             hint = p.offset_hint
             lines = [ln for ln in lines if abs(ln.offset - hint) <= p.hint_radius]
@@ -238,9 +242,13 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
                     again = refine(
                         signals, shifted, window=p.window, hop=p.hop, max_windows=p.max_windows
                     )
-                    if again is not None and (fit is None or again.evidence > fit.evidence):
+                    if (
+                        again is not None
+                        and _plausible(again)
+                        and (fit is None or again.evidence > fit.evidence)
+                    ):
                         fit = again
-            if fit is None:
+            if fit is None or (second_look and not _plausible(fit)):
                 return None
             # The windows follow the loudest arrival; the answer is the first one.
             moved = direct_sound(
@@ -262,7 +270,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     if not _accepted(_best(fits), p):
         # The band energies can miss a loud reverberant room altogether; the waveform may not.
         lines = waveform_lines(dance, bgm, max_lines=p.candidates + 1, pool=pool)
-        fits += lock_all(lines, hint_alone=False, wide=True)
+        fits += lock_all(lines, hint_alone=False, wide=True, second_look=True)
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
     if best is None or not _accepted(best, p):
@@ -464,6 +472,15 @@ def _best(fits: list[Fit]) -> Fit | None:
 
 def _accepted(fit: Fit | None, p: AlignParams) -> bool:
     return fit is not None and fit.hits >= p.min_windows and _confidence(fit) >= p.min_confidence
+
+
+def _plausible(fit: Fit) -> bool:
+    """Whether a line found by a second look (the wide lock, the waveform search) is held by a
+    share of the windows that chance does not give. Those searches try many lags or lines, so
+    in a long recording of another song a few windows agree with one of them by chance (8 of
+    448 in a 10-minute pair); a true line in a hard room holds most of them (two thirds and
+    more in the hardest rooms of the test kit)."""
+    return fit.hits >= _SECOND_LOOK_SHARE * fit.windows
 
 
 def _confidence(fit: Fit) -> float:
