@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
 from typing import TYPE_CHECKING, NoReturn, cast
 
 from sqlalchemy.orm import Session
 
 from .config import Settings
 from .db import Database, Upload, UploadStatus
-from .db.models import new_id, utcnow
 from .errors import ServiceError
 from .quota import check_room
-from .resumable import commit_offset, finish_resumable
+from .resumable import commit_offset, finish_resumable, receiving_upload
 from .storage import Storage
 from .stored import data_key
 from .tus_parts import multipart_id, start_parts
@@ -73,19 +71,13 @@ def start_direct(
         raise ServiceError("VALIDATION_ERROR", "a direct upload needs at least one byte")
     require_size_allowed(size, settings)
     check_room(session, settings, owner_id, size=size, files=1)
-    now = utcnow()
-    row = Upload(
-        id=new_id("upl"),
+    row = receiving_upload(
+        settings,
         owner_id=owner_id,
         filename=filename,
         content_type=content_type,
         size=size,
-        offset=0,
-        status=UploadStatus.RECEIVING.value,
-        tus_metadata={"direct": True},
-        created_at=now,
-        updated_at=now,
-        expires_at=now + timedelta(hours=settings.tus_expiry_h),
+        metadata={"direct": True},
     )
     row.tus_metadata = {**(row.tus_metadata or {}), **start_parts(store, row.id)}
     session.add(row)

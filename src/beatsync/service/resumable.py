@@ -54,11 +54,39 @@ __all__ = [
     "create_resumable",
     "finish_resumable",
     "open_appender",
+    "receiving_upload",
 ]
 
 logger = logging.getLogger(__name__)
 
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
+
+
+def receiving_upload(
+    settings: Settings,
+    *,
+    owner_id: str,
+    filename: str,
+    content_type: str | None,
+    size: int,
+    metadata: dict[str, Any],
+) -> Upload:
+    """A new ``receiving`` upload row of ``size`` bytes, not yet added to a session; it expires
+    after ``tus_expiry_h`` unless bytes keep arriving."""
+    now = utcnow()
+    return Upload(
+        id=new_id("upl"),
+        owner_id=owner_id,
+        filename=filename,
+        content_type=content_type,
+        size=size,
+        offset=0,
+        status=UploadStatus.RECEIVING.value,
+        tus_metadata=metadata,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(hours=settings.tus_expiry_h),
+    )
 
 
 def create_resumable(
@@ -79,19 +107,13 @@ def create_resumable(
     require_size_allowed(length, settings)
     require_free_disk(settings)
     check_room(session, settings, owner_id, size=length, files=1)
-    now = utcnow()
-    row = Upload(
-        id=new_id("upl"),
+    row = receiving_upload(
+        settings,
         owner_id=owner_id,
         filename=filename,
         content_type=content_type,
         size=length,
-        offset=0,
-        status=UploadStatus.RECEIVING.value,
-        tus_metadata={"upload_metadata": metadata_header, "sha256": expected_sha256},
-        created_at=now,
-        updated_at=now,
-        expires_at=now + timedelta(hours=settings.tus_expiry_h),
+        metadata={"upload_metadata": metadata_header, "sha256": expected_sha256},
     )
     if settings.storage == "s3":
         row.tus_metadata = {**(row.tus_metadata or {}), **start_parts(storage, row.id)}
