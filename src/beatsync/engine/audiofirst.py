@@ -32,20 +32,13 @@ from .media.decode import decode_audio
 from .media.manifest import Manifest
 from .media.movtime import VideoTimeline, video_timeline
 from .media.probe import MediaInfo, VideoInfo, probe
+from .media.reference import decode_reference, reference_memory
 from .output.audiotrack import AAC_FRAME, AudioPlan, AudioTrack
 from .output.outfile import part_path, publish
 from .output.render import RenderedOutput, audio_plan
 from .output.videocopy import RunSelector, dts_of, pts_of, run_end, scan_keyframe
-from .pipeline import (
-    ProgressCallback,
-    SyncOptions,
-    SyncResult,
-    _decode_reference,
-    _Progress,
-    _reference_memory,
-    align_step,
-    write_artifacts,
-)
+from .pipeline import SyncOptions, SyncResult, align_step, write_artifacts
+from .progress import Progress, ProgressCallback
 
 if TYPE_CHECKING:
     from .output.videocopy import Packet
@@ -286,7 +279,7 @@ def sync_audio_first(
         raise OptionsError("reencode does not apply to an audio-first job: the client copies")
     if opts.start is not None and opts.end is not None and opts.end <= opts.start:
         raise OptionsError(f"--end ({opts.end}) must be after --start ({opts.start})")
-    progress = _Progress(on_progress)
+    progress = Progress(on_progress)
     out_path = Path(out)
     with progress.stage("probe", "reading the files"):
         tl = video_timeline(manifest.video, manifest.movie_timescale)
@@ -295,12 +288,12 @@ def sync_audio_first(
     with contextlib.ExitStack() as stack:
         # The reference's own samples are kept while it is decoded, as the server path keeps
         # them, so the track is made from the very same numbers.
-        decoded = _reference_memory(bgm_info)
+        decoded = reference_memory(bgm_info)
         if decoded is not None:
             stack.callback(decoded.close)
         with progress.stage("decode", "decoding the audio"):
             dance_audio = decode_audio(dance.path)
-            bgm_audio, collected = _decode_reference(bgm_info.path, decoded)
+            bgm_audio, collected = decode_reference(bgm_info.path, decoded)
         reference = None
         if decoded is not None and collected is not None:
             decoded.span, reference = collected, decoded

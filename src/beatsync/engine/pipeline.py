@@ -8,9 +8,6 @@ import functools
 import importlib
 import logging
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,12 +15,13 @@ from typing import TYPE_CHECKING
 from .cut.trim import find_cut
 from .errors import BeatSyncError, OptionsError, ProcessingError
 from .mapping import Mapping
-from .media.audiosource import DecodedStream
 from .media.decode import Audio, decode_audio
-from .media.forked import ForkedCall, can_fork
-from .media.probe import MediaInfo, probe
+from .media.forked import ForkedCall
+from .media.probe import probe
+from .media.reference import decode_reference, reference_memory
 from .output.render import RenderParams, render, start_audio
 from .piece import Piece
+from .progress import STAGES, Progress, ProgressCallback
 from .result import StageTiming, SyncResult
 
 if TYPE_CHECKING:
@@ -32,11 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["STAGES", "ProgressCallback", "StageTiming", "SyncOptions", "SyncResult", "sync"]
 
 log = logging.getLogger(__name__)
-
-STAGES = ("probe", "decode", "align", "trim", "render", "done")
-
-ProgressCallback = Callable[[str, float, str], None]
-"""``(stage, fraction, message)``; ``fraction`` is overall progress in [0, 1], never decreasing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,42 +53,6 @@ class SyncOptions:
     end: float | None = None
     trim: bool = True
     render: RenderParams = field(default_factory=RenderParams)
-
-
-# Where each stage starts on the overall progress scale; render takes the largest share.
-_STAGE_START = {
-    "probe": 0.0,
-    "decode": 0.04,
-    "align": 0.2,
-    "trim": 0.45,
-    "render": 0.5,
-    "done": 1.0,
-}
-
-
-class _Progress:
-    """Turns stage-local fractions into one overall fraction that never goes backwards."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
-        self._last = 0.0
-        self.timings: list[StageTiming] = []
-
-    def report(self, stage: str, local: float, message: str) -> None:
-        names = list(_STAGE_START)
-        lo = _STAGE_START[stage]
-        hi = _STAGE_START[names[min(names.index(stage) + 1, len(names) - 1)]]
-        overall = max(self._last, min(1.0, lo + (hi - lo) * min(max(local, 0.0), 1.0)))
-        self._last = overall
-        if self._callback is not None:
-            self._callback(stage, overall, message)
-
-    @contextmanager
-    def stage(self, name: str, message: str) -> Iterator[None]:
-        self.report(name, 0.0, message)
-        began = time.perf_counter()
-        yield
-        self.timings.append(StageTiming(name, round(time.perf_counter() - began, 4)))
 
 
 def sync(
@@ -141,7 +98,7 @@ def sync(
     opts = options or SyncOptions()
     if opts.start is not None and opts.end is not None and opts.end <= opts.start:
         raise OptionsError(f"--end ({opts.end}) must be after --start ({opts.start})")
-    progress = _Progress(on_progress)
+    progress = Progress(on_progress)
     out_path = Path(out)
     with contextlib.ExitStack() as stack:
         with progress.stage("probe", "reading the files"):
@@ -151,12 +108,10 @@ def sync(
             # other core, from now on. In the same pass the child keeps the reference's own
             # samples in shared memory: the render reads them instead of decoding the file
             # again on its busiest cores.
-            decoded = _reference_memory(bgm_info)
+            decoded = reference_memory(bgm_info)
             if decoded is not None:
                 stack.callback(decoded.close)
-            bgm_decoding = stack.enter_context(
-                ForkedCall(_decode_reference, bgm_info.path, decoded)
-            )
+            bgm_decoding = stack.enter_context(ForkedCall(decode_reference, bgm_info.path, decoded))
             dance_info = probe(dance, require_video=True, require_audio=True)
         with progress.stage("decode", "decoding the audio"):
             dance_audio = decode_audio(dance_info.path)
@@ -303,20 +258,3 @@ def _write_artifacts(
 def _remove(paths: list[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
-
-
-def _reference_memory(info: MediaInfo) -> DecodedStream | None:
-    """Shared memory for the reference's own samples, when a child will decode it and the
-    stream is short enough to hold."""
-    if info.audio is None or not can_fork():
-        return None
-    return DecodedStream.for_stream(info.path, info.audio, info.duration)
-
-
-def _decode_reference(
-    path: str, decoded: DecodedStream | None
-) -> tuple[Audio, tuple[int, int] | None]:
-    """The reference at the analysis rate, and the span of its own samples kept in ``decoded``."""
-    if decoded is None:
-        return decode_audio(path), None
-    return decode_audio(path, on_frame=decoded.collect), decoded.collected

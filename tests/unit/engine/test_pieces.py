@@ -12,8 +12,8 @@ import scipy.signal
 from numpy.typing import NDArray
 
 from beatsync.engine import Audio, Mapping, align_signals
-from beatsync.engine.alignment.fine import Signals
 from beatsync.engine.alignment.seam import find_seam
+from beatsync.engine.alignment.signals import Signals
 from beatsync.engine.piece import Piece, bgm_times, piece_at
 from beatsync.testkit.music import load_track, play, repeat_section
 from beatsync.testkit.room import impulse_response, pink_noise, reverberate

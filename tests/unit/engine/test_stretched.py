@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from beatsync.engine.alignment.fine import Signals, _cubic_resample, stretched
+from beatsync.engine.alignment.signals import Signals, cubic_resample, stretched
 from beatsync.engine.media.decode import Audio
 
 RATE = 16_000
@@ -19,7 +19,7 @@ def _signals(seconds: float) -> Signals:
 def test_resampling_follows_the_interpolation_formula() -> None:
     x = np.random.default_rng(6).standard_normal(1000).astype(np.float32)
     ratio = 1.25
-    out = _cubic_resample(x, ratio)
+    out = cubic_resample(x, ratio)
     assert len(out) == 1250
     xp = np.pad(x, (2, 3)).astype(np.float64)
     for k in (0, 1, 17, 600, 1249):
@@ -36,10 +36,10 @@ def test_resampling_follows_the_interpolation_formula() -> None:
 def test_spans_are_made_exactly_as_in_the_whole_and_nothing_else() -> None:
     x = np.random.default_rng(7).standard_normal(70 * RATE).astype(np.float32)
     for ratio in (0.8, 1.251, 1.35):
-        whole = _cubic_resample(x, ratio)
+        whole = cubic_resample(x, ratio)
         spans = np.array([[-5, 4000], [100_000, 300_000], [290_000, 310_000],
                           [len(whole) - 7000, len(whole) + 50]])  # fmt: skip
-        part = _cubic_resample(x, ratio, spans=spans)
+        part = cubic_resample(x, ratio, spans=spans)
         inside = np.zeros(len(whole), dtype=bool)
         for lo, hi in spans:
             inside[max(lo, 0) : hi] = True

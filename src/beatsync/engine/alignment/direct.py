@@ -16,9 +16,10 @@ from dataclasses import replace
 import numpy as np
 
 from ..mapping import Mapping
-from .fine import MIN_RUN, Fit, Signals, WindowTrack, frame_track, measure
+from .fine import MIN_RUN, Fit, WindowTrack, frame_track, measure
 from .gcc import earliest_arrival
 from .linefit import AGREE_PROMINENCE, fit_line
+from .signals import Signals
 
 __all__ = ["direct_sound"]
 

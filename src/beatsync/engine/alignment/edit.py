@@ -12,9 +12,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..piece import Piece
-from .fine import Fit, Signals, WindowTrack
+from .fine import Fit, WindowTrack
 from .pieces import Stretch, join_stretches
 from .presence import music_span
+from .signals import Signals
 from .span import EdgeEvidence, MusicSpan
 
 __all__ = ["Edit", "assemble", "finish"]

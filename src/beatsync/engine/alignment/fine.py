@@ -3,64 +3,39 @@
 A slope scan on one-second windows brings the line's slope within a few hundredths of a percent;
 two-second windows of frame-averaged GCC-PHAT then measure each window's lag to a fraction of a
 sample, and a robust fit turns them into the mapping. A resampled change of speed is undone by
-resampling the dance signal once per 0.1 % of speed; clock drift is followed frame by frame.
-
-A tempo change with the pitch kept is no resampled copy: the stretcher lays short grains of the
-song, each at its own pitch and speed, along the new time line. The dance signal is then left as
-it is and the reference's frames follow the mapping (``step`` = scale), and the frames are kept
-short, so the grains in one frame, whose lags fan out by (scale − 1) × their distance from its
-centre, stay within a few milliseconds of one another.
+resampling the dance signal (:mod:`.signals`); clock drift is followed frame by frame. A
+tempo change with the pitch kept is read from short frames' own peaks instead (:mod:`.kept`).
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..mapping import Mapping
-from ..media.decode import Audio
-from .gcc import FrameTrack, GccResult, frame_peaks, window_lags
+from .gcc import FrameTrack, window_lags
+from .kept import KEPT_AGREE, KEPT_FIRST_REACH, KEPT_REACH, kept_frame, kept_lags
 from .linefit import AGREE_PROMINENCE, fit_line
 from .search import Line
+from .signals import Signals, stretch_key, stretched, stretched_length
 
 __all__ = [
     "MIN_RUN",
     "Fit",
-    "Signals",
     "WindowTrack",
     "assess",
     "frame_track",
-    "kept_agreement",
-    "kept_frame",
     "measure",
     "measure_mapping",
     "refine",
-    "stretched",
 ]
 
-_STRETCH_GRID = 0.001
 # Slopes closer to 1 than this are clock drift (phones stay within a few hundred ppm).
 _DRIFT_ONLY = 0.0015
 # Agreeing windows must come at least this many together to count as music.
 MIN_RUN = 4
-# Clock drift (and the slope trials around it) stays within this of 1: no resampling needed.
-_NO_STRETCH = 0.003
-_RESAMPLE_BLOCK = 1 << 18
-# Whole resamplings kept (a slope scan passes through a dozen speeds, each tens of megabytes
-# for a long class), and the share of one below which only the samples read are made.
-_HELD = 3
-_PARTIAL = 0.5
-# A pitch-kept mapping's frames are at least this long (samples)...
-_KEPT_SHORTEST = 1024
-# ... and a frame agrees with its window's line when its own lag is within this (s); the
-# reach (s) searched by the first pass after the coarse search and by the second.
-_KEPT_AGREE = 0.004
-_KEPT_FIRST_REACH = 0.032
-_KEPT_REACH = 0.016
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,113 +65,6 @@ class Fit:
     score: float
     hits: int
     windows: int
-
-
-@dataclass(slots=True)
-class Signals:
-    """Both recordings, and the dance signal resampled to the last few speeds used."""
-
-    dance: Audio
-    bgm: Audio
-    # Threads per FFT: all cores, or one while candidates are measured side by side (the
-    # transforms' own threads then only add waiting).
-    fft_workers: int = -1
-    stretched: dict[Fraction, NDArray[np.float32]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-def stretched(
-    signals: Signals, scale: float, *, spans: NDArray[np.int64] | None = None
-) -> tuple[NDArray[np.float32], float]:
-    """The dance signal resampled so one of its seconds spans about one reference second, and
-    the ratio used (a multiple of 0.1 %, so lines and slope trials share a few resamplings).
-
-    Only a change of speed needs it: clock drift, and what is left of the speed after the
-    resampling, is followed frame by frame. ``spans`` (rows of first and end sample of the
-    result) are the only samples the caller reads: when they cover little of it (a slope
-    trial's few windows), only they are made, the rest is zero, and nothing is kept. Whole
-    resamplings are kept for the last ``_HELD`` speeds.
-    """
-    key = _stretch_key(scale)
-    if key is None:
-        return signals.dance.samples, 1.0
-    with signals.lock:
-        held = signals.stretched.pop(key, None)
-        if held is not None:
-            signals.stretched[key] = held  # the most recently used goes last
-            return held, float(key)
-    length = _stretched_length(signals, key)
-    if spans is not None and int((spans[:, 1] - spans[:, 0]).sum()) < _PARTIAL * length:
-        return _cubic_resample(signals.dance.samples, float(key), spans=spans), float(key)
-    whole = _cubic_resample(signals.dance.samples, float(key))
-    with signals.lock:
-        signals.stretched[key] = whole
-        while len(signals.stretched) > _HELD:
-            del signals.stretched[next(iter(signals.stretched))]
-    return whole, float(key)
-
-
-def _stretch_key(scale: float) -> Fraction | None:
-    """The resampling ratio ``scale`` is measured at, ``None`` for none."""
-    if abs(scale - 1.0) < _NO_STRETCH:
-        return None
-    ratio = round(scale / _STRETCH_GRID) * _STRETCH_GRID
-    return Fraction(ratio).limit_denominator(10_000)
-
-
-def _stretched_length(signals: Signals, key: Fraction | None) -> int:
-    n = len(signals.dance.samples)
-    return n if key is None else int(n * float(key))
-
-
-def _cubic_resample(
-    x: NDArray[np.float32], ratio: float, *, spans: NDArray[np.int64] | None = None
-) -> NDArray[np.float32]:
-    """``out[k] = x(k / ratio)`` by Catmull-Rom interpolation (phase-true, mild treble loss),
-    in blocks so the temporaries stay small; only within ``spans`` (rows of first and end
-    output sample) when given, zero elsewhere."""
-    n = int(len(x) * ratio)
-    if spans is None:
-        out = np.empty(n, dtype=np.float32)
-        spans = np.array([[0, n]], dtype=np.int64)
-    else:
-        out = np.zeros(n, dtype=np.float32)
-    for lo, hi in _merged(spans, n):
-        for first in range(lo, hi, _RESAMPLE_BLOCK):
-            pos = np.arange(first, min(first + _RESAMPLE_BLOCK, hi), dtype=np.float64) / ratio
-            i = np.floor(pos).astype(np.int64)
-            f = (pos - i).astype(np.float32)
-            # Taps x[i − 1 … i + 2], zero beyond the signal's ends.
-            i0 = int(i[0])
-            taps = _segment(x, i0 - 1, int(i[-1]) + 3)
-            j = i - i0
-            p0, p1, p2, p3 = taps[j], taps[j + 1], taps[j + 2], taps[j + 3]
-            out[first : first + len(pos)] = p1 + 0.5 * f * (
-                p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0))
-            )
-    return out
-
-
-def _segment(x: NDArray[np.float32], lo: int, hi: int) -> NDArray[np.float32]:
-    """``x[lo:hi]`` with zeros where the range passes the signal's ends."""
-    out = np.zeros(hi - lo, dtype=np.float32)
-    a, b = max(lo, 0), min(hi, len(x))
-    if a < b:
-        out[a - lo : b - lo] = x[a:b]
-    return out
-
-
-def _merged(spans: NDArray[np.int64], n: int) -> list[tuple[int, int]]:
-    """Sorted, clipped to [0, n) and overlapping spans merged."""
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted((max(int(a), 0), min(int(b), n)) for a, b in spans):
-        if lo >= hi:
-            continue
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
 
 
 def frame_track(
@@ -233,17 +101,17 @@ def measure(
 
     Windows of ``window`` seconds every ``hop`` seconds (spread further apart if there would be
     more than ``max_windows``) that the mapping puts wholly inside the reference. ``frame``
-    (samples) is shortened for a pitch-kept mapping (:func:`kept_frame`).
+    (samples) is shortened for a pitch-kept mapping (:func:`~.kept.kept_frame`).
     """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
     if mapping.pitch_kept:
         frame = kept_frame(mapping.scale, rate, frame, search)
     frame_hop = frame // 4
-    key = None if mapping.pitch_kept else _stretch_key(mapping.scale)
+    key = None if mapping.pitch_kept else stretch_key(mapping.scale)
     stretch = 1.0 if key is None else float(key)
     track = _track(signals, mapping, stretch, frame=frame, hop=frame_hop)
-    n_frames = track.frame_count(_stretched_length(signals, key))
+    n_frames = track.frame_count(stretched_length(signals, key))
     every = max(1, round(hop * rate / frame_hop))
     width = max(1, round((window * rate - frame) / frame_hop) + 1)
     if window > hop and abs(window / hop - round(window / hop)) < 1e-6:
@@ -267,7 +135,7 @@ def measure(
         first = starts * frame_hop
         x, _ = stretched(signals, mapping.scale, spans=np.stack([first, first + span], axis=1))
     if mapping.pitch_kept:
-        result = _kept_lags(x, bgm.samples, track, starts, width, rate, search, signals.fft_workers)
+        result = kept_lags(x, bgm.samples, track, starts, width, rate, search, signals.fft_workers)
     else:
         result = window_lags(
             x, bgm.samples, track, starts, width, rate=rate, search=search,
@@ -276,74 +144,6 @@ def measure(
     centres = dance.start + (starts * frame_hop + span / 2) / rate / stretch
     matched = mapping.offset + mapping.scale * centres + result.lag
     return centres, matched, result.strength, result.prominence
-
-
-def kept_frame(scale: float, rate: int, longest: int, search: float) -> int:
-    """Frame length (samples, a power of two) for a pitch-kept mapping: four times the reach
-    of ``search`` seconds (a frame's own peak is sought within a quarter frame, where the
-    windows still overlap well), at least ``_KEPT_SHORTEST`` and at most ``longest``.
-
-    Short frames matter: the grains in one frame fan out in lag by (scale − 1) × their
-    distance from its centre.
-    """
-    wanted = max(float(_KEPT_SHORTEST), 4.0 * search * rate)
-    length = min(float(longest), 2.0 ** np.ceil(np.log2(wanted)))
-    return int(length)
-
-
-def _kept_lags(
-    x: NDArray[np.float32],
-    y: NDArray[np.float32],
-    track: FrameTrack,
-    starts: NDArray[np.int64],
-    width: int,
-    rate: int,
-    search: float,
-    workers: int,
-) -> GccResult:
-    """Window lags of pitch-kept audio from its frames' own peaks.
-
-    A window's lag is the mean of its frames' lags within ``_KEPT_AGREE`` of their median (the
-    grains scatter a few milliseconds about the line, both ways); its prominence is how far the
-    count of those frames stands above what frames of unrelated sound, their lags spread evenly
-    over the search, would give (in standard deviations); its strength is their share.
-    """
-    # Only the frames the windows cover: a slope trial spreads a few windows over the clip.
-    needed = np.unique((starts[:, None] + np.arange(width)[None, :]).ravel())
-    found, seen = frame_peaks(x, y, track, needed, rate=rate, search=search, workers=workers)
-    first, last = int(needed[0]), int(needed[-1]) + 1
-    lag, height = np.zeros(last - first), np.zeros(last - first)
-    lag[needed - first], height[needed - first] = found, seen
-    reach = min(search, track.frame // 4 / rate)
-    chance = min(1.0, _KEPT_AGREE / reach)
-    out_lag, strength, prominence = (np.zeros(len(starts)) for _ in range(3))
-    for i, s in enumerate(starts):
-        lags = lag[s - first : s - first + width]
-        heard = height[s - first : s - first + width] > 0
-        n = int(heard.sum())
-        if n < 4:
-            continue
-        centre = float(np.median(lags[heard]))
-        near = heard & (np.abs(lags - centre) <= _KEPT_AGREE)
-        agree = int(near.sum())
-        out_lag[i] = float(lags[near].mean()) if agree else centre
-        strength[i] = agree / n
-        expected = n * chance
-        prominence[i] = (agree - expected) / np.sqrt(max(expected * (1.0 - chance), 1.0))
-    return GccResult(out_lag, strength, prominence)
-
-
-def kept_agreement(
-    x: NDArray[np.float32], y: NDArray[np.float32], track: FrameTrack, count: int, *, rate: int
-) -> NDArray[np.float64]:
-    """Per frame of a pitch-kept mapping, how well it matches, about 0 without music: its own
-    peak's height when its lag is within ``_KEPT_AGREE`` of the line, else minus that height
-    times the odds of such a chance agreement (a stretcher's grains agree in lag, not in phase,
-    so :func:`~.gcc.frame_agreement` does not apply)."""
-    lag, height = frame_peaks(x, y, track, np.arange(count), rate=rate, search=_KEPT_REACH)
-    chance = min(0.5, _KEPT_AGREE / min(_KEPT_REACH, track.frame // 4 / rate))
-    agreed = np.abs(lag) <= _KEPT_AGREE
-    return np.where(agreed, height, -height * chance / (1.0 - chance))
 
 
 def refine(
@@ -373,7 +173,7 @@ def refine(
         if mapping.pitch_kept:
             # Short frames (their reach shrinks with them) and windows twice as long: a
             # stretcher's grains agree only one frame at a time, not in phase.
-            reach, span = (_KEPT_FIRST_REACH if gate > 0.05 else _KEPT_REACH), 2.0 * window
+            reach, span = (KEPT_FIRST_REACH if gate > 0.05 else KEPT_REACH), 2.0 * window
         t, beta, strength, measured = measure(
             signals, mapping, window=span, hop=hop, max_windows=max_windows, search=reach
         )
@@ -392,7 +192,7 @@ def refine(
             return fit
         if mapping.pitch_kept:
             # Where the music is found is judged afresh under the new line, over every window.
-            near = np.abs(beta - mapping.bgm_time_array(t)) <= _KEPT_AGREE
+            near = np.abs(beta - mapping.bgm_time_array(t)) <= KEPT_AGREE
             wider = _in_runs(near & (measured >= AGREE_PROMINENCE))
             agreed = t[wider | fit.track.inlier]
         region = (float(agreed.min()) - window, float(agreed.max()) + window)

@@ -23,10 +23,11 @@ from ..mapping import Mapping
 from ..media.decode import Audio
 from ..piece import Piece
 from .features import FEATURE_RATE
-from .fine import Fit, Signals, assess, measure
+from .fine import Fit, assess, measure
 from .linefit import AGREE_PROMINENCE, fit_line
 from .seam import find_seam
 from .search import coarse_lines
+from .signals import Signals
 
 __all__ = ["MAX_PIECES", "MIN_PIECE_S", "Stretch", "find_stretches", "join_stretches"]
 

@@ -20,8 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..mapping import Mapping
-from .fine import Fit, Signals, frame_track, kept_agreement
+from .fine import Fit, frame_track
 from .gcc import frame_agreement
+from .kept import kept_agreement
+from .signals import Signals
 from .span import EDGE_SLACK_S, EdgeEvidence, MusicSpan
 
 __all__ = ["band_power", "music_edges", "music_span"]

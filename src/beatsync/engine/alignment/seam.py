@@ -26,8 +26,9 @@ from numpy.typing import NDArray
 
 from ..mapping import Mapping
 from ..media.decode import Audio
-from .fine import Signals, frame_track
+from .fine import frame_track
 from .gcc import frame_agreement
+from .signals import Signals
 
 __all__ = ["find_seam"]
 

@@ -11,9 +11,10 @@ on (to 2 ms) is the one the fine stage starts from.
 from __future__ import annotations
 
 from ..mapping import Mapping
-from .fine import Signals, measure
+from .fine import measure
 from .linefit import fit_line
 from .search import Line
+from .signals import Signals
 
 __all__ = ["wide_lock"]
 
