@@ -1,8 +1,10 @@
-// The app shell: a session token early (so "my jobs" are there at once); the trips to the
+// The app shell: the scratch files a crashed run left deleted; a session token early (so
+// "my jobs" are there at once); the trips to the
 // background and the network's return told to whatever is uploading; a new version of the
 // mini-program applied when WeChat has downloaded it (the update manager).
 
 const api = require("./utils/api.js");
+const audiofirst = require("./utils/audiofirst.js");
 const background = require("./utils/background.js");
 
 function watchUpdates() {
@@ -24,6 +26,9 @@ function watchUpdates() {
 
 App({
   onLaunch() {
+    audiofirst.cleanScratch().catch(() => {
+      // Left for the next launch.
+    });
     watchUpdates();
     if (typeof wx.onNetworkStatusChange === "function") {
       wx.onNetworkStatusChange((status) => background.network(status));

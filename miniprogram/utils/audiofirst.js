@@ -66,6 +66,32 @@ async function removeQuietly(filePath) {
   }
 }
 
+/**
+ * Delete what an earlier run left in the mini-program's scratch folder (an M4A, an assembled
+ * result: a crash or a kill between writing and deleting leaves them, counted against the
+ * 200 MB). Only that folder is touched: other user files are not this code's. Called at launch,
+ * before anything is written there.
+ * @returns {Promise<number>} files deleted
+ */
+async function cleanScratch() {
+  let names;
+  try {
+    ({ files: names } = await fsCall("readdir", { dirPath: userDir() }));
+  } catch (error) {
+    return 0; // No folder yet.
+  }
+  let deleted = 0;
+  for (const name of names || []) {
+    try {
+      await fsCall("unlink", { filePath: `${userDir()}/${name}` });
+      deleted += 1;
+    } catch (error) {
+      // Not a file, or gone already.
+    }
+  }
+  return deleted;
+}
+
 let screenHolders = 0;
 
 /** Keep the screen on while `work` runs (uploads and an assembly take minutes; both at once). */
@@ -184,6 +210,7 @@ module.exports = {
   QUOTA_BYTES,
   answerFrames,
   assembleResult,
+  cleanScratch,
   jobFields,
   keepingScreenOn,
   prepare,

@@ -140,16 +140,16 @@ function fromResponse(response) {
   return new ApiError(response.statusCode, code, message, { body });
 }
 
-// WeChat's unified error numbers (`errno` of a fail result, PublicErrno in its documentation):
-// seven digits, the first two the API's category, for the failures the phone must tell apart.
-// errMsg texts differ between Android, iOS and versions, so they are only a fallback.
+// WeChat's unified error numbers (`errno` of a fail result): seven digits, the first two the
+// API's category, for the failures the phone must tell apart; 1300202 is the file system's
+// "storage or file size limit exceeded". A download over 200 MB has no documented errno: it is
+// known by its size before the download, and by its text. errMsg texts differ between Android,
+// iOS and versions, so they are only a fallback.
 const ERRNO = {
   TIMEOUT: 5,
   AUTH_DENY: 103,
   PRIVACY_NOT_AUTHORIZED: 104,
   PRIVACY_NOT_DECLARED: 112,
-  TOO_MANY_TASKS: 600009,
-  DOWNLOAD_TOO_LARGE: 603300,
   NO_SUCH_FILE: 1300002,
   STORAGE_FULL: 1300202,
 };
@@ -166,10 +166,6 @@ function failureCode(failure) {
     case ERRNO.PRIVACY_NOT_AUTHORIZED:
     case ERRNO.PRIVACY_NOT_DECLARED:
       return "PRIVACY_DENIED";
-    case ERRNO.TOO_MANY_TASKS:
-      return "NETWORK";
-    case ERRNO.DOWNLOAD_TOO_LARGE:
-      return "DOWNLOAD_TOO_LARGE";
     case ERRNO.NO_SUCH_FILE:
       return "FILE_READ_FAILED";
     case ERRNO.STORAGE_FULL:

@@ -1,9 +1,10 @@
 // A `wx` for component and page tests: requests go to a FakeService (asynchronously, like the
 // real thing), files live in memory, pickers and dialogs answer what the test set, and every
 // call the mini-program makes is recorded for the test to check. WeChat's limits hold here as
-// on a phone (wx-rules.js): reads over 100 MB, downloads over 200 MB, an 11th request at once,
-// a request past its timeout, user files past 200 MB, sharing outside a tap and calls the user
-// has not agreed to in the privacy guide all fail with WeChat's errMsg and errno.
+// on a phone (wx-rules.js): reads over 100 MB, downloads over 200 MB, a request past its
+// timeout, user files past 200 MB, sharing outside a tap and calls the user has not agreed to
+// in the privacy guide all fail with WeChat's errMsg and errno; an 11th request at once waits
+// until one of the ten ends.
 
 const { FakeService } = require("./fake-service.js");
 const { LIMITS, PRIVACY_APIS, USER_DATA_PATH, fail } = require("./wx-rules.js");
@@ -152,6 +153,7 @@ function createFakeWx(options) {
     privacy: opts.privacy || "agreed",
     privacyHandler: null,
     inFlight: 0,
+    waiting: [],
     keepScreenOn: false,
     networkHandlers: [],
     gesture: false,
@@ -175,6 +177,22 @@ function createFakeWx(options) {
       if (options.complete) options.complete(result);
       if (settle) settle();
     });
+  }
+
+  // At most ten requests and downloads run at once; more wait, in order, for a free slot.
+  function startTask(run) {
+    if (state.inFlight < limits.concurrentRequests) {
+      state.inFlight += 1;
+      run();
+    } else {
+      state.waiting.push(run);
+    }
+  }
+
+  function finishTask() {
+    const next = state.waiting.shift();
+    if (next) next();
+    else state.inFlight -= 1;
   }
 
   function isUserFile(path) {
@@ -311,6 +329,19 @@ function createFakeWx(options) {
       record("mkdir", { dirPath: options.dirPath });
       answer(null, {}, options);
     },
+    readdir(options) {
+      record("readdir", { dirPath: options.dirPath });
+      const prefix = `${String(options.dirPath).replace(/\/+$/, "")}/`;
+      const names = new Set();
+      for (const name of files.keys()) {
+        if (name.startsWith(prefix)) names.add(name.slice(prefix.length).split("/")[0]);
+      }
+      answer(
+        null,
+        names.size ? { files: Array.from(names) } : fail.noSuchFile("readdir", options.dirPath),
+        options,
+      );
+    },
   };
 
   function fileStats(size) {
@@ -353,11 +384,14 @@ function createFakeWx(options) {
         timeout: options.timeout,
       });
       let done = false;
+      let running = false;
+      let timer = null;
       const settle = (fn, result) => {
         if (done) return;
         done = true;
-        state.inFlight -= 1;
         clearTimeout(timer);
+        if (running) finishTask();
+        else state.waiting = state.waiting.filter((start) => start !== run);
         if (fn) fn(result);
       };
       const task = {
@@ -365,15 +399,13 @@ function createFakeWx(options) {
           later(() => settle(options.fail, { errMsg: "request:fail abort" }));
         },
       };
-      if (state.inFlight >= limits.concurrentRequests) {
-        done = true;
-        later(() => options.fail && options.fail(fail.tooManyTasks("request")));
-        return task;
-      }
-      state.inFlight += 1;
-      const timeoutMs = Math.min(options.timeout || limits.requestTimeoutMs, limits.requestTimeoutMs);
-      const timer = setTimeout(() => settle(options.fail, fail.timeout("request")), timeoutMs * timeScale);
-      later(() => {
+      const run = () => {
+        running = true;
+        const timeoutMs = Math.min(options.timeout || limits.requestTimeoutMs, limits.requestTimeoutMs);
+        timer = setTimeout(() => settle(options.fail, fail.timeout("request")), timeoutMs * timeScale);
+        later(() => serve());
+      };
+      const serve = () => {
         if (done) return;
         const method = options.method || "GET";
         if (answers.stall && answers.stall(options.url, method)) return;
@@ -396,7 +428,8 @@ function createFakeWx(options) {
           }
         }
         settle(options.success, { statusCode: outcome.statusCode, header: outcome.header, data });
-      });
+      };
+      startTask(run);
       return task;
     },
     connectSocket(options) {
@@ -461,27 +494,24 @@ function createFakeWx(options) {
       downloads += 1;
       const progress = [];
       const task = { onProgressUpdate: (fn) => progress.push(fn) };
-      if (state.inFlight >= limits.concurrentRequests) {
-        later(() => options.fail && options.fail(fail.tooManyTasks("downloadFile")));
-        return task;
-      }
-      state.inFlight += 1;
       const served = fake.served.get(options.url.replace(/^https?:\/\/[^/]+/, ""));
       const size = served ? served.length : answers.downloadBytes;
       const path = `wxfile://tmp/download-${downloads}.mp4`;
-      later(() => {
-        state.inFlight -= 1;
-        if (size > limits.downloadFileBytes) {
-          answer(null, fail.downloadTooLarge(), options);
-          return;
-        }
-        progress.forEach((fn) =>
-          fn({ progress: 100, totalBytesWritten: size, totalBytesExpectedToWrite: size }),
-        );
-        // Temporary files are not the mini-program's own: they do not count against its quota.
-        files.set(path, served || Buffer.alloc(Math.min(size, 1024)));
-        answer(null, { statusCode: 200, tempFilePath: path }, options);
-      });
+      startTask(() =>
+        later(() => {
+          finishTask();
+          if (size > limits.downloadFileBytes) {
+            answer(null, fail.downloadTooLarge(), options);
+            return;
+          }
+          progress.forEach((fn) =>
+            fn({ progress: 100, totalBytesWritten: size, totalBytesExpectedToWrite: size }),
+          );
+          // Temporary files are not the mini-program's own: they do not count against its quota.
+          files.set(path, served || Buffer.alloc(Math.min(size, 1024)));
+          answer(null, { statusCode: 200, tempFilePath: path }, options);
+        }),
+      );
       return task;
     },
     saveVideoToPhotosAlbum(options) {

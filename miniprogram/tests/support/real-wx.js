@@ -372,6 +372,15 @@ function createRealWx(options) {
         return {};
       });
     },
+    readdir(options) {
+      fdCall("readdir", options, () => {
+        try {
+          return { files: fs.readdirSync(options.dirPath) };
+        } catch (error) {
+          throw Object.assign(error, { wx: fail.noSuchFile("readdir", options.dirPath) });
+        }
+      });
+    },
     mkdir(options) {
       fdCall("mkdir", options, () => {
         fs.mkdirSync(options.dirPath, { recursive: Boolean(options.recursive) });

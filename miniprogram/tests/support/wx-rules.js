@@ -3,13 +3,17 @@
 // taken from the mini-program's code, so a client that breaks a rule fails its tests.
 //
 // - Limits: FileSystemManager.readFile reads at most 100 MB at once; wx.downloadFile refuses a
-//   file over 200 MB; at most 10 wx.request/uploadFile/downloadFile run at once; a request ends
-//   after networkTimeout.request, 60 s at most; files a mini-program writes itself live under
-//   wx.env.USER_DATA_PATH, 200 MB in all (temporary files from APIs are not counted).
-// - Failures carry `errMsg` ("<api>:fail <reason>") and, where WeChat has one, the unified
-//   `errno` (https://developers.weixin.qq.com/miniprogram/dev/framework/usability/PublicErrno.html):
-//   7 digits, category first (06 network, 13 files), with a few short general ones (5 timeout,
-//   103 refused by the user, 104 privacy not authorized, 112 privacy scope not declared).
+//   file over 200 MB; at most 10 wx.request/uploadFile/downloadFile run at once, and more wait
+//   in a queue until one ends (they are not refused); a request ends after
+//   networkTimeout.request, 60 s at most; files a mini-program writes itself live under
+//   wx.env.USER_DATA_PATH, 200 MB in all (temporary files from APIs, MediaContainer.export's
+//   among them, are not counted).
+// - Failures carry `errMsg` ("<api>:fail <reason>") and, where WeChat documents one, the unified
+//   `errno`: 7 digits, category first (06 network, 13 files), with a few short general ones
+//   (5 timeout, 103 refused by the user, 104 privacy not authorized, 112 privacy scope not
+//   declared). The file system's are those of its FileError table; a file over readFile's
+//   100 MB is its 1300202 ("the file size limit, 100M, or the storage, is exceeded"). No errno
+//   is documented for a download over 200 MB, so that failure carries none.
 
 const MB = 1024 * 1024;
 
@@ -28,13 +32,10 @@ const ERRNO = Object.freeze({
   AUTH_DENY: 103,
   PRIVACY_NOT_AUTHORIZED: 104,
   PRIVACY_NOT_DECLARED: 112,
-  NETWORK: 600001,
-  TOO_MANY_TASKS: 600009,
-  DOWNLOAD_TOO_LARGE: 603300,
+  NETWORK_INTERRUPTED: 600003,
   NO_SUCH_FILE: 1300002,
   BAD_FD: 1300009,
   STORAGE_FULL: 1300202,
-  READ_TOO_LARGE: 1301006,
 });
 
 /** The fail result of `api` for `reason`, with its errno when WeChat gives one. */
@@ -46,11 +47,10 @@ function failure(api, reason, errno) {
 
 const fail = {
   timeout: (api) => failure(api, "timeout", ERRNO.TIMEOUT),
-  tooManyTasks: (api) => failure(api, "exceed max task count", ERRNO.TOO_MANY_TASKS),
-  network: (api) => failure(api, "network interrupted", ERRNO.NETWORK),
-  readTooLarge: (api) => failure(api, "the file size exceeds 100MB", ERRNO.READ_TOO_LARGE),
-  downloadTooLarge: () =>
-    failure("downloadFile", "exceed max file size", ERRNO.DOWNLOAD_TOO_LARGE),
+  network: (api) => failure(api, "network interrupted error", ERRNO.NETWORK_INTERRUPTED),
+  readTooLarge: (api) =>
+    failure(api, "the maximum size of the file storage limit is exceeded", ERRNO.STORAGE_FULL),
+  downloadTooLarge: () => failure("downloadFile", "exceed max file size"),
   noSuchFile: (api, path) =>
     failure(api, `no such file or directory "${path}"`, ERRNO.NO_SUCH_FILE),
   badFd: (api) => failure(api, "bad file descriptor", ERRNO.BAD_FD),

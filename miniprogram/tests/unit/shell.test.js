@@ -84,3 +84,28 @@ test("every main page has a share card", () => {
   }
   expect(appShare()).toEqual({ title: "舞蹈课视频配上干净的音乐，对得很准", path: "/pages/index/index" });
 });
+
+test("at launch the scratch files a crashed run left are deleted, and only those", async () => {
+  const fake = createFakeWx();
+  global.wx = fake.wx;
+  const { USER_DATA_PATH } = require("../support/wx-rules.js");
+  fake.addFile(`${USER_DATA_PATH}/beatsync/1700000000000-class.m4a`, Buffer.alloc(3000, 1));
+  fake.addFile(`${USER_DATA_PATH}/beatsync/job_abc.mp4`, Buffer.alloc(5000, 2));
+  fake.addFile(`${USER_DATA_PATH}/notes.txt`, Buffer.alloc(10, 3));
+  fake.addFile("wxfile://tmp/chosen.mp4", Buffer.alloc(100, 4));
+  expect(fake.userBytes()).toBe(8010);
+  launch();
+  for (let i = 0; i < 20 && fake.userBytes() > 10; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  expect(fake.userBytes()).toBe(10);
+  expect(fake.files.has(`${USER_DATA_PATH}/notes.txt`)).toBe(true);
+  expect(fake.files.has("wxfile://tmp/chosen.mp4")).toBe(true);
+});
+
+test("a launch with no scratch folder cleans nothing and fails nothing", async () => {
+  const fake = createFakeWx();
+  global.wx = fake.wx;
+  const audiofirst = require("../../utils/audiofirst.js");
+  await expect(audiofirst.cleanScratch()).resolves.toBe(0);
+});
