@@ -6,19 +6,29 @@
 //
 // WeChat gives a mini-program's own files (wx.env.USER_DATA_PATH) 200 MB in all; temporary
 // files from its APIs are not counted but cannot be written. So the assembled file must fit
-// in what is free of the 200 MB; when it cannot, the job is rendered by the service at 720p
-// instead (the video is uploaded then), and the page says which path ran.
+// in what is free of the 200 MB. When it cannot, WeChat's MediaContainer puts the whole class
+// video and a clean sound placed for the whole video (the job rendered again without a cut)
+// into a temporary file: any size, but not trimmed. Without MediaContainer the job is rendered
+// by the service at 720p instead (the video is uploaded then). The page says which path ran.
 
 const api = require("./api.js");
 const { call: wxCall } = require("./wxp.js");
 const { assembleToFile, extractAudioToFile } = require("./assemble-wx.js");
 const { canDecode, thumbnails } = require("./frames.js");
 const { download } = require("./album.js");
+const container = require("./container.js");
+const { localError } = require("./errors.js");
 
 const QUOTA_BYTES = 200 * 1024 * 1024;
 const DIR = "beatsync";
 const LOCAL_KEY = "beatsync.local.";
 const KEEP_MS = 3 * 24 * 3600 * 1000;
+const VARIANT_WAIT_MS = 10 * 60 * 1000;
+const FINISHED = ["succeeded", "failed", "canceled"];
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 function fs() {
   return wx.getFileSystemManager();
@@ -206,8 +216,58 @@ async function assembleResult(local, assembly, options) {
   });
 }
 
+/**
+ * The job again without a cut (an audio-first variant: the sound placed for the whole video),
+ * waited for, its frame requests answered from the local video.
+ */
+async function untrimmedVariant(job, local, options) {
+  const opts = options || {};
+  let variant =
+    job.options && job.options.trim === false ? job : await api.render(job.id, { trim: false });
+  remember(variant.id, local);
+  const answered = new Set();
+  const deadline = Date.now() + VARIANT_WAIT_MS;
+  while (FINISHED.indexOf(variant.status) < 0) {
+    if (Date.now() > deadline) throw localError("ASSEMBLE_FAILED", {});
+    if (variant.frames_request) await answerFrames(variant, local, answered).catch(() => false);
+    await sleep(opts.pollMs || 1000);
+    variant = await api.job(variant.id);
+  }
+  const assembly = variant.status === "succeeded" && variant.result && variant.result.assembly;
+  if (!assembly) throw localError("ASSEMBLE_FAILED", {});
+  return variant;
+}
+
+/**
+ * The result as the whole class video with the clean sound, written by MediaContainer to a
+ * temporary file (not counted against the 200 MB): for a result too large for the user files.
+ * Not trimmed: MediaContainer copies whole tracks only.
+ * @param {object} job the finished audio-first job
+ * @param {object} [options] onStage(text), pollMs
+ * @returns {Promise<{path: string, jobId: string}>} the temporary file, the variant it is of
+ */
+async function assembleWhole(job, local, options) {
+  const opts = options || {};
+  return keepingScreenOn(async () => {
+    if (opts.onStage) opts.onStage("variant");
+    const variant = await untrimmedVariant(job, local, opts);
+    const assembly = variant.result.assembly;
+    const whole =
+      assembly.first_sample === 0 &&
+      assembly.end_sample === local.manifest.video.sample_count &&
+      !(assembly.excluded_samples || []).length;
+    // A copy of part of the track would need a start sample MediaContainer cannot take.
+    if (!whole) throw localError("ASSEMBLE_FAILED", {});
+    if (opts.onStage) opts.onStage("export");
+    const audioPath = await download(api.absolute(assembly.audio_url));
+    const path = await container.mux(local.videoPath, audioPath);
+    return { path, jobId: variant.id };
+  });
+}
+
 module.exports = {
   QUOTA_BYTES,
+  assembleWhole,
   answerFrames,
   assembleResult,
   cleanScratch,

@@ -2,13 +2,16 @@
 // video to preview, how sure the match is, the alignment plot, another candidate, a nudge in
 // milliseconds, saving to the album and sharing. Retry or cancel while it is not done.
 // An audio-first job answers its frame requests from the video on this phone and assembles
-// its result here; when the result cannot fit in the mini-program's 200 MB, or a server
-// render is over WeChat's 200 MB download cap, the service renders it at 720p instead.
+// its result here as soon as it is known, shown in the player and kept for saving and sharing
+// until the page closes. A result too large for the mini-program's 200 MB is made by WeChat's
+// MediaContainer instead, whole and not trimmed; without it, or for a server render over
+// WeChat's 200 MB download cap, the service renders it at 720p.
 
 const album = require("../../utils/album.js");
 const api = require("../../utils/api.js");
 const { appShare } = require("../../utils/share.js");
 const audiofirst = require("../../utils/audiofirst.js");
+const container = require("../../utils/container.js");
 const { describe, localError } = require("../../utils/errors.js");
 const { UploadSlot } = require("../../utils/slot.js");
 const {
@@ -25,6 +28,8 @@ const { isCancel } = require("../../utils/wxp.js");
 const DOWNLOAD_LIMIT_BYTES = 200 * 1024 * 1024; // wx.downloadFile refuses more
 const PATHS = {
   phone: "在手机上合成：视频没有上传，只上传了声音。",
+  phoneWhole:
+    "在手机上合成（未剪辑）：剪好的视频放不进小程序的 200 MB 空间，所以这是整段视频配上干净的音乐，首尾没有剪掉。",
   server: "由服务器合成。",
   server720: "由服务器合成 720p 版本。",
 };
@@ -52,6 +57,7 @@ Component({
     pathText: "",
     offer720: false,
     shareReady: false,
+    localVideo: "",
   },
   methods: {
     onLoad(query) {
@@ -60,6 +66,7 @@ Component({
       this.ancestors = {};
       this.answered = new Set();
       this.sharePath = null;
+      this.made = null;
       const id = query && query.id ? decodeURIComponent(query.id) : "";
       this.local = id ? audiofirst.recall(id) : null;
       this.setData({ jobId: id });
@@ -69,6 +76,18 @@ Component({
     onUnload() {
       if (this.watcher) this.watcher.stop();
       this.dropShare();
+      this.release();
+    },
+
+    /** Delete the file made on this phone for the result (a user file of the 200 MB). */
+    release() {
+      const made = this.made;
+      this.made = null;
+      if (!made) return;
+      made.promise
+        .then((file) => file && file.own && audiofirst.removeQuietly(file.path))
+        .catch(() => {});
+      if (this.data.localVideo) this.setData({ localVideo: "" });
     },
 
     async load(id) {
@@ -114,9 +133,11 @@ Component({
         error: failed ? describe(job.error) : null,
         result,
       });
+      if (this.made && this.made.jobId !== job.id) this.release();
       if (result) {
         this.showChoices(job);
         this.showPath(job);
+        if (job.result.assembly && this.local && !this.made) this.preview();
       } else if (this.data.choices.length) this.setData({ choices: [] });
       if (job.audio_first && job.frames_request && this.local) this.answerFrames(job);
     },
@@ -137,7 +158,11 @@ Component({
       const size = result.output && result.output.size_bytes;
       if (assembly) {
         this.setData({
-          pathText: this.local ? PATHS.phone : "这个任务的视频不在这台手机上，可以改由服务器合成 720p。",
+          pathText: !this.local
+            ? "这个任务的视频不在这台手机上，可以改由服务器合成 720p。"
+            : this.wholeFor === job.id
+              ? PATHS.phoneWhole
+              : PATHS.phone,
           offer720: !this.local,
         });
       } else {
@@ -205,35 +230,88 @@ Component({
         wx.previewImage({ urls: [result.plotUrl], current: result.plotUrl });
     },
 
+    /** Make the result on this phone as soon as it is known, and show it in the player. */
+    preview() {
+      return this.produce((fraction) =>
+        this.setData({ saveText: `正在合成视频… ${formatPercent(fraction)}` }),
+      )
+        .catch((error) => this.setData({ error: describe(error) }))
+        .finally(() => {
+          if (!this.data.saving) this.setData({ saveText: "" });
+        });
+    },
+
     /**
-     * The result as a file on this phone: assembled here (a user file, deleted after use) or
-     * downloaded from the service (a temporary file). Null when it cannot be (then the page
-     * offers the 720p render and says why).
+     * The result as a file on this phone: assembled here (a user file, kept for the player until
+     * the page closes; or, too large for that, the whole video through MediaContainer, a
+     * temporary file) or downloaded from the service (a temporary file). Null when it cannot
+     * be (then the page offers the 720p render and says why).
      */
-    async produce(onProgress) {
+    produce(onProgress) {
       const job = this.current;
       const result = job && job.result;
-      if (!result) return null;
-      if (result.assembly) {
-        if (!this.local) {
-          this.setData({ offer720: true });
+      if (!result) return Promise.resolve(null);
+      if (!result.assembly) return this.download(result, onProgress);
+      if (!this.local) {
+        this.setData({ offer720: true });
+        return Promise.resolve(null);
+      }
+      if (!this.made || this.made.jobId !== job.id) {
+        const made = { jobId: job.id, promise: null };
+        made.promise = this.assemble(job, onProgress).then((file) => {
+          if (file && this.made === made) this.setData({ localVideo: file.path });
+          return file;
+        });
+        made.promise.catch(() => {
+          if (this.made === made) this.made = null; // another tap tries again
+        });
+        this.made = made;
+      }
+      return this.made.promise;
+    },
+
+    async assemble(job, onProgress) {
+      try {
+        const out = await audiofirst.assembleResult(this.local, job.result.assembly, {
+          name: job.id,
+          onProgress: (done, total) => onProgress(total ? done / total : 0),
+        });
+        this.setData({ pathText: PATHS.phone });
+        return { path: out.path, own: true };
+      } catch (error) {
+        if (error.code !== "OUTPUT_TOO_LARGE") throw localError("ASSEMBLE_FAILED", {});
+        const size = formatBytes(error.size);
+        if (!container.available()) {
+          this.setData({
+            offer720: true,
+            notice: `合成的视频有 ${size}，手机上给小程序的空间（200 MB）放不下，可以改由服务器生成 720p 版本。`,
+          });
           return null;
         }
         try {
-          const out = await audiofirst.assembleResult(this.local, result.assembly, {
-            name: job.id,
-            onProgress: (done, total) => onProgress(total ? done / total : 0),
+          const whole = await audiofirst.assembleWhole(job, this.local, {
+            onStage: (stage) =>
+              this.setData({
+                saveText:
+                  stage === "variant"
+                    ? `剪好的视频有 ${size}，放不进小程序的 200 MB 空间，正在准备不剪辑的完整版本…`
+                    : "正在合成完整视频…",
+              }),
           });
-          return { path: out.path, own: true };
-        } catch (error) {
-          if (error.code !== "OUTPUT_TOO_LARGE") throw localError("ASSEMBLE_FAILED", {});
+          this.wholeFor = job.id;
+          this.setData({ pathText: PATHS.phoneWhole });
+          return { path: whole.path, own: false, whole: true };
+        } catch (failure) {
           this.setData({
             offer720: true,
-            notice: `合成的视频有 ${formatBytes(error.size)}，手机上给小程序的空间（200 MB）放不下，可以改由服务器生成 720p 版本。`,
+            notice: `合成的视频有 ${size}，手机上放不下，完整版本也没能合成，可以改由服务器生成 720p 版本。`,
           });
           return null;
         }
       }
+    },
+
+    async download(result, onProgress) {
       const size = result.output && result.output.size_bytes;
       if (Number(size) > DOWNLOAD_LIMIT_BYTES) {
         this.setData({ offer720: true });
@@ -267,7 +345,6 @@ Component({
         this.setData({ error: describe(error) });
         return null;
       } finally {
-        if (file && file.own) audiofirst.removeQuietly(file.path);
         this.setData({ saving: false, saveText: "" });
       }
     },
@@ -336,9 +413,7 @@ Component({
     },
 
     dropShare() {
-      const file = this.sharePath;
       this.sharePath = null;
-      if (file && file.own) audiofirst.removeQuietly(file.path);
       if (this.data.shareReady) this.setData({ shareReady: false });
     },
 
@@ -367,6 +442,7 @@ Component({
           max_height: 720,
           nudge_ms: Number(job.options && job.options.nudge_ms) || 0,
         });
+        this.release();
         this.local = null;
         this.setData({ offer720: false, pathText: PATHS.server720 });
         this.follow(created, { restart: true });

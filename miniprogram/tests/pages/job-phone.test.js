@@ -1,7 +1,9 @@
 // The job page on a phone's terms: an audio-first job answers its frame requests from the
-// local video and assembles, saves and deletes its result; sharing takes two taps; what cannot
-// fit (the 200 MB of user files, the 200 MB download cap) turns into a 720p render by the
-// service; a refused privacy guide is not a refused album permission.
+// local video and assembles its result at once, plays it, saves it, and deletes it when the
+// page closes; sharing takes two taps; a result too large for the 200 MB of user files is
+// made whole by MediaContainer (not trimmed), or without it rendered at 720p by the service, as
+// is a server render over the 200 MB download cap; a refused privacy guide is not a refused
+// album permission.
 
 const { load, mount, tap } = require("../support/simulate.js");
 const { createFakeWx, waitFor } = require("../support/fake-wx.js");
@@ -79,19 +81,26 @@ test("audio-first: frames are answered, the result is assembled here, saved and 
   expect(fake.service.jobs.get(job.id).frames[0].bytes.length).toBe(2 * 96 * 54);
 
   await finish();
+  const out = `${USER_DATA_PATH}/beatsync/${job.id}.mp4`;
+  // Assembled as soon as the result is known, and played from the phone.
+  await waitFor(() => page.data.localVideo === out);
   expect(page.data.pathText).toBe("在手机上合成：视频没有上传，只上传了声音。");
-  expect(page.querySelector(".player")).toBeUndefined();
+  expect(page.querySelector(".player")).toBeDefined();
   await tap(page, ".save");
   await waitFor(() => page.data.notice.startsWith("已保存到相册。"));
   expect(page.data.notice).toBe("已保存到相册。在手机上合成：视频没有上传，只上传了声音。");
-  const out = `${USER_DATA_PATH}/beatsync/${job.id}.mp4`;
   expect(fake.called("saveVideoToPhotosAlbum")).toEqual([{ filePath: out }]);
-  expect(fake.files.has(out)).toBe(false); // deleted after saving
+  expect(fake.called("open").filter((o) => o.filePath === out)).toHaveLength(1); // made once
   expect(fake.called("downloadFile").map((d) => d.url)).toEqual([
     `https://api.test/api/v1/files/${job.id}/audio.m4a?exp=1&sig=a`,
   ]);
   expect(fake.called("setKeepScreenOn").map((c) => c.keepScreenOn)).toEqual([true, false]);
   expect(fake.called("readFile")).toHaveLength(0);
+  // Kept while the page plays it, deleted when the page closes.
+  expect(fake.files.has(out)).toBe(true);
+  page.instance.onUnload();
+  page = null;
+  await waitFor(() => !fake.files.has(out));
 });
 
 test("sharing takes two taps: prepare, then send from the tap", async () => {
@@ -105,15 +114,66 @@ test("sharing takes two taps: prepare, then send from the tap", async () => {
   await waitFor(() => fake.called("shareVideoMessage").length === 1);
   expect(fake.called("shareVideoMessage")[0]).toEqual({ videoPath: out, gesture: true });
   await waitFor(() => page.data.notice === "已发送。");
-  expect(fake.files.has(out)).toBe(false);
   expect(page.data.shareReady).toBe(false);
+  page.instance.onUnload();
+  page = null;
+  await waitFor(() => !fake.files.has(out));
 });
 
-test("a result that cannot fit in the 200 MB is rendered at 720p by the service", async () => {
-  const local = await openJob();
-  await finish();
+function fillUserFiles() {
   fake.addFile(`${USER_DATA_PATH}/other.bin`, Buffer.alloc(200 * MB - fake.userBytes() - 64 * 1024));
+}
+
+test("a result too large for the 200 MB is made whole by MediaContainer, not trimmed", async () => {
+  const local = await openJob();
+  fillUserFiles();
+  const before = fake.userBytes();
+  await finish();
+  // The job is rendered again without a cut: the sound placed for the whole video.
+  await waitFor(() => fake.service.jobs.size === 2);
+  const variant = Array.from(fake.service.jobs.values())[1];
+  expect(variant.parent_id).toBe(job.id);
+  expect(variant.render).toEqual({ trim: false });
+  expect(variant.options.trim).toBe(false);
+  expect(page.data.saveText).toMatch(/^剪好的视频有 .*，放不进小程序的 200 MB 空间，正在准备不剪辑的完整版本…$/);
+  const audioUrl = `/api/v1/files/${variant.id}/audio.m4a?exp=1&sig=w`;
+  fake.served.set(audioUrl, Buffer.from(makeCleanAudio(90).bytes));
+  fake.service.advance(variant.id, {
+    status: "succeeded",
+    stage: "done",
+    progress: 1,
+    result: sampleResult(variant.id, {
+      files: { video: null, poster: null, plot: null, report: null },
+      assembly: { audio_url: audioUrl, first_sample: 0, end_sample: 90 },
+    }),
+  });
+  await waitFor(() => page.data.localVideo !== "");
+  const exported = fake.called("export");
+  expect(exported).toHaveLength(1);
+  const [picture, sound] = exported[0].tracks;
+  expect(picture).toEqual({ kind: "video", source: local.videoPath });
+  expect(sound.kind).toBe("audio");
+  // The sound is the untrimmed variant's, downloaded to a temporary file.
+  expect(fake.called("downloadFile")[1].url).toBe(`https://api.test${audioUrl}`);
+  expect(fake.files.get(sound.source).equals(fake.served.get(audioUrl))).toBe(true);
+  expect(page.data.localVideo).toMatch(/^wxfile:\/\/tmp\/export-/);
+  expect(page.data.pathText).toBe(
+    "在手机上合成（未剪辑）：剪好的视频放不进小程序的 200 MB 空间，所以这是整段视频配上干净的音乐，首尾没有剪掉。",
+  );
+  expect(page.data.offer720).toBe(false);
   await tap(page, ".save");
+  await waitFor(() => page.data.notice.startsWith("已保存到相册。"));
+  expect(fake.called("saveVideoToPhotosAlbum")).toEqual([{ filePath: page.data.localVideo }]);
+  expect(fake.userBytes()).toBe(before); // nothing written among the user files
+  // The screen stayed on while the phone worked (the try within the 200 MB, then the whole).
+  expect(fake.called("setKeepScreenOn").map((c) => c.keepScreenOn)).toEqual([true, false, true, false]);
+});
+
+test("a result too large for the 200 MB, without MediaContainer, is rendered at 720p", async () => {
+  const local = await openJob();
+  delete fake.wx.createMediaContainer;
+  fillUserFiles();
+  await finish();
   await waitFor(() => page.data.offer720);
   expect(page.data.notice).toMatch(/^合成的视频有 .*，手机上给小程序的空间（200 MB）放不下/);
   expect(fake.called("saveVideoToPhotosAlbum")).toEqual([]);

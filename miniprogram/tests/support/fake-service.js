@@ -344,8 +344,14 @@ class FakeService {
       const body = JSON.parse(request.data || "{}");
       const nudge = body.nudge_ms != null ? body.nudge_ms : job.options.nudge_ms;
       const options = Object.assign({}, job.options, { nudge_ms: nudge });
+      if (body.trim != null) options.trim = body.trim;
       const created = this.newJob(
-        { dance_upload_id: job.dance_upload_id, bgm_upload_id: job.bgm_upload_id, options },
+        {
+          dance_upload_id: job.dance_upload_id,
+          bgm_upload_id: job.bgm_upload_id,
+          video_manifest: job.manifest,
+          options,
+        },
         owner,
       );
       created.parent_id = job.id;

@@ -123,6 +123,56 @@ class FakeVideoDecoder {
 }
 
 /**
+ * WeChat's MediaContainer over the fake's files: extractDataSource lists a local file's tracks
+ * (an .m4a holds sound only, anything else a picture and a sound), addTrack takes them, export
+ * writes a temporary file (not a user file, so not counted against the 200 MB) that records
+ * which tracks of which files it holds.
+ */
+class FakeMediaContainer {
+  constructor(files, record) {
+    this.files = files;
+    this.record = record;
+    this.tracks = [];
+    this.destroyed = false;
+  }
+
+  extractDataSource(options) {
+    this.record("extractDataSource", { source: options.source });
+    const data = this.files.get(options.source);
+    later(() => {
+      if (!data) {
+        options.fail(fail.noSuchFile("extractDataSource", options.source));
+        return;
+      }
+      const kinds = /\.m4a$/.test(options.source) ? ["audio"] : ["video", "audio"];
+      options.success({ tracks: kinds.map((kind) => ({ kind, duration: 1, source: options.source })) });
+    });
+  }
+
+  addTrack(track) {
+    this.tracks.push(track);
+  }
+
+  removeTrack(track) {
+    this.tracks = this.tracks.filter((t) => t !== track);
+  }
+
+  export(options) {
+    const tracks = this.tracks.map((t) => ({ kind: t.kind, source: t.source }));
+    this.record("export", { tracks });
+    FakeMediaContainer.count += 1;
+    const path = `wxfile://tmp/export-${FakeMediaContainer.count}.mp4`;
+    this.files.set(path, Buffer.from(JSON.stringify(tracks)));
+    later(() => options.success({ tempFilePath: path }));
+  }
+
+  destroy() {
+    this.destroyed = true;
+  }
+}
+FakeMediaContainer.count = 0;
+
+/**
  * @param {object} [options] service (a FakeService), autoOpenSockets (default true: a socket
  *   opens and sends the job at once, as the service does), limits (some of wx-rules' LIMITS
  *   made smaller for a test), timeScale (request timeouts run this much faster; default 1),
@@ -537,6 +587,10 @@ function createFakeWx(options) {
           : fail.noSuchFile("shareVideoMessage", options.videoPath),
         options,
       );
+    },
+    createMediaContainer() {
+      record("createMediaContainer", {});
+      return new FakeMediaContainer(files, (name, args) => record(name, args));
     },
     createVideoDecoder() {
       record("createVideoDecoder", {});
