@@ -7,7 +7,8 @@ and a corner at 0 dB SNR whose band energies give the line a slope 0.2 % off; a 
 player's 0.9× tempo change with the pitch kept, whose opening bars agree only weakly frame by
 frame and must stay in), held to the tolerances of the end-to-end tests: sync within a
 millisecond at the start, middle and end of the cut, drift within 5 ppm, the cut's edges at the
-truth's, and a mismatch refused. Two harder
+truth's, and a mismatch refused. Practice tempo at 0.5× and 1.5× is held by its mapping: the
+line within 0.2 ms of the truth along the music and its drift within 5 ppm. Two harder
 halls are held to the direct sound by their mapping: one whose band energies put the line 160 ms
 late, one (talking, clipping, gain control) where they find no line at all. Two edits of the
 song in reverberant rooms are spliced where the class's sound switches, within 5 ms: two hard
@@ -43,6 +44,10 @@ HARD_ROOMS = ("hardroom-gym-rt15-snr0", "hardroom-talk-clip-agc")
 MAX_MAPPING_ERROR_S = 0.0001
 # Three pieces joined by hard cuts, two by a 0.4 s crossfade, each in a room with RT60 near a
 # second: every seam within this many milliseconds (the engine's are within 2.5 ms).
+# Practice tempo at the ends of its range, the pitch kept: the line within 0.1 ms and 3 ppm of
+# the truth (the grains of one frame fan out most in lag there).
+TEMPO_ENDS = ("tempo-050", "tempo-150")
+MAX_TEMPO_LINE_S = 0.0002
 EDITS = ("edit-three-pieces", "edit-crossfade")
 MAX_SEAM_MS = 5.0
 
@@ -77,6 +82,19 @@ def test_hard_room_locks_onto_the_direct_sound(name: str, kit_dir: Path) -> None
     times = np.linspace(truth.music_start + 1.0, truth.music_end - 1.0, 5)
     error = alignment.mapping.bgm_time_array(times) - (truth.offset + truth.scale * times)
     assert np.abs(error).max() <= MAX_MAPPING_ERROR_S, error
+    assert abs(alignment.mapping.scale / truth.scale - 1.0) * 1e6 <= MAX_DRIFT_PPM
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TEMPO_ENDS)
+def test_practice_tempo_line_holds_at_half_and_one_and_a_half(name: str, kit_dir: Path) -> None:
+    case = build_case(case_named(name), kit_dir)
+    truth = case.truth
+    alignment = align_files(case.dance, case.bgm)
+    assert alignment.mapping.pitch_kept
+    times = np.linspace(truth.music_start, truth.music_end, 5)
+    error = alignment.mapping.bgm_time_array(times) - (truth.offset + truth.scale * times)
+    assert np.abs(error).max() <= MAX_TEMPO_LINE_S, error
     assert abs(alignment.mapping.scale / truth.scale - 1.0) * 1e6 <= MAX_DRIFT_PPM
 
 

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ..mapping import Mapping
 from .gcc import FrameTrack, window_lags
-from .kept import KEPT_AGREE, KEPT_FIRST_REACH, KEPT_REACH, kept_frame, kept_lags
+from .kept import KEPT_AGREE, KEPT_REACHES, kept_frame, kept_lags
 from .linefit import AGREE_PROMINENCE, fit_line
 from .search import Line
 from .signals import Signals, stretch_key, stretched, stretched_length
@@ -165,15 +165,16 @@ def refine(
     region: tuple[float, float] | None = None
     # The search stays wide in both passes: a window that lands within 2 ms of the line by
     # chance then has a 1-in-40 probability, so agreeing windows are evidence. A pitch-kept line
-    # gets a third pass: its first one, with the slope only scanned, may be too far off at the
-    # ends for their windows to agree, and the line would be fitted over the middle alone.
-    gates = (0.08, 0.01, 0.01) if mapping.pitch_kept else (0.08, 0.01)
-    for gate in gates:
+    # gets more passes: its first one, with the slope only scanned, may be too far off at the
+    # ends for their windows to agree, and the line would be fitted over the middle alone; the
+    # last two measure with shorter frames (:data:`~.kept.KEPT_REACHES`).
+    gates = (0.08, 0.01, 0.01, 0.01) if mapping.pitch_kept else (0.08, 0.01)
+    for pass_, gate in enumerate(gates):
         reach, span = 0.08, window
         if mapping.pitch_kept:
             # Short frames (their reach shrinks with them) and windows twice as long: a
             # stretcher's grains agree only one frame at a time, not in phase.
-            reach, span = (KEPT_FIRST_REACH if gate > 0.05 else KEPT_REACH), 2.0 * window
+            reach, span = KEPT_REACHES[pass_], 2.0 * window
         t, beta, strength, measured = measure(
             signals, mapping, window=span, hop=hop, max_windows=max_windows, search=reach
         )

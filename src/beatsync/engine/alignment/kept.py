@@ -17,20 +17,28 @@ from .gcc import FrameTrack, GccResult, frame_peaks
 
 __all__ = [
     "KEPT_AGREE",
-    "KEPT_FIRST_REACH",
     "KEPT_REACH",
+    "KEPT_REACHES",
     "kept_agreement",
     "kept_frame",
     "kept_lags",
 ]
 
 # A pitch-kept mapping's frames are at least this long (samples)...
-_SHORTEST = 1024
+_SHORTEST = 512
 # ... and a frame agrees with its window's line when its own lag is within this (s); the
-# reach (s) searched by the first pass after the coarse search and by the second.
+# reach (s) a frame's peak is sought within where the music is told from its absence.
 KEPT_AGREE = 0.004
-KEPT_FIRST_REACH = 0.032
 KEPT_REACH = 0.016
+# The reach (s) of each fine pass, which sets its frames' length (four times it): the first
+# from the coarse line, the second from the fitted one, the last two with frames of 32 ms.
+# The grains in one frame fan out in lag by (1 − scale) × their distance from its centre,
+# ±16 ms in a 64 ms frame at 0.5× or 1.5×: the loudest grain then pulls the frame's lag (an
+# attack is heard in the grain that holds it, whichever side of the centre), the windows' lags
+# wander with the music by a millisecond or two and tilt the line by tens of ppm. In 32 ms
+# frames they wander by a tenth of that. Each pass keeps part of the previous line's error
+# (a frame without a clear peak lands anywhere in the reach, around that line), hence two.
+KEPT_REACHES = (0.032, 0.016, 0.008, 0.008)
 
 
 def kept_frame(scale: float, rate: int, longest: int, search: float) -> int:
@@ -58,8 +66,9 @@ def kept_lags(
 ) -> GccResult:
     """Window lags of pitch-kept audio from its frames' own peaks.
 
-    A window's lag is the mean of its frames' lags within ``KEPT_AGREE`` of their median (the
-    grains scatter a few milliseconds about the line, both ways); its prominence is how far the
+    A window's lag is the mean of its frames' lags within ``KEPT_AGREE`` of their median,
+    weighted by their peaks' heights (the grains scatter a few milliseconds about the line,
+    both ways; a frame with a faint peak says little); its prominence is how far the
     count of those frames stands above what frames of unrelated sound, their lags spread evenly
     over the search, would give (in standard deviations); its strength is their share.
     """
@@ -74,14 +83,15 @@ def kept_lags(
     out_lag, strength, prominence = (np.zeros(len(starts)) for _ in range(3))
     for i, s in enumerate(starts):
         lags = lag[s - first : s - first + width]
-        heard = height[s - first : s - first + width] > 0
+        weights = height[s - first : s - first + width]
+        heard = weights > 0
         n = int(heard.sum())
         if n < 4:
             continue
         centre = float(np.median(lags[heard]))
         near = heard & (np.abs(lags - centre) <= KEPT_AGREE)
         agree = int(near.sum())
-        out_lag[i] = float(lags[near].mean()) if agree else centre
+        out_lag[i] = float(np.average(lags[near], weights=weights[near])) if agree else centre
         strength[i] = agree / n
         expected = n * chance
         prominence[i] = (agree - expected) / np.sqrt(max(expected * (1.0 - chance), 1.0))
