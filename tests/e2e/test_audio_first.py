@@ -191,7 +191,26 @@ def test_the_audio_first_job_gives_the_server_renders_file(
     assert nudged["status"] == "succeeded", nudged
     assert nudged["parent_id"] == job["id"]
     assert nudged["audio_first"] is True
+    # Only the track is made again: the parent's cut and copied samples stand.
+    assert nudged["options"]["retrack_of"] == job["id"]
+    assert nudged["result"]["cut"] == result["cut"]
+    assert nudged["result"]["files"]["plot"] is not None
     moved = nudged["result"]["assembly"]
+    assert (moved["first_sample"], moved["end_sample"]) == (
+        assembly["first_sample"],
+        assembly["end_sample"],
+    )
+    again = client.post(nudged["links"]["self"] + "/render", json={"nudge_ms": -10.0})
+    assert again.status_code == 202, again.text
+    back, _ = _run(client, again.json(), case.dance)
+    assert back["status"] == "succeeded", back
+    assert back["options"]["retrack_of"] == nudged["id"]
+    track3 = _fetch(served, back["result"]["assembly"]["audio_url"], tmp_path / "audio3.m4a")
+    out3 = tmp_path / "earlier.mp4"
+    assemble(case.dance, track3, out3, first_sample=moved["first_sample"],
+             end_sample=moved["end_sample"])  # fmt: skip
+    early = sync_errors(out3, case)
+    assert all(abs(e + 10.0) <= MAX_SYNC_MS for e in early), early
     track2 = _fetch(served, moved["audio_url"], tmp_path / "audio2.m4a")
     assert _audio_packets(track2) != _audio_packets(track)
     out2 = tmp_path / "nudged.mp4"

@@ -2,7 +2,8 @@
 
 The test kit's reference client makes what a phone sends (the re-wrapped sound, the manifest, the
 keyframes' thumbnails, and the frames the run asks for); the server path renders the video. Both
-must cut at the same frames, copy the same samples and carry the same audio packets.
+must cut at the same frames, copy the same samples and carry the same audio packets. A nudge
+(:func:`retrack`) remakes only the track: the packets the whole run writes for that mapping.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from beatsync.engine.cut.trim import find_cut
 from beatsync.engine.media.manifest import parse_manifest
 from beatsync.engine.media.movtime import video_timeline
 from beatsync.engine.media.probe import probe
+from beatsync.engine.output.report import report_dict
+from beatsync.engine.pipeline import SyncOptions
+from beatsync.engine.retrack import retrack, retracked_report
 from beatsync.testkit import BuiltCase, build_case, case_named
 from beatsync.testkit.audiofirst import (
     assemble,
@@ -175,3 +179,63 @@ def test_an_edit_goes_audio_first_in_its_pieces(kit_dir: Path, tmp_path: Path) -
     assert done.sync.cut == server.cut
     # The same spliced track, packet for packet, as the server render lays under the picture.
     assert _audio_packets(done.audio_path) == _audio_packets(Path(server.output.path))
+
+
+@pytest.mark.parametrize("name", ["small-black-tail", "small-edit"])
+def test_a_nudge_remakes_only_the_track(kit_dir: Path, tmp_path: Path, name: str) -> None:
+    case = build_case(case_named(name), kit_dir)
+    phone = Phone(case, tmp_path)
+    first = phone.run(tmp_path / "first.m4a")
+    nudge = 30.0
+    parts = first.sync.pieces if len(first.sync.pieces) > 1 else None
+    # The whole run with the answer fixed and nudged, cut where the first run cut.
+    options = SyncOptions(
+        mapping=first.sync.alignment.mapping,
+        pieces=parts,
+        nudge_ms=nudge,
+        start=first.sync.cut.start,
+        end=first.sync.cut.end,
+    )
+    whole = sync_audio_first(
+        phone.audio, case.bgm, phone.manifest, tmp_path / "whole.m4a",
+        keyframes={}, fetch=phone.fetch, options=options,
+    )  # fmt: skip
+    assert whole.run == first.run
+
+    done = retrack(
+        phone.audio,
+        case.bgm,
+        phone.manifest,
+        tmp_path / "nudged.m4a",
+        run=first.run,
+        mapping=first.sync.mapping.nudged(nudge),
+        pieces=tuple(p.nudged(nudge) for p in parts) if parts else None,
+    )
+    assert _audio_packets(tmp_path / "nudged.m4a") == _audio_packets(whole.audio_path)
+    assert _audio_packets(tmp_path / "nudged.m4a") != _audio_packets(first.audio_path)
+    assert done.output.frames == first.sync.output.frames
+    assert done.output.video_start == first.sync.output.video_start
+    assert abs(done.audio_duration - whole.audio_duration) < 1e-9
+
+    out = tmp_path / "nudged.mp4"
+    assemble(case.dance, done.output.path, out, first_sample=first.run.first_sample,
+             end_sample=first.run.end_sample)  # fmt: skip
+    late = sync_errors(out, case)
+    assert all(abs(e - nudge) <= 1.0 for e in late), late
+
+    report = retracked_report(
+        report_dict(first.sync),
+        done,
+        mapping=first.sync.mapping.nudged(nudge),
+        pieces=tuple(p.nudged(nudge) for p in parts) if parts else None,
+    )
+    assert report["adjustment"] == {
+        "differs": True, "kind": "nudge", "candidate": None, "nudge_ms": nudge,
+    }  # fmt: skip
+    assert report["mapping"]["offset_s"] == pytest.approx(
+        first.sync.mapping.offset - nudge / 1000, abs=1e-6
+    )
+    for piece, given in zip(report["pieces"], first.sync.parts, strict=True):
+        assert piece["offset_s"] == pytest.approx(given.mapping.offset - nudge / 1000, abs=1e-6)
+    assert report["cut"] == report_dict(first.sync)["cut"]
+    assert report["output"]["size_bytes"] == (tmp_path / "nudged.m4a").stat().st_size

@@ -28,11 +28,15 @@ if TYPE_CHECKING:
     from ..alignment.align import Alignment, Mapping, WindowTrack
     from ..media.probe import MediaInfo
     from ..result import SyncResult
+    from .render import RenderedOutput
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
     "Adjustment",
+    "adjustment_between",
     "describe_adjustment",
+    "mapping_json",
+    "output_json",
     "report_dict",
     "window_residuals_ms",
     "write_atomically",
@@ -85,20 +89,26 @@ def describe_adjustment(alignment: Alignment, used: Mapping) -> Adjustment:
         Inferred from the numbers alone: the nearest found mapping of the same scale whose offset
         lies within one second of ``used`` is taken as its base.
     """
-    bases: list[tuple[int | None, Mapping]] = [(None, alignment.mapping)]
-    bases += [(i, c.mapping) for i, c in enumerate(alignment.candidates)]
+    return adjustment_between(alignment.mapping, [c.mapping for c in alignment.candidates], used)
+
+
+def adjustment_between(found: Mapping, candidates: list[Mapping], used: Mapping) -> Adjustment:
+    """:func:`describe_adjustment` from the found mapping and the candidates' mappings."""
+    alignment_mapping = found
+    bases: list[tuple[int | None, Mapping]] = [(None, found)]
+    bases += list(enumerate(candidates))
     same_scale = [(i, m) for i, m in bases if abs(m.scale - used.scale) <= _SAME_SCALE]
     if same_scale:
         # The found mapping wins ties: it is listed first and min() keeps the first minimum.
         index, base = min(same_scale, key=lambda item: abs(item[1].offset - used.offset))
         shift = base.offset - used.offset
         if abs(shift) <= _SAME_OFFSET_S:
-            if index is None or _same(base, alignment.mapping):
+            if index is None or _same(base, alignment_mapping):
                 return Adjustment("none", None, 0.0)
             return Adjustment("candidate", index, 0.0)
         if abs(shift) <= _MAX_NUDGE_S:
             nudge_ms = _round(shift * 1000.0, 3)
-            if index is None or _same(base, alignment.mapping):
+            if index is None or _same(base, alignment_mapping):
                 return Adjustment("nudge", None, nudge_ms)
             return Adjustment("candidate", index, nudge_ms)
     return Adjustment("manual", None, None)
@@ -271,6 +281,11 @@ def _same(a: Mapping, b: Mapping) -> bool:
     return abs(a.offset - b.offset) <= _SAME_OFFSET_S and abs(a.scale - b.scale) <= _SAME_SCALE
 
 
+def mapping_json(mapping: Mapping) -> dict[str, Any]:
+    """A mapping as the report writes it."""
+    return _mapping(mapping)
+
+
 def _mapping(mapping: Mapping) -> dict[str, Any]:
     return {
         "offset_s": _s(mapping.offset),
@@ -330,7 +345,11 @@ def _media(info: MediaInfo) -> dict[str, Any]:
 
 
 def _output(result: SyncResult) -> dict[str, Any]:
-    out = result.output
+    return output_json(result.output)
+
+
+def output_json(out: RenderedOutput) -> dict[str, Any]:
+    """The written file's facts as the report writes them."""
     return {
         "path": out.path,
         "size_bytes": int(out.size_bytes),

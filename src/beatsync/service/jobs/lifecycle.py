@@ -496,6 +496,10 @@ def render_variant(
         mapping = _base_mapping(parent)
     stored = options_dict(options, mapping)
     stored.update({k: parent.options[k] for k in AUDIO_FIRST_KEYS if k in parent.options})
+    if _keeps_the_cut(parent, request, stored):
+        # A nudge moves the music, not the picture: the run makes the audio track again for
+        # the parent's copied samples and nothing else.
+        stored["retrack_of"] = parent.id
     return _enqueue(
         session,
         settings=settings,
@@ -509,6 +513,17 @@ def render_variant(
         client_address=client_address,
         parent=parent,
     )
+
+
+def _keeps_the_cut(parent: Job, request: RenderRequest, options: dict[str, Any]) -> bool:
+    """Whether a variant of an audio-first ``parent`` only nudges: the same mapping and cut
+    options, so the parent's cut and copied samples stand."""
+    if not parent.options.get("audio_first") or not (parent.result or {}).get("copy_run"):
+        return False
+    if request.candidate is not None:
+        return False
+    same = ("trim", "start_s", "end_s", "mix_live_db")
+    return all(options.get(k) == parent.options.get(k) for k in same)
 
 
 def _plain_mapping(entry: dict[str, Any]) -> dict[str, Any]:

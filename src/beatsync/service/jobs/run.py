@@ -27,6 +27,7 @@ report progress nor finish the job, and leaves the other run's files alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,11 +43,12 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Table, select, update
 
 from beatsync.engine import Mapping, Piece, RenderParams, SyncOptions, SyncResult, sync
-from beatsync.engine.audiofirst import AudioFirstResult, sync_audio_first
+from beatsync.engine.audiofirst import AudioFirstResult, CopyRun, sync_audio_first
 from beatsync.engine.cut.clientframes import split_thumbnails
 from beatsync.engine.errors import BeatSyncError
 from beatsync.engine.media.manifest import ManifestLimits, parse_manifest
 from beatsync.engine.output.report import report_dict
+from beatsync.engine.retrack import retrack, retracked_report
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus, job_database
 from beatsync.service.db.models import utcnow
@@ -315,6 +317,7 @@ class _Run:
         self._last_fraction = 0.0
         self.artifacts = ARTIFACTS
         self.assembly: dict[str, Any] | None = None
+        self.copy_run: dict[str, Any] | None = None
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -370,7 +373,7 @@ class _Run:
             raise _ClaimLostError
         return job
 
-    def _work(self, job: Job) -> SyncResult:
+    def _work(self, job: Job) -> SyncResult | dict[str, Any]:
         try:
             options = sync_options(job.options or {})
         except (KeyError, TypeError, ValueError) as exc:
@@ -380,6 +383,8 @@ class _Run:
         dance = self._fetch(job.dance_upload_id, "dance")
         bgm = self._fetch(job.bgm_upload_id, "bgm")
         if (job.options or {}).get("audio_first"):
+            if (job.options or {}).get("retrack_of"):
+                return self._work_retrack(str(job.options["retrack_of"]), dance, bgm, options)
             return self._work_audio_first(dance, bgm, options)
         result = sync(
             dance,
@@ -431,6 +436,7 @@ class _Run:
             report=self.work / AUDIO_FIRST_ARTIFACTS["report"],
             plot=self.work / AUDIO_FIRST_ARTIFACTS["plot"],
         )
+        self.copy_run = dataclasses.asdict(done.run)
         out = done.sync.output
         self.assembly = {
             "first_sample": done.run.first_sample,
@@ -448,6 +454,72 @@ class _Run:
         }
         self._write_progress("render", max(self._last_fraction, 0.97), "storing the results")
         return done.sync
+
+    def _work_retrack(
+        self, parent_id: str, audio: Path, bgm: Path, options: SyncOptions
+    ) -> dict[str, Any]:
+        """A nudge of an audio-first answer: its cut and copied samples kept, the track made
+        again (:func:`~beatsync.engine.retrack.retrack`); the report and plot are the parent's
+        with the new mapping."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                select(_JOBS.c.manifest, _JOBS.c.result).where(_JOBS.c.id == parent_id)
+            ).one_or_none()
+        kept = (row.result or {}).get("copy_run") if row is not None else None
+        files = (row.result or {}).get("files") or {} if row is not None else {}
+        if row is None or not kept or not files.get("report"):
+            raise _RunError("JOB_NOT_FINISHED", f"job {parent_id} has no answer to nudge")
+        self.artifacts = AUDIO_FIRST_ARTIFACTS
+        # The report is read, not fetched: a fetched file may be a link to the stored one, and
+        # this run writes its own report where it lands.
+        previous = json.loads(
+            self._retry(
+                f"reading the report of job {parent_id}",
+                lambda: b"".join(self.storage.read(files["report"])),
+            )
+        )
+        if files.get("plot"):
+            self._retry(
+                f"fetching the plot of job {parent_id}",
+                partial(self.storage.fetch, files["plot"], self.work / ARTIFACTS["plot"]),
+            )
+        else:
+            self.artifacts = {k: v for k, v in AUDIO_FIRST_ARTIFACTS.items() if k != "plot"}
+        limits = ManifestLimits(
+            max_samples=self.settings.max_manifest_samples,
+            max_duration=self.settings.max_duration_s,
+        )
+        run = CopyRun(**{**kept, "excluded": tuple(kept["excluded"])})
+        assert options.mapping is not None
+        mapping = options.mapping.nudged(options.nudge_ms)
+        pieces = tuple(p.nudged(options.nudge_ms) for p in options.pieces or ())
+        self._progress("render", 0.5, "writing the audio track")
+        done = retrack(
+            audio,
+            bgm,
+            parse_manifest(row.manifest, limits=limits),
+            self.work / AUDIO_FIRST_ARTIFACTS["audio"],
+            run=run,
+            mapping=mapping,
+            pieces=pieces or None,
+            params=options.render,
+        )
+        self.copy_run = dict(kept)
+        self.assembly = {
+            **(previous.get("assembly") or {}),
+            "audio": {
+                "codec": "aac",
+                "sample_rate": done.output.sample_rate,
+                "channels": done.output.channels,
+                "duration": round(done.audio_duration, 6),
+            },
+        }
+        self._write_progress("render", max(self._last_fraction, 0.97), "storing the results")
+        report = retracked_report(previous, done, mapping=mapping, pieces=pieces or None)
+        report["output"]["path"] = AUDIO_FIRST_ARTIFACTS["audio"]
+        report["assembly"] = self.assembly
+        report["artifacts"] = dict(self.artifacts)
+        return report
 
     def _fetch(self, upload_id: str, role: str) -> Path:
         with self.db.session() as session:
@@ -495,8 +567,8 @@ class _Run:
 
     # -- endings ---------------------------------------------------------------------------
 
-    def _succeed(self, result: SyncResult, seconds: float) -> str:
-        report = self._public_report(result)
+    def _succeed(self, result: SyncResult | dict[str, Any], seconds: float) -> str:
+        report = self._public_report(result) if isinstance(result, SyncResult) else result
         self.work.joinpath(ARTIFACTS["report"]).write_text(
             json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
             encoding="utf-8",
@@ -525,7 +597,7 @@ class _Run:
                     stage="done",
                     progress=1.0,
                     message="done",
-                    result=_result_row(report, files, self.assembly),
+                    result=_result_row(report, files, self.assembly, self.copy_run),
                     frames_request=None,
                     finished_at=now,
                     heartbeat_at=now,
@@ -539,8 +611,8 @@ class _Run:
             "job %s succeeded in %.1f s: offset %.4f s, confidence %.2f",
             self.job_id,
             seconds,
-            result.mapping.offset,
-            result.alignment.confidence,
+            report["mapping"]["offset_s"],
+            report["alignment"]["confidence"],
             extra={"job_id": self.job_id},
         )
         return JobStatus.SUCCEEDED.value
@@ -648,10 +720,14 @@ class _Run:
 
 
 def _result_row(
-    report: dict[str, Any], files: dict[str, str], assembly: dict[str, Any] | None = None
+    report: dict[str, Any],
+    files: dict[str, str],
+    assembly: dict[str, Any] | None = None,
+    copy_run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The row's ``result``: what the API shows, with storage keys for the files (and for an
-    audio-first job, how its client assembles the output)."""
+    audio-first job, how its client assembles the output, and the copied samples' times that a
+    nudge keeps)."""
     alignment = report["alignment"]
     output = report["output"]
     return {
@@ -679,6 +755,7 @@ def _result_row(
         "timings": report["timings"],
         "files": files,
         "assembly": assembly,
+        "copy_run": copy_run,
     }
 
 
