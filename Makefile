@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Debian packages the tests need: real music and a speech synthesiser to build the test media
 # from, the Chromium that drives the web page in the browser tests, and Compose and nginx, which
 # check the files in deploy/.
-SYSTEM_PACKAGES := extremetuxracer-data espeak-ng chromium docker-compose nginx pgbouncer
+SYSTEM_PACKAGES := extremetuxracer-data sonic-pi-samples espeak-ng chromium docker-compose nginx pgbouncer
 
 .PHONY: serve package docs test lint typecheck imports pytest sysdeps venv node assembly-copy bench bench-accuracy bench-speed bench-scaling bench-load bench-phone bench-scale clean
 
