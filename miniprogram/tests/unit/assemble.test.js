@@ -163,6 +163,31 @@ describe("the sample entry", () => {
   });
 });
 
+describe("the index read once", () => {
+  test("the sound's reading gives the index that every take is assembled from", async () => {
+    const movie = makeMovie({});
+    let reads = 0;
+    const counted = {
+      size: movie.size,
+      read(offset, length) {
+        reads += 1;
+        return movie.read(offset, length);
+      },
+    };
+    const extracted = await A.extractAudio(counted);
+    expect(reads).toBeGreaterThan(0);
+    const audio = makeCleanAudio(20).bytes;
+    const answer = { first_sample: 30, end_sample: 50 };
+    reads = 0;
+    const again = await A.assemble(counted, audio, answer, { movie: extracted.movie });
+    expect(reads).toBe(0); // nothing of the file is read: its samples are ranges of it
+    const fresh = await A.assemble(counted, audio, answer);
+    expect(reads).toBeGreaterThan(0);
+    expect(again.size).toBe(fresh.size);
+    expect(again.parts).toEqual(fresh.parts);
+  });
+});
+
 describe("refusals", () => {
   test("a cut that does not start on a keyframe or leaves the video is refused", async () => {
     const movie = makeMovie();

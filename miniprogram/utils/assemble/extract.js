@@ -82,11 +82,13 @@ function audioEntry(bytes, audio) {
  * that say where the packets lie are new. Its moov comes first.
  *
  * @param {{size: number, read(offset: number, length: number): Promise<Uint8Array>}} reader
- * @returns {Promise<{parts: Array, size: number, manifest: object}>} `parts`: new bytes
- *   ({bytes}) and ranges of the source ({offset, length}), in order (see parts.js)
+ * @param {{movie?: object}} [given] the file's index already read (readMovie), if at hand
+ * @returns {Promise<{parts: Array, size: number, manifest: object, movie: object}>} `parts`:
+ *   new bytes ({bytes}) and ranges of the source ({offset, length}), in order (see parts.js);
+ *   `movie`: the index read (to be given to assemble, which then reads it no more)
  */
-async function extractAudio(reader) {
-  const movie = await readMovie(reader);
+async function extractAudio(reader, { movie: given = null } = {}) {
+  const movie = given || (await readMovie(reader));
   const manifest = manifestOf(movie);
   const { isofile, bytes } = movie;
   const audio = trackOf(isofile, "soun");
@@ -128,7 +130,7 @@ async function extractAudio(reader) {
   const sized = build(chunkStarts(chunks, samples, 0), large); // the tables' sizes are fixed
   const moov = build(chunkStarts(chunks, samples, ftyp.length + sized.length + head.length), large);
   const parts = [{ bytes: concat([ftyp, moov, head]) }, ...rangesOf(samples)];
-  return { parts, size: ftyp.length + moov.length + head.length + payload, manifest };
+  return { parts, size: ftyp.length + moov.length + head.length + payload, manifest, movie };
 }
 
 function chunkStarts(chunks, samples, first) {

@@ -105,10 +105,12 @@ function cleanAudio(audioBytes) {
  *   the class video
  * @param {Uint8Array} audioBytes the clean-audio M4A the service returned
  * @param {{first_sample: number, end_sample: number}} answer the cut, decode-order indices
+ * @param {{movie?: object}} [given] the video's index already read (readMovie, extractAudio's
+ *   `movie`): another take of the same video then reads nothing of the file but its samples
  * @returns {Promise<{parts: Array, size: number, facts: object}>} the MP4 as parts (parts.js)
  */
-async function assemble(reader, audioBytes, answer) {
-  const movie = await readMovie(reader);
+async function assemble(reader, audioBytes, answer, { movie: given = null } = {}) {
+  const movie = given || (await readMovie(reader));
   const vtrak = trackOf(movie.isofile, "vide");
   if (!vtrak) throw new MediaError("NO_VIDEO_TRACK", "the file has no video track");
   const samples = vtrak.samples;

@@ -13,7 +13,7 @@ import {
   partsBlob,
   partsSize,
 } from "./assemble/index.js";
-import { readMovie, sampleEntries, trackOf } from "./assemble/movie.js";
+import { sampleEntries, trackOf } from "./assemble/movie.js";
 
 export const THUMB_WIDTH = 96;
 export const THUMB_HEIGHT = 54;
@@ -46,7 +46,7 @@ export async function prepareLocal(file) {
   let movie;
   try {
     extracted = await quietly(() => extractAudio(reader));
-    movie = await quietly(() => readMovie(reader));
+    movie = extracted.movie;
   } catch {
     // Not an MP4/MOV, no AAC sound, a fragmented file...: the server reads more formats.
     return { local: null, reason: "format" };
@@ -65,7 +65,8 @@ export async function prepareLocal(file) {
     type: "audio/mp4",
     lastModified: file.lastModified,
   });
-  return { local: new LocalVideo(file, extracted.manifest, audio, config, trak.samples), reason: null };
+  const local = new LocalVideo(file, extracted.manifest, audio, config, trak.samples, movie);
+  return { local, reason: null };
 }
 
 /**
@@ -133,8 +134,9 @@ function childPayload(bytes, start, types) {
 }
 
 export class LocalVideo {
-  constructor(file, manifest, audio, config, samples) {
+  constructor(file, manifest, audio, config, samples, movie = null) {
     this.file = file;
+    this.movie = movie; // the file's index, read once: every take is assembled from it
     this.manifest = manifest;
     this.audio = audio;
     this.config = config;
@@ -229,7 +231,7 @@ export class LocalVideo {
     if (!response.ok) throw new Error(`the audio track answered ${response.status}`);
     const audio = new Uint8Array(await response.arrayBuffer());
     mark("audio-fetched");
-    const out = await quietly(() => assemble(this.reader, audio, assembly));
+    const out = await quietly(() => assemble(this.reader, audio, assembly, { movie: this.movie }));
     return { blob: partsBlob(out.parts, this.file, "video/mp4"), audioBytes: audio.length };
   }
 }

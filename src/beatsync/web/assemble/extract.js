@@ -79,11 +79,13 @@ function audioEntry(bytes, audio) {
  * that say where the packets lie are new. Its moov comes first.
  *
  * @param {{size: number, read(offset: number, length: number): Promise<Uint8Array>}} reader
- * @returns {Promise<{parts: Array, size: number, manifest: object}>} `parts`: new bytes
- *   ({bytes}) and ranges of the source ({offset, length}), in order (see parts.js)
+ * @param {{movie?: object}} [given] the file's index already read (readMovie), if at hand
+ * @returns {Promise<{parts: Array, size: number, manifest: object, movie: object}>} `parts`:
+ *   new bytes ({bytes}) and ranges of the source ({offset, length}), in order (see parts.js);
+ *   `movie`: the index read (to be given to assemble, which then reads it no more)
  */
-export async function extractAudio(reader) {
-  const movie = await readMovie(reader);
+export async function extractAudio(reader, { movie: given = null } = {}) {
+  const movie = given || (await readMovie(reader));
   const manifest = manifestOf(movie);
   const { isofile, bytes } = movie;
   const audio = trackOf(isofile, "soun");
@@ -125,7 +127,7 @@ export async function extractAudio(reader) {
   const sized = build(chunkStarts(chunks, samples, 0), large); // the tables' sizes are fixed
   const moov = build(chunkStarts(chunks, samples, ftyp.length + sized.length + head.length), large);
   const parts = [{ bytes: concat([ftyp, moov, head]) }, ...rangesOf(samples)];
-  return { parts, size: ftyp.length + moov.length + head.length + payload, manifest };
+  return { parts, size: ftyp.length + moov.length + head.length + payload, manifest, movie };
 }
 
 function chunkStarts(chunks, samples, first) {
