@@ -188,6 +188,56 @@ describe("the index read once", () => {
   });
 });
 
+describe("few reads, few slices", () => {
+  test("a sound interleaved with the picture is read in a few large reads, byte for byte", async () => {
+    const movie = makeMovie({ frames: 120, audioFrames: 180 });
+    const sound = await A.extractAudio(movie);
+    const ranges = sound.parts.filter((p) => !p.bytes).length;
+    expect(ranges).toBe(60); // the maker puts three sound packets after every other frame
+    let reads = 0;
+    const counted = {
+      size: movie.size,
+      read(offset, length) {
+        reads += 1;
+        return movie.read(offset, length);
+      },
+    };
+    const bytes = await A.partsBytes(sound.parts, counted);
+    expect(reads).toBe(1);
+    // What reading each range alone gives.
+    const alone = [];
+    await A.eachPiece(sound.parts, movie, (b) => alone.push(...b));
+    expect(Array.from(bytes)).toEqual(alone);
+    // Gaps past `bridge` and spans past `window` are read apart.
+    reads = 0;
+    const apart = await A.partsBytes(sound.parts, counted, { bridge: 0 });
+    expect(reads).toBe(ranges);
+    expect(apart).toEqual(bytes);
+    reads = 0;
+    expect(await A.partsBytes(sound.parts, counted, { window: 4096 })).toEqual(bytes);
+    expect(reads).toBeGreaterThan(1);
+    expect(reads).toBeLessThan(ranges);
+  });
+
+  test("a later take of the same cut reuses the picture's slices", async () => {
+    const movie = makeMovie({});
+    const answer = { first_sample: 0, end_sample: 60 };
+    const one = await A.assemble(movie, makeCleanAudio(20).bytes, answer);
+    const two = await A.assemble(movie, makeCleanAudio(22).bytes, answer);
+    let slices = 0;
+    const file = new Blob([new Uint8Array(movie.size)]);
+    const counting = { slice: (...args) => (slices += 1, file.slice(...args)) };
+    const cache = new Map();
+    const first = A.partsBlob(one.parts, counting, "video/mp4", cache);
+    const made = slices;
+    expect(made).toBe(one.parts.filter((p) => !p.bytes).length);
+    const second = A.partsBlob(two.parts, counting, "video/mp4", cache);
+    expect(slices).toBe(made);
+    expect(first.size).toBe(one.size);
+    expect(second.size).toBe(two.size);
+  });
+});
+
 describe("refusals", () => {
   test("a cut that does not start on a keyframe or leaves the video is refused", async () => {
     const movie = makeMovie();

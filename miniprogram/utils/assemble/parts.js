@@ -6,6 +6,8 @@
 // File slices; the mini-program copies the ranges in chunks (wx-files.js).
 
 const MAX_PIECE = 4 * 1024 * 1024;
+const BRIDGE = 512 * 1024; // a gap read through rather than around (partsBytes)
+const MAX_WINDOW = 16 * 1024 * 1024; // the most partsBytes reads at once
 
 /** Source ranges of the samples in order, adjacent ones merged. */
 function rangesOf(samples) {
@@ -42,23 +44,82 @@ async function eachPiece(parts, reader, visit, piece = MAX_PIECE) {
   }
 }
 
-/** The parts as one byte array: for small outputs such as the audio upload. */
-async function partsBytes(parts, reader) {
+/**
+ * The parts as one byte array: for small outputs such as the audio upload. Source ranges a gap of
+ * at most `bridge` bytes apart are read together, up to `window` bytes at a time, and cut out of
+ * that read: a sound interleaved packet by packet with the picture is then a few large reads
+ * rather than thousands of small ones (each read of a File costs the browser a round trip of its
+ * own). The memory held is the output and one window.
+ */
+async function partsBytes(parts, reader, { bridge = BRIDGE, window = MAX_WINDOW } = {}) {
   const out = new Uint8Array(partsSize(parts));
   let pos = 0;
-  await eachPiece(parts, reader, (bytes) => {
+  const put = (bytes) => {
     out.set(bytes, pos);
     pos += bytes.length;
-  });
+  };
+  for (let i = 0; i < parts.length; ) {
+    const p = parts[i];
+    if (p.bytes) {
+      put(p.bytes);
+      i += 1;
+      continue;
+    }
+    let j = i + 1;
+    let end = p.offset + p.length;
+    while (j < parts.length && joins(parts[j], end, p.offset, bridge, window)) {
+      end = parts[j].offset + parts[j].length;
+      j += 1;
+    }
+    if (j === i + 1) {
+      await eachPiece([p], reader, put);
+    } else {
+      const span = await reader.read(p.offset, end - p.offset);
+      if (span.length !== end - p.offset) throw new Error(`short read at byte ${p.offset}`);
+      for (let k = i; k < j; k += 1) {
+        const at = parts[k].offset - p.offset;
+        put(span.subarray(at, at + parts[k].length));
+      }
+    }
+    i = j;
+  }
   return out;
 }
 
-/** The parts as a Blob of new bytes and slices of `file` (a File or Blob): nothing is read. */
-function partsBlob(parts, file, type = "video/mp4") {
-  return new Blob(
-    parts.map((p) => (p.bytes ? p.bytes : file.slice(p.offset, p.offset + p.length))),
-    { type },
-  );
+/** Whether range `q` is read with the ones before it (read from `start`, so far to `end`). */
+function joins(q, end, start, bridge, window) {
+  return !q.bytes && q.offset >= end && q.offset - end <= bridge && q.offset + q.length - start <= window;
+}
+
+/**
+ * The parts as a Blob of new bytes and slices of `file` (a File or Blob): nothing is read. The
+ * slices between two pieces of new bytes are gathered in a Blob of their own; with a `cache`
+ * (a Map kept by the caller), such a group is made once and reused by a later output that has
+ * it too (another take of the same cut: only the new bytes change).
+ */
+function partsBlob(parts, file, type = "video/mp4", cache = null) {
+  const items = [];
+  let group = [];
+  const flush = () => {
+    if (group.length === 0) return;
+    const key = cache ? group.map((r) => `${r.offset}+${r.length}`).join(",") : null;
+    let blob = cache ? cache.get(key) : null;
+    if (!blob) {
+      const slices = group.map((r) => file.slice(r.offset, r.offset + r.length));
+      blob = slices.length === 1 ? slices[0] : new Blob(slices);
+      if (cache) cache.set(key, blob);
+    }
+    items.push(blob);
+    group = [];
+  };
+  for (const p of parts) {
+    if (p.bytes) {
+      flush();
+      items.push(p.bytes);
+    } else group.push(p);
+  }
+  flush();
+  return new Blob(items, { type });
 }
 
 /** A reader over a File or Blob. */

@@ -11,6 +11,7 @@ import {
   blobReader,
   extractAudio,
   partsBlob,
+  partsBytes,
   partsSize,
 } from "./assemble/index.js";
 import { sampleEntries, trackOf } from "./assemble/movie.js";
@@ -94,11 +95,12 @@ export async function referenceSound(file) {
 
 /**
  * The re-wrapped sound's bytes, read once into memory (a few MB) to be hashed and uploaded from
- * there: one read of a Blob of the file's slices, which the browser gathers itself (a read per
- * packet range costs a round trip each, and phones interleave thousands).
+ * there: in a few large reads of the file that step over the picture between packets when it is
+ * small (a slice per packet range costs the browser a round trip each, and files interleaved
+ * packet by packet have thousands).
  */
 async function soundBytes(parts, file) {
-  return new Uint8Array(await partsBlob(parts, file, "audio/mp4").arrayBuffer());
+  return partsBytes(parts, blobReader(file));
 }
 
 /** The decoder configuration of the video track (its codec string and avcC/hvcC), or null. */
@@ -142,6 +144,8 @@ export class LocalVideo {
     this.config = config;
     this.samples = samples;
     this.reader = blobReader(file);
+    this.slices = new Map();
+    this.sliceCut = null;
   }
 
   /** Base64 thumbnails of `samples` (decode-order indices), in that order. */
@@ -232,7 +236,13 @@ export class LocalVideo {
     const audio = new Uint8Array(await response.arrayBuffer());
     mark("audio-fetched");
     const out = await quietly(() => assemble(this.reader, audio, assembly, { movie: this.movie }));
-    return { blob: partsBlob(out.parts, this.file, "video/mp4"), audioBytes: audio.length };
+    // The picture's slices of the last take are kept: a nudge changes only the sound's bytes.
+    if (this.sliceCut !== `${assembly.first_sample}:${assembly.end_sample}`) {
+      this.slices = new Map();
+      this.sliceCut = `${assembly.first_sample}:${assembly.end_sample}`;
+    }
+    const blob = partsBlob(out.parts, this.file, "video/mp4", this.slices);
+    return { blob, audioBytes: audio.length };
   }
 }
 
