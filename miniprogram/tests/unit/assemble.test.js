@@ -238,6 +238,33 @@ describe("few reads, few slices", () => {
   });
 });
 
+test("a copy's picture chunks are the file's own, whichever keyframe it starts from", async () => {
+  const movie = makeMovie({ frames: 120, audioFrames: 180 });
+  const { isofile } = await require("../../utils/assemble/movie.js").readMovie(movie);
+  const key = (ranges) => ranges.map((r) => `${r.offset}+${r.length}`).join(",");
+  const groups = new Set(A.pictureGroups(trackOf(isofile, "vide")).map(key));
+  expect(groups.size).toBeGreaterThanOrEqual(4); // a chunk per keyframe (every 30 pictures)
+  for (const first of [0, 30, 60]) {
+    const out = await A.assemble(movie, makeCleanAudio(200).bytes, {
+      first_sample: first,
+      end_sample: 110,
+    });
+    // The picture's ranges between two pieces of new bytes: its chunks.
+    const found = [];
+    let group = [];
+    for (const p of [...out.parts, { bytes: new Uint8Array(0) }]) {
+      if (!p.bytes) group.push(p);
+      else if (group.length) {
+        found.push(key(group));
+        group = [];
+      }
+    }
+    expect(found.length).toBeGreaterThan(1);
+    // All but the last (cut short by the copy's end) are made ahead.
+    for (const g of found.slice(0, -1)) expect(groups.has(g)).toBe(true);
+  }
+});
+
 describe("refusals", () => {
   test("a cut that does not start on a keyframe or leaves the video is refused", async () => {
     const movie = makeMovie();

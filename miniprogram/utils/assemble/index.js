@@ -7,7 +7,17 @@
 
 const { MediaError } = require("./boxes.js");
 const { extractAudio, manifestOf } = require("./extract.js");
-const { assemble } = require("./output.js");
-const { blobReader, bytesReader, eachPiece, partsBlob, partsBytes, partsSize } = require("./parts.js");
+const { assemble, pictureGroups } = require("./output.js");
+const {
+  blobReader,
+  bytesReader,
+  eachPiece,
+  groupBlob,
+  partsBlob,
+  partsBytes,
+  partsSize,
+  rangesOf,
+  sliceOf,
+} = require("./parts.js");
 
-module.exports = { MediaError, extractAudio, manifestOf, assemble, blobReader, bytesReader, eachPiece, partsBlob, partsBytes, partsSize };
+module.exports = { MediaError, extractAudio, manifestOf, assemble, pictureGroups, blobReader, bytesReader, eachPiece, groupBlob, partsBlob, partsBytes, partsSize, rangesOf, sliceOf };

@@ -94,22 +94,17 @@ function joins(q, end, start, bridge, window) {
 /**
  * The parts as a Blob of new bytes and slices of `file` (a File or Blob): nothing is read. The
  * slices between two pieces of new bytes are gathered in a Blob of their own; with a `cache`
- * (a Map kept by the caller), such a group is made once and reused by a later output that has
- * it too (another take of the same cut: only the new bytes change).
+ * (a Map kept by the caller for one file), such a group is made once and reused by a later
+ * output that has it too (another take of the same cut: only the new bytes change), and so is
+ * each slice (made ahead by `sliceOf` while the page waits: a slice costs the browser a round
+ * trip).
  */
 function partsBlob(parts, file, type = "video/mp4", cache = null) {
   const items = [];
   let group = [];
   const flush = () => {
     if (group.length === 0) return;
-    const key = cache ? group.map((r) => `${r.offset}+${r.length}`).join(",") : null;
-    let blob = cache ? cache.get(key) : null;
-    if (!blob) {
-      const slices = group.map((r) => file.slice(r.offset, r.offset + r.length));
-      blob = slices.length === 1 ? slices[0] : new Blob(slices);
-      if (cache) cache.set(key, blob);
-    }
-    items.push(blob);
+    items.push(groupBlob(file, group, cache));
     group = [];
   };
   for (const p of parts) {
@@ -120,6 +115,29 @@ function partsBlob(parts, file, type = "video/mp4", cache = null) {
   }
   flush();
   return new Blob(items, { type });
+}
+
+/** The ranges of `file` as one Blob, kept in `cache` (a Map) if given. */
+function groupBlob(file, ranges, cache = null) {
+  const key = cache ? ranges.map((r) => `${r.offset}+${r.length}`).join(",") : null;
+  let blob = cache ? cache.get(key) : null;
+  if (!blob) {
+    const slices = ranges.map((r) => sliceOf(file, r, cache));
+    blob = slices.length === 1 ? slices[0] : new Blob(slices);
+    if (cache) cache.set(key, blob);
+  }
+  return blob;
+}
+
+/** The slice of `file` for the range {offset, length}, kept in `cache` (a Map) if given. */
+function sliceOf(file, range, cache = null) {
+  const key = `${range.offset}:${range.length}`;
+  let slice = cache ? cache.get(key) : null;
+  if (!slice) {
+    slice = file.slice(range.offset, range.offset + range.length);
+    if (cache) cache.set(key, slice);
+  }
+  return slice;
 }
 
 /** A reader over a File or Blob. */
@@ -142,4 +160,4 @@ function bytesReader(bytes) {
   };
 }
 
-module.exports = { rangesOf, partsSize, eachPiece, partsBytes, partsBlob, blobReader, bytesReader };
+module.exports = { rangesOf, partsSize, eachPiece, partsBytes, partsBlob, groupBlob, sliceOf, blobReader, bytesReader };

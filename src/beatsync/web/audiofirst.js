@@ -10,9 +10,11 @@ import {
   assemble,
   blobReader,
   extractAudio,
+  groupBlob,
   partsBlob,
   partsBytes,
   partsSize,
+  pictureGroups,
 } from "./assemble/index.js";
 import { sampleEntries, trackOf } from "./assemble/movie.js";
 
@@ -21,6 +23,7 @@ export const THUMB_HEIGHT = 54;
 const THUMB_BYTES = THUMB_WIDTH * THUMB_HEIGHT;
 const PATH_KEY = "beatsync.path"; // "server" forces the whole-video upload
 const DECODER_QUEUE = 8; // samples queued ahead of the decoder: bounds the frames held at once
+const SLICE_BATCH = 64; // slices made ahead per task (prepareSlices)
 
 /** Whether this browser was told to upload whole videos (a setting kept in localStorage). */
 export function serverPathForced() {
@@ -145,7 +148,28 @@ export class LocalVideo {
     this.samples = samples;
     this.reader = blobReader(file);
     this.slices = new Map();
-    this.sliceCut = null;
+    this.sliced = false;
+  }
+
+  /**
+   * Make the Blobs of the picture's chunks ahead, while the job runs, a few per task so the page
+   * stays responsive: the assembly then finds them made (pictureGroups; a copy's chunks are the
+   * file's own). A slice costs the browser a round trip, and a file interleaved frame by frame
+   * has a slice per frame: thousands that would otherwise be made once the answer has come.
+   */
+  async prepareSlices() {
+    if (this.sliced || !this.movie) return;
+    this.sliced = true;
+    const groups = pictureGroups(trackOf(this.movie.isofile, "vide"));
+    let made = 0;
+    for (const group of groups) {
+      groupBlob(this.file, group, this.slices);
+      made += group.length;
+      if (made >= SLICE_BATCH) {
+        made = 0;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    }
   }
 
   /** Base64 thumbnails of `samples` (decode-order indices), in that order. */
@@ -236,11 +260,7 @@ export class LocalVideo {
     const audio = new Uint8Array(await response.arrayBuffer());
     mark("audio-fetched");
     const out = await quietly(() => assemble(this.reader, audio, assembly, { movie: this.movie }));
-    // The picture's slices of the last take are kept: a nudge changes only the sound's bytes.
-    if (this.sliceCut !== `${assembly.first_sample}:${assembly.end_sample}`) {
-      this.slices = new Map();
-      this.sliceCut = `${assembly.first_sample}:${assembly.end_sample}`;
-    }
+    // The picture's slices are kept: a nudge changes only the sound's bytes.
     const blob = partsBlob(out.parts, this.file, "video/mp4", this.slices);
     return { blob, audioBytes: audio.length };
   }

@@ -111,6 +111,8 @@ export class JobView {
     if (local) {
       this.local = local;
       this.localIds = new Set([job.id]);
+      // While the job runs: the assembly's slices of the file, made ahead.
+      local.prepareSlices?.().catch((error) => console.warn(error));
     }
     if (restart || this.peak.id !== job.id) this.peak = { id: job.id, progress: 0, stage: -1 };
     this.#update(job);

@@ -4,5 +4,15 @@
 
 export { MediaError } from "./boxes.js";
 export { extractAudio, manifestOf } from "./extract.js";
-export { assemble } from "./output.js";
-export { blobReader, bytesReader, eachPiece, partsBlob, partsBytes, partsSize } from "./parts.js";
+export { assemble, pictureGroups } from "./output.js";
+export {
+  blobReader,
+  bytesReader,
+  eachPiece,
+  groupBlob,
+  partsBlob,
+  partsBytes,
+  partsSize,
+  rangesOf,
+  sliceOf,
+} from "./parts.js";

@@ -24,7 +24,8 @@ import { editsOf, parseIndex, rawBox, readMovie, trackOf } from "./movie.js";
 import { rangesOf } from "./parts.js";
 
 const MOVIE_TIMESCALE = 1000;
-const CHUNK_SECONDS = 1.0; // interleaving: a chunk of each track per second of output
+const CHUNK_SECONDS = 1.0; // interleaving: a chunk of each track per keyframe, at most a second
+const MIN_KEY_SPACING = 8; // keyframes denser than one in this many pictures are not chunked by
 const IDENTITY = [0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000];
 
 /**
@@ -131,6 +132,11 @@ export async function assemble(reader, audioBytes, answer, { movie: given = null
     audio.trak.samples.map((s) => s.dts / ats),
     video.run.map((s) => s.description_index + 1),
     audio.trak.samples.map((s) => s.description_index + 1),
+    chunkStarts(
+      video.run.map((s) => s.dts),
+      pictureKeys(video.run, hasSync),
+      vts * CHUNK_SECONDS,
+    ),
   );
   const payload =
     video.run.reduce((n, s) => n + s.size, 0) + audio.trak.samples.reduce((n, s) => n + s.size, 0);
@@ -166,30 +172,78 @@ export async function assemble(reader, audioBytes, answer, { movie: given = null
 }
 
 /**
- * Chunks in file order: for each second of output, the audio then the video samples decoding
- * in it ({track: 0 video | 1 audio, samples: [indices], description}).
+ * Chunks in file order: for each stretch of the picture (`vstarts`, from chunkStarts; by
+ * default a second each), the audio decoding before the next stretch, then the stretch's video
+ * samples ({track: 0 video | 1 audio, samples: [indices], description}). Times in seconds.
  */
-export function interleave(vtimes, atimes, vdesc, adesc) {
+export function interleave(vtimes, atimes, vdesc, adesc, vstarts = null) {
+  const starts = vstarts || chunkStarts(vtimes, null, CHUNK_SECONDS);
   const chunks = [];
-  let v = 0;
   let a = 0;
-  for (let k = 1; v < vtimes.length || a < atimes.length; k += 1) {
-    const bound = k * CHUNK_SECONDS;
-    for (const [track, times, desc, take] of [
-      [1, atimes, adesc, (n) => (a = n)],
-      [0, vtimes, vdesc, (n) => (v = n)],
-    ]) {
-      let i = track === 0 ? v : a;
-      while (i < times.length && times[i] < bound) {
-        const samples = [];
-        const d = desc[i];
-        while (i < times.length && times[i] < bound && desc[i] === d) samples.push(i++);
-        chunks.push({ track, samples, description: d });
-      }
-      take(i);
-    }
+  for (let p = 0; p < starts.length || a < atimes.length; p += 1) {
+    const v0 = p < starts.length ? starts[p] : vtimes.length;
+    const v1 = p + 1 < starts.length ? starts[p + 1] : vtimes.length;
+    const bound = p + 1 < starts.length ? vtimes[starts[p + 1]] : Infinity;
+    a = take(chunks, 1, atimes.length, adesc, a, (i) => atimes[i] < bound);
+    take(chunks, 0, vtimes.length, vdesc, v0, (i) => i < v1);
   }
   return chunks;
+}
+
+function take(chunks, track, count, desc, from, inside) {
+  let i = from;
+  while (i < count && inside(i)) {
+    const samples = [];
+    const d = desc[i];
+    while (i < count && inside(i) && desc[i] === d) samples.push(i++);
+    chunks.push({ track, samples, description: d });
+  }
+  return i;
+}
+
+/**
+ * Where the picture's chunks start (indices into `times`, decode times in track ticks): at every
+ * keyframe, and `span` ticks after the last start between keyframes. A copy starts on a
+ * keyframe, so its chunks are the file's own whichever keyframe that is: the page makes their
+ * slices ahead (pictureGroups).
+ */
+export function chunkStarts(times, keys, span) {
+  const starts = [];
+  let last = -Infinity;
+  for (let i = 0; i < times.length; i += 1) {
+    if (i === 0 || (keys && keys[i]) || times[i] - last >= span) {
+      starts.push(i);
+      last = times[i];
+    }
+  }
+  return starts;
+}
+
+/**
+ * The keyframe flags chunkStarts follows, or null when there are none or they are too dense
+ * to chunk by (every picture a keyframe): then chunks are CHUNK_SECONDS long.
+ */
+export function pictureKeys(samples, hasSync) {
+  if (!hasSync) return null;
+  const keys = samples.map((s) => Boolean(s.is_sync));
+  const count = keys.reduce((n, k) => n + (k ? 1 : 0), 0);
+  return count * MIN_KEY_SPACING > samples.length ? null : keys;
+}
+
+/**
+ * The source ranges of every chunk a copy of the track can have (chunkStarts over the whole
+ * track, decode order): the groups partsBlob makes of a cut's picture, but for the cut's last.
+ */
+export function pictureGroups(trak) {
+  const samples = trak.samples;
+  const ts = trak.mdia.mdhd.timescale;
+  const keys = pictureKeys(samples, Boolean(trak.mdia.minf.stbl.stss));
+  const starts = chunkStarts(
+    samples.map((s) => s.dts),
+    keys,
+    ts * CHUNK_SECONDS,
+  );
+  return starts.map((s, i) => rangesOf(samples.slice(s, starts[i + 1] ?? samples.length)));
 }
 
 function fileType(vtrak) {
