@@ -186,6 +186,9 @@ export class UploadSlot {
     this.local = local;
     this.path = "audio";
     this.total = local.audio.size;
+    // While the sounds go up (the link is the bound, not the device): the picture's slices
+    // the assembly will need, made ahead.
+    local.prepareSlices().catch((error) => console.warn(error));
     return local.audio;
   }
 
