@@ -9,7 +9,9 @@ cases do not make: an edit played with the pitch kept, the music stopped and res
 recording starting after the music and ending before it, another song of the same tempo and
 key, an instrumental, a remix. The engine runs in-process on each and its output is measured
 as ``bench/accuracy.py`` measures it (sync at five points and in every piece, seams, cut edges,
-refusals); the table goes to stdout only.
+refusals), and the engine's mapping is checked against the truth in every piece from its
+report (the output checker cannot tell a loop-built section from another on the same beat); the
+table goes to stdout only.
 
     nice python bench/outside.py [--workers 2] [--case NAME ...] [--list]
 
@@ -20,6 +22,7 @@ unchanged.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -27,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from accuracy import MEDIAN_MS, P95_MS, CaseResult, run_cases
+from beatsync.testkit import BuiltCase
 from beatsync.testkit.reality import Take, TakeRoom, build_take
 
 BENCH = Path(__file__).resolve().parent
@@ -43,6 +47,9 @@ CAVE = TakeRoom(rt60=2.0, shadow_db=9.0, snr_db=0.0, phone=(9.7, 6.7, 1.0), teac
 MIRROR = TakeRoom(
     rt60=1.0, shadow_db=10.0, snr_db=3.0, phone=(0.2, 2.0, 1.0), speaker=(6.0, 6.5, 1.6)
 )
+# The phone mid-room 4 m from the loudspeaker (direct sound 13 dB below the reverberation, as
+# the standard cases' hard rooms), with the whole crowd and phone chain of a loud class.
+MIDROOM = TakeRoom(rt60=1.0, shadow_db=0.0, snr_db=0.0, phone=(4.6, 3.0, 1.1), teacher_db=0.0)
 # An ordinary class: some reverberation and noise.
 CLASS = TakeRoom(rt60=1.0, shadow_db=3.0, snr_db=6.0, teacher_db=-3.0, clip_db=3.0)
 
@@ -65,6 +72,20 @@ TAKES: tuple[Take, ...] = (
     # The quiet 16 s intro (18 dB down) in a room at −5 dB SNR.
     Take("pop-quiet-intro-loud", 11, POP, ((0.0, 46.0, 0.0),), room=LOUD),
     Take("pop-quiet-intro-cave", 12, POP, ((0.0, 40.0, 0.0),), room=CAVE),
+    # The same music in a room where the phone stands mid-room, with the whole crowd chain.
+    Take("midroom-pop-quiet-intro", 51, POP, ((0.0, 40.0, 0.0),), room=MIDROOM),
+    Take("midroom-pop-stop-restart", 52, POP, ((16.0, 16.0, 10.0), (0.0, 16.0, 0.0)),
+         drift_ppm=50.0, room=MIDROOM),
+    Take("midroom-pop-edit-tempo090", 53, POP, ((6.0, 18.0, 0.0), (56.0, 14.0, 0.0),
+         (20.0, 14.0, 0.0)), speed=0.9, pitch_kept=True, crossfade=0.3, room=MIDROOM),
+    Take("midroom-sparse", 54, "studio:sparse:full", ((4.0, 36.0, 0.0),), bpm=100.0,
+         room=MIDROOM),
+    Take("midroom-tonal", 55, "studio:tonal:full", ((10.0, 36.0, 0.0),), bpm=72.0,
+         room=MIDROOM),
+    Take("midroom-immich-calm", 56, "immich/calm/calm_electronic_s411", ((2.0, 24.0, 0.0),),
+         drift_ppm=-50.0, room=MIDROOM),
+    Take("midroom-mismatch-same-tempo-key", 57, POP, ((16.0, 30.0, 0.0),),
+         ref_song="studio:pop:other", accept="no", room=MIDROOM),
     # The recording starts in the second chorus (an exact copy of the first and the third) and
     # ends in the second verse, before the music stops; +50 ppm drift.
     Take("pop-midsong-chorus", 13, POP, ((57.0, 26.0, 0.0),), music_start=-3.0, tail=0.0,
@@ -120,7 +141,26 @@ TAKES: tuple[Take, ...] = (
 )  # fmt: skip
 
 
-def _row(r: CaseResult, take: Take) -> str:
+def map_errors(case: BuiltCase) -> list[float]:
+    """The engine's mapping against the truth (ms of dance time, positive = the engine's sound
+    late) at the middle of every true piece, read from the run's report. The output checker
+    cannot tell a section from its copy, nor a loop-built section from another on the same
+    beat; this can."""
+    report = OUT / f"{case.spec.name}.report.json"
+    if case.truth.mismatch or not report.is_file():
+        return []
+    parts = json.loads(report.read_text())["pieces"]
+    out = []
+    for start, end, _ in case.truth.pieces:
+        t = (start + end) / 2
+        part = min(parts, key=lambda p: 0.0 if p["start_s"] <= t < p["end_s"] else
+                   min(abs(t - p["start_s"]), abs(t - p["end_s"])))  # fmt: skip
+        found = part["offset_s"] + part["scale"] * t
+        out.append((case.truth.bgm_time(t) - found) / case.truth.scale * 1000.0)
+    return out
+
+
+def _row(r: CaseResult, take: Take, mapped: list[float]) -> str:
     errs = " ".join("  nan" if math.isnan(e) else f"{e:+5.2f}" for e in r.errors_ms)
     pieces = " | ".join(
         ",".join("nan" if math.isnan(e) else f"{e:+.1f}" for e in p) for p in r.piece_errors_ms
@@ -129,11 +169,16 @@ def _row(r: CaseResult, take: Take) -> str:
     flags = r.flags() if take.accept != "either" else []
     if take.accept == "either":
         flags = [f"remix {r.outcome}"] + (r.flags() if r.outcome == "accepted" else [])
+    worst = max((abs(e) for e in mapped), default=0.0)
+    if r.outcome == "accepted" and worst > P95_MS:
+        flags.append(f"mapping {worst:.1f} ms off in a piece")
+    maps = ",".join(f"{e:+.1f}" for e in mapped)
     verdict = "ok" if not flags and r.correct else "; ".join(flags) or r.outcome
     return (
         f"{r.name:<34} {r.outcome:<8} {r.confidence:5.2f}  [{errs}] ms"
         f"  cut {r.cut_start_error_s:+6.2f}/{r.cut_end_error_s:+6.2f} s"
-        f"  pieces {r.pieces_found}/{r.pieces_true} [{pieces}] seams [{seams}]  {verdict}"
+        f"  map [{maps}] ms  pieces {r.pieces_found}/{r.pieces_true} [{pieces}]"
+        f" seams [{seams}]  {verdict}"
     )
 
 
@@ -153,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run_cases(built, OUT, args.workers)
     print(f"\nbars: median ≤ {MEDIAN_MS:g} ms, worst ≤ {P95_MS:g} ms; cut edges in seconds")
     bad = 0
-    for take, r in zip(takes, results, strict=True):
-        line = _row(r, take)
+    for take, case, r in zip(takes, built, results, strict=True):
+        line = _row(r, take, map_errors(case))
         bad += not line.endswith("ok")
         print(line)
     return 1 if bad else 0
