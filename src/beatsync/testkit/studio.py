@@ -11,9 +11,9 @@ Names: ``studio:<style>:<variant>``. Styles:
 
 * ``pop``: 120 bpm, a 16 s intro of a lone pad 18 dB below the rest, verse, chorus, an 8 s
   breakdown 14 dB down, the chorus again (an exact copy), verse, chorus (a copy),
-  outro; 96 s.
+  outro; 112 s.
 * ``sparse``: 100 bpm, tabla and snaps only, with bars of rest; 77 s.
-* ``tonal``: 72 bpm, pads and piano chords, no drums, slow attacks; 80 s.
+* ``tonal``: 72 bpm, pads and piano chords, no drums, slow attacks; 93 s.
 
 Variants of one style share the bpm, key and arrangement's timing: ``full``; ``instrumental``
 (the lead removed); ``remix`` (other drums, no bass, the harmony played by another
