@@ -160,7 +160,9 @@ def test_a_class_at_another_speed_is_synced_with_the_speed_and_kind_found(  # ty
     case = small_case(name)
     result = sync(case.dance, case.bgm, tmp_path / "out.mp4")
     assert result.mapping.pitch_kept is pitch_kept
-    assert result.mapping.scale == pytest.approx(case.truth.scale, abs=3e-4 if pitch_kept else 5e-6)
+    # The pitch-kept scale is found within 2e-5 (23 ppm) on this short clip, the resampled one's
+    # within 2e-7.
+    assert result.mapping.scale == pytest.approx(case.truth.scale, abs=4e-5 if pitch_kept else 5e-6)
     assert case.truth.cut is not None
     assert result.cut.start == pytest.approx(case.truth.cut[0], abs=0.35)
     assert result.cut.end == pytest.approx(case.truth.cut[1], abs=0.35)
