@@ -94,21 +94,30 @@ class JobEnv:
 
 
 class FlakyStorage(LocalStorage):
-    """Local storage whose ``fetch`` or ``put_file`` raises ``errors`` one after the other."""
+    """Local storage whose ``fetch`` or ``put_file`` raises ``errors`` one after the other
+    (``None``: that call succeeds)."""
 
-    def __init__(self, root: Path, *, fetch: list[BaseException], put: list[BaseException]):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fetch: list[BaseException | None],
+        put: list[BaseException | None],
+    ):
         super().__init__(root)
         self.fetch_errors, self.put_errors = fetch, put
         self.calls = {"fetch": 0, "put_file": 0}
 
     def fetch(self, key: str, dest: Path) -> Path:
         self.calls["fetch"] += 1
-        if self.fetch_errors:
-            raise self.fetch_errors.pop(0)
+        error = self.fetch_errors.pop(0) if self.fetch_errors else None
+        if error is not None:
+            raise error
         return super().fetch(key, dest)
 
     def put_file(self, key: str, path: Path) -> int:
         self.calls["put_file"] += 1
-        if self.put_errors:
-            raise self.put_errors.pop(0)
+        error = self.put_errors.pop(0) if self.put_errors else None
+        if error is not None:
+            raise error
         return super().put_file(key, path)

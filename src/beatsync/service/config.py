@@ -232,10 +232,16 @@ class Settings(BaseSettings):
         16, ge=1, description="Most streams (video, audio, subtitles, data) a file may hold."
     )
     job_soft_time_limit_s: float = Field(
-        300.0, gt=0, description="A job is asked to stop after this long (`TIMEOUT`)."
+        300.0,
+        gt=0,
+        description="A job is asked to stop after working this long (`TIMEOUT`); time spent "
+        "waiting for storage does not count.",
     )
     job_time_limit_s: float = Field(
-        360.0, gt=0, description="A job's process is killed after this long (`TIMEOUT`)."
+        360.0,
+        gt=0,
+        description="A job's process is killed after this long (`TIMEOUT`), plus the time it "
+        "waited for storage (with Celery, which cannot move it: plus `storage_retry_s`).",
     )
     job_memory_limit_mb: int = Field(
         2048, ge=64, description="Memory limit of a job's process (`RESOURCE_LIMIT`)."
@@ -261,8 +267,8 @@ class Settings(BaseSettings):
     storage_retry_s: float = Field(
         180.0,
         ge=0,
-        description="How long a job waits for storage that is unavailable, trying again with "
-        "backoff (0.5 s doubling up to 30 s), before it fails `STORAGE_UNAVAILABLE`.",
+        description="How long a job waits in all for storage that is unavailable, trying again "
+        "with backoff (0.5 s doubling up to 30 s), before it fails `STORAGE_UNAVAILABLE`.",
     )
     job_max_attempts: int = Field(
         2, ge=1, description="Starts a job gets when its worker dies; then `WORKER_LOST`."

@@ -35,6 +35,7 @@ from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import TEST_SECRET_KEY
 from job_env import FlakyStorage
 from job_env import JobEnv as Env
+from waiting_child import wait_for_storage_then_work_past_the_hard_limit
 
 # -- what misbehaving children run (module level: a child imports them by name) -------------
 
@@ -297,6 +298,20 @@ def test_hard_time_limit_kills_the_child(
     assert (job.status, job.error_code, job.attempts) == ("failed", "TIMEOUT", 1)
     assert job.error_message == "the job ran longer than 2 s"
     assert 2.0 <= took < 5.0, took
+    assert runner.running() == {}
+
+
+def test_the_hard_time_limit_allows_for_the_time_spent_waiting_for_storage(
+    tmp_path: Path, clean: BuiltCase, runners: Callable[..., EmbeddedRunner]
+) -> None:
+    env = Env(tmp_path, job_soft_time_limit_s=0.3, job_time_limit_s=4.0)
+    runner = runners(env, target=wait_for_storage_then_work_past_the_hard_limit)
+    job_id = env.job(clean)
+
+    runner.run_until_empty(120)
+
+    job = env.row(job_id)
+    assert (job.status, job.error_code, job.attempts) == ("succeeded", None, 1), job.error_message
     assert runner.running() == {}
 
 

@@ -256,8 +256,13 @@ def test_transient_storage_errors_are_retried(env: Env, clean: BuiltCase) -> Non
     down = StorageUnavailable("connection reset")
     storage = FlakyStorage(env.storage.root, fetch=[down, down], put=[down])
 
+    # Three pauses for the whole run: two for the download, one for the upload.
     status = run_job(
-        job_id, settings=env.settings, db=env.db, storage=storage, storage_backoff_s=(0.01, 0.01)
+        job_id,
+        settings=env.settings,
+        db=env.db,
+        storage=storage,
+        storage_backoff_s=(0.01, 0.01, 0.01),
     )
 
     assert status == "succeeded"
@@ -283,6 +288,102 @@ def test_a_storage_outage_of_many_seconds_is_waited_out(
     assert sum(waits) == pytest.approx(31.5 + 1.5)
     assert max(waits) == 1.0
     assert len(env.stored(job_id)) == 4
+
+
+class OutageClock:
+    """A monotonic clock that only storage waits (and the test) move, and a soft time limit of
+    ``limit`` seconds on it, requested the way the signal handlers request it."""
+
+    def __init__(self, limit: float) -> None:
+        self.now = 1000.0
+        self.deadline = self.now + limit
+        self.waits: list[float] = []
+
+    def pause(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+    def stop_requested(self) -> BaseException | None:
+        return run_module.JobTimeLimit() if self.now >= self.deadline else None
+
+
+def test_waiting_for_storage_does_not_count_against_the_soft_time_limit(
+    env: Env, clean: BuiltCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 31.5 s of outage against a 20 s limit: the limit comes during the wait, and the run has
+    # worked for almost none of it.
+    outage = OutageClock(20.0)
+    monkeypatch.setattr(run_module, "_pause", outage.pause)
+    monkeypatch.setattr(run_module, "_clock", outage.clock)
+    job_id = env.job(clean, {"mapping": {"offset_s": clean.truth.offset, "scale": 1.0}})
+    down = StorageUnavailable("connection refused")
+    storage = FlakyStorage(env.storage.root, fetch=[down] * 6, put=[])
+    waited: list[float] = []
+
+    status = run_job(
+        job_id,
+        settings=env.settings,
+        db=env.db,
+        storage=storage,
+        stop_requested=outage.stop_requested,
+        on_wait=waited.append,
+    )
+
+    assert status == "succeeded", env.row(job_id).error_message
+    assert sum(outage.waits) == sum(waited) == pytest.approx(31.5)
+    assert len(env.stored(job_id)) == 4
+
+
+def test_work_after_a_storage_wait_still_meets_the_soft_time_limit(
+    env: Env, clean: BuiltCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outage = OutageClock(20.0)
+    monkeypatch.setattr(run_module, "_pause", outage.pause)
+    monkeypatch.setattr(run_module, "_clock", outage.clock)
+    job_id = env.job(clean, {"mapping": {"offset_s": clean.truth.offset, "scale": 1.0}})
+    down = StorageUnavailable("connection refused")
+    storage = FlakyStorage(env.storage.root, fetch=[down] * 6, put=[])
+    seen: list[float] = []
+
+    def work_long_after_the_wait() -> BaseException | None:
+        if sum(outage.waits) == pytest.approx(31.5) and not seen:
+            seen.append(outage.now)
+            outage.now += 25.0  # 25 s of work after the outage: more than 20 s in all
+        return outage.stop_requested()
+
+    status = run_job(
+        job_id,
+        settings=env.settings,
+        db=env.db,
+        storage=storage,
+        stop_requested=work_long_after_the_wait,
+    )
+
+    job = env.row(job_id)
+    assert (status, job.error_code) == ("failed", "TIMEOUT")
+    assert env.stored(job_id) == []
+
+
+def test_the_storage_window_is_the_whole_runs(
+    env: Env, clean: BuiltCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two outages, one per download, of 0.5 + 1 + 2 = 3.5 s each, against a window of 5 s:
+    # the second download has 1.5 s left and fails after it.
+    waits: list[float] = []
+    monkeypatch.setattr(run_module, "_pause", waits.append)
+    settings = env.settings.model_copy(update={"storage_retry_s": 5.0})
+    job_id = env.job(clean)
+    down = StorageUnavailable("connection refused")
+    storage = FlakyStorage(env.storage.root, fetch=[down, down, down, None, down] * 5, put=[])
+
+    assert run_job(job_id, settings=settings, db=env.db, storage=storage) == "failed"
+
+    assert env.row(job_id).error_code == "STORAGE_UNAVAILABLE"
+    assert sum(waits) == pytest.approx(5.0)
+    assert storage.calls["fetch"] == 4 + 3
 
 
 def test_storage_that_stays_away_fails_the_job_after_the_window(

@@ -12,8 +12,10 @@ Nothing is built at import time: :func:`create_celery_app` makes an app for one
   limit plus the longest retry wait, so a job still running is never handed out twice that way.
 - Prefetch 1: a worker holds no message it is not running, so a crash strands none and a long
   job holds up no other.
-- Soft time limit → the run fails ``TIMEOUT`` by itself; hard time limit → the pool process is
-  killed and the row failed ``TIMEOUT``. Pool processes are replaced after
+- Soft time limit → the run fails ``TIMEOUT`` by itself, once it has also worked off the time it
+  waited for storage; hard time limit → the pool process is killed and the row failed
+  ``TIMEOUT``. Celery cannot move a running task's hard limit, so it is ``job_time_limit_s +
+  storage_retry_s``, the most a run may wait in all. Pool processes are replaced after
   ``worker_max_tasks_per_child`` jobs, or when they grew past ``worker_max_memory_per_child_mb``.
 - Storage that is unavailable is waited out inside the run, where the job's files stay, for up
   to ``storage_retry_s`` (:mod:`.backoff`); a database fault retries the task with exponential
@@ -57,9 +59,16 @@ RETRY_BACKOFF_MAX_S = 60
 MAX_RETRIES = 5
 
 
+def hard_time_limit_s(settings: Settings) -> float:
+    """When Celery kills a job's pool process: the hard limit plus the run's waiting window
+    (the soft limit, inside the run, measures work alone)."""
+    return settings.job_time_limit_s + settings.storage_retry_s
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for ``settings`` (see the module's docstring for why each is so)."""
-    visibility = int(settings.job_time_limit_s + 2 * RETRY_BACKOFF_MAX_S)
+    hard_limit = hard_time_limit_s(settings)
+    visibility = int(hard_limit + 2 * RETRY_BACKOFF_MAX_S)
     return {
         "broker_url": settings.redis_url,
         "broker_connection_retry_on_startup": True,
@@ -83,7 +92,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": settings.job_soft_time_limit_s,
-        "task_time_limit": settings.job_time_limit_s,
+        "task_time_limit": hard_limit,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         "worker_max_memory_per_child": settings.worker_max_memory_per_child_mb * 1024,  # KiB
         "worker_pool": "prefork",

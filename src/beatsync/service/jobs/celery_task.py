@@ -97,7 +97,7 @@ class JobDelivery:
     def deliver(self, job_id: str) -> str:
         """Run the job the message names if it is this worker's to run; its status after."""
         if self._limited_pid != os.getpid():
-            from .embedded import limit_memory
+            from .child import limit_memory
 
             limit_memory(self.settings.job_memory_limit_mb)
             tune_allocator()

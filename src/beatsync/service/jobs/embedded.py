@@ -6,12 +6,13 @@ claim, so two runners never take the same job, and runs each in a child process,
 Matplotlib imported already, so a child starts in milliseconds without inheriting the API's
 threads, sockets or database connections.
 
-Each child limits its own memory (``RLIMIT_DATA``, see :func:`limit_memory`), asks itself to
-stop at the soft time limit (on ``SIGALRM`` the run raises :class:`~.run.JobTimeLimit` at its
-next progress report) and stops itself when the API process is gone. The supervisor kills a
-child at the hard time limit (``TIMEOUT``), when its job is canceled (``SIGTERM``, then
-``SIGKILL`` 2 s later), and on :meth:`EmbeddedRunner.stop`, which leaves the rows ``running``
-for recovery at the next start. A child that dies on its own leaves its row ``running``: the
+Each child (:mod:`.child`) limits its own memory (``RLIMIT_DATA``, see :func:`limit_memory`),
+asks itself to stop at the soft time limit (on ``SIGALRM`` the run raises
+:class:`~.run.JobTimeLimit` at its next progress report) and stops itself when the API process
+is gone. The supervisor kills a child at the hard time limit (``TIMEOUT``; both limits move later
+by the time the job waited for storage), when its job is canceled (``SIGTERM``, then ``SIGKILL``
+2 s later), and on :meth:`EmbeddedRunner.stop`, which leaves the rows ``running`` for recovery
+at the next start. A child that dies on its own leaves its row ``running``: the
 job is requeued once, then fails ``WORKER_LOST`` (:mod:`.recovery`).
 """
 
@@ -23,37 +24,30 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
 import os
-import resource
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from types import FrameType
+from multiprocessing.sharedctypes import Synchronized
 from typing import cast
 
 from sqlalchemy import Table, select, update
 
-from beatsync.engine.memory import tune_allocator
 from beatsync.service.config import Settings
-from beatsync.service.db import Database, Job, JobStatus, job_database
+from beatsync.service.db import Database, Job, JobStatus
 from beatsync.service.db.models import utcnow
-from beatsync.service.logs import configure_logging
 from beatsync.service.storage import Storage
 
+from .child import KILL_GRACE_S as _KILL_GRACE_S
+from .child import JobTarget, child_main, limit_memory, run_in_child
 from .dispatch import DispatchUnavailable
 from .liveness import STALE_S, Liveness
 from .recovery import recover_orphans, requeue_or_lose
 from .run import (
-    JOB_NICENESS,
-    JobInterrupted,
-    JobTimeLimit,
     claim_job,
     fail_job,
-    run_job,
     worker_name,
 )
 from .scratch import sweep_scratch
@@ -61,9 +55,6 @@ from .scratch import sweep_scratch
 __all__ = ["PRELOAD", "EmbeddedRunner", "JobTarget", "limit_memory"]
 
 log = logging.getLogger(__name__)
-
-JobTarget = Callable[[str, Settings], object]
-"""What a child runs: ``target(job_id, settings)``; :func:`run_job` unless replaced."""
 
 # Imported once by the fork server, shared by every child: what a job would import anyway.
 PRELOAD = (
@@ -78,11 +69,11 @@ PRELOAD = (
     "matplotlib.font_manager",
     "beatsync.service.jobs.run",
     "beatsync.service.jobs.embedded",
+    "beatsync.service.jobs.child",
 )
 
 _JOBS = cast(Table, Job.__table__)
 _POLL_S = 0.5  # how often the table is read for jobs queued or canceled by other processes
-_KILL_GRACE_S = 2.0  # SIGTERM, then SIGKILL this much later
 
 
 @dataclass
@@ -90,6 +81,7 @@ class _Child:
     job_id: str
     process: BaseProcess
     started: float  # time.monotonic() at start
+    waited: Synchronized[float]  # seconds the job waited for storage, written by the child
     reason: str | None = None  # why we stop it: cancel | timeout | stop
     termed_at: float | None = None
 
@@ -110,7 +102,7 @@ class EmbeddedRunner:
         self.settings = settings
         self.db = db
         self.storage = storage
-        self.target: JobTarget = target or _run_job
+        self.target: JobTarget = target or run_in_child
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(list(PRELOAD))
         self._lock = threading.RLock()
@@ -258,7 +250,7 @@ class EmbeddedRunner:
             now = time.monotonic()
             for child in self._children.values():
                 if child.reason is None:
-                    left = child.started + self.settings.job_time_limit_s - now
+                    left = self._deadline(child) - now
                 elif child.termed_at is not None:
                     left = child.termed_at + _KILL_GRACE_S - now
                 else:
@@ -296,9 +288,10 @@ class EmbeddedRunner:
         return bool(ids)
 
     def _spawn(self, job_id: str) -> None:
+        waited = self._context.Value("d", 0.0)
         process = self._context.Process(
-            target=_child_main,
-            args=(job_id, self.settings, self.target, self._lifeline),
+            target=child_main,
+            args=(job_id, self.settings, self.target, self._lifeline, waited),
             name=f"beatsync-job-{job_id}",
             daemon=True,
         )
@@ -313,7 +306,7 @@ class EmbeddedRunner:
                 why=f"the worker process did not start: {exc}",
             )
             return
-        self._children[job_id] = _Child(job_id, process, time.monotonic())
+        self._children[job_id] = _Child(job_id, process, time.monotonic(), waited)
         # The row names the process doing the work, so recovery can tell whether it lives.
         with self.db.engine.begin() as conn:
             conn.execute(
@@ -323,10 +316,14 @@ class EmbeddedRunner:
             )
         log.debug("job %s: process %s", job_id, process.pid, extra={"job_id": job_id})
 
+    def _deadline(self, child: _Child) -> float:
+        """The hard time limit of ``child``: later by as long as its job waited for storage."""
+        return child.started + self.settings.job_time_limit_s + float(child.waited.value)
+
     def _enforce(self) -> None:
         now = time.monotonic()
         for child in self._children.values():
-            if child.reason is None and now - child.started >= self.settings.job_time_limit_s:
+            if child.reason is None and now >= self._deadline(child):
                 child.reason = "timeout"
                 child.process.kill()
             elif child.termed_at is not None and now - child.termed_at >= _KILL_GRACE_S:
@@ -419,91 +416,6 @@ class EmbeddedRunner:
                 exc_info=True,
                 extra={"job_id": job_id},
             )
-
-
-# -- in the child ---------------------------------------------------------------------------
-
-
-def limit_memory(megabytes: int) -> None:
-    """Cap this process's private writable memory (heap and anonymous maps) at ``megabytes``.
-
-    ``RLIMIT_DATA``, not ``RLIMIT_AS``: the address space of a job counts reservations it never
-    touches (thread stacks, glibc's per-thread arenas, OpenBLAS buffers, the fork server's
-    shared libraries) and runs to about twice its data size, so an address-space cap tight
-    enough to stop a runaway allocation would also stop ordinary jobs. An allocation past the
-    cap fails at once with ``MemoryError``.
-    """
-    limit = megabytes * 1024 * 1024
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
-
-
-def _child_main(job_id: str, settings: Settings, target: JobTarget, lifeline: Connection) -> None:
-    threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    limit_memory(settings.job_memory_limit_mb)
-    tune_allocator()
-    # Below the API in the scheduler's eyes: a status poll must not wait behind a render.
-    os.nice(JOB_NICENESS)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGALRM, _soft_time_limit)
-    signal.setitimer(signal.ITIMER_REAL, settings.job_soft_time_limit_s)
-    try:
-        target(job_id, settings)
-    except JobTimeLimit:
-        # Raised outside the run's own handling (while it was finishing): fail it here.
-        db = job_database(settings.database, prepared_statements=settings.db_prepared_statements)
-        try:
-            limit = settings.job_soft_time_limit_s
-            fail_job(db, job_id, "TIMEOUT", f"the job ran longer than {limit:g} s")
-        finally:
-            db.dispose()
-    except JobInterrupted:
-        pass  # stopped by the runner; the row is its business
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def _run_job(job_id: str, settings: Settings) -> object:
-    return run_job(job_id, settings=settings, stop_requested=_STOP.requested)
-
-
-class _StopRequest:
-    """What the signal handlers ask of the run; it acts on it at its next progress report."""
-
-    def __init__(self) -> None:
-        self.kind: type[BaseException] | None = None
-
-    def requested(self) -> BaseException | None:
-        return None if self.kind is None else self.kind()
-
-
-_STOP = _StopRequest()  # one per child process, as signals are
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    _STOP.kind = JobInterrupted
-
-
-def _soft_time_limit(signum: int, frame: FrameType | None) -> None:
-    if _STOP.kind is None:
-        _STOP.kind = JobTimeLimit
-
-
-def _watch_parent(lifeline: Connection) -> None:
-    """End this process when the runner's process is gone (its end of the pipe closes).
-
-    The fork server outlives the API process while any child runs, so the child watches the API
-    process itself: a job must not go on unsupervised, past its hard time limit.
-    """
-    with contextlib.suppress(EOFError, OSError):
-        lifeline.recv_bytes()  # nothing is ever sent: this returns at end of file
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(_KILL_GRACE_S)
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _describe_exit(exitcode: int) -> str:

@@ -57,7 +57,7 @@ from beatsync.service.storage import Storage, StorageUnavailable, open_storage
 from beatsync.service.wechat import notify_job_end
 
 from .audiofirst import FrameWaiter
-from .backoff import storage_pauses
+from .backoff import StorageWaits, storage_pauses
 
 __all__ = [
     "ARTIFACTS",
@@ -90,6 +90,7 @@ AUDIO_FIRST_ARTIFACTS = {
 _JOBS = cast(Table, Job.__table__)
 _MAX_DETAIL = 500
 _pause = time.sleep  # the one place a run waits (for storage); tests count the waits here
+_clock = time.monotonic  # what the soft time limit is measured against
 _T = TypeVar("_T")
 
 
@@ -231,6 +232,7 @@ def run_job(
     storage_backoff_s: Sequence[float] | None = None,
     stop_requested: Callable[[], BaseException | None] | None = None,
     holder: str | None = None,
+    on_wait: Callable[[float], None] | None = None,
 ) -> str:
     """Run the job ``job_id`` to its end and return its final status.
 
@@ -241,6 +243,10 @@ def run_job(
 
     ``stop_requested`` is asked at every progress report and before every storage operation;
     the exception it returns (:class:`JobInterrupted`, :class:`JobTimeLimit`) is raised there.
+    The soft time limit measures work: a run that waited for storage stops that much later
+    (:class:`~.backoff.StorageWaits`), and ``on_wait(seconds)`` tells whoever enforces the hard
+    time limit to move it alike. The waiting of a whole run is bounded by the sum of
+    ``storage_backoff_s``.
     Signal handlers set what it returns rather than raising themselves: an exception raised
     from a handler lands wherever the main thread happens to be, and inside PyAV it can be lost.
 
@@ -265,6 +271,7 @@ def run_job(
             ),
             stop_requested=stop_requested,
             holder=holder,
+            on_wait=on_wait,
         )
         try:
             status = run.run()
@@ -301,6 +308,7 @@ class _Run:
         backoff: tuple[float, ...],
         stop_requested: Callable[[], BaseException | None] | None,
         holder: str | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self.job_id = job_id
         self.settings = settings
@@ -310,6 +318,7 @@ class _Run:
         self.backoff = backoff
         self.stop_requested = stop_requested
         self.holder = holder
+        self.waits = StorageWaits(sum(backoff), on_wait=on_wait)
         self.prefix = f"jobs/{job_id}"
         self._stage: str | None = None
         self._message: str | None = None
@@ -540,8 +549,11 @@ class _Run:
 
     def _check_stop(self) -> None:
         stop = self.stop_requested() if self.stop_requested is not None else None
-        if stop is not None:
-            raise stop
+        if stop is None:
+            return
+        if isinstance(stop, JobTimeLimit) and not self.waits.limit_stands(_clock()):
+            return  # the limit measures work: time spent waiting for storage moves it later
+        raise stop
 
     def _progress(self, stage: str, fraction: float, message: str) -> None:
         self._check_stop()
@@ -672,7 +684,9 @@ class _Run:
             try:
                 return operation()
             except StorageUnavailable as exc:
-                if pause is None:
+                # The window is the whole run's: hard time limits allow for that much waiting.
+                pause = None if pause is None else min(pause, self.waits.left())
+                if not pause:
                     # The cause names internal endpoints: the log has it, the row does not.
                     log.error("job %s: %s: storage unavailable: %s", self.job_id, what, exc)
                     raise _RunError("STORAGE_UNAVAILABLE", f"{what}: storage unavailable") from exc
@@ -701,8 +715,10 @@ class _Run:
         left = seconds
         while left > 0:
             # A signal handler only sets what stop_requested returns: look at it every second.
-            _pause(min(left, 1.0))
-            left -= 1.0
+            step = min(left, 1.0)
+            _pause(step)
+            self.waits.add(step)
+            left -= step
             self._check_stop()
 
     def _public_report(self, result: SyncResult) -> dict[str, Any]:
