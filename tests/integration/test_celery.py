@@ -234,7 +234,11 @@ def test_soft_time_limit_fails_the_job_timeout(cluster: Cluster, clean: BuiltCas
 def test_hard_time_limit_kills_the_process_and_fails_the_job(
     cluster: Cluster, clean: BuiltCase
 ) -> None:
-    worker = cluster.worker(BEATSYNC_JOB_SOFT_TIME_LIMIT_S="1", BEATSYNC_JOB_TIME_LIMIT_S="2")
+    worker = cluster.worker(
+        BEATSYNC_JOB_SOFT_TIME_LIMIT_S="1",
+        BEATSYNC_JOB_TIME_LIMIT_S="2",
+        BEATSYNC_STORAGE_RETRY_S="1",  # Celery kills at the hard limit plus this
+    )
     job_id = cluster.job(clean)
     cluster.dispatcher.submit(job_id)
     running = cluster.wait(job_id, "running", "succeeded", timeout=30)
