@@ -171,6 +171,10 @@ def test_keys_and_delete_prefix_in_batches(s3: S3Server, data_dir: Path, tmp_pat
     assert storage.delete_prefix("jobs/job_1") == 0
     assert storage.size("jobs/job_10/output.mp4") == len(b"jobs/job_10/output.mp4")
 
+    # Single keys, in batches too; a missing one is no error.
+    assert storage.delete(["jobs/job_10/output.mp4", "jobs/job_2/output.mp4", "jobs/x/gone"]) == 3
+    assert sorted(storage.keys()) == ["uploads/upl_1/data"]
+
 
 def test_presigned_urls_serve_the_bytes_with_ranges(storage: S3Storage, tmp_path: Path) -> None:
     data = _random(3 * MiB + 5, seed=4)

@@ -339,7 +339,7 @@ def test_files_no_row_claims_go_once_older_than_the_grace_period(
     rows.store(f"jobs/{running}/output.mp4", b"g" * 100)  # being stored right now
     for folder in ("upl_nobodyOld", refused, kept_upload, dance, bgm):
         age(settings.storage_root / "uploads" / folder)
-    for folder in ("job_nobodyOld", failed, running):
+    for folder in ("job_nobodyOld", failed):
         age(settings.storage_root / "jobs" / folder)
 
     report = run_sweep()
@@ -356,6 +356,38 @@ def test_files_no_row_claims_go_once_older_than_the_grace_period(
     age(settings.storage_root / "uploads" / "upl_nobodyNew")
     assert counts(run_sweep()) == {"orphans_deleted": 1, "files_deleted": 1}
     assert "uploads/upl_nobodyNew/data" not in stored(settings)
+
+
+def test_a_running_job_keeps_only_what_its_run_wrote(
+    client: TestClient,
+    auth: dict[str, str],
+    rows: Rows,
+    settings: Settings,
+    run_sweep: Callable[..., SweepReport],
+) -> None:
+    owner = owner_id(client, auth)
+    bgm = rows.upload(owner, media=AUDIO_MEDIA)
+    running = create_job(client, auth, rows.upload(owner), bgm)
+    rows.run(running, "render", 0.9)  # its attempt began now
+    folder = settings.storage_root / "jobs" / running
+    rows.store(f"jobs/{running}/report.json", b"{}")  # this run's
+    rows.store(f"jobs/{running}/plot.png", b"p" * 100)  # an earlier attempt's, hours old
+    age(folder / "plot.png", hours=3)
+    rows.store(f"jobs/{running}/poster.jpg", b"q" * 100)  # an earlier attempt's, young
+    age(folder / "poster.jpg", hours=0.5)
+    long_run = create_job(client, auth, rows.upload(owner), bgm)
+    rows.run(long_run, "align", 0.5)
+    rows.update(long_run, started_at=utcnow() - timedelta(hours=5))
+    rows.store(f"jobs/{long_run}/output.mp4", b"v" * 100)  # written 2 h into a 5 h run
+    age(settings.storage_root / "jobs" / long_run, hours=3)
+
+    assert counts(run_sweep()) == {"stale_files": 1, "files_deleted": 1}
+
+    assert {k for k in stored(settings) if k.startswith("jobs/")} == {
+        f"jobs/{running}/report.json",
+        f"jobs/{running}/poster.jpg",
+        f"jobs/{long_run}/output.mp4",
+    }
 
 
 def test_rows_whose_files_are_gone_stop_claiming_them(
@@ -428,13 +460,19 @@ def test_work_folders_of_dead_runs_and_stale_spool_parts_go(
     run_sweep: Callable[..., SweepReport],
 ) -> None:
     owner = owner_id(client, auth)
-    running = create_job(client, auth, rows.upload(owner), rows.upload(owner, media=AUDIO_MEDIA))
+    bgm = rows.upload(owner, media=AUDIO_MEDIA)
+    running = create_job(client, auth, rows.upload(owner), bgm)
     rows.run(running, "align", 0.5)
+    rows.update(running, started_at=utcnow() - timedelta(hours=3))  # a long run
+    # Running now, on another host: this host's folder is an earlier attempt's.
+    moved = create_job(client, auth, rows.upload(owner), bgm)
+    rows.run(moved, "align", 0.5)
     work = settings.spool_root / "work"
-    for name in (running, "job_deadRun", "job_youngRun"):
+    for name in (running, moved, "job_deadRun", "job_youngRun"):
         (work / name).mkdir(parents=True)
         (work / name / "dance.mp4").write_bytes(b"x" * 10)
     age(work / running)
+    age(work / moved)
     age(work / "job_deadRun")
     live = _tus_create(client, auth, 1000)
     age(settings.spool_root / f"{live}.part", hours=5)  # a client paused, within its expiry
@@ -447,7 +485,7 @@ def test_work_folders_of_dead_runs_and_stale_spool_parts_go(
     notes.write_text("keep")
     age(notes, hours=100)
 
-    assert counts(run_sweep()) == {"work_folders": 1, "spool_files": 1}
+    assert counts(run_sweep()) == {"work_folders": 2, "spool_files": 1}
 
     assert sorted(p.name for p in work.iterdir()) == sorted([running, "job_youngRun"])
     assert sorted(p.name for p in settings.spool_root.iterdir() if p.is_file()) == sorted(

@@ -60,6 +60,8 @@ def test_keys_and_delete_prefix(storage: LocalStorage, tmp_path: Path) -> None:
     assert storage.delete_prefix("jobs/job_1") == 2
     assert list(storage.keys()) == ["jobs/job_2/output.mp4"]
     assert storage.delete_prefix("jobs/job_1") == 0
+    assert storage.delete(["jobs/job_2/output.mp4", "jobs/job_2/gone.png"]) == 1
+    assert list(storage.keys()) == []
 
 
 @pytest.mark.parametrize(

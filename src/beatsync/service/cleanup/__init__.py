@@ -14,10 +14,13 @@ One :func:`sweep`, in this order::
                          keep it, in the totals each job added to ``metric_samples`` as it ended
     orphans              storage folders (``uploads/<id>/``, ``jobs/<id>/``) that no row claims:
                          deleted once their newest file is older than the grace period, so a
-                         file stored a moment before its row is written is never raced
+                         file stored a moment before its row is written is never raced; in
+                         the folder of a queued or running job, the files written before its
+                         run began (an earlier attempt's) and older than the grace period
     missing files        the reverse: a ready upload whose file is gone becomes ``rejected``
                          (``FILE_NOT_FOUND``); a succeeded job forgets the result files it lost
-    work folders         ``<spool>/work/<job id>`` of runs that are no longer running
+    work folders         ``<spool>/work/<job id>`` of runs that are no longer running, or
+                         older than the running attempt (an earlier one's, on this host)
     stale spool files    parts of no live resumable upload, older than the grace period
 
 Every deletion is conditional on the state that justified it (``DELETE … WHERE expires_at <=

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
@@ -21,6 +21,8 @@ __all__ = ["ORPHAN_GRACE", "orphans"]
 
 ORPHAN_GRACE = timedelta(hours=1)
 """How old a file without a row must be before it counts as abandoned rather than in flight."""
+RUN_CLOCK_SKEW = timedelta(minutes=1)
+"""How far the store's clock and the clock that stamped a run's start may disagree."""
 
 
 def _folders(storage: Storage, kind: str) -> dict[str, list[str]]:
@@ -46,11 +48,18 @@ def orphans(db: Database, storage: Storage, grace: timedelta, tally: Tally) -> N
             # and a folder whose upload is gone stays while a copy of the upload refers to it.
             claimed_uploads.update(referenced_folders(session, batch))
     claimed_jobs: set[str] = set()
+    stale: list[str] = []
     with db.session() as session:
         for batch in chunks(jobs):
             for job in session.scalars(select(Job).where(Job.id.in_(batch))):
-                if job.status in UNFINISHED or _live_files(job, now):
+                if job.status in UNFINISHED:
                     claimed_jobs.add(job.id)
+                    stale.extend(_before_the_run(storage, job, jobs[job.id], grace))
+                elif _live_files(job, now):
+                    claimed_jobs.add(job.id)
+    if stale:
+        tally.add("stale_files", len(stale))
+        tally.add("files_deleted", storage.delete(stale))
     for kind, folders, claimed in (
         ("uploads", uploads, claimed_uploads),
         ("jobs", jobs, claimed_jobs),
@@ -65,6 +74,23 @@ def orphans(db: Database, storage: Storage, grace: timedelta, tally: Tally) -> N
             tally.add("files_deleted", storage.delete_prefix(f"{kind}/{folder_id}"))
     _missing_upload_files(db, storage, listed, tally)
     _missing_result_files(db, storage, listed, now, tally)
+
+
+def _before_the_run(storage: Storage, job: Job, keys: list[str], grace: timedelta) -> list[str]:
+    """The keys in the folder of the queued or running ``job`` that its run does not use: not
+    among its results, written before the run began (by an earlier attempt) and older than
+    ``grace``. What is younger than the run, or of unknown age, stays."""
+    began = job.started_at or job.created_at
+    if began.tzinfo is None:
+        began = began.replace(tzinfo=UTC)
+    before = min(began - RUN_CLOCK_SKEW, utcnow() - grace).timestamp()
+    used = set(((job.result or {}).get("files") or {}).values())
+    stale = []
+    for key in keys:
+        moment = _modified(storage, key)
+        if key not in used and moment is not None and 0 < moment < before:  # 0: gone
+            stale.append(key)
+    return stale
 
 
 def _live_files(job: Job, now: datetime) -> dict[str, str]:

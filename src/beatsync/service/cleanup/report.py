@@ -26,6 +26,7 @@ class SweepReport:
     results_expired: int = 0
     jobs_expired: int = 0
     orphans_deleted: int = 0
+    stale_files: int = 0
     files_deleted: int = 0
     uploads_missing_file: int = 0
     results_missing_file: int = 0
@@ -50,6 +51,7 @@ class SweepReport:
             + self.results_expired
             + self.jobs_expired
             + self.orphans_deleted
+            + self.stale_files
             + self.uploads_missing_file
             + self.results_missing_file
             + self.work_folders

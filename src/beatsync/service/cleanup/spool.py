@@ -1,11 +1,12 @@
-"""The spool: parts of no live resumable upload and work folders of runs that ended."""
+"""The spool: parts of no live resumable upload, and work folders of runs that are not the
+running attempt of their job."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import and_, select
@@ -14,6 +15,7 @@ from ..config import Settings
 from ..db import Database, Job, JobStatus, Upload, UploadStatus
 from ..db.models import utcnow
 from ..storage import LocalStorage, Storage
+from .orphans import RUN_CLOCK_SKEW
 from .report import Tally, chunks
 
 __all__ = ["spool"]
@@ -36,6 +38,10 @@ def spool(
             if _mtime(temp) < cutoff:
                 temp.unlink(missing_ok=True)
                 tally.add("spool_files")
+
+
+def _timestamp(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _mtime(path: Path) -> float:
@@ -86,16 +92,20 @@ def _work_folders(db: Database, work: Path, cutoff: float, tally: Tally) -> None
     ]
     if not folders:
         return
-    running: set[str] = set()
+    running: dict[str, datetime] = {}
     with db.session() as session:
         for batch in chunks(p.name for p in folders):
-            running.update(
-                session.scalars(
-                    select(Job.id).where(Job.id.in_(batch), Job.status == JobStatus.RUNNING.value)
+            for job_id, started, created in session.execute(
+                select(Job.id, Job.started_at, Job.created_at).where(
+                    Job.id.in_(batch), Job.status == JobStatus.RUNNING.value
                 )
-            )
+            ):
+                running[job_id] = started or created
     for folder in folders:
-        if folder.name in running:
+        # A run makes its folder afresh when it begins: one older than the running attempt
+        # is an earlier attempt's, left on this host when the job moved to another.
+        began = running.get(folder.name)
+        if began is not None and _mtime(folder) >= _timestamp(began - RUN_CLOCK_SKEW):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         tally.add("work_folders")

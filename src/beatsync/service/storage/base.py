@@ -7,7 +7,7 @@ Keys are never built from user strings (ids and fixed names only), which
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -48,6 +48,10 @@ class Storage(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key under ``prefix/``; how many were deleted."""
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` (a missing one is no error); how many (a store that cannot tell which
+        were there counts them all)."""
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key, or those under ``prefix/``."""

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -103,6 +103,16 @@ class LocalStorage:
         count = sum(1 for p in folder.rglob("*") if p.is_file())
         shutil.rmtree(folder, ignore_errors=True)
         return count
+
+    def delete(self, keys: Sequence[str]) -> int:
+        deleted = 0
+        for key in keys:
+            try:
+                self.path(key).unlink()
+            except FileNotFoundError:
+                continue
+            deleted += 1
+        return deleted
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         base = self.path(prefix) if prefix else self.root

@@ -20,7 +20,7 @@ import base64
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,6 +217,12 @@ class S3Storage(S3Parts):
         if batch:
             deleted += self._delete(client, batch)
         return deleted
+
+    def delete(self, keys: Sequence[str]) -> int:
+        client = self._client()
+        listed = [check_key(key) for key in keys]
+        step = self.delete_batch
+        return sum(self._delete(client, listed[i : i + step]) for i in range(0, len(listed), step))
 
     def _delete(self, client: Any, keys: list[str]) -> int:
         try:
