@@ -8,10 +8,17 @@ assembled into a user file, saved to the "album" and deleted. The saved file is 
 the server render of the same pair: the same video samples, the same audio packets, the same
 sync against the truth (within 1 ms) — a video WeChat could neither read nor download whole.
 The class video is made here (9 minutes of 640×360 at 3.3 Mbit/s), not kept in git.
+
+A second class video's trimmed result does not fit in the 200 MB at all (its pictures carry
+H.264 filler data, which decoders skip: the same frames, larger samples). Then the job is
+rendered again without a cut and WeChat's MediaContainer (in the shim, a whole-track copy into
+a temporary file) writes the whole video with that sound: nothing over the 200 MB, the video's
+every sample, the variant's audio packets, and the sync held to the truth (within 1 ms).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -36,10 +43,13 @@ MB = 1024 * 1024
 MAX_SYNC_MS = 1.0
 FINISHED = {"succeeded", "failed", "canceled"}
 
+MUSIC = MEDLEY_PREFIX + "etr/calmrace-ks,etr/freezingpoint,etr/spunkyrace-ks,etr/credits1-cp"
+FILLER_BYTES = 45 * 1024
+
 BIG = CaseSpec(
     name="phone-over-200mb",
     seed=23,
-    track=MEDLEY_PREFIX + "etr/calmrace-ks,etr/freezingpoint,etr/spunkyrace-ks,etr/credits1-cp",
+    track=MUSIC,
     ref_start=0.0,
     ref_end=330.0,
     play_from=5.0,
@@ -58,6 +68,56 @@ BIG = CaseSpec(
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
     return build_case(BIG, tmp_path_factory.mktemp("big"))
+
+
+# 220 s of video, 180 s of it music: about 250 MB once cut, with the filler.
+WHOLE = CaseSpec(
+    name="phone-output-over-200mb",
+    seed=29,
+    track=MUSIC,
+    ref_start=0.0,
+    ref_end=200.0,
+    play_from=5.0,
+    music_start=20.0,
+    play_duration=180.0,
+    tail=20.0,
+    room=Room(rt60=0.5, drr_db=6.0, snr_db=18.0),
+    width=320,
+    height=180,
+    fps=30,
+    gop=60,
+    bit_rate=400_000,
+)
+
+
+def _inflate(source: Path, target: Path, extra: int) -> None:
+    """``source`` with ``extra`` bytes of H.264 filler data (NAL type 12) after every picture."""
+    nal = b"\x0c" + b"\xff" * (extra - 6) + b"\x80"
+    filler = len(nal).to_bytes(4, "big") + nal
+    with av.open(str(source)) as inp, av.open(str(target), "w", format="mp4") as out:
+        vin, ain = inp.streams.video[0], inp.streams.audio[0]
+        vout, aout = out.add_stream_from_template(vin), out.add_stream_from_template(ain)
+        for packet in inp.demux(vin, ain):
+            if packet.dts is None:
+                continue
+            if packet.stream.index == vin.index:
+                grown = av.Packet(bytes(packet) + filler)
+                grown.pts, grown.dts, grown.duration = packet.pts, packet.dts, packet.duration
+                grown.time_base = packet.time_base
+                grown.is_keyframe = packet.is_keyframe
+                grown.stream = vout
+                out.mux(grown)
+            else:
+                packet.stream = aout
+                out.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def whole_case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
+    built = build_case(WHOLE, tmp_path_factory.mktemp("whole"))
+    padded = built.dance.with_name("class-padded.mp4")
+    _inflate(built.dance, padded, FILLER_BYTES)
+    return dataclasses.replace(built, dance=padded)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +220,60 @@ def test_audio_first_on_a_class_video_over_200_mb(
     print(json.dumps(summary))  # the figures of the run, for whoever reads the log
     assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
     assert max(abs(a - b) for a, b in zip(errors, server_errors, strict=True)) <= MAX_SYNC_MS
+
+
+def _run_flow(served: Served, case: BuiltCase, work: Path) -> dict[str, Any]:
+    report_path = work / "report.json"
+    command = [
+        "node", "tests/e2e/audiofirst-flow.js", "--url", served.url, "--dance", str(case.dance),
+        "--bgm", str(case.bgm), "--work", str(work / "phone"), "--out", str(report_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=MINIPROGRAM, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-6000:]
+    report: dict[str, Any] = json.loads(report_path.read_text())
+    return report
+
+
+def test_a_result_over_200_mb_is_made_whole_by_media_container(
+    served: Served, client: httpx.Client, whole_case: BuiltCase, tmp_path: Path
+) -> None:
+    size = whole_case.dance.stat().st_size
+    report = _run_flow(served, whole_case, tmp_path)
+
+    # The trimmed result would not fit: the whole video went through MediaContainer.
+    assert report["path"] == "mediacontainer-whole", report
+    assert report["trimmed_size"] > 200 * MB
+    upload = report["upload"]
+    assert upload["sent_bytes"] == upload["sound_bytes"] < size / 20
+    assert report["read_file_calls"] == 0
+    assembled = report["assembled"]
+    assert not assembled["in_user_files"]
+    assert assembled["user_bytes"] <= 200 * MB
+    assert report["user_files_left"] == []
+    assert report["keep_screen_on"][-1] is False
+
+    # The variant: the same job without a cut, its copy the whole picture track.
+    variant = report["variant"]
+    assert variant["options"]["trim"] is False
+    assembly = variant["assembly"]
+    saved = Path(report["saved"]["path"])
+    copied = video_packets_copied(whole_case.dance, saved)
+    assert copied, copied.reason
+    assert (copied.source_start, copied.packets) == (0, copied.source_packets)
+    assert copied.timing_preserved
+    assert (assembly["first_sample"], assembly["end_sample"]) == (0, copied.source_packets)
+    track = tmp_path / "variant-audio.m4a"
+    track.write_bytes(client.get(assembly["audio_url"]).content)
+    assert _audio_packets(saved) == _audio_packets(track)
+
+    # In sync where the music plays, untrimmed: output time is the class video's time.
+    truth = whole_case.truth
+    span = truth.music_end - truth.music_start
+    times = [truth.music_start + span * i / 10 for i in range(1, 10)]
+    errors = sync_errors(saved, whole_case, times=times)
+    print(
+        json.dumps(
+            {"video_bytes": size, "saved_bytes": saved.stat().st_size, **report, "sync_ms": errors}
+        )
+    )
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors

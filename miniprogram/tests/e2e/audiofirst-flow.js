@@ -1,7 +1,9 @@
 // Audio-first as the mini-program runs it, in Node with the real-file wx shim, against a
 // running service: the class video's sound re-wrapped and uploaded (never the video), the
 // keyframes and the asked frames decoded on the "phone", the result assembled into a user file
-// within WeChat's 200 MB, saved to the "album" and deleted. Writes a JSON report for
+// within WeChat's 200 MB, saved to the "album" and deleted; or, when it cannot fit, the job
+// rendered again without a cut and the whole video with that sound exported by MediaContainer
+// into a temporary file and saved. Writes a JSON report (with the path that ran) for
 // tests/e2e/test_miniprogram_audio_first.py, which measures the saved file.
 //   node tests/e2e/audiofirst-flow.js --url URL --dance VIDEO --bgm REFERENCE --work DIR --out REPORT
 
@@ -65,12 +67,33 @@ async function run() {
   if (job.status !== "succeeded") throw new Error(`job ${job.id}: ${JSON.stringify(job.error)}`);
   report.job = { id: job.id, bgm_upload_id: job.bgm_upload_id, frames_answered: frames, assembly: job.result.assembly };
 
-  const out = await audiofirst.assembleResult(dance.local, job.result.assembly, { name: job.id });
-  report.assembled = { size: out.size, user_bytes: await audiofirst.userBytes() };
-  const saved = await album.saveFile(out.path);
-  if (!saved.saved) throw new Error(`not saved: ${JSON.stringify(saved)}`);
-  await audiofirst.removeQuietly(out.path);
-  report.saved = { path: shim.called("album")[0].path, left_in_user_files: fs.existsSync(out.path) };
+  try {
+    const out = await audiofirst.assembleResult(dance.local, job.result.assembly, { name: job.id });
+    report.path = "phone";
+    report.assembled = { size: out.size, user_bytes: await audiofirst.userBytes() };
+    const saved = await album.saveFile(out.path);
+    if (!saved.saved) throw new Error(`not saved: ${JSON.stringify(saved)}`);
+    await audiofirst.removeQuietly(out.path);
+    report.saved = { path: shim.called("album")[0].path, left_in_user_files: fs.existsSync(out.path) };
+  } catch (error) {
+    if (error.code !== "OUTPUT_TOO_LARGE") throw error;
+    report.path = "mediacontainer-whole";
+    report.trimmed_size = error.size;
+    const whole = await audiofirst.assembleWhole(job, dance.local, { pollMs: 200 });
+    const variant = await api.job(whole.jobId);
+    report.variant = { id: variant.id, options: variant.options, assembly: variant.result.assembly };
+    report.assembled = {
+      size: fs.statSync(whole.path).size,
+      user_bytes: await audiofirst.userBytes(),
+      in_user_files: path.resolve(whole.path).startsWith(shim.userDir + path.sep),
+    };
+    const saved = await album.saveFile(whole.path);
+    if (!saved.saved) throw new Error(`not saved: ${JSON.stringify(saved)}`);
+    report.saved = { path: shim.called("album")[0].path, left_in_user_files: false };
+  }
+  report.user_files_left = fs
+    .readdirSync(path.join(shim.userDir, "beatsync"))
+    .filter((name) => !name.endsWith(".m4a"));
   const reads = shim.called("readFile");
   report.read_file_calls = reads.length;
   report.keep_screen_on = shim.called("setKeepScreenOn").map((c) => c.keepScreenOn);

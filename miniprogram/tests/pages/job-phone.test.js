@@ -169,6 +169,27 @@ test("a result too large for the 200 MB is made whole by MediaContainer, not tri
   expect(fake.called("setKeepScreenOn").map((c) => c.keepScreenOn)).toEqual([true, false, true, false]);
 });
 
+test("when the variant would copy only part of the track, 720p is offered instead", async () => {
+  await openJob();
+  fillUserFiles();
+  await finish();
+  await waitFor(() => fake.service.jobs.size === 2);
+  const variant = Array.from(fake.service.jobs.values())[1];
+  fake.service.advance(variant.id, {
+    status: "succeeded",
+    stage: "done",
+    progress: 1,
+    result: sampleResult(variant.id, {
+      files: { video: null, poster: null, plot: null, report: null },
+      assembly: { audio_url: `/api/v1/files/${variant.id}/audio.m4a`, first_sample: 30, end_sample: 90 },
+    }),
+  });
+  await waitFor(() => page.data.offer720);
+  expect(page.data.notice).toMatch(/完整版本也没能合成，可以改由服务器生成 720p 版本。$/);
+  expect(fake.called("export")).toEqual([]);
+  expect(page.data.localVideo).toBe("");
+});
+
 test("a result too large for the 200 MB, without MediaContainer, is rendered at 720p", async () => {
   const local = await openJob();
   delete fake.wx.createMediaContainer;

@@ -6,7 +6,8 @@
 // request cut off after part of its body (the phone lost its connection), sockets refused.
 // WeChat's limits hold (wx-rules.js): readFile at most 100 MB at once, downloads at most
 // 200 MB, the mini-program's own files (wx.env.USER_DATA_PATH, a folder here) 200 MB in all;
-// wx.createVideoDecoder decodes with FFmpeg.
+// wx.createVideoDecoder decodes with FFmpeg; wx.createMediaContainer copies whole tracks into a
+// temporary file (outside the user folder, so not counted) with PyAV (mux-tracks.py).
 
 const fs = require("fs");
 const http = require("http");
@@ -14,9 +15,15 @@ const https = require("https");
 const path = require("path");
 const WebSocket = require("ws");
 const { LIMITS, fail } = require("./wx-rules.js");
+const { execFile } = require("child_process");
 const { RealVideoDecoder } = require("./real-decoder.js");
 
 const DEFAULT_TIMEOUT_MS = 60000;
+const MUX = path.join(__dirname, "mux-tracks.py");
+
+function python() {
+  return process.env.BEATSYNC_PYTHON || path.resolve(__dirname, "../../../.venv/bin/python");
+}
 
 function toArrayBuffer(buffer) {
   return buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
@@ -485,7 +492,47 @@ function createRealWx(options) {
     finish(options, true, shape(file));
   }
 
+  /** MediaContainer: tracks of local files, exported whole into a temporary file. */
+  function createMediaContainer() {
+    record("createMediaContainer", {});
+    let tracks = [];
+    return {
+      extractDataSource(options) {
+        record("extractDataSource", { source: options.source });
+        execFile(python(), [MUX, "probe", options.source], (error, stdout) => {
+          if (error) finish(options, false, fail.noSuchFile("extractDataSource", options.source));
+          else {
+            const found = JSON.parse(stdout).map((t) => Object.assign(t, { source: options.source }));
+            finish(options, true, { tracks: found, errMsg: "extractDataSource:ok" });
+          }
+        });
+      },
+      addTrack(track) {
+        tracks.push(track);
+      },
+      removeTrack(track) {
+        tracks = tracks.filter((t) => t !== track);
+      },
+      export(options) {
+        const out = tempPath(".mp4");
+        const sources = tracks.map((t) => `${t.source}:${t.kind}`);
+        record("export", { tracks: sources, out });
+        execFile(python(), [MUX, "export", out, ...sources], (error) =>
+          finish(
+            options,
+            !error,
+            error ? { errMsg: `export:fail ${error.message}` } : { tempFilePath: out },
+          ),
+        );
+      },
+      destroy() {
+        tracks = [];
+      },
+    };
+  }
+
   const wx = {
+    createMediaContainer,
     request,
     downloadFile: download,
     connectSocket(options) {
