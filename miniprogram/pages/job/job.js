@@ -8,10 +8,10 @@
 // WeChat's 200 MB download cap, the service renders it at 720p.
 
 const album = require("../../utils/album.js");
+const { DOWNLOAD_LIMIT_BYTES, PATHS, ResultFile } = require("./result-file.js");
 const api = require("../../utils/api.js");
 const { appShare } = require("../../utils/share.js");
 const audiofirst = require("../../utils/audiofirst.js");
-const container = require("../../utils/container.js");
 const { describe, localError } = require("../../utils/errors.js");
 const { UploadSlot } = require("../../utils/slot.js");
 const {
@@ -25,14 +25,6 @@ const { choiceRequest, choices, resultView } = require("../../utils/result.js");
 const { formatBytes, formatPercent } = require("../../utils/format.js");
 const { isCancel } = require("../../utils/wxp.js");
 
-const DOWNLOAD_LIMIT_BYTES = 200 * 1024 * 1024; // wx.downloadFile refuses more
-const PATHS = {
-  phone: "在手机上合成：视频没有上传，只上传了声音。",
-  phoneWhole:
-    "在手机上合成（未剪辑）：剪好的视频放不进小程序的 200 MB 空间，所以这是整段视频配上干净的音乐，首尾没有剪掉。",
-  server: "由服务器合成。",
-  server720: "由服务器合成 720p 版本。",
-};
 const SHARE_READY = "视频已准备好，点“发送给朋友”选择聊天。";
 
 Component({
@@ -66,7 +58,11 @@ Component({
       this.ancestors = {};
       this.answered = new Set();
       this.sharePath = null;
-      this.made = null;
+      this.file = new ResultFile({
+        set: (data) => this.setData(data),
+        local: () => this.local,
+        videoUrl: () => (this.data.result ? this.data.result.videoUrl : ""),
+      });
       const id = query && query.id ? decodeURIComponent(query.id) : "";
       this.local = id ? audiofirst.recall(id) : null;
       this.setData({ jobId: id });
@@ -76,19 +72,9 @@ Component({
     onUnload() {
       if (this.watcher) this.watcher.stop();
       this.dropShare();
-      this.release();
+      this.file.release();
     },
 
-    /** Delete the file made on this phone for the result (a user file of the 200 MB). */
-    release() {
-      const made = this.made;
-      this.made = null;
-      if (!made) return;
-      made.promise
-        .then((file) => file && file.own && audiofirst.removeQuietly(file.path))
-        .catch(() => {});
-      if (this.data.localVideo) this.setData({ localVideo: "" });
-    },
 
     async load(id) {
       try {
@@ -133,11 +119,11 @@ Component({
         error: failed ? describe(job.error) : null,
         result,
       });
-      if (this.made && this.made.jobId !== job.id) this.release();
+      if (!this.file.isFor(job.id)) this.file.release();
       if (result) {
         this.showChoices(job);
         this.showPath(job);
-        if (job.result.assembly && this.local && !this.made) this.preview();
+        if (job.result.assembly && this.local && !this.file.made) this.preview();
       } else if (this.data.choices.length) this.setData({ choices: [] });
       if (job.audio_first && job.frames_request && this.local) this.answerFrames(job);
     },
@@ -160,7 +146,7 @@ Component({
         this.setData({
           pathText: !this.local
             ? "这个任务的视频不在这台手机上，可以改由服务器合成 720p。"
-            : this.wholeFor === job.id
+            : this.file.wholeFor === job.id
               ? PATHS.phoneWhole
               : PATHS.phone,
           offer720: !this.local,
@@ -242,83 +228,11 @@ Component({
     },
 
     /**
-     * The result as a file on this phone: assembled here (a user file, kept for the player until
-     * the page closes; or, too large for that, the whole video through MediaContainer, a
-     * temporary file) or downloaded from the service (a temporary file). Null when it cannot
-     * be (then the page offers the 720p render and says why).
+     * The result as a file on this phone (see result-file.js); null when it cannot be made
+     * here (the page then offers the 720p render and says why).
      */
     produce(onProgress) {
-      const job = this.current;
-      const result = job && job.result;
-      if (!result) return Promise.resolve(null);
-      if (!result.assembly) return this.download(result, onProgress);
-      if (!this.local) {
-        this.setData({ offer720: true });
-        return Promise.resolve(null);
-      }
-      if (!this.made || this.made.jobId !== job.id) {
-        const made = { jobId: job.id, promise: null };
-        made.promise = this.assemble(job, onProgress).then((file) => {
-          if (file && this.made === made) this.setData({ localVideo: file.path });
-          return file;
-        });
-        made.promise.catch(() => {
-          if (this.made === made) this.made = null; // another tap tries again
-        });
-        this.made = made;
-      }
-      return this.made.promise;
-    },
-
-    async assemble(job, onProgress) {
-      try {
-        const out = await audiofirst.assembleResult(this.local, job.result.assembly, {
-          name: job.id,
-          onProgress: (done, total) => onProgress(total ? done / total : 0),
-        });
-        this.setData({ pathText: PATHS.phone });
-        return { path: out.path, own: true };
-      } catch (error) {
-        if (error.code !== "OUTPUT_TOO_LARGE") throw localError("ASSEMBLE_FAILED", {});
-        const size = formatBytes(error.size);
-        if (!container.available()) {
-          this.setData({
-            offer720: true,
-            notice: `合成的视频有 ${size}，手机上给小程序的空间（200 MB）放不下，可以改由服务器生成 720p 版本。`,
-          });
-          return null;
-        }
-        try {
-          const whole = await audiofirst.assembleWhole(job, this.local, {
-            onStage: (stage) =>
-              this.setData({
-                saveText:
-                  stage === "variant"
-                    ? `剪好的视频有 ${size}，放不进小程序的 200 MB 空间，正在准备不剪辑的完整版本…`
-                    : "正在合成完整视频…",
-              }),
-          });
-          this.wholeFor = job.id;
-          this.setData({ pathText: PATHS.phoneWhole });
-          return { path: whole.path, own: false, whole: true };
-        } catch (failure) {
-          this.setData({
-            offer720: true,
-            notice: `合成的视频有 ${size}，手机上放不下，完整版本也没能合成，可以改由服务器生成 720p 版本。`,
-          });
-          return null;
-        }
-      }
-    },
-
-    async download(result, onProgress) {
-      const size = result.output && result.output.size_bytes;
-      if (Number(size) > DOWNLOAD_LIMIT_BYTES) {
-        this.setData({ offer720: true });
-        return null;
-      }
-      const path = await album.download(this.data.result.videoUrl, onProgress);
-      return { path, own: false };
+      return this.file.produce(this.current, onProgress);
     },
 
     async onSave() {
@@ -442,7 +356,7 @@ Component({
           max_height: 720,
           nudge_ms: Number(job.options && job.options.nudge_ms) || 0,
         });
-        this.release();
+        this.file.release();
         this.local = null;
         this.setData({ offer720: false, pathText: PATHS.server720 });
         this.follow(created, { restart: true });
