@@ -127,3 +127,80 @@ def test_a_client_that_never_answers_gets_a_cut_without_the_picture(
             answer_frames(session, job, "anything", "")
         assert late.value.code == "FRAMES_NOT_REQUESTED"
     env.close()
+
+
+def _variant(env: JobEnv, parent_id: str, name: str, nudge_ms: float) -> str:
+    """A nudge of ``parent_id`` as ``render_variant`` makes it."""
+    with env.db.session() as session:
+        parent = session.get(Job, parent_id)
+        assert parent is not None
+        assert parent.result is not None
+        used = parent.result["mapping"]
+        job = Job(
+            id=name,
+            owner_id=env.owner,
+            dance_upload_id=parent.dance_upload_id,
+            bgm_upload_id=parent.bgm_upload_id,
+            parent_id=parent_id,
+            options={
+                "nudge_ms": nudge_ms,
+                "trim": True,
+                "audio_first": True,
+                "mapping": {"offset_s": used["offset_s"], "scale": used["scale"]},
+                "retrack_of": parent_id,
+            },
+            cache_key=name,
+        )
+        job.manifest = parent.manifest
+        job.thumbnails, job.thumbnail_samples = parent.thumbnails, parent.thumbnail_samples
+        session.add(job)
+    return name
+
+
+def _stages(env: JobEnv, result: dict[str, Any]) -> list[str]:
+    report = json.loads(env.storage.root.joinpath(result["files"]["report"]).read_text())
+    return [t["stage"] for t in report["timings"]["stages"]]
+
+
+def test_a_nudge_makes_only_the_track_and_runs_whole_when_its_answer_is_gone(
+    tmp_path: Path, case: BuiltCase, sound: Path
+) -> None:
+    env = JobEnv(tmp_path, frames_wait_s=0.3)
+    parent_id = _job(env, case, sound)
+    assert run_job(parent_id, settings=env.settings, db=env.db, storage=env.storage) == (
+        "succeeded"
+    )
+    parent = _result(env, parent_id)
+    assert parent["copy_run"]["first_sample"] == parent["assembly"]["first_sample"]
+
+    nudge = _variant(env, parent_id, "job_nudge", 20.0)
+    assert run_job(nudge, settings=env.settings, db=env.db, storage=env.storage) == "succeeded"
+    nudged = _result(env, nudge)
+    # No search, no assessment, no cut: the parent's cut and samples, the parent's plot.
+    assert _stages(env, nudged) == ["probe", "decode", "render"]
+    assert nudged["copy_run"] == parent["copy_run"]
+    assert nudged["cut"] == parent["cut"]
+    assert {k: nudged["assembly"][k] for k in ("first_sample", "end_sample")} == {
+        k: parent["assembly"][k] for k in ("first_sample", "end_sample")
+    }
+    assert nudged["mapping"]["offset_s"] == pytest.approx(
+        parent["mapping"]["offset_s"] - 0.020, abs=1e-6
+    )
+    root = env.storage.root
+    assert (
+        root.joinpath(nudged["files"]["plot"]).read_bytes()
+        == root.joinpath(parent["files"]["plot"]).read_bytes()
+    )
+    assert (
+        root.joinpath(nudged["files"]["audio"]).read_bytes()
+        != root.joinpath(parent["files"]["audio"]).read_bytes()
+    )
+
+    # The nudged answer's files are gone (expired, say): its nudge runs as a whole job.
+    root.joinpath(nudged["files"]["report"]).unlink()
+    again = _variant(env, nudge, "job_nudge_again", -10.0)
+    assert run_job(again, settings=env.settings, db=env.db, storage=env.storage) == "succeeded"
+    whole = _result(env, again)
+    assert "align" in _stages(env, whole)
+    assert whole["copy_run"] is not None
+    env.close()

@@ -392,8 +392,10 @@ class _Run:
         dance = self._fetch(job.dance_upload_id, "dance")
         bgm = self._fetch(job.bgm_upload_id, "bgm")
         if (job.options or {}).get("audio_first"):
-            if (job.options or {}).get("retrack_of"):
-                return self._work_retrack(str(job.options["retrack_of"]), dance, bgm, options)
+            parent = (job.options or {}).get("retrack_of")
+            nudged = self._work_retrack(str(parent), dance, bgm, options) if parent else None
+            if nudged is not None:
+                return nudged
             return self._work_audio_first(dance, bgm, options)
         result = sync(
             dance,
@@ -466,10 +468,11 @@ class _Run:
 
     def _work_retrack(
         self, parent_id: str, audio: Path, bgm: Path, options: SyncOptions
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         """A nudge of an audio-first answer: its cut and copied samples kept, the track made
         again (:func:`~beatsync.engine.retrack.retrack`); the report and plot are the parent's
-        with the new mapping."""
+        with the new mapping. None when that answer is gone (deleted, expired): the nudge then
+        runs as a whole job with its mapping."""
         with self.db.engine.connect() as conn:
             row = conn.execute(
                 select(_JOBS.c.manifest, _JOBS.c.result).where(_JOBS.c.id == parent_id)
@@ -477,23 +480,39 @@ class _Run:
         kept = (row.result or {}).get("copy_run") if row is not None else None
         files = (row.result or {}).get("files") or {} if row is not None else {}
         if row is None or not kept or not files.get("report"):
-            raise _RunError("JOB_NOT_FINISHED", f"job {parent_id} has no answer to nudge")
+            log.info(
+                "job %s: job %s is gone, the nudge runs whole",
+                self.job_id,
+                parent_id,
+                extra={"job_id": self.job_id},
+            )
+            return None
         self.artifacts = AUDIO_FIRST_ARTIFACTS
-        # The report is read, not fetched: a fetched file may be a link to the stored one, and
-        # this run writes its own report where it lands.
-        previous = json.loads(
-            self._retry(
-                f"reading the report of job {parent_id}",
-                lambda: b"".join(self.storage.read(files["report"])),
+        try:
+            # The report is read, not fetched: a fetched file may be a link to the stored one,
+            # and this run writes its own report where it lands.
+            previous = json.loads(
+                self._retry(
+                    f"reading the report of job {parent_id}",
+                    lambda: b"".join(self.storage.read(files["report"])),
+                )
             )
-        )
-        if files.get("plot"):
-            self._retry(
-                f"fetching the plot of job {parent_id}",
-                partial(self.storage.fetch, files["plot"], self.work / ARTIFACTS["plot"]),
+            if files.get("plot"):
+                self._retry(
+                    f"fetching the plot of job {parent_id}",
+                    partial(self.storage.fetch, files["plot"], self.work / ARTIFACTS["plot"]),
+                )
+            else:
+                self.artifacts = {k: v for k, v in AUDIO_FIRST_ARTIFACTS.items() if k != "plot"}
+        except FileNotFoundError:
+            log.info(
+                "job %s: job %s's files are gone, the nudge runs whole",
+                self.job_id,
+                parent_id,
+                extra={"job_id": self.job_id},
             )
-        else:
-            self.artifacts = {k: v for k, v in AUDIO_FIRST_ARTIFACTS.items() if k != "plot"}
+            self.work.joinpath(ARTIFACTS["plot"]).unlink(missing_ok=True)
+            return None
         limits = ManifestLimits(
             max_samples=self.settings.max_manifest_samples,
             max_duration=self.settings.max_duration_s,
