@@ -28,8 +28,10 @@ from .run import JOB_NICENESS, JobInterrupted, JobTimeLimit, fail_job, run_job
 
 __all__ = [
     "KILL_GRACE_S",
+    "PRELOAD",
     "JobTarget",
     "child_main",
+    "describe_exit",
     "limit_memory",
     "report_wait",
     "run_in_child",
@@ -39,6 +41,22 @@ JobTarget = Callable[[str, Settings], object]
 """What a child runs: ``target(job_id, settings)``; :func:`run_in_child` unless replaced."""
 
 KILL_GRACE_S = 2.0  # SIGTERM, then SIGKILL this much later
+
+# Imported once by the fork server, shared by every child: what a job would import anyway.
+PRELOAD = (
+    "beatsync.service.jobs.forkserver_init",
+    "beatsync.engine",
+    "beatsync.engine.alignment.align",
+    "beatsync.engine.output.plot",
+    "beatsync.engine.output.poster",
+    "beatsync.engine.output.report",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "matplotlib.font_manager",
+    "beatsync.service.jobs.run",
+    "beatsync.service.jobs.embedded",
+    "beatsync.service.jobs.child",
+)
 
 
 def limit_memory(megabytes: int) -> None:
@@ -140,3 +158,13 @@ def _watch_parent(lifeline: Connection) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(KILL_GRACE_S)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def describe_exit(exitcode: int) -> str:
+    """How a child process ended, for a log line or a row's message."""
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"

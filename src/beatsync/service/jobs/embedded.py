@@ -25,7 +25,6 @@ import multiprocessing.connection
 import multiprocessing.forkserver
 import os
 import shutil
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from beatsync.service.db.models import utcnow
 from beatsync.service.storage import Storage
 
 from .child import KILL_GRACE_S as _KILL_GRACE_S
-from .child import JobTarget, child_main, limit_memory, run_in_child
+from .child import PRELOAD, JobTarget, child_main, describe_exit, limit_memory, run_in_child
 from .dispatch import DispatchUnavailable
 from .liveness import STALE_S, Liveness
 from .recovery import recover_orphans, requeue_or_lose
@@ -55,22 +54,6 @@ from .scratch import sweep_scratch
 __all__ = ["PRELOAD", "EmbeddedRunner", "JobTarget", "limit_memory"]
 
 log = logging.getLogger(__name__)
-
-# Imported once by the fork server, shared by every child: what a job would import anyway.
-PRELOAD = (
-    "beatsync.service.jobs.forkserver_init",
-    "beatsync.engine",
-    "beatsync.engine.alignment.align",
-    "beatsync.engine.output.plot",
-    "beatsync.engine.output.poster",
-    "beatsync.engine.output.report",
-    "matplotlib.figure",
-    "matplotlib.backends.backend_agg",
-    "matplotlib.font_manager",
-    "beatsync.service.jobs.run",
-    "beatsync.service.jobs.embedded",
-    "beatsync.service.jobs.child",
-)
 
 _JOBS = cast(Table, Job.__table__)
 _POLL_S = 0.5  # how often the table is read for jobs queued or canceled by other processes
@@ -403,7 +386,7 @@ class EmbeddedRunner:
                 self.db,
                 job_id,
                 max_attempts=self.settings.job_max_attempts,
-                why=f"its process ended with {_describe_exit(exitcode)}",
+                why=f"its process ended with {describe_exit(exitcode)}",
             )
 
     def _discard(self, job_id: str) -> None:
@@ -416,12 +399,3 @@ class EmbeddedRunner:
                 exc_info=True,
                 extra={"job_id": job_id},
             )
-
-
-def _describe_exit(exitcode: int) -> str:
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
