@@ -34,7 +34,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from beatsync.engine import AlignmentError, BeatSyncError, sync
+from beatsync.engine import AlignmentError, AlignParams, BeatSyncError, sync
 from beatsync.testkit import (
     BuiltCase,
     CaseSpec,
@@ -86,6 +86,8 @@ class CaseResult:
     cut_start_error_s: float = math.nan
     cut_end_error_s: float = math.nan
     confidence: float = math.nan
+    # The answer's significance (refused: the best candidate's, from the refusal's words).
+    significance: float = math.nan
     wall_s: float = math.nan
     note: str = ""
     # Edits: pieces found and true, sync (ms) at points in each true piece, seam errors (ms).
@@ -151,14 +153,18 @@ def measure_case(case: BuiltCase, out_dir: Path) -> CaseResult:
     except AlignmentError as exc:
         wall = time.perf_counter() - began
         leaked = " (but wrote the output)" if out.exists() else ""
-        return CaseResult(name, truth.mismatch, "refused", wall_s=wall, note=str(exc) + leaked)
+        said = re.search(r"significance (-?[0-9.]+|-?inf)", str(exc))
+        return CaseResult(name, truth.mismatch, "refused", wall_s=wall, note=str(exc) + leaked,
+                          significance=float(said.group(1)) if said else math.nan)  # fmt: skip
     except BeatSyncError as exc:
         wall = time.perf_counter() - began
         return CaseResult(name, truth.mismatch, "error", wall_s=wall, note=f"{exc.code}: {exc}")
     wall = time.perf_counter() - began
     confidence = result.alignment.confidence
+    significance = result.alignment.significance
     if truth.mismatch:
-        return CaseResult(name, True, "accepted", confidence=confidence, wall_s=wall)
+        return CaseResult(name, True, "accepted", confidence=confidence,
+                          significance=significance, wall_s=wall)  # fmt: skip
 
     cut = result.cut
     # Output time τ shows dance time video_start − first_frame_time + τ (see RenderedOutput).
@@ -179,6 +185,7 @@ def measure_case(case: BuiltCase, out_dir: Path) -> CaseResult:
         cut_start_error_s=cut.start - truth.cut[0],
         cut_end_error_s=cut.end - truth.cut[1],
         confidence=confidence,
+        significance=significance,
         wall_s=wall,
         pieces_found=len(result.parts),
         pieces_true=len(truth.pieces),
@@ -216,7 +223,8 @@ def run_cases(cases: Sequence[BuiltCase], out_dir: Path, workers: int) -> list[C
             r = future.result()
             done[r.name] = r
             verdict = "ok" if r.correct and not r.flags() else "; ".join(r.flags())
-            print(f"[{len(done):2d}/{len(cases)}] {r.name:<24} {r.wall_s:6.2f} s  {verdict}")
+            print(f"[{len(done):2d}/{len(cases)}] {r.name:<24} {r.wall_s:6.2f} s  "
+                  f"significance {r.significance:7.1f}  {verdict}")  # fmt: skip
     return [done[case.spec.name] for case in cases]
 
 
@@ -353,7 +361,7 @@ def kind_table(kinds: dict[str, Summary]) -> list[str]:
 
 def case_table(results: Sequence[CaseResult]) -> list[str]:
     head = ["case", *(f"{p} ms" for p in POINTS), "drift err ppm", "cut start s", "cut end s",
-            "pieces: found/true, sync ms med/p95", "seam ms", "conf", "wall s",
+            "pieces: found/true, sync ms med/p95", "seam ms", "conf", "signif.", "wall s",
             "outcome"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -369,6 +377,7 @@ def case_table(results: Sequence[CaseResult]) -> list[str]:
             _pieces(r),
             " ".join(_num(e, "+.1f") for e in r.seam_errors_ms) or "—",
             _num(r.confidence, ".2f"),
+            _num(r.significance, ".1f"),
             _num(r.wall_s, ".2f"),
             outcome.replace("|", "/"),
         ]
@@ -457,6 +466,8 @@ def render_section(results: Sequence[CaseResult], summary: Summary, command: str
         f"{_num(summary.max_cut_end_s, '+.3f')} s (end); kinds missing a bar: "
         f"{', '.join(failed) or 'none'}.",
         "",
+        *significance_lines(results),
+        "",
         "### By kind",
         "",
         "Each kind (the first word of the case names) against the same bars on its own.",
@@ -481,6 +492,27 @@ def write_section(path: Path, name: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def significance_lines(results: Sequence[CaseResult]) -> list[str]:
+    """The acceptance test's margins: the least significant true pair and the most significant
+    mismatch against the threshold."""
+    threshold = AlignParams().min_significance
+    true = [r for r in results if not r.mismatch and not math.isnan(r.significance)]
+    false = [r for r in results if r.mismatch and not math.isnan(r.significance)]
+    if not true and not false:
+        return []
+    out = [f"Significance (`−log10` of the lines chance would hold as well in the search run; "
+           f"accepted from {threshold:g}):"]  # fmt: skip
+    if true:
+        low = min(true, key=lambda r: r.significance)
+        out.append(f"least of a true pair {low.significance:.1f} ({low.name}, margin "
+                   f"{low.significance - threshold:+.1f});")  # fmt: skip
+    if false:
+        high = max(false, key=lambda r: r.significance)
+        out.append(f"most of a mismatch {high.significance:.1f} ({high.name}, margin "
+                   f"{threshold - high.significance:+.1f}).")  # fmt: skip
+    return [" ".join(out)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,39 +1,99 @@
 """Whether a locked line is the answer, and how sure it is.
 
-A line is accepted when enough windows agree with it and their evidence gives a confidence
-above the threshold (:func:`accepted`); a line found by a second look (the wide lock, the
-waveform search) must also be held by a share of the windows that chance does not give
-(:func:`plausible`). Answers that match about equally well divide the confidence between them
-(:func:`shares`).
+A line is accepted when enough windows agree with it, their evidence gives a confidence above
+the threshold, and chance would not give as much (:func:`accepted`). Answers that match about
+equally well divide the confidence between them (:func:`shares`).
+
+Chance is measured a contrario (the number of false alarms of Desolneux, Moisan and Morel):
+if the two recordings shared no music, each window's peak would fall anywhere in the lags it
+was searched over, so it agrees with a given line (within the fit's tolerance ``δ``, searched
+over ``±R`` by the fine stage's first pass, which locates the line; later passes only narrow
+the search around it) with probability ``p = δ / R``, and ``k`` or more of ``n`` windows agree with
+probability ``P[Binomial(n, p) ≥ k]``. The search could have found any of the lines it can
+tell apart: every offset that lets the recordings overlap, ``(dance + reference) / 2δ``;
+every slope within the 1 % a fitted line may move from the speed it was searched at, at the
+resolution ``2δ / span`` its windows' span gives; at each of the speeds (and kinds) searched.
+Their product ``N`` times the probability is the number of lines expected to be held as well
+as this one by chance; its ``−log10`` is the line's *significance*, which must reach
+:attr:`~.params.AlignParams.min_significance`. The threshold thus grows with the recording's
+and the reference's length, the windows' span and the speeds tried, whichever look found the
+line: the wide lock and the waveform search only choose among the same lines.
+
+Windows overlap (a two-second window every second, four seconds for a pitch-kept line), so
+their chances are not independent: the significance is a scale calibrated against the test
+kit's true pairs and mismatches (``bench/accuracy.py``), not an exact probability.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..media.decode import Audio
 from .answer import Candidate
-from .fine import Fit
+from .fine import REACH, Fit
+from .kept import KEPT_REACHES
+from .linefit import AGREE_WITHIN, KEPT_AGREE_WITHIN
 from .params import AlignParams
 
-__all__ = ["accepted", "confidence", "plausible", "ranked", "refusal", "shares"]
+__all__ = ["Trials", "accepted", "confidence", "ranked", "refusal", "shares", "significance"]
 
-# Share of the windows a line found by a second look must hold (:func:`plausible`).
-_SECOND_LOOK_SHARE = 0.2
-
-
-def accepted(fit: Fit | None, p: AlignParams) -> bool:
-    """Whether ``fit`` is an answer: enough agreeing windows, and evidence enough."""
-    return fit is not None and fit.hits >= p.min_windows and confidence(fit) >= p.min_confidence
+# How far a fitted line's slope may move from the speed it was searched at (relative, either
+# way): the consensus of :func:`~.linefit.fit_line` takes pairs of windows within 1 %.
+_SLOPE_REACH = 0.01
 
 
-def plausible(fit: Fit) -> bool:
-    """Whether a line found by a second look (the wide lock, the waveform search) is held by a
-    share of the windows that chance does not give. Those searches try many lags or lines, so
-    in a long recording of another song a few windows agree with one of them by chance (8 of
-    448 in a 10-minute pair); a true line in a hard room holds most of them (two thirds and
-    more in the hardest rooms of the test kit)."""
-    return fit.hits >= _SECOND_LOOK_SHARE * fit.windows
+@dataclass(frozen=True, slots=True)
+class Trials:
+    """What the search tried: the recordings' lengths (s) and the (speed, kind) pairs searched."""
+
+    dance_s: float
+    bgm_s: float
+    speeds: int = 1
+
+
+def accepted(fit: Fit | None, p: AlignParams, trials: Trials) -> bool:
+    """Whether ``fit`` is an answer: enough agreeing windows, evidence enough, and more than
+    chance gives in a search of ``trials``' breadth."""
+    return (
+        fit is not None
+        and fit.hits >= p.min_windows
+        and confidence(fit) >= p.min_confidence
+        and significance(fit, trials) >= p.min_significance
+    )
+
+
+def significance(fit: Fit, trials: Trials) -> float:
+    """``−log10`` of the number of lines a search of ``trials``' breadth would find held by
+    as many windows as ``fit`` is by chance (see the module's docstring): 0 is one such line
+    expected, 6 one in a million searches."""
+    if fit.mapping.pitch_kept:
+        tolerance, reach = KEPT_AGREE_WITHIN[1], KEPT_REACHES[0]
+    else:
+        tolerance, reach = AGREE_WITHIN[1], REACH
+    times = fit.track.times
+    span = float(np.ptp(times)) if len(times) > 1 else 0.0
+    offsets = (trials.dance_s + trials.bgm_s) / (2.0 * tolerance)
+    slopes = 1.0 + 2.0 * _SLOPE_REACH * fit.mapping.scale * span / (2.0 * tolerance)
+    lines = max(offsets, 1.0) * slopes * max(trials.speeds, 1)
+    return -(math.log10(lines) + _log10_tail(fit.windows, fit.hits, tolerance / reach))
+
+
+def _log10_tail(n: int, k: int, p: float) -> float:
+    """``log10 P[Binomial(n, p) ≥ k]``, in logs so that tails far below 1e-300 keep their size."""
+    if k <= 0:
+        return 0.0
+    if k > n:
+        return -math.inf
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+        + j * math.log(p) + (n - j) * math.log1p(-p)
+        for j in range(k, n + 1)
+    ]  # fmt: skip
+    top = max(terms)
+    return (top + math.log(sum(math.exp(t - top) for t in terms))) / math.log(10.0)
 
 
 def confidence(fit: Fit) -> float:
@@ -61,7 +121,7 @@ def ranked(fits: list[Fit]) -> tuple[float, tuple[Candidate, ...]]:
     return confidence(fits[0]) * split[0], candidates
 
 
-def refusal(best: Fit | None, dance: Audio, bgm: Audio, p: AlignParams) -> str:
+def refusal(best: Fit | None, dance: Audio, bgm: Audio, p: AlignParams, trials: Trials) -> str:
     """Why no answer was accepted, in words, for :class:`~beatsync.engine.MusicMismatchError`."""
     shortest = min(dance.duration, bgm.duration)
     if shortest < 2 * p.window + p.hop * (p.min_windows - 1):
@@ -71,5 +131,5 @@ def refusal(best: Fit | None, dance: Audio, bgm: Audio, p: AlignParams) -> str:
     return (
         "the recordings do not share the music "
         f"({best.hits} of {best.windows} windows agree with the best candidate, too few "
-        "or too faint to be sure)"
+        f"or too faint to be sure; significance {significance(best, trials):.1f})"
     )

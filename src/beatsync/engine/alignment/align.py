@@ -15,6 +15,7 @@ the music and :class:`MusicMismatchError` is raised: there is no fallback to off
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -27,7 +28,7 @@ from ..errors import MusicMismatchError
 from ..mapping import Mapping
 from ..media.decode import Audio, decode_audio
 from ..piece import Piece
-from .acceptance import accepted, plausible, ranked, refusal
+from .acceptance import Trials, accepted, ranked, refusal, significance
 from .answer import Alignment, Candidate, envelopes
 from .assess import assess_mapping
 from .direct import direct_sound
@@ -104,6 +105,8 @@ def align_signals(dance: Audio, bgm: Audio, *, params: AlignParams | None = None
 
 def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -> Alignment:
     signals = Signals(dance, bgm)
+    # The breadth of the search so far, which the answer must stand out of.
+    trials = Trials(dance.duration, bgm.duration)
     # Each answer's line before it was moved onto the direct sound, by the answer's id: the
     # loudest arrival, which short frames follow best when they tell where the music is heard.
     loudest: dict[int, Mapping] = {}
@@ -158,7 +161,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
 
         def lock(line: Line) -> Fit | None:
             fit = refine(signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows)
-            if wide and not accepted(fit, p):
+            if wide and not accepted(fit, p, trials):
                 # A reverberant room can leave the band energies' line beyond the fine windows'
                 # reach: the waveform's own, from up to half a second away.
                 shifted = wide_lock(signals, line)
@@ -168,11 +171,13 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
                     )
                     if (
                         again is not None
-                        and plausible(again)
+                        and significance(again, trials) >= p.min_significance
                         and (fit is None or again.evidence > fit.evidence)
                     ):
                         fit = again
-            if fit is None or (second_look and not plausible(fit)):
+            # A second look's lines that chance explains are dropped before they can shadow
+            # the first look's: every answer is held to the same test in the end.
+            if fit is None or (second_look and significance(fit, trials) < p.min_significance):
                 return None
             # The windows follow the loudest arrival; the answer is the first one.
             moved = direct_sound(
@@ -188,17 +193,19 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         return [f for f in fits if f is not None]
 
     fits = search((Speed(1.0),))
-    if not accepted(_best(fits), p):
-        fits += search(_other_speeds(dance, bgm, unit_bands, bgm_bands, p))
+    if not accepted(_best(fits), p, trials):
+        others = _other_speeds(dance, bgm, unit_bands, bgm_bands, p)
+        trials = Trials(dance.duration, bgm.duration, 1 + len(others))
+        fits += search(others)
         pitched.clear()  # the guesses' pitches; the answer's own is read again if needed
-    if not accepted(_best(fits), p):
+    if not accepted(_best(fits), p, trials):
         # The band energies can miss a loud reverberant room altogether; the waveform may not.
         lines = waveform_lines(dance, bgm, max_lines=p.candidates + 1, pool=pool)
         fits += lock_all(lines, hint_alone=False, wide=True, second_look=True)
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
-    if best is None or not accepted(best, p):
-        raise MusicMismatchError(refusal(best, dance, bgm, p))
+    if best is None or not accepted(best, p, trials):
+        raise MusicMismatchError(refusal(best, dance, bgm, p, trials))
     # A time-stretched recording is measured frame by frame, not by the windows that find an
     # edit's pieces: it is taken as one piece.
     stretches = (
@@ -218,16 +225,18 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     if len({id(s.fit) for s in stretches}) > 1:
         same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH
         bands = unit_bands if same_pitch else dance_bands(best.mapping.scale)
-        return _edit(signals, fits, stretches, bands, bgm_bands, p.window, p.hop, pool)
+        edit = _edit(signals, fits, stretches, bands, bgm_bands, p.window, p.hop, pool)
+        return dataclasses.replace(edit, significance=round(significance(best, trials), 2))
     sure, candidates = ranked(fits)
     times, score, music = music_span(signals, loudest.get(id(best), best.mapping), best, pool=pool)
     log.debug(
-        "aligned: offset %.4f s, drift %.1f ppm, %d/%d windows, confidence %.3f",
+        "aligned: offset %.4f s, drift %.1f ppm, %d/%d windows, confidence %.3f, significance %.1f",
         best.mapping.offset,
         best.mapping.drift_ppm,
         best.hits,
         best.windows,
         sure,
+        significance(best, trials),
     )
     return Alignment(
         mapping=best.mapping,
@@ -247,6 +256,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
             (Piece(dance.start, dance.end, best.mapping),),
         ),
         pieces=(Piece(music.start, music.end, best.mapping),),
+        significance=round(significance(best, trials), 2),
     )
 
 

@@ -3,6 +3,7 @@ draws from them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,10 @@ class Alignment:
     piece, over ``music``, for a recording of the song as it is); ``mapping``
     is the main piece's, the one with the most evidence, and ``windows`` are each piece's
     windows on its own interval.
+
+    ``significance``: how far the main line stands out of what chance gives in a search as
+    broad as the one run, ``−log10`` of the number of lines expected to be held as well by
+    chance (:func:`~.acceptance.significance`); NaN when not measured.
     """
 
     mapping: Mapping
@@ -51,6 +56,7 @@ class Alignment:
         repr=False
     )
     pieces: tuple[Piece, ...] = ()
+    significance: float = math.nan
 
     @property
     def parts(self) -> tuple[Piece, ...]:

@@ -23,6 +23,7 @@ from .signals import Signals, stretch_key, stretched, stretched_length
 
 __all__ = [
     "MIN_RUN",
+    "REACH",
     "Fit",
     "WindowTrack",
     "assess",
@@ -36,6 +37,8 @@ __all__ = [
 _DRIFT_ONLY = 0.0015
 # Agreeing windows must come at least this many together to count as music.
 MIN_RUN = 4
+# Seconds either side of the line within which each window's peak is sought.
+REACH = 0.08
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,7 @@ def refine(
     # last two measure with shorter frames (:data:`~.kept.KEPT_REACHES`).
     gates = (0.08, 0.01, 0.01, 0.01) if mapping.pitch_kept else (0.08, 0.01)
     for pass_, gate in enumerate(gates):
-        reach, span = 0.08, window
+        reach, span = REACH, window
         if mapping.pitch_kept:
             # Short frames (their reach shrinks with them) and windows twice as long: a
             # stretcher's grains agree only one frame at a time, not in phase.
@@ -226,7 +229,7 @@ def measure_mapping(
 ) -> Fit:
     """How well a given mapping (not searched for) is supported, window by window."""
     t, beta, strength, prom = measure(
-        signals, mapping, window=window, hop=hop, max_windows=max_windows, search=0.08
+        signals, mapping, window=window, hop=hop, max_windows=max_windows, search=REACH
     )
     inlier = np.abs(beta - mapping.bgm_time_array(t)) <= 0.002
     return assess(mapping, t, beta, strength, prom, inlier)

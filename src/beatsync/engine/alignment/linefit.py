@@ -7,17 +7,17 @@ from numpy.typing import NDArray
 
 from ..mapping import Mapping
 
-__all__ = ["AGREE_PROMINENCE", "fit_line"]
+__all__ = ["AGREE_PROMINENCE", "AGREE_WITHIN", "KEPT_AGREE_WITHIN", "fit_line"]
 
 # A window's peak must stand this many robust deviations above its correlation to count.
 AGREE_PROMINENCE = 4.0
 # A window agrees with the fitted line within three robust deviations, kept within these (s)...
-_AGREE = (0.001, 0.002)
+AGREE_WITHIN = (0.001, 0.002)
 # ... or these for a pitch-kept line: its windows average grains that a practice player's
 # stretcher lays a few milliseconds either side of the line, and their mean wanders by a
 # millisecond or two with the music; the tighter bounds would fit the line through the few
 # windows that happen to sit closest together.
-_KEPT_AGREE = (0.002, 0.004)
+KEPT_AGREE_WITHIN = (0.002, 0.004)
 # Scales a fitted line may have: a tempo change from 0.5× to 1.5× with clock drift on top.
 SCALE_RANGE = (0.45, 1.6)
 
@@ -60,7 +60,7 @@ def fit_line(
     r = beta - (a + b * t)
     core = use & (np.abs(r) < scale_c)
     sigma = 1.4826 * float(np.median(np.abs(r[core]))) if core.any() else scale_c
-    least, most = _KEPT_AGREE if guess.pitch_kept else _AGREE
+    least, most = KEPT_AGREE_WITHIN if guess.pitch_kept else AGREE_WITHIN
     inlier = (np.abs(r) <= min(most, max(least, 3.0 * sigma))) & (prom >= AGREE_PROMINENCE)
     return Mapping(a, b, guess.pitch_kept), inlier
 

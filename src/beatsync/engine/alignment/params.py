@@ -20,8 +20,10 @@ class AlignParams:
     0 given by a person; only lines within ``hint_radius`` seconds of it are considered.
     ``min_windows``: agreeing windows needed to accept an answer. ``min_confidence``: refuse
     when the answer's own evidence is below this (the confidence
-    reported also divides it with equally good runner-ups, and may be lower). ``candidates``:
-    how many coarse lines are locked and compared.
+    reported also divides it with equally good runner-ups, and may be lower).
+    ``min_significance``: refuse when chance would give a line held as well as the answer more
+    often than once in 10 to this power searches (:func:`~.acceptance.significance`).
+    ``candidates``: how many coarse lines are locked and compared.
     """
 
     speeds: tuple[float, ...] | None = None
@@ -33,4 +35,5 @@ class AlignParams:
     hint_radius: float = 1.0
     min_windows: int = 5
     min_confidence: float = 0.5
+    min_significance: float = 0.0
     candidates: int = 3
