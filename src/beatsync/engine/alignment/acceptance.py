@@ -33,10 +33,9 @@ import numpy as np
 
 from ..media.decode import Audio
 from .answer import Candidate
-from .fine import REACH, Fit
-from .kept import KEPT_REACHES
-from .linefit import AGREE_WITHIN, KEPT_AGREE_WITHIN
+from .fine import Fit
 from .params import AlignParams
+from .windows import window_kind
 
 __all__ = ["Trials", "accepted", "confidence", "ranked", "refusal", "shares", "significance"]
 
@@ -69,10 +68,10 @@ def significance(fit: Fit, trials: Trials) -> float:
     """``−log10`` of the number of lines a search of ``trials``' breadth would find held by
     as many windows as ``fit`` is by chance (see the module's docstring): 0 is one such line
     expected, 6 one in a million searches."""
-    if fit.mapping.pitch_kept:
-        tolerance, reach = KEPT_AGREE_WITHIN[1], KEPT_REACHES[0]
-    else:
-        tolerance, reach = AGREE_WITHIN[1], REACH
+    # The widest tolerance a window agrees within, and the reach of the first pass, which
+    # located the line.
+    kind = window_kind(fit.mapping.pitch_kept)
+    tolerance, reach = kind.agree[1], kind.passes[0][1]
     times = fit.track.times
     span = float(np.ptp(times)) if len(times) > 1 else 0.0
     offsets = (trials.dance_s + trials.bgm_s) / (2.0 * tolerance)

@@ -15,15 +15,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..mapping import Mapping
-from .gcc import FrameTrack, window_lags
-from .kept import KEPT_AGREE, KEPT_REACHES, kept_frame, kept_lags
+from .gcc import FrameTrack
+from .kept import KEPT_AGREE
 from .linefit import AGREE_PROMINENCE, fit_line
 from .search import Line
 from .signals import Signals, stretch_key, stretched, stretched_length
+from .windows import REACH, window_kind
 
 __all__ = [
     "MIN_RUN",
-    "REACH",
     "Fit",
     "WindowTrack",
     "assess",
@@ -37,8 +37,6 @@ __all__ = [
 _DRIFT_ONLY = 0.0015
 # Agreeing windows must come at least this many together to count as music.
 MIN_RUN = 4
-# Seconds either side of the line within which each window's peak is sought.
-REACH = 0.08
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +73,10 @@ def frame_track(
 ) -> tuple[NDArray[np.float32], float, FrameTrack]:
     """The dance signal (resampled if a resampled speed differs), its ratio, and the frames of
     the reference that ``mapping`` pairs with its frames of ``frame`` samples every ``hop``."""
-    if mapping.pitch_kept:
-        x, stretch = signals.dance.samples, 1.0
-    else:
+    if window_kind(mapping.pitch_kept).resampled:
         x, stretch = stretched(signals, mapping.scale)
+    else:
+        x, stretch = signals.dance.samples, 1.0
     return x, stretch, _track(signals, mapping, stretch, frame=frame, hop=hop)
 
 
@@ -104,14 +102,15 @@ def measure(
 
     Windows of ``window`` seconds every ``hop`` seconds (spread further apart if there would be
     more than ``max_windows``) that the mapping puts wholly inside the reference. ``frame``
-    (samples) is shortened for a pitch-kept mapping (:func:`~.kept.kept_frame`).
+    (samples) is the longest frame: the mapping's kind of window may shorten it
+    (:mod:`.windows`).
     """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
-    if mapping.pitch_kept:
-        frame = kept_frame(mapping.scale, rate, frame, search)
+    kind = window_kind(mapping.pitch_kept)
+    frame = kind.frame(mapping.scale, rate, frame, search)
     frame_hop = frame // 4
-    key = None if mapping.pitch_kept else stretch_key(mapping.scale)
+    key = stretch_key(mapping.scale) if kind.resampled else None
     stretch = 1.0 if key is None else float(key)
     track = _track(signals, mapping, stretch, frame=frame, hop=frame_hop)
     n_frames = track.frame_count(stretched_length(signals, key))
@@ -137,13 +136,7 @@ def measure(
     else:
         first = starts * frame_hop
         x, _ = stretched(signals, mapping.scale, spans=np.stack([first, first + span], axis=1))
-    if mapping.pitch_kept:
-        result = kept_lags(x, bgm.samples, track, starts, width, rate, search, signals.fft_workers)
-    else:
-        result = window_lags(
-            x, bgm.samples, track, starts, width, rate=rate, search=search,
-            workers=signals.fft_workers,
-        )  # fmt: skip
+    result = kind.lags(x, bgm.samples, track, starts, width, rate, search, signals.fft_workers)
     centres = dance.start + (starts * frame_hop + span / 2) / rate / stretch
     matched = mapping.offset + mapping.scale * centres + result.lag
     return centres, matched, result.strength, result.prominence
@@ -166,21 +159,12 @@ def refine(
         mapping = _scan_slope(signals, guess, reach=0.006)
     fit: Fit | None = None
     region: tuple[float, float] | None = None
-    # The search stays wide in both passes: a window that lands within 2 ms of the line by
-    # chance then has a 1-in-40 probability, so agreeing windows are evidence. A pitch-kept line
-    # gets more passes: its first one, with the slope only scanned, may be too far off at the
-    # ends for their windows to agree, and the line would be fitted over the middle alone; the
-    # last two measure with shorter frames (:data:`~.kept.KEPT_REACHES`).
-    gates = (0.08, 0.01, 0.01, 0.01) if mapping.pitch_kept else (0.08, 0.01)
-    for pass_, gate in enumerate(gates):
-        reach, span = REACH, window
-        if mapping.pitch_kept:
-            # Short frames (their reach shrinks with them) and windows twice as long: a
-            # stretcher's grains agree only one frame at a time, not in phase.
-            reach, span = KEPT_REACHES[pass_], 2.0 * window
+    kind = window_kind(mapping.pitch_kept)
+    for gate, reach in kind.passes:
         t, beta, strength, measured = measure(
-            signals, mapping, window=span, hop=hop, max_windows=max_windows, search=reach
-        )
+            signals, mapping, window=kind.span * window, hop=hop, max_windows=max_windows,
+            search=reach,
+        )  # fmt: skip
         prom = measured
         if region is not None:
             # Refit only where the music was found: stray chance agreements elsewhere would

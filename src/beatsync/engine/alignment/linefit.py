@@ -6,18 +6,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..mapping import Mapping
+from .windows import window_kind
 
-__all__ = ["AGREE_PROMINENCE", "AGREE_WITHIN", "KEPT_AGREE_WITHIN", "fit_line"]
+__all__ = ["AGREE_PROMINENCE", "fit_line"]
 
 # A window's peak must stand this many robust deviations above its correlation to count.
 AGREE_PROMINENCE = 4.0
-# A window agrees with the fitted line within three robust deviations, kept within these (s)...
-AGREE_WITHIN = (0.001, 0.002)
-# ... or these for a pitch-kept line: its windows average grains that a practice player's
-# stretcher lays a few milliseconds either side of the line, and their mean wanders by a
-# millisecond or two with the music; the tighter bounds would fit the line through the few
-# windows that happen to sit closest together.
-KEPT_AGREE_WITHIN = (0.002, 0.004)
 # Scales a fitted line may have: a tempo change from 0.5× to 1.5× with clock drift on top.
 SCALE_RANGE = (0.45, 1.6)
 
@@ -60,7 +54,7 @@ def fit_line(
     r = beta - (a + b * t)
     core = use & (np.abs(r) < scale_c)
     sigma = 1.4826 * float(np.median(np.abs(r[core]))) if core.any() else scale_c
-    least, most = KEPT_AGREE_WITHIN if guess.pitch_kept else AGREE_WITHIN
+    least, most = window_kind(guess.pitch_kept).agree
     inlier = (np.abs(r) <= min(most, max(least, 3.0 * sigma))) & (prom >= AGREE_PROMINENCE)
     return Mapping(a, b, guess.pitch_kept), inlier
 
