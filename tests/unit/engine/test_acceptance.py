@@ -59,11 +59,11 @@ def test_the_bar_rises_with_the_breadth_of_the_search() -> None:
 
 
 def test_a_pitch_kept_line_counts_its_wider_agreement() -> None:
-    # Its windows agree within 4 ms of a ±16 ms search: a chance of a quarter, not a fortieth.
+    # Its windows agree within 4 ms of the first pass's ±32 ms: a chance of an eighth.
     fit = _fit(32, 30, pitch_kept=True, scale=0.9)
     found = significance(fit, Trials(36.0, 60.0, speeds=5))
     lines = (96.0 / 0.008) * (1.0 + 0.02 * 0.9 * 31.0 / 0.008) * 5
-    assert found == pytest.approx(_expected(32, 30, 0.25, lines), rel=1e-9)
+    assert found == pytest.approx(_expected(32, 30, 0.125, lines), rel=1e-9)
 
 
 def test_no_agreeing_window_is_no_evidence() -> None:
