@@ -200,6 +200,10 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         pitched.clear()  # the guesses' pitches; the answer's own is read again if needed
     if not accepted(_best(fits), p, trials):
         # The band energies can miss a loud reverberant room altogether; the waveform may not.
+        # Its lines are at speed 1: the other speeds' resamplings are not needed for them
+        # (nor, rarely, made again for an answer at such a speed), so memory stays free.
+        with signals.lock:
+            signals.stretched.clear()
         lines = waveform_lines(dance, bgm, max_lines=p.candidates + 1, pool=pool)
         fits += lock_all(lines, hint_alone=False, wide=True, second_look=True)
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
