@@ -55,10 +55,9 @@ def waveform_lines(
     pool
         Threads that correlate windows side by side.
     """
-    # The two recordings are whitened side by side (the FFTs let go of the interpreter lock).
-    reference = pool.submit(_whitened, bgm.samples, bgm.rate) if pool is not None else None
+    # One recording after the other: side by side, the peak memory would hold both's frames.
     x = _whitened(dance.samples, dance.rate)
-    y = reference.result() if reference is not None else _whitened(bgm.samples, bgm.rate)
+    y = _whitened(bgm.samples, bgm.rate)
     width = int(_WINDOW_S * _RATE)
     if len(x) < width or len(y) < width:
         return []
