@@ -125,8 +125,13 @@ def refusal(best: Fit | None, dance: Audio, bgm: Audio, p: AlignParams, trials: 
     shortest = min(dance.duration, bgm.duration)
     if shortest < 2 * p.window + p.hop * (p.min_windows - 1):
         return f"the recordings are too short to compare ({shortest:.1f} s)"
-    if best is None or best.hits == 0:
+    if best is None:
         return "the recordings do not share the music (no stretch of one matches the other)"
+    if best.hits == 0:
+        return (
+            "the recordings do not share the music (no stretch of one matches the other; "
+            f"significance {significance(best, trials):.1f})"
+        )
     return (
         "the recordings do not share the music "
         f"({best.hits} of {best.windows} windows agree with the best candidate, too few "
