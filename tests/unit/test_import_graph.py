@@ -26,6 +26,16 @@ def test_the_engine_shows_its_pipeline_in_its_folders() -> None:
     for stage in ("media", "alignment", "cut", "output"):
         assert f"beatsync.engine.{stage}" in top
     loose = {m.rsplit(".", 1)[1] for m in top} - {"media", "alignment", "cut", "output"}
-    # Beside the stages: the shared types, the errors, the runs that drive the stages, and
-    # the job processes' memory setting.
-    assert loose == {"errors", "mapping", "piece", "result", "pipeline", "audiofirst", "memory"}
+    # Beside the stages: the shared types, the errors, the runs that drive the stages (the whole
+    # run, the audio-first run and its nudge), their progress, and the jobs' memory setting.
+    assert loose == {
+        "errors",
+        "mapping",
+        "piece",
+        "result",
+        "pipeline",
+        "audiofirst",
+        "retrack",
+        "progress",
+        "memory",
+    }
