@@ -232,6 +232,30 @@ def write_audio_track(plan: AudioPlan, out: Path) -> float:
     return plan.packets * AAC_FRAME / OUTPUT_RATE
 
 
+def copied_output(
+    out_path: Path, run: CopyRun, video: VideoInfo, *, seconds: float, duration: float
+) -> RenderedOutput:
+    """What the client assembles: ``run``'s pictures of ``video`` with the track at
+    ``out_path`` (``duration`` s long); ``seconds`` is one tick of the picture's timeline."""
+    return RenderedOutput(
+        path=str(out_path),
+        size_bytes=out_path.stat().st_size,
+        duration=max((run.end - run.origin) * seconds, duration),
+        video_start=run.start * seconds,
+        video_end=run.end * seconds,
+        video_codec=video.codec,
+        video_copied=True,
+        width=video.width,
+        height=video.height,
+        rotation=video.rotation,
+        frames=run.frames,
+        audio_codec="aac",
+        sample_rate=OUTPUT_RATE,
+        channels=2,
+        first_frame_time=(run.start - run.origin) * seconds,
+    )
+
+
 def sync_audio_first(
     audio: str | os.PathLike[str],
     bgm: str | os.PathLike[str],
@@ -328,23 +352,7 @@ def sync_audio_first(
                 pieces=pieces,
             )
             duration = write_audio_track(plan, out_path)
-    output = RenderedOutput(
-        path=str(out_path),
-        size_bytes=out_path.stat().st_size,
-        duration=max((run.end - run.origin) * seconds, duration),
-        video_start=run.start * seconds,
-        video_end=run.end * seconds,
-        video_codec=dance.video.codec,
-        video_copied=True,
-        width=dance.video.width,
-        height=dance.video.height,
-        rotation=dance.video.rotation,
-        frames=run.frames,
-        audio_codec="aac",
-        sample_rate=OUTPUT_RATE,
-        channels=2,
-        first_frame_time=(run.start - run.origin) * seconds,
-    )
+    output = copied_output(out_path, run, dance.video, seconds=seconds, duration=duration)
     result = SyncResult(
         dance=dance,
         bgm=bgm_info,

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .audiofirst import CopyRun, dance_info, write_audio_track
+from .audiofirst import CopyRun, copied_output, dance_info, write_audio_track
 from .errors import OptionsError
 from .mapping import Mapping
-from .media.audiosource import OUTPUT_RATE
 from .media.manifest import Manifest
 from .media.movtime import video_timeline
 from .media.probe import probe
@@ -117,23 +116,7 @@ def retrack(
         duration = write_audio_track(plan, out_path)
         timings.append(StageTiming("render", round(time.perf_counter() - began, 4)))
     assert dance.video is not None
-    output = RenderedOutput(
-        path=str(out_path),
-        size_bytes=out_path.stat().st_size,
-        duration=max((run.end - run.origin) * seconds, duration),
-        video_start=run.start * seconds,
-        video_end=run.end * seconds,
-        video_codec=dance.video.codec,
-        video_copied=True,
-        width=dance.video.width,
-        height=dance.video.height,
-        rotation=dance.video.rotation,
-        frames=run.frames,
-        audio_codec="aac",
-        sample_rate=OUTPUT_RATE,
-        channels=2,
-        first_frame_time=(run.start - run.origin) * seconds,
-    )
+    output = copied_output(out_path, run, dance.video, seconds=seconds, duration=duration)
     return Retracked(output, duration, tuple(timings))
 
 
