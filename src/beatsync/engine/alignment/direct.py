@@ -20,6 +20,7 @@ from .fine import MIN_RUN, Fit, WindowTrack, frame_track, measure
 from .gcc import earliest_arrival
 from .linefit import AGREE_PROMINENCE, fit_line
 from .signals import Signals
+from .windows import window_kind
 
 __all__ = ["direct_sound"]
 
@@ -46,7 +47,7 @@ def direct_sound(signals: Signals, fit: Fit, *, window: float, hop: float, max_w
     :func:`.fine.refine`.
     """
     agreed = fit.track.times[fit.track.inlier]
-    if fit.hits < MIN_RUN or fit.mapping.pitch_kept:
+    if fit.hits < MIN_RUN or not window_kind(fit.mapping.pitch_kept).coherent:
         # Not music (or too little to tell arrivals apart): nothing to move. A time-stretched
         # recording's grains scatter by milliseconds: its frames sum to no sharp arrival.
         return fit

@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 
 from ..mapping import Mapping
 from .gcc import FrameTrack
-from .kept import KEPT_AGREE
 from .linefit import AGREE_PROMINENCE, fit_line
 from .search import Line
 from .signals import Signals, stretch_key, stretched, stretched_length
@@ -178,9 +177,9 @@ def refine(
         agreed = fit.track.times[fit.track.inlier]
         if len(agreed) == 0:
             return fit
-        if mapping.pitch_kept:
+        if kind.regrow is not None:
             # Where the music is found is judged afresh under the new line, over every window.
-            near = np.abs(beta - mapping.bgm_time_array(t)) <= KEPT_AGREE
+            near = np.abs(beta - mapping.bgm_time_array(t)) <= kind.regrow
             wider = _in_runs(near & (measured >= AGREE_PROMINENCE))
             agreed = t[wider | fit.track.inlier]
         region = (float(agreed.min()) - window, float(agreed.max()) + window)

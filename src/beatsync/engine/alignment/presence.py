@@ -21,10 +21,9 @@ from numpy.typing import NDArray
 
 from ..mapping import Mapping
 from .fine import Fit, frame_track
-from .gcc import frame_agreement
-from .kept import kept_agreement
 from .signals import Signals
 from .span import EDGE_SLACK_S, EdgeEvidence, MusicSpan
+from .windows import window_kind
 
 __all__ = ["band_power", "music_edges", "music_span"]
 
@@ -41,12 +40,10 @@ _STRAY = 0.1
 _CORRELATED = 2.0
 # Change points whose evidence is within this many nats of the best one are all plausible.
 _PLAUSIBLE = 3.0
-# A pitch-kept recording's frames agree with the music only as well as its grains line up, less
-# in a tonal passage (its lags repeat every period) than in a rhythmic one: the music may show as
-# little as this share of the agreement the level predicts.
-_KEPT_SHARE = 0.4
-# ... unless the room is this much quieter against the reference than where the music surely
-# plays: then the room does not hear the music, whatever little the frames agree.
+# A recording whose frames may show less agreement than its level predicts (a pitch-kept one:
+# :attr:`~.windows.WindowKind.share`) shows the music's absence all the same where the room is
+# this much quieter against the reference than where the music surely plays: then the room does
+# not hear the music, whatever little the frames agree.
 _QUIET_ROOM = 4.0
 # The spread of a frame's agreement without music: at least this, and this when too few frames
 # disagree to measure it (a clean room where the music plays throughout).
@@ -82,12 +79,8 @@ def music_span(
     rate = dance.rate
     x, stretch, track = frame_track(signals, mapping, frame=_FRAME, hop=_FRAME // 2)
     count = track.frame_count(len(x))
-    if mapping.pitch_kept:
-        # One peak per frame says little alone: averaged over five, as the plot's curve is.
-        agree = kept_agreement(x, bgm.samples, track, count, rate=rate)
-        agree = np.convolve(agree, np.ones(5) / 5, mode="same")
-    else:
-        agree = frame_agreement(x, bgm.samples, track, count, rate=rate, pool=pool)
+    kind = window_kind(mapping.pitch_kept)
+    agree = kind.agreement(x, bgm.samples, track, count, rate=rate, pool=pool)
     centres = dance.start + (np.arange(count) * track.hop + _FRAME / 2) / rate / stretch
     # Each recording's power on its own thread: NumPy lets go of the interpreter lock.
     where = (mapping.bgm_time_array(centres) - bgm.start) * rate
@@ -110,7 +103,7 @@ def music_span(
             core = (float(centres[lo]), float(centres[hi - 1]))
     span = music_edges(
         centres, agree, played, heard, core=core, bounds=(dance.start, dance.end),
-        share=_KEPT_SHARE if mapping.pitch_kept else 1.0,
+        share=kind.share,
     )  # fmt: skip
     inside = (centres >= span.start) & (centres <= span.end)
     level = float(np.median(smooth[inside])) if inside.any() else 0.0

@@ -15,6 +15,7 @@ from .fine import measure
 from .linefit import fit_line
 from .search import Line
 from .signals import Signals
+from .windows import window_kind
 
 __all__ = ["wide_lock"]
 
@@ -36,7 +37,7 @@ def wide_lock(signals: Signals, line: Line) -> Line | None:
     """``line`` moved onto the waveform's alignment within ``_REACH`` seconds, or None when too
     few long windows agree on one (or the line is a pitch-kept one, whose grains do not add up
     in phase over long frames)."""
-    if line.pitch_kept:
+    if not window_kind(line.pitch_kept).coherent:
         return None
     guess = Mapping(line.offset, line.scale)
     if abs(line.scale - 1.0) < _DRIFT_ONLY:

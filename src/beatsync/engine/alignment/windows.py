@@ -13,23 +13,53 @@ differs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .gcc import FrameTrack, GccResult, window_lags
-from .kept import KEPT_REACHES, kept_frame, kept_lags
+from .gcc import FrameTrack, GccResult, frame_agreement, window_lags
+from .kept import KEPT_AGREE, KEPT_REACHES, kept_agreement, kept_frame, kept_lags
 
-__all__ = ["GRAINS", "IN_PHASE", "REACH", "WindowKind", "window_kind"]
+__all__ = ["GRAINS", "IN_PHASE", "REACH", "Agreement", "Lags", "WindowKind", "window_kind"]
 
 # Seconds either side of the line within which each in-phase window's peak is sought.
 REACH = 0.08
 
-Lags = Callable[
-    [NDArray[np.float32], NDArray[np.float32], FrameTrack, NDArray[np.int64], int, int, float, int],
-    GccResult,
-]
+
+class Lags(Protocol):
+    """Each window's lag, strength and prominence: the windows start at frames ``starts`` of
+    ``track`` and span ``width`` frames; peaks are sought within ``search`` seconds."""
+
+    def __call__(
+        self,
+        x: NDArray[np.float32],
+        y: NDArray[np.float32],
+        track: FrameTrack,
+        starts: NDArray[np.int64],
+        width: int,
+        rate: int,
+        search: float,
+        workers: int,
+    ) -> GccResult: ...
+
+
+class Agreement(Protocol):
+    """How well each of the first ``count`` frames of ``track`` matches under its line, about 0
+    without music."""
+
+    def __call__(
+        self,
+        x: NDArray[np.float32],
+        y: NDArray[np.float32],
+        track: FrameTrack,
+        count: int,
+        *,
+        rate: int,
+        pool: Executor | None = None,
+    ) -> NDArray[np.float64]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +72,14 @@ class WindowKind:
     their peaks are sought. ``agree``: a window agrees with a fitted line within three robust
     deviations of the fit, kept within these (s). ``frame``: ``(scale, rate, longest,
     search)`` → frame length (samples). ``lags``: ``(x, y, track, starts, width, rate, search,
-    workers)`` → each window's lag, strength and prominence.
+    workers)`` → each window's lag, strength and prominence. ``agreement``: each short frame's
+    match, which tells where the music plays and where an edit's seams lie; ``share``: the least
+    share of the agreement its level predicts that the music may show there
+    (:func:`~.presence.frame_evidence`). ``coherent``: whether frames add up in phase over long
+    spans, so that a line can be moved onto the earliest arrival (:mod:`.direct`) or onto the
+    waveform from far away (:mod:`.wide`). ``regrow``: when set, the fine stage judges afresh
+    under each new line where the music is (windows within this many seconds of it, in runs),
+    instead of keeping the region the previous line's windows found.
     """
 
     resampled: bool
@@ -51,6 +88,10 @@ class WindowKind:
     agree: tuple[float, float]
     frame: Callable[[float, int, int, float], int]
     lags: Lags
+    agreement: Agreement
+    share: float
+    coherent: bool
+    regrow: float | None
 
 
 def _longest(scale: float, rate: int, longest: int, search: float) -> int:
@@ -70,6 +111,21 @@ def _in_phase_lags(
     return window_lags(x, y, track, starts, width, rate=rate, search=search, workers=workers)
 
 
+def _grain_agreement(
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    track: FrameTrack,
+    count: int,
+    *,
+    rate: int,
+    pool: Executor | None = None,
+) -> NDArray[np.float64]:
+    # One peak per frame says little alone: averaged over five, as the plot's curve is.
+    agree = kept_agreement(x, y, track, count, rate=rate)
+    smooth: NDArray[np.float64] = np.convolve(agree, np.ones(5) / 5, mode="same")
+    return smooth
+
+
 # The search stays wide in both passes: a window that lands within 2 ms of the line by chance
 # then has a 1-in-40 probability, so agreeing windows are evidence.
 IN_PHASE = WindowKind(
@@ -79,7 +135,16 @@ IN_PHASE = WindowKind(
     agree=(0.001, 0.002),
     frame=_longest,
     lags=_in_phase_lags,
+    agreement=frame_agreement,
+    share=1.0,
+    coherent=True,
+    regrow=None,
 )
+# A pitch-kept recording's frames agree with the music only as well as its grains line up, less
+# in a tonal passage (its lags repeat every period) than in a rhythmic one: the music may show as
+# little as this share of the agreement the level predicts. Its grains scatter by milliseconds:
+# they add up to no sharp arrival, nor in phase over long frames.
+_KEPT_SHARE = 0.4
 # Windows twice as long and short frames, whose reach shrinks with them. More passes: the
 # first, with the slope only scanned, may be too far off at the ends for their windows to
 # agree, and the line would be fitted over the middle alone; the last two measure with shorter
@@ -94,6 +159,10 @@ GRAINS = WindowKind(
     agree=(0.002, 0.004),
     frame=kept_frame,
     lags=kept_lags,
+    agreement=_grain_agreement,
+    share=_KEPT_SHARE,
+    coherent=False,
+    regrow=KEPT_AGREE,
 )
 
 
