@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from beatsync.engine import Mapping
-from beatsync.engine.alignment.acceptance import Trials, significance
+from beatsync.engine.alignment.acceptance import Trials, answer_significance, significance
 from beatsync.engine.alignment.fine import Fit, WindowTrack
+from beatsync.engine.piece import Piece
 
 
 def _fit(windows: int, hits: int, *, pitch_kept: bool = False, scale: float = 1.0) -> Fit:
@@ -70,3 +71,45 @@ def test_no_agreeing_window_is_no_evidence() -> None:
     assert significance(_fit(30, 0), Trials(30.0, 30.0)) == pytest.approx(
         -math.log10((60.0 / 0.004) * (1.0 + 0.02 * 29.0 / 0.004))
     )
+
+
+def _piece_fit(times: np.ndarray, hits: np.ndarray, offset: float) -> Fit:
+    track = WindowTrack(times, np.full(len(times), offset), np.ones(len(times)), hits)
+    n = int(hits.sum())
+    return Fit(Mapping(offset, 1.0), track, float(n), float(n), n, len(times))
+
+
+def test_an_edit_is_judged_on_all_its_pieces() -> None:
+    # Four pieces of 10 windows in a 40-window recording, 8 agreeing windows in each: the main
+    # line alone is held by 8 of 40 windows, the answer by 8 of 10 in each piece.
+    times = np.arange(40, dtype=np.float64) + 0.5
+    fits, pieces = [], []
+    for k in range(4):
+        hits = (times >= 10 * k) & (times < 10 * k + 8)
+        fits.append(_piece_fit(times, hits, 5.0 * k))
+        pieces.append(Piece(10.0 * k, 10.0 * (k + 1), fits[-1].mapping))
+    trials = Trials(40.0, 200.0)
+    alone = significance(fits[0], trials)
+    whole = answer_significance(pieces, fits, trials)
+    offsets = 240.0 / 0.004
+    slopes = 1.0 + 0.02 * 39.0 / 0.004
+    tails = 4 * math.log10(sum(math.comb(10, j) * 0.025**j * 0.975 ** (10 - j)
+                               for j in range(8, 11)))  # fmt: skip
+    expected = -(4 * math.log10(offsets) + math.log10(slopes) + math.log10(math.comb(40, 3))
+                 + tails)  # fmt: skip
+    assert whole == pytest.approx(expected, rel=1e-9)
+    assert whole > alone + 20.0
+    # One piece is the line's own significance.
+    assert answer_significance(pieces[:1], fits[:1], trials) == alone
+
+
+def test_an_edit_of_chance_pieces_is_not_significant() -> None:
+    # A line that holds its piece, and three lines each held by one stray window in theirs.
+    times = np.arange(40, dtype=np.float64) + 0.5
+    fits, pieces = [], []
+    for k in range(4):
+        hits = (times >= 10 * k) & (times < 10 * k + (8 if k == 0 else 1))
+        fits.append(_piece_fit(times, hits, 5.0 * k))
+        pieces.append(Piece(10.0 * k, 10.0 * (k + 1), fits[-1].mapping))
+    trials = Trials(40.0, 200.0)
+    assert answer_significance(pieces, fits, trials) < significance(fits[0], trials) - 10.0

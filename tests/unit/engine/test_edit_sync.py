@@ -58,3 +58,6 @@ def test_a_nudge_moves_every_piece_and_given_pieces_keep_their_seams(  # type: i
     shift = result.output.first_frame_time - result.output.video_start
     per_piece = piece_sync(out, case, shift=shift, cut=(result.cut.start, result.cut.end), points=2)
     assert np.asarray(per_piece) == pytest.approx(np.full((2, 2), 15.0), abs=1.0)
+    # The answer given back is judged whole, as the search judged it.
+    assert found.alignment.significance > 15.0
+    assert result.alignment.significance == pytest.approx(found.alignment.significance, abs=0.5)

@@ -57,6 +57,7 @@ def _result(*, used: Mapping = FOUND, rotation: int = 90) -> SyncResult:
         music=MusicSpan(np.float64(4.5), np.float64(21.0)),  # type: ignore[arg-type]
         activity=(times, np.full(8, 0.9)),
         envelopes=(times, np.zeros(8), np.zeros(8)),
+        significance=np.float64(12.3456),  # type: ignore[arg-type]
     )
     dance_video = VideoInfo(
         0, "hevc", 1920, 1080, 29.97002997, True, rotation, "yuv420p10le", 1, 9, 16, 9,
@@ -105,6 +106,7 @@ def test_report_holds_the_runs_numbers_rounded() -> None:
     }  # fmt: skip
     assert report["alignment"]["mapping"] == report["mapping"]
     assert report["alignment"]["confidence"] == 0.8765
+    assert report["alignment"]["significance"] == 12.35
     assert report["alignment"]["candidates"] == [
         {"offset_s": 12.345679, "scale": 1.00002344, "drift_ppm": 23.4,
          "pitch_kept": False, "confidence": 0.8765, "support": 0.75},
@@ -232,11 +234,12 @@ def test_non_finite_numbers_never_reach_the_json(tmp_path: Path) -> None:
     result = _result()
     broken = Alignment(
         **{name: getattr(result.alignment, name) for name in Alignment.__dataclass_fields__}
-        | {"confidence": float("nan")}
+        | {"confidence": float("nan"), "significance": float("nan")}
     )
     report = report_dict(SyncResult(**_fields(result) | {"alignment": broken}))
 
     assert report["alignment"]["confidence"] is None
+    assert report["alignment"]["significance"] is None
     json.dumps(report, allow_nan=False)
 
 

@@ -19,6 +19,10 @@ as this one by chance; its ``−log10`` is the line's *significance*, which must
 and the reference's length, the windows' span and the speeds tried, whichever look found the
 line: the wide lock and the waveform search only choose among the same lines.
 
+An edit's answer is judged whole (:func:`answer_significance`): each piece's line is held only
+by the windows on its own dance interval, the chances of all pieces multiply, and the search
+could have found a line for each piece and put the seams between any of the windows.
+
 Windows overlap (a two-second window every second, four seconds for a pitch-kept line), so
 their chances are not independent: the significance is a scale calibrated against the test
 kit's true pairs and mismatches (``bench/accuracy.py``), not an exact probability.
@@ -27,17 +31,28 @@ kit's true pairs and mismatches (``bench/accuracy.py``), not an exact probabilit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..media.decode import Audio
+from ..piece import Piece
 from .answer import Candidate
 from .fine import Fit
 from .params import AlignParams
 from .windows import window_kind
 
-__all__ = ["Trials", "accepted", "confidence", "ranked", "refusal", "shares", "significance"]
+__all__ = [
+    "Trials",
+    "accepted",
+    "answer_significance",
+    "confidence",
+    "ranked",
+    "refusal",
+    "shares",
+    "significance",
+]
 
 # How far a fitted line's slope may move from the speed it was searched at (relative, either
 # way): the consensus of :func:`~.linefit.fit_line` takes pairs of windows within 1 %.
@@ -78,6 +93,41 @@ def significance(fit: Fit, trials: Trials) -> float:
     slopes = 1.0 + 2.0 * _SLOPE_REACH * fit.mapping.scale * span / (2.0 * tolerance)
     lines = max(offsets, 1.0) * slopes * max(trials.speeds, 1)
     return -(math.log10(lines) + _log10_tail(fit.windows, fit.hits, tolerance / reach))
+
+
+def answer_significance(pieces: Sequence[Piece], fits: Sequence[Fit], trials: Trials) -> float:
+    """:func:`significance` of a whole answer: an edit's ``pieces`` (dance-time order), each
+    held by the windows of its ``fits`` (one per piece) on its own interval.
+
+    The pieces share one scale, so the slopes a search could find count once and the offsets
+    once per piece; the seams could fall between any two windows. One piece is :func:`significance`
+    of its fit.
+    """
+    if len(pieces) == 1:
+        return significance(fits[0], trials)
+    kind = window_kind(fits[0].mapping.pitch_kept)
+    tolerance, reach = kind.agree[1], kind.passes[0][1]
+    tail, count, first, last = 0.0, 0, math.inf, -math.inf
+    for piece, fit in zip(pieces, fits, strict=True):
+        times = fit.track.times
+        inside = (times >= piece.start) & (times < piece.end)
+        n = int(inside.sum())
+        tail += _log10_tail(n, int((fit.track.inlier & inside).sum()), tolerance / reach)
+        count += n
+        if n:
+            first, last = min(first, float(times[inside][0])), max(last, float(times[inside][-1]))
+    span = last - first if count > 1 else 0.0
+    scale = fits[0].mapping.scale
+    offsets = max((trials.dance_s + trials.bgm_s) / (2.0 * tolerance), 1.0)
+    slopes = 1.0 + 2.0 * _SLOPE_REACH * scale * span / (2.0 * tolerance)
+    lines = len(pieces) * math.log10(offsets) + math.log10(slopes * max(trials.speeds, 1))
+    seams = len(pieces) - 1
+    where = (
+        math.lgamma(count + 1) - math.lgamma(seams + 1) - math.lgamma(count - seams + 1)
+        if count > seams
+        else 0.0
+    ) / math.log(10.0)
+    return -(lines + where + tail)
 
 
 def _log10_tail(n: int, k: int, p: float) -> float:

@@ -28,7 +28,15 @@ from ..errors import MusicMismatchError
 from ..mapping import Mapping
 from ..media.decode import Audio, decode_audio
 from ..piece import Piece
-from .acceptance import Trials, accepted, ranked, refusal, significance
+from .acceptance import (
+    Trials,
+    accepted,
+    answer_significance,
+    confidence,
+    ranked,
+    refusal,
+    significance,
+)
 from .answer import Alignment, Candidate, envelopes
 from .assess import assess_mapping
 from .direct import direct_sound
@@ -208,7 +216,10 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         fits += lock_all(lines, hint_alone=False, wide=True, second_look=True)
     fits = _distinct(sorted(fits, key=lambda f: -f.score))
     best = _best(fits)
-    if best is None or not accepted(best, p, trials):
+    alone = accepted(best, p, trials)
+    # A line that chance could explain on its own may be one piece of an edit whose other
+    # pieces hold the rest of the recording: the answer is judged whole.
+    if best is None or not (alone or _near_miss(best, p)):
         raise MusicMismatchError(refusal(best, dance, bgm, p, trials))
     # A time-stretched recording is measured frame by frame, not by the windows that find an
     # edit's pieces: it is taken as one piece.
@@ -229,8 +240,13 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     if len({id(s.fit) for s in stretches}) > 1:
         same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH
         bands = unit_bands if same_pitch else dance_bands(best.mapping.scale)
-        edit = _edit(signals, fits, stretches, bands, bgm_bands, p.window, p.hop, pool)
-        return dataclasses.replace(edit, significance=round(significance(best, trials), 2))
+        edit = _edit(signals, fits, stretches, bands, bgm_bands, p.window, p.hop, pool, trials)
+        whole = edit.significance
+        if not alone and whole < p.min_significance:
+            raise MusicMismatchError(refusal(best, dance, bgm, p, trials))
+        return dataclasses.replace(edit, significance=round(whole, 2))
+    if not alone:
+        raise MusicMismatchError(refusal(best, dance, bgm, p, trials))
     sure, candidates = ranked(fits)
     times, score, music = music_span(signals, loudest.get(id(best), best.mapping), best, pool=pool)
     log.debug(
@@ -273,9 +289,10 @@ def _edit(
     window: float,
     hop: float,
     pool: ThreadPoolExecutor,
+    trials: Trials,
 ) -> Alignment:
     """The alignment of an edit: several pieces, the best line's the main one; the lines that
-    became pieces are no longer candidates."""
+    became pieces are no longer candidates; the significance is the whole answer's."""
     best = fits[0]
     edit = assemble(signals, stretches, window=window, hop=hop, pool=pool)
     used = {id(f) for f in edit.fits}
@@ -297,7 +314,14 @@ def _edit(
             dance_bands, bgm_bands, signals.dance.start, signals.bgm.start, edit.pieces
         ),
         pieces=edit.pieces,
+        significance=answer_significance(edit.pieces, edit.fits, trials),
     )
+
+
+def _near_miss(fit: Fit, p: AlignParams) -> bool:
+    """Whether ``fit`` fails acceptance on its significance alone: enough windows, evidence
+    enough, but too short a stretch of a long recording to stand out of chance by itself."""
+    return fit.hits >= p.min_windows and confidence(fit) >= p.min_confidence
 
 
 def _other_speeds(

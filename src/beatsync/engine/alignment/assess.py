@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..mapping import Mapping
 from ..media.decode import Audio
 from ..piece import Piece
-from .acceptance import confidence
+from .acceptance import Trials, answer_significance, confidence, significance
 from .answer import Alignment, envelopes
 from .edit import finish
 from .features import band_features, power_spectrogram, signal_band_features
@@ -27,7 +27,8 @@ def assess_mapping(
     pieces: tuple[Piece, ...] | None = None,
 ) -> Alignment:
     """Describe a mapping chosen by a person (another candidate, an earlier answer) without
-    searching: how many windows agree with it, its confidence, and where the music is heard.
+    searching: how many windows agree with it, its confidence, its significance (as if searched
+    at its speed) and where the music is heard.
 
     ``pieces``: an edit's pieces (an earlier answer), kept with their seams; ``mapping`` is then
     the main one (its confidence is reported). Never refuses: the choice is the caller's.
@@ -60,6 +61,7 @@ def assess_mapping(
             (Piece(dance.start, dance.end, mapping),),
         ),
         pieces=(Piece(music.start, music.end, mapping),),
+        significance=round(significance(fit, Trials(dance.duration, bgm.duration)), 2),
     )
 
 
@@ -92,4 +94,7 @@ def _assess_pieces(
             edit.pieces,
         ),
         pieces=edit.pieces,
+        significance=round(
+            answer_significance(edit.pieces, fits, Trials(dance.duration, bgm.duration)), 2
+        ),
     )

@@ -173,6 +173,7 @@ def report_dict(result: SyncResult) -> dict[str, Any]:
         "alignment": {
             "mapping": _mapping(alignment.mapping),
             "confidence": _round(alignment.confidence, 4),
+            "significance": _round(alignment.significance, 2),
             "candidates": [
                 {
                     **_mapping(c.mapping),
