@@ -23,7 +23,7 @@ from .mapping import Mapping
 from .media.manifest import Manifest
 from .media.movtime import video_timeline
 from .media.probe import probe
-from .media.reference import decode_reference, reference_memory
+from .media.reference import keep_reference, reference_memory
 from .output.render import RenderedOutput, RenderParams, audio_plan
 from .output.report import adjustment_between, mapping_json, output_json
 from .piece import Piece
@@ -92,13 +92,14 @@ def retrack(
     out_path = Path(out)
     with contextlib.ExitStack() as stack:
         # The reference's own samples are read as the first run read them (one pass that keeps
-        # them), so the track is made from the very same numbers.
+        # them), so the track is made from the very same numbers; nothing is aligned, so they
+        # are all the pass keeps.
         began = time.perf_counter()
         decoded = reference_memory(bgm_info)
         reference = None
         if decoded is not None:
             stack.callback(decoded.close)
-            _, collected = decode_reference(bgm_info.path, decoded)
+            collected = keep_reference(bgm_info.path, decoded)
             if collected is not None:
                 decoded.span, reference = collected, decoded
         timings.append(StageTiming("decode", round(time.perf_counter() - began, 4)))

@@ -37,6 +37,7 @@ from beatsync.engine import (
 )
 from beatsync.engine import decode_audio as engine_decode
 from beatsync.engine.media.forked import ForkedCall
+from beatsync.engine.media.reference import keep_reference
 from beatsync.engine.output.render import start_audio
 from beatsync.engine.piece import Piece
 
@@ -694,6 +695,22 @@ def test_a_stream_decoded_ahead_holds_what_decoding_the_file_gives(
     np.testing.assert_array_equal(edges[:, :100], 0.0)
     np.testing.assert_array_equal(edges[:, 100:], whole[:, :10])
     decoded.close()
+
+
+def test_keeping_only_the_reference_holds_the_alignment_passs_very_samples(
+    render_media: dict[str, MediaInfo],
+) -> None:
+    info = render_media["bgm"]
+    ahead = _decoded(info)
+    assert info.audio is not None
+    kept = audiosource.DecodedStream.for_stream(info.path, info.audio, info.duration)
+    assert kept is not None
+    kept.span = keep_reference(info.path, kept)
+    assert kept.span == ahead.span
+    lo, hi = ahead.span
+    np.testing.assert_array_equal(kept.read(lo - 10, hi + 10), ahead.read(lo - 10, hi + 10))
+    kept.close()
+    ahead.close()
 
 
 def test_a_stream_too_long_to_hold_is_decoded_while_rendering(

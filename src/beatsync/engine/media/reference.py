@@ -7,12 +7,15 @@ and the render lays the clean track from those very numbers instead of decoding 
 
 from __future__ import annotations
 
-from .audiosource import DecodedStream
-from .decode import Audio, decode_audio
-from .forked import can_fork
-from .probe import MediaInfo
+import av.error
+from av.stream import Discard
 
-__all__ = ["decode_reference", "reference_memory"]
+from .audiosource import DecodedStream
+from .decode import Audio, decode_audio, decoded_frames
+from .forked import can_fork
+from .probe import MediaInfo, open_media
+
+__all__ = ["decode_reference", "keep_reference", "reference_memory"]
 
 
 def reference_memory(info: MediaInfo) -> DecodedStream | None:
@@ -30,3 +33,24 @@ def decode_reference(
     if decoded is None:
         return decode_audio(path), None
     return decode_audio(path, on_frame=decoded.collect), decoded.collected
+
+
+def keep_reference(path: str, decoded: DecodedStream) -> tuple[int, int] | None:
+    """Only the reference's own samples, kept in ``decoded``: the frames of
+    :func:`decode_reference`'s pass without its analysis-rate copy, for a run that aligns
+    nothing. One pass from the first packet, as that one: a decoder started by a seek gives
+    slightly other numbers (noise substitution draws from a generator that runs on from the
+    stream's start), and the track must be made from the very same ones."""
+    with open_media(path) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        for other in container.streams:
+            if other.index != stream.index:
+                other.discard = Discard.all
+        try:
+            for frame in decoded_frames(container, stream):
+                decoded.collect(frame)
+        except av.error.FFmpegError:
+            pass  # a damaged tail: what decoded is kept, as decode_reference keeps it
+    return decoded.collected
