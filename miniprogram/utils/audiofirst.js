@@ -243,7 +243,7 @@ async function untrimmedVariant(job, local, options) {
  * temporary file (not counted against the 200 MB): for a result too large for the user files.
  * Not trimmed: MediaContainer copies whole tracks only.
  * @param {object} job the finished audio-first job
- * @param {object} [options] onStage(text), pollMs
+ * @param {object} [options] onStage(text), pollMs, containerTimeoutMs (see container.mux)
  * @returns {Promise<{path: string, jobId: string}>} the temporary file, the variant it is of
  */
 async function assembleWhole(job, local, options) {
@@ -260,7 +260,10 @@ async function assembleWhole(job, local, options) {
     if (!whole) throw localError("ASSEMBLE_FAILED", {});
     if (opts.onStage) opts.onStage("export");
     const audioPath = await download(api.absolute(assembly.audio_url));
-    const path = await container.mux(local.videoPath, audioPath);
+    const path = await container.mux(local.videoPath, audioPath, {
+      videoBytes: local.videoSize,
+      timeoutMs: opts.containerTimeoutMs,
+    });
     return { path, jobId: variant.id };
   });
 }

@@ -11,11 +11,23 @@ function available() {
   return typeof wx !== "undefined" && typeof wx.createMediaContainer === "function";
 }
 
+// A MediaContainer that never answers (some WeChat builds drop an export's callbacks) must not
+// hold the page for ever: past this long the file is given up and the page offers the service's
+// render instead. Remuxing is file I/O, well over 10 MB a second on a phone, so the allowance
+// grows with the video: 1 GB gets a little over two minutes.
+const BASE_WAIT_MS = 30 * 1000;
+const WAIT_MS_PER_MB = 100;
+
 function failure(what, result) {
   const error = new Error(`${what} failed: ${result && result.errMsg}`);
   error.code = "CONTAINER_FAILED";
   error.errno = result && result.errno;
   return error;
+}
+
+/** How long a mux of a `bytes`-long video may take before it is given up (ms). */
+function waitMs(bytes) {
+  return BASE_WAIT_MS + Math.ceil((Number(bytes) || 0) / (1024 * 1024)) * WAIT_MS_PER_MB;
 }
 
 function extract(container, source) {
@@ -28,26 +40,44 @@ function extract(container, source) {
   );
 }
 
+async function tracksInto(container, videoPath, audioPath) {
+  const picture = (await extract(container, videoPath)).find((t) => t.kind === "video");
+  const sound = (await extract(container, audioPath)).find((t) => t.kind === "audio");
+  if (!picture || !sound) throw failure("extractDataSource", { errMsg: "a track is missing" });
+  container.addTrack(picture);
+  container.addTrack(sound);
+  const result = await new Promise((resolve, reject) =>
+    container.export({ success: resolve, fail: (r) => reject(failure("export", r)) }),
+  );
+  if (!result || !result.tempFilePath) throw failure("export", { errMsg: "no file" });
+  return result.tempFilePath;
+}
+
 /**
  * The picture track of `videoPath` and the sound track of `audioPath` in one file.
+ * @param {object} [options] videoBytes (the video's size: how long to wait, see waitMs), or
+ *   timeoutMs; a container that has not answered by then fails with CONTAINER_FAILED
+ *   (`timedOut` set) and is destroyed, and a late answer is ignored
  * @returns {Promise<string>} the exported temporary file's path
  */
-async function mux(videoPath, audioPath) {
+async function mux(videoPath, audioPath, options) {
+  const opts = options || {};
+  const limit = opts.timeoutMs || waitMs(opts.videoBytes);
   const container = wx.createMediaContainer();
+  let timer = null;
+  const watchdog = new Promise((resolve, reject) => {
+    timer = setTimeout(() => {
+      const error = failure("export", { errMsg: `no answer within ${Math.round(limit / 1000)} s` });
+      error.timedOut = true;
+      reject(error);
+    }, limit);
+  });
   try {
-    const picture = (await extract(container, videoPath)).find((t) => t.kind === "video");
-    const sound = (await extract(container, audioPath)).find((t) => t.kind === "audio");
-    if (!picture || !sound) throw failure("extractDataSource", { errMsg: "a track is missing" });
-    container.addTrack(picture);
-    container.addTrack(sound);
-    const result = await new Promise((resolve, reject) =>
-      container.export({ success: resolve, fail: (r) => reject(failure("export", r)) }),
-    );
-    if (!result || !result.tempFilePath) throw failure("export", { errMsg: "no file" });
-    return result.tempFilePath;
+    return await Promise.race([tracksInto(container, videoPath, audioPath), watchdog]);
   } finally {
+    clearTimeout(timer);
     container.destroy();
   }
 }
 
-module.exports = { available, mux };
+module.exports = { available, mux, waitMs };

@@ -169,6 +169,42 @@ test("a result too large for the 200 MB is made whole by MediaContainer, not tri
   expect(fake.called("setKeepScreenOn").map((c) => c.keepScreenOn)).toEqual([true, false, true, false]);
 });
 
+test("a MediaContainer export that never answers is given up and 720p is offered", async () => {
+  const whole = audiofirst.assembleWhole;
+  const spy = jest
+    .spyOn(audiofirst, "assembleWhole")
+    .mockImplementation((j, local, opts) => whole(j, local, { ...opts, containerTimeoutMs: 100 }));
+  try {
+    await openJob();
+    fake.answers.exportHangs = true;
+    fillUserFiles();
+    await finish();
+    await waitFor(() => fake.service.jobs.size === 2);
+    const variant = Array.from(fake.service.jobs.values())[1];
+    const audioUrl = `/api/v1/files/${variant.id}/audio.m4a?exp=1&sig=w`;
+    fake.served.set(audioUrl, Buffer.from(makeCleanAudio(90).bytes));
+    fake.service.advance(variant.id, {
+      status: "succeeded",
+      stage: "done",
+      progress: 1,
+      result: sampleResult(variant.id, {
+        files: { video: null, poster: null, plot: null, report: null },
+        assembly: { audio_url: audioUrl, first_sample: 0, end_sample: 90 },
+      }),
+    });
+    await waitFor(() => page.data.offer720);
+    expect(fake.called("export")).toHaveLength(1);
+    expect(fake.called("destroyMediaContainer")).toHaveLength(1);
+    expect(page.data.notice).toMatch(/完整版本也没能合成，可以改由服务器生成 720p 版本。$/);
+    expect(page.data.localVideo).toBe("");
+    // The screen is let go once the phone gave up.
+    await waitFor(() => fake.called("setKeepScreenOn").length === 4);
+    expect(fake.called("setKeepScreenOn").map((c) => c.keepScreenOn)).toEqual([true, false, true, false]);
+  } finally {
+    spy.mockRestore();
+  }
+});
+
 test("when the variant would copy only part of the track, 720p is offered instead", async () => {
   await openJob();
   fillUserFiles();

@@ -129,9 +129,10 @@ class FakeVideoDecoder {
  * which tracks of which files it holds.
  */
 class FakeMediaContainer {
-  constructor(files, record) {
+  constructor(files, record, answers) {
     this.files = files;
     this.record = record;
+    this.answers = answers || {};
     this.tracks = [];
     this.destroyed = false;
   }
@@ -162,12 +163,19 @@ class FakeMediaContainer {
     this.record("export", { tracks });
     FakeMediaContainer.count += 1;
     const path = `wxfile://tmp/export-${FakeMediaContainer.count}.mp4`;
-    this.files.set(path, Buffer.from(JSON.stringify(tracks)));
-    later(() => options.success({ tempFilePath: path }));
+    const answer = () => {
+      this.files.set(path, Buffer.from(JSON.stringify(tracks)));
+      options.success({ tempFilePath: path });
+    };
+    // Some WeChat builds never call an export back; `exportAfterMs` answers that late instead.
+    if (this.answers.exportHangs) return;
+    if (this.answers.exportAfterMs) setTimeout(answer, this.answers.exportAfterMs);
+    else later(answer);
   }
 
   destroy() {
     this.destroyed = true;
+    this.record("destroyMediaContainer", {});
   }
 }
 FakeMediaContainer.count = 0;
@@ -198,6 +206,8 @@ function createFakeWx(options) {
     stall: null, // (url, method) => true: that request never gets an answer
     privacyChoice: "agree", // WeChat's own privacy popup, when the page shows none
     subscribe: "accept", // the answer to wx.requestSubscribeMessage
+    exportHangs: false, // MediaContainer.export never calls back
+    exportAfterMs: 0, // MediaContainer.export answers this late
   };
   const state = {
     privacy: opts.privacy || "agreed",
@@ -590,7 +600,7 @@ function createFakeWx(options) {
     },
     createMediaContainer() {
       record("createMediaContainer", {});
-      return new FakeMediaContainer(files, (name, args) => record(name, args));
+      return new FakeMediaContainer(files, (name, args) => record(name, args), answers);
     },
     createVideoDecoder() {
       record("createVideoDecoder", {});
