@@ -661,6 +661,24 @@ def test_no_audio_starts_early_for_a_reencode_or_a_cut_that_cannot_be_rendered(
     assert tracks.made == []
 
 
+def test_a_reencode_to_the_videos_last_frame_writes_every_frame_to_it(
+    render_media: dict[str, MediaInfo], tmp_path: Path
+) -> None:
+    # A cut that reaches the end (no trim, or a file that is itself a kept span) reads the
+    # stream to its end: the demuxer's empty packet there is not a second flush.
+    dance, bgm = render_media["h264"], render_media["bgm"]
+    cut = Cut(6.0, 8.0, "video", "video")
+    params = RenderParams(reencode=True, max_height=120)
+    result = render(dance, bgm, tmp_path / "out.mp4", mapping=Mapping(1.7), cut=cut, params=params)
+    assert result.video_start == pytest.approx(180 / FPS)
+    assert result.video_end == pytest.approx(240 / FPS)
+    with av.open(result.path) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == result.frames == 60  # frames 180–239, the last of the video
+    brightness = [float(f.to_ndarray(format="gray").mean()) for f in (frames[0], frames[-1])]
+    assert brightness == pytest.approx([level(180), level(239)], abs=3)
+
+
 def _collect(path: str, decoded: audiosource.DecodedStream) -> tuple[int, int] | None:
     engine_decode(path, on_frame=decoded.collect)
     return decoded.collected

@@ -122,6 +122,10 @@ def _scaled(width: int, height: int, rotation: int, limit: int | None) -> tuple[
 
 def _decoded(stream: VideoStream, packets: Iterator[Packet]) -> Iterator[av.VideoFrame]:
     for packet in packets:
+        if not packet.size:
+            # The demuxer's empty packet at the end of the file: decoding it would flush the
+            # decoder, and the flush below would then fail at its end.
+            continue
         try:
             yield from stream.decode(packet)
         except av.error.InvalidDataError:
