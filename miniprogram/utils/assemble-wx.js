@@ -94,6 +94,57 @@ async function withReader(filePath, fn) {
   }
 }
 
+/**
+ * The output `parts` describe as a file that is never written: {size, read(offset, length)}
+ * gives its bytes from the new boxes and from `videoPath` (opened for each read, so nothing is
+ * held open while an upload waits), for sending it a chunk at a time.
+ */
+function partsFile(parts, videoPath) {
+  const starts = [];
+  let size = 0;
+  for (const p of parts) {
+    starts.push(size);
+    size += p.bytes ? p.bytes.length : p.length;
+  }
+  return {
+    size,
+    /** `length` bytes from `offset` (fewer at the end), as an ArrayBuffer. */
+    read(offset, length) {
+      const end = Math.min(size, offset + length);
+      const out = new Uint8Array(Math.max(0, end - offset));
+      let i = 0;
+      for (let lo = 0, hi = parts.length - 1; lo <= hi; ) {
+        const mid = (lo + hi) >> 1;
+        if (starts[mid] <= offset) {
+          i = mid;
+          lo = mid + 1;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      return withReader(videoPath, async (reader) => {
+        for (let at = offset; at < end; i += 1) {
+          const p = parts[i];
+          const from = at - starts[i];
+          const n = Math.min((p.bytes ? p.bytes.length : p.length) - from, end - at);
+          if (p.bytes) {
+            out.set(p.bytes.subarray(from, from + n), at - offset);
+          } else {
+            for (let done = 0; done < n; done += PIECE_BYTES) {
+              const want = Math.min(PIECE_BYTES, n - done);
+              const bytes = await reader.read(p.offset + from + done, want);
+              if (bytes.length !== want) throw new Error(`short read at byte ${p.offset + from + done}`);
+              out.set(bytes, at - offset + done);
+            }
+          }
+          at += n;
+        }
+        return out.buffer;
+      });
+    },
+  };
+}
+
 /** The class video's sound written to `m4aPath`; resolves to the picture's manifest. */
 function extractAudioToFile(videoPath, m4aPath, options) {
   return withReader(videoPath, async (reader) => {
@@ -126,4 +177,24 @@ function assembleToFile(videoPath, audioPath, answer, outPath, options) {
   });
 }
 
-module.exports = { assembleToFile, extractAudioToFile, openReader, writeParts };
+/**
+ * The result MP4 of `answer` as a file that is never written (see partsFile): the picture
+ * stream-copied from the video, the sound of `audioPath`.
+ * @returns {Promise<{size: number, read: Function}>}
+ */
+async function assembledFile(videoPath, audioPath, answer) {
+  const parts = await withReader(videoPath, async (reader) => {
+    const audio = await withReader(audioPath, (r) => r.read(0, r.size));
+    return (await assemble(reader, audio, answer)).parts;
+  });
+  return partsFile(parts, videoPath);
+}
+
+module.exports = {
+  assembleToFile,
+  assembledFile,
+  extractAudioToFile,
+  openReader,
+  partsFile,
+  writeParts,
+};

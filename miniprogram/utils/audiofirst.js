@@ -13,7 +13,7 @@
 
 const api = require("./api.js");
 const { call: wxCall } = require("./wxp.js");
-const { assembleToFile, extractAudioToFile } = require("./assemble-wx.js");
+const { assembleToFile, assembledFile, extractAudioToFile } = require("./assemble-wx.js");
 const { canDecode, thumbnails } = require("./frames.js");
 const { download } = require("./album.js");
 const container = require("./container.js");
@@ -217,6 +217,21 @@ async function assembleResult(local, assembly, options) {
 }
 
 /**
+ * The kept span of the class video as a file for the service's render: the result assembled
+ * from the local video (the picture stream-copied from the keyframe at or before the cut to its
+ * end) with the service's clean audio track, made a chunk at a time as it is sent and never
+ * written, so neither the 200 MB of user files nor the video's own size stand in the way: a
+ * 1 GB class video sends only what the result keeps. The sound already carries the chosen
+ * candidate and nudge.
+ * @returns {Promise<{size: number, name: string, type: string, read: Function}>}
+ */
+async function keptSpan(local, assembly, name) {
+  const audioPath = await download(api.absolute(assembly.audio_url));
+  const file = await assembledFile(local.videoPath, audioPath, assembly);
+  return { ...file, name: `${name || "class"}.mp4`, type: "video" };
+}
+
+/**
  * The job again without a cut (an audio-first variant: the sound placed for the whole video),
  * waited for, its frame requests answered from the local video.
  */
@@ -276,6 +291,7 @@ module.exports = {
   cleanScratch,
   jobFields,
   keepingScreenOn,
+  keptSpan,
   prepare,
   recall,
   remember,

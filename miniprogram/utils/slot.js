@@ -213,7 +213,7 @@ class UploadSlot {
   async tryInstant(generation) {
     const file = this.file;
     const limit = this.options.hashLimitBytes || config.hashLimitBytes;
-    if (file.size > limit) return null;
+    if (file.size > limit || !file.path) return null; // bytes made as they are sent: no hash
     if (!this.sha256) {
       this.set("hashing", "正在校验文件… 0%");
       this.sha256 = await hashFile(file.path, file.size, {
@@ -243,7 +243,14 @@ class UploadSlot {
     if (!this.tus) {
       this.set("connecting", "正在连接…");
       this.tus = new TusUpload(
-        { path: file.path, size: file.size, name: file.name, type: file.type, sha256: this.sha256 },
+        {
+          path: file.path,
+          read: file.read,
+          size: file.size,
+          name: file.name,
+          type: file.type,
+          sha256: this.sha256,
+        },
         {
           endpoint: api.absolute(`${api.PREFIX}/tus`),
           headers: () => api.headers(),

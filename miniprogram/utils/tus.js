@@ -75,7 +75,9 @@ function forget(key) {
 
 class TusUpload {
   /**
-   * @param {object} file path, size, name, type ("video"/"audio"/MIME), sha256 (hex or null)
+   * @param {object} file path, size, name, type ("video"/"audio"/MIME), sha256 (hex or null);
+   *   or, for bytes that are made as they are sent, read(position, length) → ArrayBuffer
+   *   instead of path
    * @param {object} options endpoint (absolute URL of /api/v1/tus), headers() (per request),
    *   chunkBytes, minChunkBytes, maxChunkBytes, fingerprint (storage key or null),
    *   retryDelays (ms), onProgress(sent, total), onRetry(delayMs, attempt, error),
@@ -278,7 +280,9 @@ class TusUpload {
   async patch(generation) {
     const start = this.offset;
     const length = Math.min(this.chunkBytes, this.file.size - start);
-    const data = await readChunk(this.file.path, start, length);
+    const data = this.file.read
+      ? await this.file.read(start, length)
+      : await readChunk(this.file.path, start, length);
     this.alive(generation);
     const began = Date.now();
     const response = await request({

@@ -331,13 +331,18 @@ Component({
       if (this.data.shareReady) this.setData({ shareReady: false });
     },
 
-    /** Render on the service at 720p: the video is sent whole when it is only on this phone. */
+    /**
+     * Render on the service at 720p. A video only on this phone is sent: the span its result
+     * keeps, with the clean sound (stream-copied here as it is sent), or the whole video when
+     * there is no result.
+     */
     async onServer720() {
       const job = this.current;
       if (!job || this.data.acting) return null;
       this.setData({ acting: true, error: null, notice: "" });
       try {
         let danceId = job.dance_upload_id;
+        let kept = null;
         if (job.audio_first) {
           if (!this.local) throw localError("FILE_READ_FAILED", {});
           const slot = new UploadSlot("dance", {
@@ -345,7 +350,15 @@ Component({
             onChange: (view) => this.setData({ saveText: view.statusText }),
           });
           const name = this.local.videoPath.split("/").pop();
-          await slot.use({ path: this.local.videoPath, size: this.local.videoSize, name, type: "video" });
+          const assembly = job.result && job.result.assembly;
+          // Only what the result keeps goes up, its sound already the clean one; the whole
+          // video when there is no result yet.
+          kept = assembly
+            ? await audiofirst
+                .keptSpan(this.local, assembly, name.replace(/\.[^.]*$/, ""))
+                .catch(() => null)
+            : null;
+          await slot.use(kept || { path: this.local.videoPath, size: this.local.videoSize, name, type: "video" });
           const { ready, error, uploadId } = slot;
           slot.destroy();
           if (!ready) throw error || localError("UPLOAD_INCOMPLETE", {});
@@ -354,7 +367,8 @@ Component({
         const created = await api.createJob(danceId, job.bgm_upload_id, {
           reencode: true,
           max_height: 720,
-          nudge_ms: Number(job.options && job.options.nudge_ms) || 0,
+          // A kept span's sound is nudged already.
+          nudge_ms: kept ? 0 : Number(job.options && job.options.nudge_ms) || 0,
         });
         this.file.release();
         this.local = null;

@@ -12,6 +12,8 @@ const { makeCleanAudio, makeMovie } = require("../support/movie-maker.js");
 const { USER_DATA_PATH } = require("../support/wx-rules.js");
 const api = require("../../utils/api.js");
 const audiofirst = require("../../utils/audiofirst.js");
+const { forgetLimits } = require("../../utils/limits.js");
+const { assemble, bytesReader, partsBytes } = require("../../utils/assemble/index.js");
 
 const id = load("pages/job/job");
 const VIDEO = "wxfile://tmp/class.mp4";
@@ -70,6 +72,7 @@ function finish() {
 }
 
 afterEach(() => {
+  forgetLimits();
   if (page) page.instance.onUnload();
   page = null;
 });
@@ -226,25 +229,61 @@ test("when the variant would copy only part of the track, 720p is offered instea
   expect(page.data.localVideo).toBe("");
 });
 
-test("a result too large for the 200 MB, without MediaContainer, is rendered at 720p", async () => {
-  const local = await openJob();
+/** The result file the phone would assemble for `assembly`, in memory. */
+async function assembled(assembly) {
+  const video = fake.files.get(VIDEO);
+  const sound = fake.served.get(assembly.audio_url);
+  const { parts } = await assemble(bytesReader(new Uint8Array(video)), new Uint8Array(sound), assembly);
+  return Buffer.from(await partsBytes(parts, bytesReader(new Uint8Array(video))));
+}
+
+test("a result too large for the 200 MB, without MediaContainer, is rendered at 720p from the kept span", async () => {
+  await openJob();
   delete fake.wx.createMediaContainer;
   fillUserFiles();
   await finish();
   await waitFor(() => page.data.offer720);
   expect(page.data.notice).toMatch(/^合成的视频有 .*，手机上给小程序的空间（200 MB）放不下/);
   expect(fake.called("saveVideoToPhotosAlbum")).toEqual([]);
-  fake.files.delete(`${USER_DATA_PATH}/other.bin`);
+  const userBytes = fake.userBytes();
+  const writes = fake.called("write").length;
+  // The service takes less than the whole video: only the kept span can go.
+  const span = await assembled(fake.service.jobs.get(job.id).result.assembly);
+  expect(span.length).toBeLessThan(movie.size);
+  fake.service.maxSize = span.length;
+  forgetLimits(); // the phone checks against the service's limit too, asked afresh
+  fake.service.jobs.get(job.id).options.nudge_ms = 30;
 
   await tap(page, ".server-720");
   await waitFor(() => page.data.jobId !== job.id);
   const created = fake.service.jobs.get(page.data.jobId);
-  expect(created.options).toMatchObject({ reencode: true, max_height: 720 });
+  // The sound of the span is the clean track, already nudged.
+  expect(created.options).toMatchObject({ reencode: true, max_height: 720, nudge_ms: 0 });
   expect(created.manifest).toBeNull();
   const upload = fake.service.uploads.get(created.dance_upload_id);
   expect(upload).toBeDefined();
-  expect(upload.bytes.equals(fake.files.get(local.videoPath))).toBe(true);
+  // The result the phone could not hold, byte for byte: samples 30–89 and the clean sound.
+  expect(upload.bytes.equals(span)).toBe(true);
+  const { parseIndex, trackOf } = require("../../utils/assemble/movie.js");
+  const { isofile } = parseIndex(new Uint8Array(span));
+  expect(trackOf(isofile, "vide").samples).toHaveLength(60);
+  expect(trackOf(isofile, "soun").samples).toHaveLength(40);
+  // Sent a chunk at a time, never written among the user files, and not hashed.
+  expect(fake.userBytes()).toBe(userBytes);
+  expect(fake.called("write")).toHaveLength(writes);
   expect(page.data.pathText).toBe("由服务器合成 720p 版本。");
+});
+
+test("without a result to keep a span of, the whole video goes to the 720p render", async () => {
+  const local = await openJob();
+  page.instance.current = { ...fake.service.jobs.get(job.id), audio_first: true, result: null };
+  const made = await page.instance.onServer720();
+  expect(page.data.error).toBeNull();
+  expect(made).not.toBeNull();
+  await waitFor(() => page.data.jobId !== job.id);
+  const created = fake.service.jobs.get(page.data.jobId);
+  const upload = fake.service.uploads.get(created.dance_upload_id);
+  expect(upload.bytes.equals(fake.files.get(local.videoPath))).toBe(true);
 });
 
 test("a server render over 200 MB is not downloaded; 720p is offered", async () => {

@@ -120,3 +120,27 @@ test("an output that cannot fit in the free part of the 200 MB is refused before
     fake.called("write").length,
   );
 });
+
+test("the kept span is the assembled result, read at any offset without being written", async () => {
+  const { local, assembly } = await assemblyOf();
+  const out = await audiofirst.assembleResult(local, assembly, { name: "job_1" });
+  const whole = new Uint8Array(fake.files.get(out.path));
+  await audiofirst.removeQuietly(out.path);
+  const used = fake.userBytes();
+  const writes = fake.called("write").length;
+  const span = await audiofirst.keptSpan(local, assembly, "class");
+  expect(span.size).toBe(whole.length);
+  expect(span).toMatchObject({ name: "class.mp4", type: "video" });
+  // Reads that start and end inside boxes and samples, cross from one to the next, and run
+  // past the end (cut short there), as tus chunks of any size do.
+  const reads = [[0, 7], [5, 4096], [1000, 33333], [whole.length - 5000, 4000], [whole.length - 10, 64]];
+  for (let at = 0; at < whole.length; at += 65536 + 17) reads.push([at, 65536 + 17]);
+  for (const [offset, length] of reads) {
+    const got = new Uint8Array(await span.read(offset, length));
+    expect(got.length).toBe(Math.min(length, whole.length - offset));
+    expect(Buffer.from(got).equals(Buffer.from(whole.subarray(offset, offset + length)))).toBe(true);
+  }
+  expect(fake.userBytes()).toBe(used);
+  expect(fake.called("write")).toHaveLength(writes);
+  expect(fake.called("readFile")).toHaveLength(0);
+});
