@@ -112,6 +112,27 @@ def test_earliest_arrival_is_the_direct_sound_under_a_louder_reflection() -> Non
     assert arrival.prominence > 20
 
 
+def test_earliest_arrival_stands_out_of_what_comes_before_it_in_a_crowded_room() -> None:
+    rng = np.random.default_rng(9)
+    clean = rng.standard_normal(20 * RATE).astype(np.float32)
+    # The phone at the far wall: the direct sound (40 samples late) at 0.7 of the reflections
+    # that crowd the next 25 ms, under a loud reverberation. The crowd so widens the summed
+    # correlation's spread that the direct sound stands less than 8 deviations above it, while
+    # nothing before it comes near.
+    tail = reverberate(clean, impulse_response(rng, RATE, rt60=1.0, drr_db=-6.0)) - clean
+    live = 0.7 * _delayed(clean, 40) + 6.0 * _delayed(tail, 240)
+    for delay, amp in ((26, 0.9), (43, 0.9), (66, 0.95), (102, 0.8), (240, 1.3), (379, 0.85)):
+        live += amp * _delayed(clean, 40 + delay)
+    live = (live + 0.5 * np.std(live) * rng.standard_normal(len(live))).astype(np.float32)
+    track = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=1.0)
+    frames = np.arange(16, track.frame_count(len(live)), dtype=np.int64)
+    arrival = earliest_arrival(live, clean, track, frames, rate=RATE, search=0.08)
+    assert arrival is not None
+    assert arrival.lag * RATE == pytest.approx(-40.0, abs=0.2)
+    assert arrival.strongest * RATE == pytest.approx(-280.0, abs=1.0)
+    assert arrival.prominence < 8.0
+
+
 def test_earliest_arrival_of_a_single_path_is_its_own_peak() -> None:
     rng = np.random.default_rng(8)
     clean = rng.standard_normal(12 * RATE).astype(np.float32)

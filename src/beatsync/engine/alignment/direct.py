@@ -4,9 +4,12 @@ In a room the loudspeaker reaches the phone first directly, then off the floor, 
 mirror, the ceiling; with dancers in the way or a hard surface near the loudspeaker a reflection
 can be louder than the direct sound. The fine windows (:mod:`.fine`) lock onto each one's
 strongest arrival, so the line follows a reflection, or tilts between two that different windows
-chose. Summed over the whole stretch where the windows agree, the correlation shows every strong
-arrival (:func:`.gcc.earliest_arrival`); the line is moved onto the earliest, and fitted again
-through windows measured close to it. The truth of a class recording is its direct sound.
+chose. All arrivals keep one slope, so the windows' whole correlations are added up along
+lines of slightly different slopes and the line along which they add up to the sharpest peak
+is kept. Summed over the whole stretch where the windows agree, the correlation then shows
+every strong arrival (:func:`.gcc.earliest_arrival`); the line is moved onto the earliest, and
+fitted again through windows measured close to it where they hear it. The truth of a class
+recording is its direct sound.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..mapping import Mapping
-from .fine import MIN_RUN, Fit, WindowTrack, frame_track, measure
-from .gcc import earliest_arrival
+from .fine import MIN_RUN, Fit, frame_track, measure
+from .gcc import earliest_arrival, window_curves
 from .linefit import AGREE_PROMINENCE, fit_line
 from .signals import Signals
 from .windows import window_kind
@@ -33,15 +37,23 @@ _NEAR = 0.0006
 # Windows measured near the direct sound, and frames summed to find it: enough for a line.
 _NEAR_WINDOWS = 80
 _ARRIVAL_FRAMES = 400
+# Windows whose correlations are added up along lines, and how finely their lags are read.
+_CURVE_WINDOWS = 120
+_UPSAMPLE = 4
+# How far the slope may turn from the windows' fit (relative): a line tilted from one arrival
+# to another 20 ms apart over 100 s is 200 ppm off.
+_SLOPE_REACH = 200e-6
 
 
 def direct_sound(signals: Signals, fit: Fit, *, window: float, hop: float, max_windows: int) -> Fit:
     """``fit`` moved onto the direct sound.
 
-    The line first settles on one arrival (:func:`_one_arrival`), then moves onto the earliest
-    strong one over the span where the windows agreed; each window is measured again close to
-    it only, so every window follows the direct sound, and the line is fitted through them and
-    polished on the summed correlation once more. The windows' evidence (and so the confidence
+    The line first takes the slope along which the windows' correlations add up sharpest
+    (:meth:`_Curves.sharpest`), then moves onto the earliest strong arrival over the span where
+    the windows agreed; each window is measured again close to it only, and the line fitted
+    through them and polished on the summed correlation is kept if the windows' correlations
+    add up at least as high along it (far from the loudspeaker no window hears the direct
+    sound alone). The windows' evidence (and so the confidence
     and any refusal) is kept as it was. ``window``, ``hop`` and ``max_windows``: the measuring
     windows' length and spacing in seconds and their largest number, as for
     :func:`.fine.refine`.
@@ -52,7 +64,8 @@ def direct_sound(signals: Signals, fit: Fit, *, window: float, hop: float, max_w
         # recording's grains scatter by milliseconds: its frames sum to no sharp arrival.
         return fit
     span = (float(agreed.min()) - window / 2, float(agreed.max()) + window / 2)
-    mapping = _one_arrival(fit.track, fit.mapping)
+    curves = _Curves(signals, fit.mapping, span)
+    mapping = curves.sharpest() or fit.mapping
     mapping = _onto_arrival(signals, mapping, span, search=_ARRIVAL_SEARCH)
     t, beta, strength, _ = measure(
         signals, mapping, window=window, hop=hop, max_windows=min(max_windows, _NEAR_WINDOWS),
@@ -64,33 +77,97 @@ def direct_sound(signals: Signals, fit: Fit, *, window: float, hop: float, max_w
     prom = np.where((t >= span[0]) & (t <= span[1]), weight, 0.0)
     refit = fit_line(t, beta, prom, mapping, gate=_NEAR)
     if refit is not None:
-        mapping = _onto_arrival(signals, refit[0], span, search=_NEAR)
+        # Windows that do not hear the direct sound (far from the loudspeaker) follow whatever
+        # lies within their reach: their line stands only if the direct sound adds up along it.
+        moved = _onto_arrival(signals, refit[0], span, search=_NEAR)
+        if curves.height(moved) >= curves.height(mapping):
+            mapping = moved
     return replace(fit, mapping=mapping)
 
 
-def _one_arrival(track: WindowTrack, mapping: Mapping) -> Mapping:
-    """The line through the agreeing windows that follows one arrival only.
+class _Curves:
+    """The whitened correlations of two-second windows over the span, each within
+    ``_ARRIVAL_SEARCH`` seconds of a line, to add up along other lines.
 
-    Windows that locked onto arrivals a millisecond or two apart all agree with the fit to
-    2 ms, and a line through all of them tilts from one arrival to the other (tens of ppm).
-    Narrowing the robust fit's reach step by step settles it on the arrival most windows follow.
+    In a room of near-equal reflections each window's strongest peak lands on any one of the
+    arrivals, so a line fitted through the windows' peaks tilts from one to another; summed
+    along the right line, every window adds to every arrival at once.
     """
-    use = track.inlier
-    t = track.times[use]
-    beta = track.lags[use] + t
-    weight = track.strength[use]
-    a, b = mapping.offset, mapping.scale
-    for reach in (0.002, 0.001, 0.0005, 0.00025):
-        for _ in range(3):
-            u = (beta - (a + b * t)) / reach
-            w = np.where(np.abs(u) < 1.0, (1.0 - u**2) ** 2, 0.0) * weight
-            if np.count_nonzero(w) < MIN_RUN or np.ptp(t[w > 0]) < 1.0:
-                return Mapping(a, b)
-            centre = float(np.average(t, weights=w))
-            design = np.stack([np.ones_like(t), t - centre], axis=1) * np.sqrt(w)[:, None]
-            coef, *_ = np.linalg.lstsq(design, beta * np.sqrt(w), rcond=None)
-            a, b = float(coef[0]) - float(coef[1]) * centre, float(coef[1])
-    return Mapping(a, b)
+
+    def __init__(self, signals: Signals, mapping: Mapping, span: tuple[float, float]) -> None:
+        rate = signals.dance.rate
+        frame, frame_hop = 4096, 1024
+        width, every = round((2.0 * rate - frame) / frame_hop) + 1, round(rate / frame_hop)
+        x, stretch, track = frame_track(signals, mapping, frame=frame, hop=frame_hop)
+        length = (width - 1) * frame_hop + frame
+        lo = (span[0] - signals.dance.start) * rate * stretch
+        hi = (span[1] - signals.dance.start) * rate * stretch
+        first = max(0, int(np.ceil(lo / frame_hop)))
+        last = min(track.frame_count(len(x)), int((hi - length) // frame_hop) + 2) - width
+        step = max(every, -(-(last - first) // _CURVE_WINDOWS))
+        starts = np.arange(first, max(first, last), step, dtype=np.int64)
+        inside = (track.y_starts(starts) >= 0) & (
+            track.y_starts(starts + width - 1) + frame <= len(signals.bgm.samples)
+        )
+        starts = starts[inside]
+        self.mapping = mapping
+        self.rate = rate * _UPSAMPLE
+        self.times = signals.dance.start + (starts * frame_hop + length / 2) / rate / stretch
+        self.curves = window_curves(
+            x, signals.bgm.samples, track, starts, width, rate=rate, search=_ARRIVAL_SEARCH,
+            upsample=_UPSAMPLE, workers=signals.fft_workers,
+        )  # fmt: skip
+        self.reach = self.curves.shape[1] // 2
+
+    def sharpest(self) -> Mapping | None:
+        """The line, through the strongest arrival, along which the windows' correlations add
+        up to the highest peak, its slope within ``_SLOPE_REACH`` of the mapping's; None with
+        too few windows to tell a slope."""
+        if len(self.times) < MIN_RUN or np.ptp(self.times) < 4.0:
+            return None
+        centre = float(np.mean(self.times))
+        dt = self.times - centre
+        half = float(np.abs(dt).max())
+        # Coarse steps turn the line by four lag steps at its ends, fine ones by half a step.
+        coarse = 4.0 / self.rate / half
+        reach = min(_SLOPE_REACH * self.mapping.scale, 0.02 / half)
+        slopes = np.arange(-reach, reach + coarse / 2, coarse)
+        rows = np.arange(len(dt))[:, None]
+        lags = np.arange(-self.reach, self.reach + 1)
+        best = (-np.inf, 0.0, 0)
+        for slope in slopes:
+            height, at = self._peak(rows, dt, slope, lags[::4])
+            if height > best[0]:
+                best = (height, float(slope), at)
+        near = np.arange(-32 * 4, 32 * 4 + 1) + best[2]
+        near = near[np.abs(near) <= self.reach]
+        for slope in best[1] + coarse * np.arange(-8, 9) / 8:
+            height, at = self._peak(rows, dt, float(slope), near)
+            if height > best[0]:
+                best = (height, float(slope), at)
+        _, slope, at = best
+        m = self.mapping
+        return Mapping(m.offset - slope * centre + at / self.rate, m.scale + slope)
+
+    def _peak(
+        self, rows: NDArray[np.int64], dt: NDArray[np.float64], slope: float,
+        lags: NDArray[np.int64],
+    ) -> tuple[float, int]:  # fmt: skip
+        shift = np.rint(slope * dt * self.rate).astype(np.int64)
+        idx = np.clip(lags[None, :] + shift[:, None] + self.reach, 0, 2 * self.reach)
+        total = self.curves[rows, idx].sum(axis=0)
+        i = int(np.argmax(total))
+        return float(total[i]), int(lags[i])
+
+    def height(self, mapping: Mapping) -> float:
+        """The windows' correlations added up along ``mapping``."""
+        lag = mapping.bgm_time_array(self.times) - self.mapping.bgm_time_array(self.times)
+        at = lag * self.rate + self.reach
+        below = np.clip(np.floor(at).astype(np.int64), 0, 2 * self.reach - 1)
+        frac = np.clip(at - below, 0.0, 1.0)
+        rows = np.arange(len(at))
+        c = self.curves
+        return float(((1 - frac) * c[rows, below] + frac * c[rows, below + 1]).sum())
 
 
 def _onto_arrival(

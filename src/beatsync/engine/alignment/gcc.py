@@ -7,12 +7,14 @@ average out while the music's phase agrees, and the transform whitens the spectr
 reverberation spreads thin while each distinct arrival (the direct sound, a strong reflection)
 keeps a sharp peak. A window's lag is its strongest peak, refined to a fraction of a sample by
 fitting a parabola; :func:`earliest_arrival` sums a whole stretch and takes the earliest strong
-peak instead, the direct sound. Frames are transformed once and shared by every window that
+peak instead, the direct sound; :func:`window_curves` keeps each window's whole correlation,
+to be added up along other lines. Frames are transformed once and shared by every window that
 covers them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -27,6 +29,7 @@ __all__ = [
     "earliest_arrival",
     "frame_agreement",
     "frame_peaks",
+    "window_curves",
     "window_lags",
 ]
 
@@ -40,6 +43,13 @@ _AGREE_CHUNK = 1024  # frames per task of the frame agreement
 # while noise and the correlation's ripples stay below a fifth of the strongest peak.
 _ARRIVAL_SHARE = 0.35
 _ARRIVAL_PROMINENCE = 8.0
+# Far from the loudspeaker the room's reflections crowd the correlation and so widen its spread
+# that the direct sound stands only 4–6 deviations above it; but nothing arrives before the
+# direct sound: an arrival this many times as high as the correlation at every earlier lag
+# (over at least _ONSET_FLOOR_S seconds of them) counts too. Before the direct sound the
+# correlation's ripples make peaks at most 1.3 times as high as all that precedes them.
+_ONSET_RATIO = 1.5
+_ONSET_FLOOR_S = 0.005
 # Peaks closer than this to a higher one are its side lobes (the band ends at 7 kHz), seconds.
 _LOBE_S = 0.0004
 
@@ -122,8 +132,55 @@ def window_lags(
     lag = np.zeros(n)
     strength = np.zeros(n)
     prominence = np.zeros(n)
+    for sl, sums in _window_sums(x, y, track, starts, width, workers):
+        lag[sl], strength[sl], prominence[sl] = _peaks(sums, band, lags, frame, rate, workers)
+    return GccResult(lag, strength, prominence)
+
+
+def window_curves(
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    track: FrameTrack,
+    starts: NDArray[np.int64],
+    width: int,
+    *,
+    rate: int,
+    search: float,
+    upsample: int = 4,
+    workers: int = -1,
+) -> NDArray[np.float32]:
+    """Each window's whole whitened correlation within ``search`` seconds, shape (windows,
+    lags): lag ``j`` is ``(j − reach) / (upsample × rate)`` seconds, ``reach`` the middle
+    index. Parameters as for :func:`window_lags`; ``upsample`` interpolates the lags (by
+    zero-padding the spectrum), so that correlations can be shifted by fractions of a sample
+    and added up."""
+    frame = track.frame
+    band = _band(frame, rate)
+    size = frame * upsample
+    reach = min(int(search * rate), frame // 2 - 2) * upsample
+    lags = np.arange(-reach, reach + 1) % size
+    out = np.zeros((len(starts), len(lags)), dtype=np.float32)
+    for sl, sums in _window_sums(x, y, track, starts, width, workers):
+        sums[:, ~band] = 0.0
+        mag = np.abs(sums)
+        sums /= np.maximum(mag, 1e-6 * mag.max(axis=1, keepdims=True) + 1e-20)
+        corr = scipy.fft.irfft(sums, size, axis=1, workers=workers) * size
+        out[sl] = corr[:, lags] / max(int(band.sum()), 1)
+    return out
+
+
+def _window_sums(
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    track: FrameTrack,
+    starts: NDArray[np.int64],
+    width: int,
+    workers: int,
+) -> Iterator[tuple[slice, NDArray[np.complex64]]]:
+    """The summed cross-spectra of the windows of ``width`` frames at ``starts``, a group at a
+    time: (the group's slice of ``starts``, its sums)."""
     # Windows go in groups so that only one group's frame spectra are held at a time.
-    for first in range(0, n, _WINDOWS_PER_GROUP):
+    for first in range(0, len(starts), _WINDOWS_PER_GROUP):
         group = starts[first : first + _WINDOWS_PER_GROUP]
         frames = (group[:, None] + np.arange(width)[None, :]).ravel()
         step = int(group[1] - group[0]) if len(group) > 1 else width
@@ -154,9 +211,7 @@ def window_lags(
             )
             at = np.searchsorted(needed, group)
             sums = total[at + width] - total[at]
-        sl = slice(first, first + len(group))
-        lag[sl], strength[sl], prominence[sl] = _peaks(sums, band, lags, frame, rate, workers)
-    return GccResult(lag, strength, prominence)
+        yield slice(first, first + len(group)), sums
 
 
 def _peaks(
@@ -220,10 +275,10 @@ def earliest_arrival(
     a mirror; a reflection can be louder than the direct sound, so the strongest peak may be a
     reflection. Summed over the whole stretch the correlation is steady enough to see every
     strong arrival; the earliest one whose peak reaches a third of the strongest one's height
-    (and stands clear of the noise) is the direct sound. The reference matches the dance signal's
-    earlier arrivals at later lags, so the earliest arrival is the peak with the largest lag.
-    Returns None when the frames hold nothing to correlate. Parameters as for
-    :func:`window_lags`.
+    and stands clear of the noise, or of everything that comes before it, is the direct sound.
+    The reference matches the dance signal's earlier arrivals at later lags, so the earliest
+    arrival is the peak with the largest lag. Returns None when the frames hold nothing to
+    correlate. Parameters as for :func:`window_lags`.
     """
     frame = track.frame
     if len(frames) == 0:
@@ -251,10 +306,17 @@ def earliest_arrival(
     if len(peaks) == 0:
         return None
     top = int(peaks[np.argmax(corr[peaks])])
-    strong = peaks[
-        (corr[peaks] >= _ARRIVAL_SHARE * corr[top])
-        & ((corr[peaks] - median) / spread >= _ARRIVAL_PROMINENCE)
-    ]
+    # What comes before an arrival is its onset's floor: the highest the correlation reaches at
+    # every earlier lag (larger lags, past the arrival's side lobes).
+    before = np.maximum.accumulate(corr[::-1])[::-1]
+    after_lobe = peaks + lobe + 1
+    onset = np.full(len(peaks), np.inf)
+    room = len(corr) - after_lobe >= round(_ONSET_FLOOR_S * rate)
+    onset[room] = before[after_lobe[room]]
+    clear = ((corr[peaks] - median) / spread >= _ARRIVAL_PROMINENCE) | (
+        corr[peaks] >= _ONSET_RATIO * np.maximum(onset, 0.0) + 1e-12
+    )
+    strong = peaks[(corr[peaks] >= _ARRIVAL_SHARE * corr[top]) & clear]
     i = int(strong.max()) if len(strong) else top
     shift = 0.0
     if 0 < i < len(corr) - 1:
