@@ -19,6 +19,7 @@ from .gcc import FrameTrack
 from .linefit import AGREE_PROMINENCE, fit_line
 from .search import Line
 from .signals import Signals, stretch_key, stretched, stretched_length
+from .spectra import ScanMemo
 from .windows import REACH, window_kind
 
 __all__ = [
@@ -96,13 +97,14 @@ def measure(
     max_windows: int,
     search: float,
     frame: int = 4096,
+    memo: ScanMemo | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Window centres (dance s), matched reference times there (s), strengths and prominences.
 
     Windows of ``window`` seconds every ``hop`` seconds (spread further apart if there would be
     more than ``max_windows``) that the mapping puts wholly inside the reference. ``frame``
     (samples) is the longest frame: the mapping's kind of window may shorten it
-    (:mod:`.windows`).
+    (:mod:`.windows`). ``memo``: what the trials of a scan share (the dance signal's frames).
     """
     dance, bgm = signals.dance, signals.bgm
     rate = dance.rate
@@ -134,8 +136,16 @@ def measure(
         x = dance.samples
     else:
         first = starts * frame_hop
-        x, _ = stretched(signals, mapping.scale, spans=np.stack([first, first + span], axis=1))
-    result = kind.lags(x, bgm.samples, track, starts, width, rate, search, signals.fft_workers)
+        spans = np.stack([first, first + span], axis=1)
+
+        def make(spans: NDArray[np.int64]) -> NDArray[np.float32]:
+            return stretched(signals, mapping.scale, spans=spans)[0]
+
+        x = make(spans) if memo is None else memo.resampled(key, spans, make)
+    spectra = None if memo is None else memo.frames(key, frame)
+    result = kind.lags(
+        x, bgm.samples, track, starts, width, rate, search, signals.fft_workers, spectra
+    )
     centres = dance.start + (starts * frame_hop + span / 2) / rate / stretch
     matched = mapping.offset + mapping.scale * centres + result.lag
     return centres, matched, result.strength, result.prominence
@@ -246,9 +256,10 @@ def _scan_slope(signals: Signals, guess: Mapping, *, reach: float) -> Mapping:
 
 def _best_drift(signals: Signals, guess: Mapping) -> Mapping:
     """The clock drift, to 150 ppm within ±450 ppm, whose two-second windows match best."""
-    scores = _slope_scores(signals, guess, 1.0 + np.array([-300e-6, 0.0, 300e-6]), 2.0)
+    memo = ScanMemo()
+    scores = _slope_scores(signals, guess, 1.0 + np.array([-300e-6, 0.0, 300e-6]), 2.0, memo)
     centre = max(scores, key=lambda trial: scores[trial]).scale
-    scores |= _slope_scores(signals, guess, centre + np.array([-150e-6, 150e-6]), 2.0)
+    scores |= _slope_scores(signals, guess, centre + np.array([-150e-6, 150e-6]), 2.0, memo)
     return _best_of(scores)
 
 
@@ -256,7 +267,7 @@ def _best_slope(
     signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float
 ) -> Mapping:
     """Of lines through the guess's middle with these slopes, the one whose windows match best."""
-    return _best_of(_slope_scores(signals, guess, scales, window))
+    return _best_of(_slope_scores(signals, guess, scales, window, ScanMemo()))
 
 
 def _best_of(scores: dict[Mapping, float]) -> Mapping:
@@ -265,17 +276,18 @@ def _best_of(scores: dict[Mapping, float]) -> Mapping:
 
 
 def _slope_scores(
-    signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float
+    signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float, memo: ScanMemo
 ) -> dict[Mapping, float]:
     """How well each line through the guess's middle with these slopes is matched: the summed
-    prominence of its windows' peaks."""
+    prominence of its windows' peaks. The trials share the dance signal's frames (``memo``)."""
     mid = signals.dance.start + signals.dance.duration / 2
     frame = 4096 if window >= 2.0 else 2048
     scores: dict[Mapping, float] = {}
     for scale in scales:
         trial = Mapping(guess.bgm_time(mid) - float(scale) * mid, float(scale), guess.pitch_kept)
         *_, prom = measure(
-            signals, trial, window=window, hop=window, max_windows=40, search=0.08, frame=frame
-        )
+            signals, trial, window=window, hop=window, max_windows=40, search=0.08, frame=frame,
+            memo=memo,
+        )  # fmt: skip
         scores[trial] = float(np.clip(prom - 4.0, 0.0, 10.0).sum())
     return scores

@@ -22,6 +22,8 @@ import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 
+from .spectra import FrameSpectra
+
 __all__ = [
     "Arrival",
     "FrameTrack",
@@ -103,6 +105,7 @@ def window_lags(
     rate: int,
     search: float,
     workers: int = -1,
+    spectra: FrameSpectra | None = None,
 ) -> GccResult:
     """Residual lag of each window of ``width`` frames starting at frame ``starts[i]``.
 
@@ -120,6 +123,8 @@ def window_lags(
         Largest residual lag searched, seconds (at most ``frame / 2 / rate``).
     workers
         Threads per FFT, as for :func:`scipy.fft.rfft`.
+    spectra
+        ``x``'s frame spectra made so far, to look up and add to (a scan's trials share them).
     """
     n = len(starts)
     if n == 0:
@@ -192,8 +197,9 @@ def _window_sums(
         ):
             # Evenly overlapping windows: sum frames in blocks of one hop, then add the blocks.
             cross = _cross_spectra(
-                x, y, track, np.arange(group[0], group[-1] + width), workers=workers
-            )
+                x, y, track, np.arange(group[0], group[-1] + width), workers=workers,
+                spectra=spectra,
+            )  # fmt: skip
             blocks = cross.reshape(-1, step, cross.shape[1]).sum(axis=1)
             per = width // step
             sums = blocks[: len(group)].copy()
@@ -201,11 +207,11 @@ def _window_sums(
                 sums += blocks[j : j + len(group)]
         elif len(group) < 2 or bool(np.all(np.diff(group) >= width)):
             # Windows that do not overlap: each frame belongs to one window.
-            cross = _cross_spectra(x, y, track, frames, workers=workers)
+            cross = _cross_spectra(x, y, track, frames, workers=workers, spectra=spectra)
             sums = cross.reshape(len(group), width, -1).sum(axis=1)
         else:
             needed = np.unique(frames)
-            cross = _cross_spectra(x, y, track, needed, workers=workers)
+            cross = _cross_spectra(x, y, track, needed, workers=workers, spectra=spectra)
             total = np.concatenate(
                 [np.zeros((1, cross.shape[1]), cross.dtype), np.cumsum(cross, 0)]
             )
@@ -341,6 +347,7 @@ def frame_peaks(
     rate: int,
     search: float,
     workers: int = -1,
+    spectra: FrameSpectra | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Each frame's own GCC-PHAT peak within ``search`` seconds (at most a quarter frame): its
     lag (seconds, as for :func:`window_lags`) and height (0–1; 0 for frames outside either
@@ -362,7 +369,7 @@ def frame_peaks(
     height = np.zeros(len(k))
     for first in range(0, len(k), _CHUNK * 8):
         part = k[first : first + _CHUNK * 8]
-        cross = _cross_spectra(x, y, track, part, workers=workers)
+        cross = _cross_spectra(x, y, track, part, workers=workers, spectra=spectra)
         cross[:, ~band] = 0.0
         mag = np.abs(cross)
         cross /= np.maximum(mag, 1e-6 * mag.max(axis=1, keepdims=True) + 1e-20)
@@ -438,9 +445,10 @@ def _cross_spectra(
     k: NDArray[np.int64],
     *,
     workers: int = -1,
+    spectra: FrameSpectra | None = None,
 ) -> NDArray[np.complex64]:
     """X*·Y of the frames ``k``; frames reaching outside either signal are zero. ``workers``
-    as for :func:`scipy.fft.rfft`."""
+    as for :func:`scipy.fft.rfft`; ``spectra``: x's frame spectra to look up and add to."""
     frame = track.frame
     window = np.hanning(frame).astype(np.float32)
     out = np.zeros((len(k), frame // 2 + 1), dtype=np.complex64)
@@ -454,7 +462,10 @@ def _cross_spectra(
     rows = np.flatnonzero(ok)
     for first in range(0, len(rows), _CHUNK):
         r = rows[first : first + _CHUNK]
-        xs = scipy.fft.rfft(xv[x_at[r]] * window, axis=1, workers=workers)
+        if spectra is None:
+            xs = scipy.fft.rfft(xv[x_at[r]] * window, axis=1, workers=workers)
+        else:
+            xs = spectra.transform(xv, x_at[r], window, workers)
         ys = scipy.fft.rfft(yv[y_at[r]] * window, axis=1, workers=workers)
         out[r] = np.conj(xs) * ys
     return out

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .gcc import FrameTrack, GccResult, frame_peaks
+from .spectra import FrameSpectra
 
 __all__ = [
     "KEPT_AGREE",
@@ -63,6 +64,7 @@ def kept_lags(
     rate: int,
     search: float,
     workers: int,
+    spectra: FrameSpectra | None = None,
 ) -> GccResult:
     """Window lags of pitch-kept audio from its frames' own peaks.
 
@@ -74,7 +76,9 @@ def kept_lags(
     """
     # Only the frames the windows cover: a slope trial spreads a few windows over the clip.
     needed = np.unique((starts[:, None] + np.arange(width)[None, :]).ravel())
-    found, seen = frame_peaks(x, y, track, needed, rate=rate, search=search, workers=workers)
+    found, seen = frame_peaks(
+        x, y, track, needed, rate=rate, search=search, workers=workers, spectra=spectra
+    )
     first, last = int(needed[0]), int(needed[-1]) + 1
     lag, height = np.zeros(last - first), np.zeros(last - first)
     lag[needed - first], height[needed - first] = found, seen

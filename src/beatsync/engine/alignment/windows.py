@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from .gcc import FrameTrack, GccResult, frame_agreement, window_lags
 from .kept import KEPT_AGREE, KEPT_REACHES, kept_agreement, kept_frame, kept_lags
+from .spectra import FrameSpectra
 
 __all__ = ["GRAINS", "IN_PHASE", "REACH", "Agreement", "Lags", "WindowKind", "window_kind"]
 
@@ -31,7 +32,8 @@ REACH = 0.08
 
 class Lags(Protocol):
     """Each window's lag, strength and prominence: the windows start at frames ``starts`` of
-    ``track`` and span ``width`` frames; peaks are sought within ``search`` seconds."""
+    ``track`` and span ``width`` frames; peaks are sought within ``search`` seconds. ``spectra``:
+    x's frame spectra that the trials of a scan share, looked up and added to."""
 
     def __call__(
         self,
@@ -43,6 +45,7 @@ class Lags(Protocol):
         rate: int,
         search: float,
         workers: int,
+        spectra: FrameSpectra | None = None,
     ) -> GccResult: ...
 
 
@@ -107,8 +110,11 @@ def _in_phase_lags(
     rate: int,
     search: float,
     workers: int,
+    spectra: FrameSpectra | None = None,
 ) -> GccResult:
-    return window_lags(x, y, track, starts, width, rate=rate, search=search, workers=workers)
+    return window_lags(
+        x, y, track, starts, width, rate=rate, search=search, workers=workers, spectra=spectra
+    )
 
 
 def _grain_agreement(
