@@ -137,7 +137,7 @@ def window_lags(
     lag = np.zeros(n)
     strength = np.zeros(n)
     prominence = np.zeros(n)
-    for sl, sums in _window_sums(x, y, track, starts, width, workers):
+    for sl, sums in _window_sums(x, y, track, starts, width, workers, spectra):
         lag[sl], strength[sl], prominence[sl] = _peaks(sums, band, lags, frame, rate, workers)
     return GccResult(lag, strength, prominence)
 
@@ -181,9 +181,10 @@ def _window_sums(
     starts: NDArray[np.int64],
     width: int,
     workers: int,
+    spectra: FrameSpectra | None = None,
 ) -> Iterator[tuple[slice, NDArray[np.complex64]]]:
     """The summed cross-spectra of the windows of ``width`` frames at ``starts``, a group at a
-    time: (the group's slice of ``starts``, its sums)."""
+    time: (the group's slice of ``starts``, its sums); ``spectra`` as for :func:`window_lags`."""
     # Windows go in groups so that only one group's frame spectra are held at a time.
     for first in range(0, len(starts), _WINDOWS_PER_GROUP):
         group = starts[first : first + _WINDOWS_PER_GROUP]
