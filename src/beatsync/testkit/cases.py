@@ -34,7 +34,8 @@ song by overlapping grains (:mod:`.grains`) so that its time ``s`` carries song 
 with the pitch unchanged (every 40 ms grain centred on that line), and the phone then records
 that at the clock drift ``1 + d·1e-6`` (a pitch change of a few hundred ppm). The same line
 ``σ = p0 + b·(t − m0)`` is the truth for both kinds: exact for the first, exact at every grain's
-centre for the second.
+centre for the second. An edit played with the pitch kept is spliced from one stretched copy of
+the song, each piece read from it where its song time lies, crossfaded as above.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -238,8 +240,6 @@ def _validate(spec: CaseSpec, song: Song, ref_song: Song) -> None:
     for p, d in spec.edit:
         if p - half < 0 or p + spec.scale * d + half > song.duration:
             problems.append(f"play {p}+{d}×{spec.scale} outside song")
-    if spec.pieces and spec.pitch_kept:
-        problems.append("an edit played with the pitch kept is not made by the kit")
     if spec.pieces and (min(d for _, d in spec.pieces) <= spec.crossfade or spec.crossfade < 0):
         problems.append("a piece shorter than the crossfade")
     ref_end = ref_song.duration if spec.ref_end is None else spec.ref_end
@@ -373,9 +373,7 @@ def _speaker(
     song from p0 at speed k with the drift on top, resampled (pitch follows) or time-stretched
     by overlapping grains (pitch kept), in the pieces of an edit when the case has one."""
     rate, b, fade = spec.audio_rate, spec.scale, spec.crossfade
-    mono = song.mono()
-    if spec.pitch_kept:
-        return _stretched_speaker(spec, mono, song.rate, length, end), []
+    source, song_start, speed = _source(spec, song.mono(), song.rate, end)
     out = np.zeros(length, dtype=np.float32)
     seams: list[float] = []
     at = float(spec.music_start)
@@ -385,8 +383,8 @@ def _speaker(
         lo = at if first else at - fade / 2
         hi = min(end, at + d) if last else at + d + fade / 2
         part = play(
-            mono, song.rate, rate=rate, length=length,
-            start=lo, end=hi, song_start=p - b * (at - lo), speed=b,
+            source, song.rate, rate=rate, length=length,
+            start=lo, end=hi, song_start=song_start(p - b * (at - lo)), speed=speed,
         )  # fmt: skip
         if fade > 0:
             t = np.arange(length) / rate
@@ -403,26 +401,28 @@ def _speaker(
     return out, seams
 
 
-def _stretched_speaker(
-    spec: CaseSpec,
-    mono: np.ndarray[Any, np.dtype[np.float32]],
-    song_rate: int,
-    length: int,
-    end: float,
-) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The song time-stretched by grains on the time line, pitch kept, then played at the clock
-    drift."""
-    start = float(spec.music_start)
-    # Only the part played, with a second either side; stretched time s carries song time
-    # lo + k·s.
-    lo = max(0, int((spec.play_from - 1.0) * song_rate))
-    hi = min(len(mono), int((spec.play_from + spec.scale * (end - start) + 1.0) * song_rate))
+def _source(
+    spec: CaseSpec, mono: np.ndarray[Any, np.dtype[np.float32]], song_rate: int, end: float
+) -> tuple[np.ndarray[Any, np.dtype[np.float32]], Callable[[float], float], float]:
+    """What the pieces are read from, where in it song time σ lies, and the speed it is read
+    at: the song itself at b, resampled; or, pitch kept, the song time-stretched by grains on the
+    time line (its time s carries song time lo + k·s) and read at the clock drift."""
+    if not spec.pitch_kept:
+        return mono, lambda song_time: song_time, spec.scale
+    # Only the parts played, with a second either side (and half a crossfade).
+    b, half = spec.scale, spec.crossfade / 2 if spec.pieces else 0.0
+    last = [d for _, d in spec.edit]
+    last[-1] = end - spec.music_start - sum(last[:-1])
+    lo = max(0, int((min(p for p, _ in spec.edit) - b * half - 1.0) * song_rate))
+    far = max(p + b * (d + half) for (p, _), d in zip(spec.edit, last, strict=True))
+    hi = min(len(mono), int((far + 1.0) * song_rate))
     stretched = overlap_add(mono[lo:hi], spec.speed, song_rate, seed=spec.seed)
-    return play(
-        stretched, song_rate, rate=spec.audio_rate, length=length, start=start, end=end,
-        song_start=(spec.play_from - lo / song_rate) / spec.speed,
-        speed=1.0 + spec.drift_ppm * 1e-6,
-    )  # fmt: skip
+    first = lo / song_rate
+    return (
+        stretched,
+        lambda song_time: (song_time - first) / spec.speed,
+        1.0 + spec.drift_ppm * 1e-6,
+    )
 
 
 def _truth_from_json(data: dict[str, Any]) -> Truth:

@@ -42,7 +42,7 @@ def _edit(name: str, seed: int, pieces: tuple[tuple[float, float], ...], **kw: o
 
 
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 76 pairs at 512×288, 17–110 s of dance.
+    """The accuracy benchmark's cases: 79 pairs at 512×288, 17–110 s of dance.
 
     Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music,
     clipping and phone AGC, songs that repeat a section, a class playing only a section, a
@@ -51,7 +51,8 @@ def standard_cases() -> tuple[CaseSpec, ...]:
     frozen tails, a black start, portrait rotation, HEVC, MOV and MKV, audio-only references
     (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, songs
     10–16 dB quieter for their first or last 6–10 s (also in rooms at 3 to −5 dB SNR), edits of
-    the song in two to four pieces (jumps forward and back, hard cuts and crossfades), and five
+    the song in two to four pieces (jumps forward and back, hard cuts and crossfades; also played
+    with the pitch kept at ×0.75–×1.25), and five
     mismatched songs that must be refused. The ``hardroom-`` cases put the class in image-source
     halls (RT60 1–2 s, a mirror wall, a gym, a corner) where a reflection is louder than the
     direct sound, at +9 to −5 dB SNR, one at 1.08× speed with drift, one with talking, clipping
@@ -170,6 +171,14 @@ def standard_cases() -> tuple[CaseSpec, ...]:
               track="etr/spunkyrace-ks", room=rev(rt60=1.0, drr_db=2.0, snr_db=12.0)),
         _edit("edit-four-pieces", 265, ((6.0, 11.0), (38.3, 10.0), (70.9, 12.0), (19.1, 10.0)),
               track="etr/calmrace-ks", crossfade=0.15, drift_ppm=-150.0),
+        # An edit played with the pitch kept: the pieces of a stretched song, crossfaded.
+        _edit("tempoedit-090-jump-forward", 271, ((8.0, 18.0), (47.3, 15.0)), speed=0.90,
+              pitch_kept=True, drift_ppm=150.0, crossfade=0.2, track="etr/spunkyrace-ks"),
+        _edit("tempoedit-075-three-pieces", 272, ((10.0, 14.0), (45.2, 12.0), (22.6, 15.0)),
+              speed=0.75, pitch_kept=True, drift_ppm=-200.0, crossfade=0.3,
+              track="etr/calmrace-ks", room=rev(rt60=0.8, drr_db=3.0, snr_db=12.0)),
+        _edit("tempoedit-125-jump-back", 273, ((20.0, 16.0), (26.5, 14.0)), speed=1.25,
+              pitch_kept=True, drift_ppm=-100.0, crossfade=0.1, track="etr/credits1-cp"),
         # Image-source rooms whose early reflections are as loud as the direct sound or louder.
         _std("hardroom-mirror-rt10-snr9", 261, track="etr/start1-jt", play_from=10.0,
              room=rev(rt60=1.0, snr_db=9.0, footsteps=True, hall=MIRROR_STUDIO)),
@@ -217,7 +226,8 @@ def small_cases() -> tuple[CaseSpec, ...]:
     """Short (14–22 s), 320×240 cases for unit tests, each built in about a second: clean, drift
     and speed, a degraded room, black and frozen tails, HEVC portrait, a partial reference, a
     mismatch, a song 16 dB quieter for its first 5 s (12 dB for its last 3 s) in a room at
-    −5 dB SNR, and an edit of the song in two pieces (a jump forward)."""
+    −5 dB SNR, and an edit of the song in two pieces (a jump forward), also played at 0.9× with
+    the pitch kept."""
     return (
         _small("small-clean", 1),
         _small("small-drift-speed", 2, speed=1.06, drift_ppm=250.0, audio_rate=44100),
@@ -238,6 +248,10 @@ def small_cases() -> tuple[CaseSpec, ...]:
                room=Room(rt60=0.5, drr_db=4.0, snr_db=20.0)),
         _small("small-resampled-080", 9, speed=0.80, drift_ppm=-200.0, ref_end=30.0,
                room=Room(rt60=0.5, drr_db=4.0, snr_db=15.0)),
+        _small("small-tempo-edit", 11, track="etr/spunkyrace-ks", ref_start=0.0, ref_end=None,
+               pieces=((8.0, 13.0), (47.3, 9.0)), play_from=8.0, play_duration=22.0,
+               speed=0.90, pitch_kept=True, drift_ppm=150.0, crossfade=0.2,
+               room=Room(rt60=0.5, drr_db=4.0, snr_db=20.0)),
         _small("small-tempo-075", 10, speed=0.75, pitch_kept=True, drift_ppm=150.0,
                ref_end=30.0, room=Room(rt60=0.5, drr_db=4.0, snr_db=15.0)),
     )  # fmt: skip

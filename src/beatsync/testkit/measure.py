@@ -258,10 +258,22 @@ def seam_errors(output: Path | str, case: BuiltCase, *, reach: float = 0.3) -> l
         tau = out_start + (i0 + np.arange(n)) / out_rate
         dance = tau + to_dance
         before, after = truth.pieces[k][2], truth.pieces[k + 1][2]
-        pa = cubic_at(ref_audio, (before + truth.scale * dance - ref_start) * ref_rate)
-        pb = cubic_at(ref_audio, (after + truth.scale * dance - ref_start) * ref_rate)
         seg = out_audio[i0 : i0 + n]
-        running = np.cumsum((seg - pb) ** 2 - (seg - pa) ** 2)
+        if truth.pitch_kept:
+            # A stretcher keeps the song's spectrum, not its waveform: short frames' spectra.
+            at = np.arange(_KEPT_FRAME // 2, n - _KEPT_FRAME // 2)
+            mine = _spectra(seg, at.astype(np.float64))
+            pa, pb = (
+                _spectra(ref_audio, np.rint((p + truth.scale * dance[at] - ref_start) * ref_rate))
+                for p in (before, after)
+            )
+            running = np.cumsum(_apart(mine, pb) - _apart(mine, pa))
+            dance = dance[at]
+            n = len(at)
+        else:
+            pa = cubic_at(ref_audio, (before + truth.scale * dance - ref_start) * ref_rate)
+            pb = cubic_at(ref_audio, (after + truth.scale * dance - ref_start) * ref_rate)
+            running = np.cumsum((seg - pb) ** 2 - (seg - pa) ** 2)
         top = float(running.max())
         low = min(float(running[0]), float(running[-1]), 0.0)
         j = int(np.argmax(running))
@@ -274,6 +286,29 @@ def seam_errors(output: Path | str, case: BuiltCase, *, reach: float = 0.3) -> l
         switch = float(dance[(lo + hi) // 2]) + 0.5 / out_rate
         errors.append((switch - seam) * 1000.0)
     return errors
+
+
+_KEPT_FRAME = 512  # samples of the short frames a pitch-kept seam is told by
+
+
+def _spectra(x: NDArray[np.float64], centres: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Unit-norm magnitude spectra of Hann frames of ``_KEPT_FRAME`` samples of ``x`` centred
+    on sample ``centres`` (every 48th of them; zeros outside ``x``)."""
+    half = _KEPT_FRAME // 2
+    starts = np.asarray(centres, dtype=np.int64)[::48] - half
+    padded = np.concatenate([np.zeros(_KEPT_FRAME), x, np.zeros(_KEPT_FRAME)])
+    frames = np.lib.stride_tricks.sliding_window_view(padded, _KEPT_FRAME)[
+        np.clip(starts + _KEPT_FRAME, 0, len(padded) - _KEPT_FRAME)
+    ]
+    mag = np.abs(np.fft.rfft(frames * np.hanning(_KEPT_FRAME), axis=1))
+    out: NDArray[np.float64] = mag / np.maximum(np.linalg.norm(mag, axis=1, keepdims=True), 1e-12)
+    return np.repeat(out, 48, axis=0)[: len(centres)]
+
+
+def _apart(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """How unlike each row of ``a`` is the same row of ``b`` (1 − their cosine)."""
+    out: NDArray[np.float64] = 1.0 - np.sum(a * b, axis=1)
+    return out
 
 
 def _lag(

@@ -221,24 +221,20 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     # pieces hold the rest of the recording: the answer is judged whole.
     if best is None or not (alone or _near_miss(best, p)):
         raise MusicMismatchError(refusal(best, dance, bgm, p, trials))
-    # A time-stretched recording is measured frame by frame, not by the windows that find an
-    # edit's pieces: it is taken as one piece.
-    stretches = (
-        []
-        if best.mapping.pitch_kept
-        else find_stretches(
-            signals,
-            best,
-            [f for f in fits if f is not best],
-            dance_bands=dance_bands,
-            bgm_bands=bgm_bands,
-            window=p.window,
-            hop=p.hop,
-            pool=pool,
-        )
+    stretches = find_stretches(
+        signals,
+        best,
+        [f for f in fits if f is not best],
+        dance_bands=dance_bands,
+        bgm_bands=bgm_bands,
+        window=p.window,
+        hop=p.hop,
+        pool=pool,
     )
+    # Clock drift leaves the pitch as it is, as far as a plot can tell; so does a tempo change
+    # that keeps it.
+    same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH or best.mapping.pitch_kept
     if len({id(s.fit) for s in stretches}) > 1:
-        same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH
         bands = unit_bands if same_pitch else dance_bands(best.mapping.scale)
         edit = _edit(signals, fits, stretches, bands, bgm_bands, p.window, p.hop, pool, trials)
         whole = edit.significance
@@ -266,10 +262,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         music=music,
         activity=(times, score),
         envelopes=envelopes(
-            # Clock drift leaves the pitch as it is, as far as a plot can tell.
-            unit_bands
-            if abs(best.mapping.scale - 1.0) < _SAME_PITCH or best.mapping.pitch_kept
-            else dance_bands(best.mapping.scale),
+            unit_bands if same_pitch else dance_bands(best.mapping.scale),
             bgm_bands,
             dance.start,
             bgm.start,

@@ -26,8 +26,9 @@ from .features import FEATURE_RATE
 from .fine import Fit, assess, measure
 from .linefit import AGREE_PROMINENCE, fit_line
 from .seam import find_seam
-from .search import coarse_lines
+from .search import Speed, coarse_lines
 from .signals import Signals
+from .windows import window_kind
 
 __all__ = ["MAX_PIECES", "MIN_PIECE_S", "Stretch", "find_stretches", "join_stretches"]
 
@@ -104,7 +105,7 @@ def find_stretches(
         searched.update((round(a, 3), round(b, 3)) for a, b in gaps)
         for lo, hi in gaps:
             pending.extend(
-                _lines_in(signals, best.mapping.scale, lo, hi, dance_bands, bgm_bands,
+                _lines_in(signals, best.mapping, lo, hi, dance_bands, bgm_bands,
                           window=window, hop=hop, pool=pool)
             )  # fmt: skip
         if not gaps:
@@ -203,7 +204,7 @@ def _gaps(accepted: Sequence[Stretch], start: float, end: float) -> list[tuple[f
 
 def _lines_in(
     signals: Signals,
-    scale: float,
+    best: Mapping,
     lo: float,
     hi: float,
     dance_bands: Callable[[float], NDArray[np.float32]],
@@ -213,10 +214,11 @@ def _lines_in(
     hop: float,
     pool: Executor | None,
 ) -> list[Fit]:
-    """Lines found by a coarse search on dance times ``lo``–``hi`` alone, locked at ``scale``
-    on that stretch (with a window's margin either side)."""
+    """Lines found by a coarse search on dance times ``lo``–``hi`` alone, locked at ``best``'s
+    scale (and kind) on that stretch (with a window's margin either side)."""
     dance = signals.dance
-    speed = 1.0 if abs(scale - 1.0) < _NO_STRETCH else scale
+    scale = best.scale
+    speed = Speed(1.0) if abs(scale - 1.0) < _NO_STRETCH else Speed(scale, best.pitch_kept)
     f0 = max(0, int((lo - dance.start) * FEATURE_RATE))
     f1 = int((hi - dance.start) * FEATURE_RATE)
     lines = coarse_lines(
@@ -235,7 +237,8 @@ def _lines_in(
     fits = []
     for line in lines:
         # The same line through the stretch's middle, at the recording's scale.
-        mapping = Mapping(line.offset + (line.scale - scale) * (lo + hi) / 2, scale)
+        mapping = Mapping(line.offset + (line.scale - scale) * (lo + hi) / 2, scale,
+                          best.pitch_kept)  # fmt: skip
         fit = _lock(part, mapping, window=window, hop=hop)
         if fit is not None:
             fits.append(fit)
@@ -243,12 +246,14 @@ def _lines_in(
 
 
 def _lock(signals: Signals, guess: Mapping, *, window: float, hop: float) -> Fit | None:
-    """Lock a line of known scale onto the waveform: measure, fit, measure again."""
+    """Lock a line of known scale (and kind) onto the waveform: measure, fit, measure again,
+    pass by pass as its kind of window is (:mod:`.windows`)."""
     mapping = guess
     fit: Fit | None = None
-    for gate in (0.08, 0.01):
+    kind = window_kind(guess.pitch_kept)
+    for gate, reach in kind.passes:
         t, beta, strength, prom = measure(
-            signals, mapping, window=window, hop=hop, max_windows=600, search=0.08
+            signals, mapping, window=kind.span * window, hop=hop, max_windows=600, search=reach
         )
         fitted = fit_line(t, beta, prom, mapping, gate=gate)
         if fitted is None:
@@ -256,8 +261,8 @@ def _lock(signals: Signals, guess: Mapping, *, window: float, hop: float) -> Fit
         found, inlier = fitted
         # The scale is the recording's (one clock, one speed); only the offset is this line's.
         mapping = Mapping(_offset_at(t[inlier], beta[inlier], prom[inlier], guess.scale, found),
-                          guess.scale)  # fmt: skip
-        inlier = np.abs(beta - mapping.bgm_time_array(t)) <= 0.002
+                          guess.scale, guess.pitch_kept)  # fmt: skip
+        inlier = np.abs(beta - mapping.bgm_time_array(t)) <= kind.agree[1]
         fit = assess(mapping, t, beta, strength, prom, inlier)
     return fit
 
@@ -296,6 +301,8 @@ def _remeasure(
     whole span lies inside the group's agreeing stretch: none hears the other side of a seam."""
     dance = signals.dance
     rate = dance.rate
+    kind = window_kind(mapping.pitch_kept)
+    window *= kind.span
     lo, hi = group[0].lo, group[-1].hi
     i0 = max(0, int((lo - dance.start) * rate))
     i1 = min(dance.samples.shape[-1], int((hi - dance.start) * rate))
@@ -303,9 +310,10 @@ def _remeasure(
         return _agreeing(group)
     part = Signals(Audio(dance.samples[i0:i1], rate, dance.start + i0 / rate), signals.bgm)
     t, beta, strength, prom = measure(
-        part, mapping, window=window, hop=hop, max_windows=600, search=0.08
+        part, mapping, window=window, hop=hop, max_windows=600, search=kind.passes[-1][1]
     )
-    use = (prom >= AGREE_PROMINENCE) & (np.abs(beta - mapping.bgm_time_array(t)) <= 0.002)
+    near = np.abs(beta - mapping.bgm_time_array(t)) <= kind.agree[1]
+    use = (prom >= AGREE_PROMINENCE) & near
     if use.sum() < 2:
         return _agreeing(group)
     return t[use], beta[use], np.maximum(strength[use], 1e-6)
@@ -321,10 +329,11 @@ def _joint_fit(parts: Sequence[Windows], groups: Sequence[Sequence[Stretch]]) ->
     beta = np.concatenate([p[1] for p in parts])
     strength = np.concatenate([p[2] for p in parts])
     which = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])
+    first = groups[0][0].fit.mapping
     if np.bincount(which, minlength=len(groups)).min() < 2:
-        return [_at_scale(g[0].fit.mapping, groups[0][0].fit.mapping.scale, g) for g in groups]
+        return [_at_scale(g[0].fit.mapping, first.scale, g) for g in groups]
     weight = strength.copy()
-    scale, offsets = groups[0][0].fit.mapping.scale, np.zeros(len(groups))
+    scale, offsets = first.scale, np.zeros(len(groups))
     for _ in range(4):
         sums = np.bincount(which, weights=weight, minlength=len(groups))
         tc = np.bincount(which, weights=weight * t, minlength=len(groups)) / sums
@@ -339,10 +348,10 @@ def _joint_fit(parts: Sequence[Windows], groups: Sequence[Sequence[Stretch]]) ->
         weight = strength * np.where(np.abs(u) < 1.0, (1.0 - u**2) ** 2, 0.0)
         if np.bincount(which, weights=weight, minlength=len(groups)).min() <= 0.0:
             break
-    return [Mapping(float(a), scale) for a in offsets]
+    return [Mapping(float(a), scale, first.pitch_kept) for a in offsets]
 
 
 def _at_scale(mapping: Mapping, scale: float, group: Sequence[Stretch]) -> Mapping:
     """``mapping`` turned to ``scale`` about the middle of ``group``."""
     middle = (group[0].lo + group[-1].hi) / 2
-    return Mapping(mapping.bgm_time(middle) - scale * middle, scale)
+    return Mapping(mapping.bgm_time(middle) - scale * middle, scale, mapping.pitch_kept)

@@ -27,8 +27,8 @@ from numpy.typing import NDArray
 from ..mapping import Mapping
 from ..media.decode import Audio
 from .fine import frame_track
-from .gcc import frame_agreement
 from .signals import Signals
+from .windows import window_kind
 
 __all__ = ["find_seam"]
 
@@ -81,6 +81,10 @@ def find_seam(signals: Signals, before: Mapping, after: Mapping, lo: float, hi: 
     running = np.concatenate([[0.0], np.cumsum(diff)])
     k = int(np.argmax(running))
     coarse = float(centres[0] if k == 0 else (centres[k - 1] + centres[min(k, n - 1)]) / 2)
+    if not window_kind(before.pitch_kept).coherent:
+        # A stretcher's grains keep the song's spectrum, not its phase: no crossfade of the
+        # reference's waveform explains the recording, and the frames' agreement stands.
+        return coarse
     return _fine(signals, before, after, coarse)
 
 
@@ -88,20 +92,23 @@ def _agreement(part: Signals, mapping: Mapping) -> tuple[NDArray[np.float64], ND
     """Frame centres (dance s) and each 32 ms frame's phase agreement under ``mapping``."""
     rate = part.dance.rate
     frame = round(_FRAME_S * rate)
-    x, stretch, track = frame_track(part, mapping, frame=frame, hop=frame // 2)
+    kind = window_kind(mapping.pitch_kept)
+    # Frames that do not add up in phase place the seam alone: eight to a frame, not two.
+    hop = frame // (2 if kind.coherent else 8)
+    x, stretch, track = frame_track(part, mapping, frame=frame, hop=hop)
     count = track.frame_count(len(x))
     # Frames the mapping puts outside the reference agree with nothing.
     starts = track.y_starts(np.arange(count, dtype=np.int64))
     inside = (starts >= 0) & (starts + frame <= len(part.bgm.samples))
     agree = np.zeros(count)
     if inside.all():
-        agree = frame_agreement(x, part.bgm.samples, track, count, rate=rate)
+        agree = kind.agreement(x, part.bgm.samples, track, count, rate=rate)
     elif inside.any():
         k = np.flatnonzero(inside)
         sub = type(track)(track.frame, track.hop, track.y_first + k[0] * track.hop * track.step,
                           track.step)  # fmt: skip
         x_sub = x[k[0] * track.hop :]
-        agree[k[0] : k[-1] + 1] = frame_agreement(
+        agree[k[0] : k[-1] + 1] = kind.agreement(
             x_sub, part.bgm.samples, sub, int(k[-1] - k[0] + 1), rate=rate
         )
     centres = part.dance.start + (np.arange(count) * track.hop + frame / 2) / rate / stretch
