@@ -174,9 +174,9 @@ def standard_cases() -> tuple[CaseSpec, ...]:
         # An edit played with the pitch kept: the pieces of a stretched song, crossfaded.
         _edit("tempoedit-090-jump-forward", 271, ((8.0, 18.0), (47.3, 15.0)), speed=0.90,
               pitch_kept=True, drift_ppm=150.0, crossfade=0.2, track="etr/spunkyrace-ks"),
-        _edit("tempoedit-075-three-pieces", 272, ((10.0, 14.0), (45.2, 12.0), (22.6, 15.0)),
+        _edit("tempoedit-075-three-pieces", 272, ((10.0, 20.0), (45.2, 12.0), (26.0, 12.0)),
               speed=0.75, pitch_kept=True, drift_ppm=-200.0, crossfade=0.3,
-              track="etr/calmrace-ks", room=rev(rt60=0.8, drr_db=3.0, snr_db=12.0)),
+              track="etr/start1-jt", room=rev(rt60=0.8, drr_db=3.0, snr_db=12.0)),
         _edit("tempoedit-125-jump-back", 273, ((20.0, 16.0), (26.5, 14.0)), speed=1.25,
               pitch_kept=True, drift_ppm=-100.0, crossfade=0.1, track="etr/credits1-cp"),
         # Image-source rooms whose early reflections are as loud as the direct sound or louder.
