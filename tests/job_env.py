@@ -14,6 +14,7 @@ from typing import Any
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, Owner, Upload, UploadStatus, migrate
 from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.layout import job_folder, upload_folder
 from beatsync.service.storage import LocalStorage
 from beatsync.testkit import BuiltCase
 
@@ -42,7 +43,7 @@ class JobEnv:
         upload_id = new_id("upl")
         copy = self.settings.data_dir / f"{upload_id}.part"
         shutil.copyfile(path, copy)
-        key = f"uploads/{upload_id}/data"
+        key = f"{upload_folder(upload_id)}/data"
         size = self.storage.put_file(key, copy)
         with self.db.session() as session:
             session.add(
@@ -87,7 +88,7 @@ class JobEnv:
         return self.settings.spool_root / "work" / job_id
 
     def stored(self, job_id: str) -> list[str]:
-        return list(self.storage.keys(f"jobs/{job_id}"))
+        return list(self.storage.keys(f"{job_folder(job_id)}"))
 
     def close(self) -> None:
         self.db.dispose()

@@ -28,6 +28,7 @@ from test_serve import multipart_upload, tus_upload, wait_finished, wait_ready
 from beatsync.service.config import load_settings
 from beatsync.service.db import Database, Job
 from beatsync.service.jobs.celery_dispatch import CeleryDispatcher
+from beatsync.service.layout import job_folder
 from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from fixtures_servers import TEST_SECRET_KEY, RedisServer, S3Server
@@ -142,7 +143,9 @@ class Cluster:
             aws_secret_access_key=env["BEATSYNC_S3_SECRET_ACCESS_KEY"],
             region_name=env["BEATSYNC_S3_REGION"],
         )
-        listed = client.list_objects_v2(Bucket=env["BEATSYNC_S3_BUCKET"], Prefix=f"jobs/{job_id}/")
+        listed = client.list_objects_v2(
+            Bucket=env["BEATSYNC_S3_BUCKET"], Prefix=f"{job_folder(job_id)}/"
+        )
         return {o["Key"].rsplit("/", 1)[1]: o["Size"] for o in listed.get("Contents", [])}
 
     def close(self) -> None:

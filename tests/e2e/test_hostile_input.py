@@ -47,6 +47,7 @@ import pytest
 from PIL import Image
 from service_process import ServiceProcess
 
+from beatsync.service.layout import job_folder
 from beatsync.testkit import BuiltCase, build_case, case_named, video_packets_copied
 
 FINISHED = {"succeeded", "failed", "canceled"}
@@ -477,7 +478,7 @@ def test_pairs_without_shared_music_fail_with_music_mismatch(
     assert job["status"] == "failed", job
     assert job["error"]["code"] == code
     assert job["result"] is None
-    assert not (server.data_dir / "files" / "jobs" / job["id"]).exists()  # nothing written
+    assert not (server.data_dir / "files" / job_folder(job["id"])).exists()  # nothing written
     assert not (server.data_dir / "spool" / "work" / job["id"]).exists()
     assert_healthy(server)
     assert leftovers(server, bystanders) == []

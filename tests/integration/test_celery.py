@@ -36,6 +36,7 @@ from beatsync.service.jobs.celery_app import RETRY_BACKOFF_MAX_S, TASK_NAME, cre
 from beatsync.service.jobs.celery_dispatch import RESEND_AFTER_S, CeleryDispatcher
 from beatsync.service.jobs.celery_task import JobDelivery
 from beatsync.service.jobs.dispatch import DispatchUnavailable
+from beatsync.service.layout import job_folder
 from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import TEST_SECRET_KEY, RedisServer
@@ -139,8 +140,10 @@ def test_a_job_goes_as_its_id_alone_and_a_worker_runs_it(
     assert job.worker.rpartition(":")[2] in {str(pid) for pid in worker.pool_pids()}
     assert job.result is not None
     assert abs(job.result["mapping"]["offset_s"] - clean.truth.offset) < 0.005
-    assert cluster.stored(job_id) == sorted(f"jobs/{job_id}/{name}" for name in FILES)
-    assert job.result["output"]["size_bytes"] == cluster.storage.size(f"jobs/{job_id}/output.mp4")
+    assert cluster.stored(job_id) == sorted(f"{job_folder(job_id)}/{name}" for name in FILES)
+    assert job.result["output"]["size_bytes"] == cluster.storage.size(
+        f"{job_folder(job_id)}/output.mp4"
+    )
     cluster.drained()
 
 
@@ -158,7 +161,7 @@ def test_the_same_job_sent_twice_runs_once(cluster: Cluster, clean: BuiltCase) -
     assert runs == [f"job {job_id} running (attempt 1)"]
 
     # A message for a finished job (a redelivery, a resend) changes nothing.
-    files = {name: cluster.storage.size(f"jobs/{job_id}/{name}") for name in FILES}
+    files = {name: cluster.storage.size(f"{job_folder(job_id)}/{name}") for name in FILES}
     cluster.dispatcher.submit(job_id)
     cluster.drained()
     again = cluster.row(job_id)
@@ -168,7 +171,7 @@ def test_the_same_job_sent_twice_runs_once(cluster: Cluster, clean: BuiltCase) -
         job.finished_at,
     )
     assert again.result == job.result
-    assert {name: cluster.storage.size(f"jobs/{job_id}/{name}") for name in FILES} == files
+    assert {name: cluster.storage.size(f"{job_folder(job_id)}/{name}") for name in FILES} == files
     runs = [m for m in worker.messages(job_id) if m.startswith(f"job {job_id} running")]
     assert len(runs) == 1
 
@@ -285,7 +288,7 @@ def test_a_pool_process_killed_mid_job_is_run_again_once_then_lost(
     assert job.worker != f"{socket.gethostname()}:{killed}"
     runs = [m for m in worker.messages(job_id) if " running (attempt" in m]
     assert runs == [f"job {job_id} running (attempt {n})" for n in (1, 2)]
-    assert cluster.stored(job_id) == sorted(f"jobs/{job_id}/{name}" for name in FILES)
+    assert cluster.stored(job_id) == sorted(f"{job_folder(job_id)}/{name}" for name in FILES)
     cluster.drained()
 
     # A job whose process dies at every attempt stops after job_max_attempts.

@@ -21,6 +21,7 @@ from beatsync.service.cleanup import RESULTS_EXPIRED, SWEEP_LOCK_KEY, sweep, swe
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, JobStatus, Owner, Upload, UploadStatus, migrate
 from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.layout import upload_folder
 from beatsync.service.ratelimit import RateLimiter, RedisCounter, Verdict, make_limiter
 from beatsync.service.storage import LocalStorage
 from fixtures_servers import TEST_SECRET_KEY, RedisServer, free_port
@@ -45,13 +46,13 @@ def _expired_upload(db: Database, storage: LocalStorage, tmp_path: Path) -> str:
                 size=3,
                 offset=3,
                 status=UploadStatus.READY.value,
-                storage_key=f"uploads/{upload_id}/data",
+                storage_key=f"{upload_folder(upload_id)}/data",
                 expires_at=utcnow() - timedelta(minutes=1),
             )
         )
     spare = tmp_path / f"{upload_id}.bin"
     spare.write_bytes(b"old")
-    storage.put_file(f"uploads/{upload_id}/data", spare)
+    storage.put_file(f"{upload_folder(upload_id)}/data", spare)
     return upload_id
 
 
@@ -76,7 +77,7 @@ def test_another_replica_holding_the_advisory_lock_skips_the_sweep(
         assert (report.skipped, report.uploads_expired, report.files_deleted) == (False, 1, 1)
         with db.session() as session:
             assert session.get(Upload, upload_id) is None
-        assert not (pg_settings.storage_root / "uploads" / upload_id).exists()
+        assert not (pg_settings.storage_root / upload_folder(upload_id)).exists()
         # The lock is free again once a sweep ends: held now, then released.
         with sweep_lock(pg_settings, db) as held:
             assert held

@@ -162,8 +162,12 @@ def test_keys_and_delete_prefix_in_batches(s3: S3Server, data_dir: Path, tmp_pat
     assert sorted(storage.keys()) == sorted(mine + others)
 
     deletes = _capture(storage, "DeleteObjects")
+    assert list(storage.names("jobs")) == ["job_1", "job_10", "job_2"]
     assert storage.delete_prefix("jobs/job_1") == 8
-    assert len(deletes) == 3  # 3 + 3 + 2
+    assert len(deletes) == 3 + 1  # 3 + 3 + 2 keys, then the folder's name
+    # The folder is gone too: a store with real folders (SeaweedFS) would list it, empty.
+    assert list(storage.names("jobs")) == ["job_10", "job_2"]
+    assert list(storage.keys("jobs", start="job_1")) == ["jobs/job_10/output.mp4"]
     for request in deletes:
         digest = base64.b64encode(hashlib.md5(request.body, usedforsecurity=False).digest())
         assert _text(request.headers["Content-MD5"]) == digest.decode()

@@ -31,6 +31,7 @@ from beatsync.service.db import Database, Job, JobStatus, Upload
 from beatsync.service.jobs.embedded import EmbeddedRunner
 from beatsync.service.jobs.liveness import Liveness
 from beatsync.service.jobs.run import run_job
+from beatsync.service.layout import job_folder, upload_folder
 from beatsync.service.signing import signed_path
 from beatsync.service.storage import S3Storage
 from beatsync.testkit import BuiltCase, build_case, case_named
@@ -187,8 +188,10 @@ def test_a_job_on_postgres_and_s3_from_upload_to_deleted(
         upload = client.get(f"/api/v1/uploads/{upload_id}").json()
         assert upload["status"] == "ready", upload
         assert upload["size"] == source.stat().st_size
-        assert list(storage.keys(f"uploads/{upload_id}")) == [f"uploads/{upload_id}/data"]
-        assert _stored(storage, f"uploads/{upload_id}/data") == source.read_bytes()
+        assert list(storage.keys(f"{upload_folder(upload_id)}")) == [
+            f"{upload_folder(upload_id)}/data"
+        ]
+        assert _stored(storage, f"{upload_folder(upload_id)}/data") == source.read_bytes()
     spooled = [p for p in served.settings.spool_root.rglob("*") if p.is_file()]
     assert spooled == []  # every byte went on to the store
 
@@ -204,8 +207,10 @@ def test_a_job_on_postgres_and_s3_from_upload_to_deleted(
     job = client.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded", job
     assert abs(job["result"]["mapping"]["offset_s"] - case.truth.offset) < 0.005
-    assert list(storage.keys(f"jobs/{job_id}")) == [f"jobs/{job_id}/{n}" for n in RESULTS]
-    video_bytes = _stored(storage, f"jobs/{job_id}/output.mp4")
+    assert list(storage.keys(f"{job_folder(job_id)}")) == [
+        f"{job_folder(job_id)}/{n}" for n in RESULTS
+    ]
+    video_bytes = _stored(storage, f"{job_folder(job_id)}/output.mp4")
     assert job["result"]["output"]["size_bytes"] == len(video_bytes)
 
     # The job's links (to the store, or to the API, which redirects there) give the bytes to a
@@ -261,7 +266,7 @@ def test_a_job_on_postgres_and_s3_from_upload_to_deleted(
 
     # Deleting the job and the uploads empties the bucket.
     assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 204
-    assert list(storage.keys(f"jobs/{job_id}")) == []
+    assert list(storage.keys(f"{job_folder(job_id)}")) == []
     assert httpx.get(location).status_code == 404
     for upload_id in (dance, bgm):
         assert client.delete(f"/api/v1/uploads/{upload_id}").status_code == 204

@@ -24,6 +24,7 @@ from beatsync.service.api.app import create_app
 from beatsync.service.api.context import ServiceContext
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.jobs.embedded import EmbeddedRunner
+from beatsync.service.layout import upload_folder
 from beatsync.service.storage import S3Storage
 from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import S3Server, free_port
@@ -152,8 +153,10 @@ def test_an_upload_begun_on_one_replica_finishes_on_the_other_and_the_job_runs(
         assert upload["size"] == len(data)
         storage = a.context.storage
         assert isinstance(storage, S3Storage)
-        assert list(storage.keys(f"uploads/{upload_id}")) == [f"uploads/{upload_id}/data"]
-        assert b"".join(storage.read(f"uploads/{upload_id}/data")) == data
+        assert list(storage.keys(f"{upload_folder(upload_id)}")) == [
+            f"{upload_folder(upload_id)}/data"
+        ]
+        assert b"".join(storage.read(f"{upload_folder(upload_id)}/data")) == data
         pending = storage.client.list_multipart_uploads(Bucket=s3.bucket)
         assert pending.get("Uploads", []) == []
 
@@ -194,9 +197,11 @@ def test_a_terminated_upload_leaves_no_parts(
         upload_id = location.rsplit("/", 1)[-1]
         storage = replica.context.storage
         assert isinstance(storage, S3Storage)
-        assert list(storage.keys(f"uploads/{upload_id}")) == [f"uploads/{upload_id}/tail-{6 * MiB}"]
+        assert list(storage.keys(f"{upload_folder(upload_id)}")) == [
+            f"{upload_folder(upload_id)}/tail-{6 * MiB}"
+        ]
         pending = storage.client.list_multipart_uploads(Bucket=s3.bucket)["Uploads"]
-        assert [u["Key"] for u in pending] == [f"uploads/{upload_id}/data"]
+        assert [u["Key"] for u in pending] == [f"{upload_folder(upload_id)}/data"]
         assert client.delete(location, headers=TUS).status_code == 204
         assert list(storage.keys()) == []
         assert storage.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
@@ -248,7 +253,7 @@ def test_a_direct_upload_goes_to_the_store_and_the_api_only_signs_and_records(
         assert again.json() == upload
         storage = replica.context.storage
         assert isinstance(storage, S3Storage)
-        assert b"".join(storage.read(f"uploads/{upload_id}/data")) == data
+        assert b"".join(storage.read(f"{upload_folder(upload_id)}/data")) == data
         assert _spooled(replica.settings) == []
         store.close()
         client.close()

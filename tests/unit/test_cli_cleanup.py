@@ -20,6 +20,7 @@ from beatsync.service.cleanup import SweepReport
 from beatsync.service.config import load_settings
 from beatsync.service.db import Database, Owner, Upload, UploadStatus, migrate
 from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.layout import upload_folder
 from beatsync.service.storage import LocalStorage
 
 SECRET_REFUSAL = (
@@ -55,7 +56,7 @@ def _upload(data_dir: Path, *, expired: bool, content: bytes) -> str:
                     size=len(content),
                     offset=len(content),
                     status=UploadStatus.READY.value,
-                    storage_key=f"uploads/{upload_id}/data",
+                    storage_key=f"{upload_folder(upload_id)}/data",
                     expires_at=utcnow() + timedelta(hours=-1 if expired else 1),
                 )
             )
@@ -63,7 +64,7 @@ def _upload(data_dir: Path, *, expired: bool, content: bytes) -> str:
         db.dispose()
     spare = data_dir / "spare"
     spare.write_bytes(content)
-    LocalStorage(settings.storage_root).put_file(f"uploads/{upload_id}/data", spare)
+    LocalStorage(settings.storage_root).put_file(f"{upload_folder(upload_id)}/data", spare)
     return upload_id
 
 
@@ -93,8 +94,8 @@ def test_cleanup_sweeps_once_and_says_what_it_did(
     assert "abandoned resumable uploads deleted: 0" in lines
     assert lines[-1].startswith("took ")
     assert _rows(data) == [kept]
-    assert not (data / "files" / "uploads" / gone).exists()
-    assert (data / "files" / "uploads" / kept / "data").read_bytes() == b"new" * 100
+    assert not (data / "files" / upload_folder(gone)).exists()
+    assert (data / "files" / upload_folder(kept) / "data").read_bytes() == b"new" * 100
 
 
 def test_cleanup_reads_the_environment_and_prints_json(

@@ -30,6 +30,8 @@ _LABELS = (
     ("results_expired", "expired job results deleted"),
     ("jobs_expired", "finished jobs past their keeping time deleted"),
     ("orphans_deleted", "stored folders without a record deleted"),
+    ("days_deleted", "past day folders deleted whole (no record refers to them)"),
+    ("days_kept", "past day folders kept (a record still refers to them)"),
     ("files_deleted", "stored files deleted in all"),
     ("uploads_missing_file", "uploads whose stored file was gone"),
     ("results_missing_file", "jobs whose result files were gone"),

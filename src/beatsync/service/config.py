@@ -336,7 +336,12 @@ class Settings(BaseSettings):
     signed_url_ttl_s: int = Field(
         6 * 3600, ge=60, description="Lifetime of a signed result URL (seconds)."
     )
-    sweep_interval_s: float = Field(600.0, gt=0, description="Seconds between two cleanup sweeps.")
+    sweep_interval_s: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds between two cleanup sweeps (what a sweep removes and lists: "
+        "docs/deploy.md, Storage layout and cleanup).",
+    )
     progress_interval_s: float = Field(
         0.25, gt=0, description="Least time between two progress writes of one job."
     )

@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .db import Database, Upload, UploadStatus
-from .db.models import new_id, utcnow
+from .db.models import utcnow
 from .errors import ServiceError
+from .layout import new_dated_id, upload_folder
 from .metrics import count_upload_bytes
 from .quota import check_room
 from .storage import Storage
@@ -75,7 +76,7 @@ def receiving_upload(
     after ``tus_expiry_h`` unless bytes keep arriving."""
     now = utcnow()
     return Upload(
-        id=new_id("upl"),
+        id=new_dated_id("upl"),
         owner_id=owner_id,
         filename=filename,
         content_type=content_type,
@@ -321,7 +322,7 @@ def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_
         )
         path.unlink(missing_ok=True)
         if in_parts:
-            storage.delete_prefix(f"uploads/{upload_id}")
+            storage.delete_prefix(upload_folder(upload_id))
     else:
         with db.session() as session:
             shared = shared_copy(session, storage, row.owner_id, digest, row.offset)
@@ -329,7 +330,7 @@ def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_
         if shared is None and not in_parts:
             storage.put_file(key, path)
         elif shared is not None and in_parts:
-            storage.delete_prefix(f"uploads/{upload_id}")
+            storage.delete_prefix(upload_folder(upload_id))
         path.unlink(missing_ok=True)
         values.update(status=UploadStatus.READY.value, storage_key=key)
     values["expires_at"] = utcnow() + timedelta(hours=settings.upload_ttl_h)
@@ -347,7 +348,7 @@ def finish_resumable(db: Database, storage: Storage, settings: Settings, upload_
         # Terminated while it was being probed: nothing of it may stay (a shared object stays
         # with the uploads that refer to it).
         with contextlib.suppress(Exception):
-            storage.delete_prefix(f"uploads/{upload_id}")
+            storage.delete_prefix(upload_folder(upload_id))
         raise ServiceError("NOT_FOUND", f"upload {upload_id} was deleted")
     logger.info("upload %s %s", upload_id, settled.status)
     return settled

@@ -1,15 +1,19 @@
 """Stored upload files: where they are kept, and copies shared within one owner.
 
-A ready upload's bytes are one object in storage, ``uploads/<id>/data`` under the id of the
-upload that first stored them. A later upload of the same owner with the same sha256 and size
+A ready upload's bytes are one object in storage, ``<folder>/data`` in the folder of the upload
+that first stored them (:func:`beatsync.service.layout.upload_folder`: under the day that
+upload was made). A later upload of the same owner with the same sha256 and size
 refers to that object (its ``storage_key``) instead of storing a copy. An object, and the
 folder it sits in, stays while any upload row refers to it: deleting an upload, the sweeper's
 expiry and its orphan search all ask :func:`referenced_folders` before removing a folder.
 
 Owners never share objects: finding a file by its hash would hand it to anyone who knows the
-hash. Two uploads racing (one being deleted as the last reference while another finds it as its
-copy) can leave the new one without its file; the sweeper then marks it ``rejected``
-(``FILE_NOT_FOUND``), as it does for any lost file.
+hash. A copy may refer to an object in an earlier day's folder: the sweeper retires a day's
+folder only once no row refers to anything in it (:mod:`beatsync.service.cleanup.days`), so
+the object stays as long as a copy refers to it, whatever its day. Two uploads racing (one
+being deleted as the last reference while another finds it as its copy) can leave the new one
+without its file; the sweeper then marks it ``rejected`` (``FILE_NOT_FOUND``), as it does for
+any lost file.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .db import Upload, UploadStatus
+from .layout import upload_folder
 from .storage import Storage
 
 __all__ = ["data_key", "referenced_folders", "release_files", "shared_copy"]
 
 
 def data_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/data"
+    return f"{upload_folder(upload_id)}/data"
 
 
 def shared_copy(
@@ -52,12 +57,16 @@ def shared_copy(
 
 
 def _folder(key: str) -> str | None:
+    """The id of the upload whose folder holds ``key`` (either layout)."""
     parts = key.split("/")
-    return parts[1] if len(parts) == 3 and parts[0] == "uploads" else None
+    if len(parts) < 3 or parts[0] != "uploads":
+        return None
+    upload_id = parts[-2]
+    return upload_id if key == data_key(upload_id) else None
 
 
 def referenced_folders(session: Session, folder_ids: list[str]) -> set[str]:
-    """Which of the ``uploads/<id>/`` folders an upload row still needs: its own upload's
+    """Which of the upload folders (by upload id) an upload row still needs: its own upload's
     (ready or receiving), or one whose stored object another upload refers to."""
     if not folder_ids:
         return set()
@@ -83,4 +92,4 @@ def release_files(session: Session, storage: Storage, upload_id: str, key: str |
     if key and _folder(key):
         folders.add(str(_folder(key)))
     needed = referenced_folders(session, sorted(folders))
-    return sum(storage.delete_prefix(f"uploads/{f}") for f in sorted(folders - needed))
+    return sum(storage.delete_prefix(upload_folder(f)) for f in sorted(folders - needed))

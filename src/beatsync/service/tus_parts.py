@@ -31,6 +31,7 @@ from .config import Settings
 from .db import Database, Upload, UploadStatus
 from .db.models import utcnow
 from .errors import ServiceError
+from .layout import upload_folder
 from .metrics import count_upload_bytes
 from .storage import Storage
 from .stored import data_key
@@ -46,7 +47,7 @@ _busy_lock = threading.Lock()
 
 def tail_key(upload_id: str, offset: int) -> str:
     """The object holding the bytes past the last whole part of an upload at ``offset``."""
-    return f"uploads/{upload_id}/tail-{offset}"
+    return f"{upload_folder(upload_id)}/tail-{offset}"
 
 
 def _store(storage: Storage) -> S3Storage:

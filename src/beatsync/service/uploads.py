@@ -42,6 +42,7 @@ from .config import Settings
 from .db import Database, Upload, UploadStatus
 from .db.models import utcnow
 from .errors import ServiceError, from_engine
+from .layout import upload_folder
 from .metrics import count_upload_bytes
 from .probing import read_media
 from .quota import check_room
@@ -334,7 +335,7 @@ def accept_file(db: Database, storage: Storage, settings: Settings, file: Receiv
             session.add(row)
     except BaseException:
         if shared is None:
-            storage.delete_prefix(f"uploads/{file.upload_id}")
+            storage.delete_prefix(upload_folder(file.upload_id))
         raise
     logger.info(
         "upload %s ready: %d bytes%s", row.id, row.size, " (a stored copy)" if shared else ""

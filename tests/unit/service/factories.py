@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
 from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.layout import job_folder, upload_folder
 from beatsync.service.storage import LocalStorage
 
 DANCE_MEDIA = {
@@ -139,12 +140,12 @@ class Rows:
                     media=(DANCE_MEDIA if media is None else media)
                     if status is UploadStatus.READY
                     else None,
-                    storage_key=f"uploads/{upload_id}/data" if ready else None,
+                    storage_key=f"{upload_folder(upload_id)}/data" if ready else None,
                     expires_at=utcnow() + timedelta(hours=-1 if expired else 24),
                 )
             )
         if ready and stored:
-            self.store(f"uploads/{upload_id}/data", data)
+            self.store(f"{upload_folder(upload_id)}/data", data)
         return upload_id
 
     def job(self, job_id: str) -> Job:
@@ -193,7 +194,7 @@ class Rows:
         }
         keys = {}
         for kind, content in contents.items():
-            keys[kind] = f"jobs/{job_id}/{FILE_NAMES[kind]}"
+            keys[kind] = f"{job_folder(job_id)}/{FILE_NAMES[kind]}"
             self.store(keys[kind], content)
         row = dict(result or RESULT)
         row["output"] = {**row["output"], "size_bytes": len(contents.get("video", b""))}

@@ -25,6 +25,7 @@ from beatsync.service.cleanup import RESULTS_EXPIRED, Sweeper, SweepReport, swee
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus
 from beatsync.service.db.models import MetricSample, utcnow
+from beatsync.service.layout import day_folder, day_of, job_folder, upload_folder
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import LocalStorage
 
@@ -130,8 +131,10 @@ def test_expired_uploads_go_with_their_files_and_live_ones_stay(
         assert session.get(Upload, gone) is None
         assert session.get(Upload, refused) is None
         assert session.get(Upload, live) is not None
-    assert not (settings.storage_root / "uploads" / gone).exists()
-    assert (settings.storage_root / "uploads" / live / "data").read_bytes() == seeded_bytes(1, 5000)
+    assert not (settings.storage_root / upload_folder(gone)).exists()
+    assert (settings.storage_root / upload_folder(live) / "data").read_bytes() == seeded_bytes(
+        1, 5000
+    )
     assert client.get(f"/api/v1/uploads/{gone}", headers=auth).status_code == 404
     assert client.get(f"/api/v1/uploads/{live}", headers=auth).json()["status"] == "ready"
     assert counts(run_sweep()) == {}
@@ -154,7 +157,7 @@ def test_an_expired_upload_waits_for_the_job_that_reads_it(
     assert counts(run_sweep()) == {"uploads_in_use": 2}
     rows.run(job_id, "decode", 0.3)
     assert counts(run_sweep()) == {"uploads_in_use": 2}
-    assert (settings.storage_root / "uploads" / dance / "data").is_file()
+    assert (settings.storage_root / upload_folder(dance) / "data").is_file()
 
     rows.fail(job_id)
     assert counts(run_sweep()) == {"uploads_expired": 2, "files_deleted": 2}
@@ -226,7 +229,7 @@ def test_expired_results_lose_their_files_and_links_but_the_job_stays(
 
     assert counts(run_sweep()) == {"results_expired": 1, "files_deleted": 4}
 
-    assert not (settings.storage_root / "jobs" / old).exists()
+    assert not (settings.storage_root / job_folder(old)).exists()
     job = client.get(f"/api/v1/jobs/{old}", headers=auth).json()
     assert (job["status"], job["message"]) == ("succeeded", RESULTS_EXPIRED)
     assert job["result"]["files"] == {"video": None, "report": None, "plot": None, "poster": None}
@@ -283,8 +286,8 @@ def test_finished_jobs_expire_with_their_files_and_the_metrics_keep_them(
         assert sorted(tuple(row) for row in totals) == before
     assert left == {kept, recent, running}
     assert client.get(f"/api/v1/jobs/{ancient}", headers=auth).status_code == 404
-    assert not (settings.storage_root / "jobs" / ancient).exists()
-    assert (settings.storage_root / "jobs" / kept).is_dir()
+    assert not (settings.storage_root / job_folder(ancient)).exists()
+    assert (settings.storage_root / job_folder(kept)).is_dir()
     assert counts(run_sweep()) == {}
 
 
@@ -299,13 +302,13 @@ def test_deleting_a_job_deletes_its_files(
     dance, bgm = rows.upload(owner), rows.upload(owner, media=AUDIO_MEDIA)
     job_id = create_job(client, auth, dance, bgm)
     rows.succeed(job_id)
-    assert len(list((settings.storage_root / "jobs" / job_id).iterdir())) == 4
+    assert len(list((settings.storage_root / job_folder(job_id)).iterdir())) == 4
 
     assert client.delete(f"/api/v1/jobs/{job_id}", headers=auth).status_code == 204
 
-    assert not (settings.storage_root / "jobs" / job_id).exists()
+    assert not (settings.storage_root / job_folder(job_id)).exists()
     assert not rows.exists(job_id)
-    assert stored(settings) == {f"uploads/{dance}/data", f"uploads/{bgm}/data"}
+    assert stored(settings) == {f"{upload_folder(dance)}/data", f"{upload_folder(bgm)}/data"}
     assert claimed(rows.db) == stored(settings)
     assert counts(run_sweep(grace=timedelta(0))) == {}
 
@@ -329,33 +332,66 @@ def test_files_no_row_claims_go_once_older_than_the_grace_period(
     refused = rows.upload(
         owner, status=UploadStatus.REJECTED, error_code="INVALID_FORMAT", stored=False
     )
-    rows.store(f"uploads/{refused}/data", b"e" * 100)  # refused, yet its bytes were kept
+    rows.store(f"{upload_folder(refused)}/data", b"e" * 100)  # refused, yet its bytes were kept
     dance, bgm = rows.upload(owner), rows.upload(owner, media=AUDIO_MEDIA)
     failed = create_job(client, auth, dance, bgm)
     rows.fail(failed)
-    rows.store(f"jobs/{failed}/output.mp4", b"f" * 100)
+    rows.store(f"{job_folder(failed)}/output.mp4", b"f" * 100)
     running = create_job(client, auth, rows.upload(owner), bgm)
     rows.run(running, "render", 0.98)
-    rows.store(f"jobs/{running}/output.mp4", b"g" * 100)  # being stored right now
+    rows.store(f"{job_folder(running)}/output.mp4", b"g" * 100)  # being stored right now
     for folder in ("upl_nobodyOld", refused, kept_upload, dance, bgm):
-        age(settings.storage_root / "uploads" / folder)
+        age(settings.storage_root / upload_folder(folder))
     for folder in ("job_nobodyOld", failed):
-        age(settings.storage_root / "jobs" / folder)
+        age(settings.storage_root / job_folder(folder))
 
     report = run_sweep()
 
-    assert counts(report) == {"orphans_deleted": 4, "files_deleted": 5, "pending": 1}
+    # The failed job's folder is in today's day folder, which is not listed: its stray file goes
+    # with the day (test_a_day_folder_goes_whole_once_no_row_refers_to_it).
+    assert counts(report) == {"orphans_deleted": 3, "files_deleted": 4, "pending": 1}
     assert stored(settings) == {
-        f"uploads/{kept_upload}/data",
-        f"uploads/{dance}/data",
-        f"uploads/{bgm}/data",
-        f"uploads/{rows.job(running).dance_upload_id}/data",
+        f"{job_folder(failed)}/output.mp4",
+        f"{upload_folder(kept_upload)}/data",
+        f"{upload_folder(dance)}/data",
+        f"{upload_folder(bgm)}/data",
+        f"{upload_folder(rows.job(running).dance_upload_id)}/data",
         "uploads/upl_nobodyNew/data",
-        f"jobs/{running}/output.mp4",
+        f"{job_folder(running)}/output.mp4",
     }
     age(settings.storage_root / "uploads" / "upl_nobodyNew")
     assert counts(run_sweep()) == {"orphans_deleted": 1, "files_deleted": 1}
     assert "uploads/upl_nobodyNew/data" not in stored(settings)
+
+
+def test_a_day_folder_goes_whole_once_no_row_refers_to_it(
+    client: TestClient,
+    auth: dict[str, str],
+    rows: Rows,
+    settings: Settings,
+    run_sweep: Callable[..., SweepReport],
+) -> None:
+    owner = owner_id(client, auth)
+    failed = create_job(client, auth, rows.upload(owner), rows.upload(owner, media=AUDIO_MEDIA))
+    rows.fail(failed)
+    rows.store(f"{job_folder(failed)}/output.mp4", b"f" * 100)  # left by a crash
+    day = day_of(failed)
+    assert day is not None
+    assert job_folder(failed).startswith(f"{day_folder('jobs', day)}/")
+    assert counts(run_sweep(grace=timedelta(0))) == {}  # today's folder: not yet considered
+    today = timedelta(days=-1)  # consider today's folder as if the day had ended
+
+    # The failed job may be retried into its folder: its row keeps the day.
+    assert counts(run_sweep(grace=timedelta(0), day_grace=today)) == {"days_kept": 1}
+    assert f"{job_folder(failed)}/output.mp4" in stored(settings)
+    with rows.db.session() as session:
+        session.delete(session.get(Job, failed))
+
+    report = run_sweep(grace=timedelta(0), day_grace=today)
+
+    assert counts(report) == {"days_deleted": 1, "files_deleted": 1}
+    assert not (settings.storage_root / day_folder("jobs", day)).exists()
+    assert {k for k in stored(settings) if k.startswith("jobs/")} == set()
 
 
 def test_a_running_job_keeps_only_what_its_run_wrote(
@@ -369,24 +405,24 @@ def test_a_running_job_keeps_only_what_its_run_wrote(
     bgm = rows.upload(owner, media=AUDIO_MEDIA)
     running = create_job(client, auth, rows.upload(owner), bgm)
     rows.run(running, "render", 0.9)  # its attempt began now
-    folder = settings.storage_root / "jobs" / running
-    rows.store(f"jobs/{running}/report.json", b"{}")  # this run's
-    rows.store(f"jobs/{running}/plot.png", b"p" * 100)  # an earlier attempt's, hours old
+    folder = settings.storage_root / job_folder(running)
+    rows.store(f"{job_folder(running)}/report.json", b"{}")  # this run's
+    rows.store(f"{job_folder(running)}/plot.png", b"p" * 100)  # an earlier attempt's, hours old
     age(folder / "plot.png", hours=3)
-    rows.store(f"jobs/{running}/poster.jpg", b"q" * 100)  # an earlier attempt's, young
+    rows.store(f"{job_folder(running)}/poster.jpg", b"q" * 100)  # an earlier attempt's, young
     age(folder / "poster.jpg", hours=0.5)
     long_run = create_job(client, auth, rows.upload(owner), bgm)
     rows.run(long_run, "align", 0.5)
     rows.update(long_run, started_at=utcnow() - timedelta(hours=5))
-    rows.store(f"jobs/{long_run}/output.mp4", b"v" * 100)  # written 2 h into a 5 h run
-    age(settings.storage_root / "jobs" / long_run, hours=3)
+    rows.store(f"{job_folder(long_run)}/output.mp4", b"v" * 100)  # written 2 h into a 5 h run
+    age(settings.storage_root / job_folder(long_run), hours=3)
 
     assert counts(run_sweep()) == {"stale_files": 1, "files_deleted": 1}
 
     assert {k for k in stored(settings) if k.startswith("jobs/")} == {
-        f"jobs/{running}/report.json",
-        f"jobs/{running}/poster.jpg",
-        f"jobs/{long_run}/output.mp4",
+        f"{job_folder(running)}/report.json",
+        f"{job_folder(running)}/poster.jpg",
+        f"{job_folder(long_run)}/output.mp4",
     }
 
 
@@ -402,8 +438,8 @@ def test_rows_whose_files_are_gone_stop_claiming_them(
     dance, bgm = rows.upload(owner), rows.upload(owner, media=AUDIO_MEDIA)
     job_id = create_job(client, auth, dance, bgm)
     contents = rows.succeed(job_id)
-    (settings.storage_root / "uploads" / lost / "data").unlink()
-    (settings.storage_root / "jobs" / job_id / FILE_NAMES["plot"]).unlink()
+    (settings.storage_root / upload_folder(lost) / "data").unlink()
+    (settings.storage_root / job_folder(job_id) / FILE_NAMES["plot"]).unlink()
 
     report = run_sweep()
 
@@ -565,6 +601,6 @@ def test_the_app_sweeps_in_the_background(
     try:
         gone = rows.upload(owner_id(client, headers), expired=True)
         assert _wait_gone(rows.db, gone)
-        assert _wait_absent(fast.storage_root / "uploads" / gone)
+        assert _wait_absent(fast.storage_root / upload_folder(gone))
     finally:
         rows.close()

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings
+from beatsync.service.layout import job_folder
 from beatsync.service.signing import sign, signed_path
 from beatsync.service.storage import LocalStorage
 
@@ -104,7 +105,7 @@ def test_the_video_streams_in_chunks_never_whole(
     with client.stream("GET", finished.urls["video"]) as response:
         received = b"".join(response.iter_bytes())
     assert received == finished.video
-    assert storage.reads == [(f"jobs/{finished.id}/output.mp4", 0, len(finished.video))]
+    assert storage.reads == [(f"{job_folder(finished.id)}/output.mp4", 0, len(finished.video))]
     assert len(storage.chunks) >= 4
     assert max(storage.chunks) <= 1 << 20
 
@@ -140,7 +141,7 @@ def test_a_single_range_is_answered_206_with_exact_bytes(
     assert response.headers["content-range"] == f"bytes {first}-{last}/{size}"
     assert response.headers["content-length"] == str(last + 1 - first)
     assert response.headers["content-type"] == "video/mp4"
-    assert storage.reads == [(f"jobs/{finished.id}/output.mp4", first, last + 1)]
+    assert storage.reads == [(f"{job_folder(finished.id)}/output.mp4", first, last + 1)]
 
 
 @pytest.mark.parametrize(
@@ -265,7 +266,7 @@ def test_a_store_with_its_own_urls_gets_a_redirect(
     assert plain.status_code == 307
     assert (
         plain.headers["location"]
-        == f"https://bucket.example/jobs/{finished.id}/output.mp4?ttl={ttl}"
+        == f"https://bucket.example/{job_folder(finished.id)}/output.mp4?ttl={ttl}"
     )
     assert download.status_code == 307
     assert download.headers["location"].endswith(f"&download=beatsync-{finished.id}.mp4")

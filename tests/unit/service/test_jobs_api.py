@@ -18,6 +18,7 @@ from beatsync.service.db import UploadStatus
 from beatsync.service.db.models import utcnow
 from beatsync.service.jobs.options import cache_key
 from beatsync.service.jobs.run import sync_options
+from beatsync.service.layout import job_folder, upload_folder
 from beatsync.service.signing import verify
 from beatsync.service.storage import LocalStorage
 
@@ -256,8 +257,8 @@ def test_an_identical_finished_job_is_answered_from_the_cache(
     assert hit.json()["status"] == "succeeded"
     assert hit.headers["location"] == f"/api/v1/jobs/{job_id}"
     # Same bytes under new upload ids: the key is the content, not the id.
-    dance_bytes = (settings.storage_root / f"uploads/{me.dance}/data").read_bytes()
-    bgm_bytes = (settings.storage_root / f"uploads/{me.bgm}/data").read_bytes()
+    dance_bytes = (settings.storage_root / f"{upload_folder(me.dance)}/data").read_bytes()
+    bgm_bytes = (settings.storage_root / f"{upload_folder(me.bgm)}/data").read_bytes()
     twin = me.create(
         {"nudge_ms": 10},
         dance=rows.upload(me.id, content=dance_bytes),
@@ -273,7 +274,7 @@ def test_an_identical_finished_job_is_answered_from_the_cache(
         bgm=rows.upload(other.id, content=bgm_bytes, media=AUDIO_MEDIA),
     )
     assert their.status_code == 202
-    rows.storage.delete_prefix(f"jobs/{job_id}")
+    rows.storage.delete_prefix(f"{job_folder(job_id)}")
     rebuilt = me.create({"nudge_ms": 10})
     assert rebuilt.status_code == 202
     assert rebuilt.json()["id"] != job_id
@@ -307,7 +308,7 @@ def test_another_owners_job_is_not_found(me: Owner, other: Owner, rows: Rows) ->
     ):
         _problem(client.request(method, path, headers=other.headers), 404, "NOT_FOUND")
     assert rows.job(job_id).status == "succeeded"
-    assert files_under(rows.settings.storage_root, f"jobs/{job_id}") == [
+    assert files_under(rows.settings.storage_root, f"{job_folder(job_id)}") == [
         "output.mp4",
         "plot.png",
         "poster.jpg",
@@ -425,10 +426,10 @@ def test_a_store_with_its_own_urls_is_linked_directly(
         files = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json()["result"]["files"]
     ttl = settings.signed_url_ttl_s
     assert files == {
-        "video": f"https://bucket.example/jobs/{job_id}/output.mp4?expires={ttl}",
-        "report": f"https://bucket.example/jobs/{job_id}/report.json?expires={ttl}",
-        "plot": f"https://bucket.example/jobs/{job_id}/plot.png?expires={ttl}",
-        "poster": f"https://bucket.example/jobs/{job_id}/poster.jpg?expires={ttl}",
+        "video": f"https://bucket.example/{job_folder(job_id)}/output.mp4?expires={ttl}",
+        "report": f"https://bucket.example/{job_folder(job_id)}/report.json?expires={ttl}",
+        "plot": f"https://bucket.example/{job_folder(job_id)}/plot.png?expires={ttl}",
+        "poster": f"https://bucket.example/{job_folder(job_id)}/poster.jpg?expires={ttl}",
     }
 
 
@@ -479,10 +480,10 @@ def test_deleting_a_job_removes_its_files_and_row(
         assert response.status_code == 204
         assert response.content == b""
         assert not rows.exists(job_id)
-        assert files_under(settings.storage_root, f"jobs/{job_id}") == []
+        assert files_under(settings.storage_root, f"{job_folder(job_id)}") == []
         _problem(me.client.get(f"/api/v1/jobs/{job_id}", headers=me.headers), 404, "NOT_FOUND")
     assert dispatcher.canceled == [running]
-    assert files_under(settings.storage_root, f"uploads/{me.dance}") == ["data"]
+    assert files_under(settings.storage_root, f"{upload_folder(me.dance)}") == ["data"]
 
 
 # ---------------------------------------------------------------- retry

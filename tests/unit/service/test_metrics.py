@@ -23,6 +23,7 @@ from beatsync.service.db import Database, Job, JobStatus, migrate
 from beatsync.service.db.models import MetricSample, new_id, utcnow
 from beatsync.service.jobs.recovery import requeue_or_lose
 from beatsync.service.jobs.run import run_job
+from beatsync.service.layout import upload_folder
 from beatsync.service.metrics import (
     STAGE_BUCKETS,
     exposition,
@@ -229,7 +230,7 @@ def test_failures_count_by_code_and_cancels_count_once(
     owner = owner_id(client, auth)
     lost = create_queued_job(rows, owner)
     # The dance upload's file is gone: the run fails FILE_NOT_FOUND before the engine starts.
-    rows.storage.delete_prefix(f"uploads/{rows.job(lost).dance_upload_id}")
+    rows.storage.delete_prefix(f"{upload_folder(rows.job(lost).dance_upload_id)}")
     assert run_job(lost, settings=settings, db=rows.db, storage=rows.storage) == "failed"
     canceled = create_queued_job(rows, owner)
     response = client.post(f"/api/v1/jobs/{canceled}/cancel", headers=auth)

@@ -22,6 +22,7 @@ from beatsync.service.db.models import utcnow
 from beatsync.service.jobs import run as run_module
 from beatsync.service.jobs.backoff import storage_pauses
 from beatsync.service.jobs.run import claim_job, run_job
+from beatsync.service.layout import job_folder
 from beatsync.service.storage import StorageUnavailable
 from beatsync.testkit import BuiltCase, build_case, case_named
 from job_env import FlakyStorage
@@ -63,8 +64,8 @@ def assert_stored_output_matches(
     env: Env, job_id: str, case: BuiltCase, *, expected_ms: float = 0.0, cut: bool = True
 ) -> None:
     """The stored output and report against the truth: cut edges and sync along the cut."""
-    report = json.loads(b"".join(env.storage.read(f"jobs/{job_id}/report.json")))
-    output = env.storage.path(f"jobs/{job_id}/output.mp4")
+    report = json.loads(b"".join(env.storage.read(f"{job_folder(job_id)}/report.json")))
+    output = env.storage.path(f"{job_folder(job_id)}/output.mp4")
     assert_report_output_matches(output, case, report, expected_ms=expected_ms, cut=cut)
 
 
@@ -95,22 +96,22 @@ def test_success_stores_the_results_and_finishes_the_row(env: Env, clean: BuiltC
         assert set(candidate) == CANDIDATE_KEYS
         assert 0.0 <= candidate["confidence"] <= 1.0
         assert 0.0 <= candidate["support"] <= 1.0
-    assert result["files"] == {name: f"jobs/{job_id}/{f}" for name, f in FILES.items()}
+    assert result["files"] == {name: f"{job_folder(job_id)}/{f}" for name, f in FILES.items()}
     assert sorted(env.stored(job_id)) == sorted(result["files"].values())
     assert (result["output"]["width"], result["output"]["height"]) == (320, 240)
-    assert result["output"]["size_bytes"] == env.storage.size(f"jobs/{job_id}/output.mp4")
+    assert result["output"]["size_bytes"] == env.storage.size(f"{job_folder(job_id)}/output.mp4")
 
     assert_stored_output_matches(env, job_id, clean)
 
-    report = json.loads(b"".join(env.storage.read(f"jobs/{job_id}/report.json")))
+    report = json.loads(b"".join(env.storage.read(f"{job_folder(job_id)}/report.json")))
     assert report["mapping"] == result["mapping"]
     assert report["cut"]["start_s"] == result["cut"]["start_s"]
     # The stored report names the stored files, not the server's folders.
     assert report["inputs"]["dance"]["path"] == "dance"
     assert report["artifacts"] == {name: f for name, f in FILES.items()}
     assert str(env.settings.data_dir) not in json.dumps(report)
-    png = b"".join(env.storage.read(f"jobs/{job_id}/plot.png"))
-    jpeg = b"".join(env.storage.read(f"jobs/{job_id}/poster.jpg"))
+    png = b"".join(env.storage.read(f"{job_folder(job_id)}/plot.png"))
+    jpeg = b"".join(env.storage.read(f"{job_folder(job_id)}/poster.jpg"))
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(png) > 10_000
     assert jpeg.startswith(b"\xff\xd8\xff")

@@ -22,6 +22,7 @@ from sqlalchemy import update
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Upload
 from beatsync.service.db.models import utcnow
+from beatsync.service.layout import upload_folder
 from beatsync.service.resumable import ChunkAppender, commit_offset
 from beatsync.service.storage import Storage, StorageUnavailable
 from beatsync.service.uploads import spool_path
@@ -105,7 +106,7 @@ def _part(settings: Settings, url: str) -> Path:
 
 
 def _stored(settings: Settings, url: str) -> Path:
-    return settings.storage_root / "uploads" / url.rsplit("/", 1)[1] / "data"
+    return settings.storage_root / upload_folder(url.rsplit("/", 1)[1]) / "data"
 
 
 # --- discovery and creation ------------------------------------------------------------------

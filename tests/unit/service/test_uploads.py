@@ -26,6 +26,7 @@ from sqlalchemy import update
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Upload
 from beatsync.service.db.models import utcnow
+from beatsync.service.layout import upload_folder
 from beatsync.service.storage import Storage, StorageUnavailable
 from beatsync.service.uploads import sanitize_filename
 from beatsync.testkit import BuiltCase, build_case, case_named
@@ -60,7 +61,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
 
 
 def _stored(settings: Settings, upload_id: str) -> Path:
-    return settings.storage_root / "uploads" / upload_id / "data"
+    return settings.storage_root / upload_folder(upload_id) / "data"
 
 
 def _spool(settings: Settings) -> list[str]:

@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from beatsync.service.db.models import Job, JobStatus
 from beatsync.service.errors import ServiceError
+from beatsync.service.layout import job_folder
 from beatsync.service.ranges import ByteRange, Unsatisfiable, parse_range
 from beatsync.service.signing import verify
 
@@ -93,7 +94,7 @@ def result_file(
     path = f"/api/v1/files/{job_id}/{name}"
     if not verify(secret, path, exp, sig, max_ttl_s=context.settings.signed_url_ttl_s):
         raise ServiceError("LINK_EXPIRED", "the link's signature is not valid or has expired")
-    key = f"jobs/{job_id}/{name}"
+    key = f"{job_folder(job_id)}/{name}"
     filename = f"beatsync-{job_id}{name[name.rindex('.') :]}"
     finished = _finished_at(context, job_id, key)  # a deleted job's links stop working
     presigned = context.storage.presigned_url(

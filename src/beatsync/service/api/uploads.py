@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from beatsync.service import quota, uploads
-from beatsync.service.db.models import new_id
 from beatsync.service.errors import ServiceError
+from beatsync.service.layout import new_dated_id
 
 from .context import ServiceContext
 from .deps import Context, LocaleDep, OwnerId
@@ -228,7 +228,7 @@ async def create_upload(
         raise uploads.too_large(settings.max_upload_bytes)
     uploads.require_free_disk(settings)
     base, allowance = await run_in_threadpool(_room, context, owner, declared or 0)
-    upload_id = new_id("upl")
+    upload_id = new_dated_id("upl")
     spool_path = uploads.spool_path(settings, upload_id)
     with (
         quota.Reservation(settings, owner, base, allowance=allowance) as reservation,

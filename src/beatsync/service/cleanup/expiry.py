@@ -10,6 +10,7 @@ from sqlalchemy import delete, exists, func, or_, select
 from ..config import Settings
 from ..db import Database, Job, JobStatus, Upload, UploadStatus
 from ..db.models import utcnow
+from ..layout import job_folder
 from ..storage import Storage
 from ..stored import release_files
 from ..uploads import spool_path
@@ -113,7 +114,7 @@ def expired_results(db: Database, storage: Storage, tally: Tally) -> None:
             job.result = {**(job.result or {}), "files": {}}
             job.message = RESULTS_EXPIRED
         tally.add("results_expired")
-        tally.add("files_deleted", storage.delete_prefix(f"jobs/{job_id}"))
+        tally.add("files_deleted", storage.delete_prefix(job_folder(job_id)))
 
 
 def expired_jobs(db: Database, storage: Storage, settings: Settings, tally: Tally) -> None:
@@ -133,6 +134,6 @@ def expired_jobs(db: Database, storage: Storage, settings: Settings, tally: Tall
             return
         tally.add("jobs_expired", gone.rowcount)  # type: ignore[attr-defined]
         for job_id in ids:  # the row first: a crash now leaves orphans, not dangling rows
-            tally.add("files_deleted", storage.delete_prefix(f"jobs/{job_id}"))
+            tally.add("files_deleted", storage.delete_prefix(job_folder(job_id)))
         if len(ids) < _EXPIRE_BATCH:
             return

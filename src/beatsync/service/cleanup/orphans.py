@@ -1,4 +1,9 @@
-"""Orphans both ways: stored folders no row claims, rows whose stored files are gone."""
+"""Orphans both ways: stored folders no row claims, rows whose stored files are gone.
+
+Only the layout before day folders (``uploads/upl_…/``, ``jobs/job_…/``) is listed, until it
+is empty; day folders are retired whole by :mod:`.days`. What needs a look inside a day folder
+is listed folder by folder: a queued or running job's, for files of an earlier attempt.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from sqlalchemy import or_, select, update
 
 from ..db import Database, Job, JobStatus, Upload, UploadStatus
 from ..db.models import utcnow
+from ..layout import DATED_KINDS, day_of, job_folder
 from ..storage import Storage
 from ..stored import referenced_folders
 from .report import UNFINISHED, Tally, chunks
@@ -23,19 +29,23 @@ ORPHAN_GRACE = timedelta(hours=1)
 """How old a file without a row must be before it counts as abandoned rather than in flight."""
 RUN_CLOCK_SKEW = timedelta(minutes=1)
 """How far the store's clock and the clock that stamped a run's start may disagree."""
+RECHECK = timedelta(hours=1)
+"""How recently a row in a day folder must have changed for its files to be looked for."""
 
 
 def _folders(storage: Storage, kind: str) -> dict[str, list[str]]:
-    """Keys under ``kind/`` grouped by the id folder they sit in."""
+    """Keys of the layout before day folders (``kind/<id>/…``), grouped by their id folder."""
     folders: dict[str, list[str]] = defaultdict(list)
-    for key in storage.keys(kind):
+    for key in storage.keys(kind, start=f"{DATED_KINDS[kind]}_"):
         parts = key.split("/")
         if len(parts) >= 3 and parts[0] == kind:
             folders[parts[1]].append(key)
     return folders
 
 
-def orphans(db: Database, storage: Storage, grace: timedelta, tally: Tally) -> None:
+def orphans(
+    db: Database, storage: Storage, grace: timedelta, tally: Tally, *, recheck: timedelta = RECHECK
+) -> None:
     now = utcnow()
     uploads = _folders(storage, "uploads")
     jobs = _folders(storage, "jobs")
@@ -57,6 +67,11 @@ def orphans(db: Database, storage: Storage, grace: timedelta, tally: Tally) -> N
                     stale.extend(_before_the_run(storage, job, jobs[job.id], grace))
                 elif _live_files(job, now):
                     claimed_jobs.add(job.id)
+        # A queued or running job in a day folder: only its own folder is listed.
+        for job in session.scalars(select(Job).where(Job.status.in_(UNFINISHED))):
+            if day_of(job.id) is not None:
+                keys = list(storage.keys(job_folder(job.id)))
+                stale.extend(_before_the_run(storage, job, keys, grace))
     if stale:
         tally.add("stale_files", len(stale))
         tally.add("files_deleted", storage.delete(stale))
@@ -72,8 +87,21 @@ def orphans(db: Database, storage: Storage, grace: timedelta, tally: Tally) -> N
                 continue
             tally.add("orphans_deleted")
             tally.add("files_deleted", storage.delete_prefix(f"{kind}/{folder_id}"))
-    _missing_upload_files(db, storage, listed, tally)
-    _missing_result_files(db, storage, listed, now, tally)
+    since = now - recheck
+    _missing_upload_files(db, storage, listed, since, tally)
+    _missing_result_files(db, storage, listed, now, since, tally)
+
+
+def _looked_for(item_id: str, changed: datetime, since: datetime) -> bool:
+    """Whether to look for a row's file: always in the layout that is listed; in a day folder
+    (not listed) only when the row changed since ``since``. A file of a day folder goes only
+    with its rows, or with the race of :mod:`beatsync.service.stored`, which happens as a row
+    settles; a recent row is where it can show, and looking for every file would cost a
+    request per file and sweep."""
+    if day_of(item_id) is None:
+        return True
+    moment = changed if changed.tzinfo else changed.replace(tzinfo=UTC)
+    return moment >= since
 
 
 def _before_the_run(storage: Storage, job: Job, keys: list[str], grace: timedelta) -> list[str]:
@@ -117,15 +145,19 @@ def _modified(storage: Storage, key: str) -> float | None:
     return 0.0 if moment is None else moment.timestamp()
 
 
-def _missing_upload_files(db: Database, storage: Storage, listed: set[str], tally: Tally) -> None:
+def _missing_upload_files(
+    db: Database, storage: Storage, listed: set[str], since: datetime, tally: Tally
+) -> None:
     with db.session() as session:
         rows = session.execute(
-            select(Upload.id, Upload.storage_key).where(
+            select(Upload.id, Upload.storage_key, Upload.updated_at).where(
                 Upload.status == UploadStatus.READY.value, Upload.storage_key.is_not(None)
             )
         ).all()
-    for upload_id, key in rows:
+    for upload_id, key, changed in rows:
         assert key is not None
+        if not _looked_for(key.split("/")[-2], changed, since):
+            continue
         # The listing came first: a file stored since then is not in it but is there.
         if key in listed or storage.size(key) is not None:
             continue
@@ -152,7 +184,7 @@ def _missing_upload_files(db: Database, storage: Storage, listed: set[str], tall
 
 
 def _missing_result_files(
-    db: Database, storage: Storage, listed: set[str], now: datetime, tally: Tally
+    db: Database, storage: Storage, listed: set[str], now: datetime, since: datetime, tally: Tally
 ) -> None:
     with db.session() as session:
         ids = list(
@@ -166,6 +198,8 @@ def _missing_result_files(
     for batch in chunks(ids):
         with db.session() as session:
             for job in session.scalars(select(Job).where(Job.id.in_(batch))):
+                if not _looked_for(job.id, job.updated_at, since):
+                    continue
                 files = _live_files(job, now)
                 lost = {
                     kind

@@ -18,7 +18,8 @@ UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 @dataclass(frozen=True, slots=True)
 class SweepReport:
     """What one sweep did. ``pending`` counts orphans left for a later sweep (too young, or
-    a store that cannot tell a file's age); ``errors`` the steps that could not finish."""
+    a store that cannot tell a file's age); ``days_kept`` the past day folders still referred
+    to; ``errors`` the steps that could not finish."""
 
     uploads_expired: int = 0
     uploads_in_use: int = 0
@@ -26,6 +27,8 @@ class SweepReport:
     results_expired: int = 0
     jobs_expired: int = 0
     orphans_deleted: int = 0
+    days_deleted: int = 0
+    days_kept: int = 0
     stale_files: int = 0
     files_deleted: int = 0
     uploads_missing_file: int = 0
@@ -51,6 +54,7 @@ class SweepReport:
             + self.results_expired
             + self.jobs_expired
             + self.orphans_deleted
+            + self.days_deleted
             + self.stale_files
             + self.uploads_missing_file
             + self.results_missing_file

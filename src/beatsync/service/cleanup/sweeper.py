@@ -11,6 +11,7 @@ from datetime import timedelta
 from ..config import Settings
 from ..db import Database
 from ..storage import Storage
+from .days import DAY_GRACE, expired_days
 from .expiry import expired_jobs, expired_partials, expired_results, expired_uploads
 from .lock import sweep_lock
 from .orphans import ORPHAN_GRACE, orphans
@@ -28,8 +29,11 @@ def sweep(
     storage: Storage,
     *,
     grace: timedelta = ORPHAN_GRACE,
+    day_grace: timedelta = DAY_GRACE,
 ) -> SweepReport:
-    """One cleanup pass (see the module docstring); skipped when another sweep is running."""
+    """One cleanup pass (see the module docstring); skipped when another sweep is running.
+    ``grace`` is how old an orphan must be, ``day_grace`` how long ago a day folder's day
+    must have ended."""
     began = time.monotonic()
     with sweep_lock(settings, db) as held:
         if not held:
@@ -42,6 +46,7 @@ def sweep(
             ("expired results", lambda: expired_results(db, storage, tally)),
             ("expired jobs", lambda: expired_jobs(db, storage, settings, tally)),
             ("orphans", lambda: orphans(db, storage, grace, tally)),
+            ("day folders", lambda: expired_days(db, storage, day_grace, tally)),
             ("spool", lambda: spool(db, settings, storage, grace, tally)),
         )
         for name, step in steps:

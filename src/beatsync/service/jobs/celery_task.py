@@ -42,6 +42,7 @@ from beatsync.engine.memory import tune_allocator
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, job_database
 from beatsync.service.db.models import utcnow
+from beatsync.service.layout import job_folder
 from beatsync.service.storage import Storage, open_storage
 
 from .recovery import release_if_lost
@@ -139,7 +140,7 @@ class JobDelivery:
         limit = self.settings.job_time_limit_s
         if fail_job(db, job_id, "TIMEOUT", f"the job ran longer than {limit:g} s"):
             try:
-                storage.delete_prefix(f"jobs/{job_id}")
+                storage.delete_prefix(job_folder(job_id))
             except Exception:
                 log.warning(
                     "job %s: could not remove its stored files",

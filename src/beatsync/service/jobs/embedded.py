@@ -37,6 +37,7 @@ from sqlalchemy import Table, select, update
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus
 from beatsync.service.db.models import utcnow
+from beatsync.service.layout import job_folder
 from beatsync.service.storage import Storage
 
 from .child import KILL_GRACE_S as _KILL_GRACE_S
@@ -391,7 +392,7 @@ class EmbeddedRunner:
 
     def _discard(self, job_id: str) -> None:
         try:
-            self.storage.delete_prefix(f"jobs/{job_id}")
+            self.storage.delete_prefix(job_folder(job_id))
         except Exception:
             log.warning(
                 "job %s: could not remove its stored files",

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from beatsync.service.codes import CODES
 from beatsync.service.config import Settings
-from beatsync.service.db.models import Job, JobStatus, Upload, UploadStatus, new_id, utcnow
+from beatsync.service.db.models import Job, JobStatus, Upload, UploadStatus, utcnow
 from beatsync.service.errors import ServiceError, plain_errors
+from beatsync.service.layout import job_folder, new_dated_id
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage
 
@@ -222,7 +223,7 @@ def _enqueue(
         return cached, False
     _check_quotas(session, settings, owner_id, daily=True, address=client_address)
     job = Job(
-        id=new_id("job"),
+        id=new_dated_id("job"),
         owner_id=owner_id,
         dance_upload_id=dance.id,
         bgm_upload_id=bgm.id,
@@ -380,7 +381,7 @@ def delete_job(
     job = get_job(session, owner_id, job_id)
     if job.status in _UNFINISHED and _mark_canceled(session, job):
         _tell_cancel(dispatcher, job.id)
-    removed = storage.delete_prefix(f"jobs/{job.id}")
+    removed = storage.delete_prefix(job_folder(job.id))
     session.delete(job)
     session.commit()
     logger.info("job %s deleted with %d files", job_id, removed, extra={"job_id": job_id})
@@ -405,7 +406,7 @@ def retry_job(
     )
     _usable_upload(session, storage, owner_id, job.bgm_upload_id, role="bgm")
     _check_quotas(session, settings, owner_id, daily=False, address=job.client_address)
-    storage.delete_prefix(f"jobs/{job.id}")  # whatever a canceled run left half-written
+    storage.delete_prefix(job_folder(job.id))  # whatever a canceled run left half-written
     changed = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status.in_(_RETRYABLE))

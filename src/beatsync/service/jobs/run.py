@@ -52,8 +52,10 @@ from beatsync.engine.retrack import retrack, retracked_report
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus, job_database
 from beatsync.service.db.models import utcnow
+from beatsync.service.layout import job_folder
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage, StorageUnavailable, open_storage
+from beatsync.service.stored import data_key
 from beatsync.service.wechat import notify_job_end
 
 from .audiofirst import FrameWaiter
@@ -319,7 +321,7 @@ class _Run:
         self.stop_requested = stop_requested
         self.holder = holder
         self.waits = StorageWaits(sum(backoff), on_wait=on_wait)
-        self.prefix = f"jobs/{job_id}"
+        self.prefix = job_folder(job_id)
         self._stage: str | None = None
         self._message: str | None = None
         self._last_write = 0.0
@@ -554,7 +556,7 @@ class _Run:
             upload = session.get(Upload, upload_id)
             if upload is None or upload.status != UploadStatus.READY.value:
                 raise _RunError("FILE_NOT_FOUND", f"the {role} upload {upload_id} is not available")
-            key = upload.storage_key or f"uploads/{upload_id}/data"
+            key = upload.storage_key or data_key(upload_id)
             suffix = _safe_suffix(upload.filename)
         dest = self.work / f"{role}{suffix}"
         try:

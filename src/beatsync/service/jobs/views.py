@@ -12,6 +12,7 @@ from typing import Any
 from beatsync.service.codes import Locale, message
 from beatsync.service.config import Settings
 from beatsync.service.db.models import Job, utcnow
+from beatsync.service.layout import job_folder
 from beatsync.service.signing import signed_path
 from beatsync.service.storage import Storage
 
@@ -121,7 +122,9 @@ def _assembly(result: dict[str, Any], files: dict[str, str | None]) -> dict[str,
 def file_url(settings: Settings, storage: Storage, job_id: str, name: str) -> str:
     """Where a client fetches a result file: a storage URL when the store offers one, else a
     signed path of this API that needs no Authorization header."""
-    presigned = storage.presigned_url(f"jobs/{job_id}/{name}", expires_s=settings.signed_url_ttl_s)
+    presigned = storage.presigned_url(
+        f"{job_folder(job_id)}/{name}", expires_s=settings.signed_url_ttl_s
+    )
     if presigned:
         return presigned
     return signed_path(

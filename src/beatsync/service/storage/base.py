@@ -53,8 +53,13 @@ class Storage(Protocol):
         """Delete ``keys`` (a missing one is no error); how many (a store that cannot tell which
         were there counts them all)."""
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        """Every key, or those under ``prefix/``."""
+    def keys(self, prefix: str = "", *, start: str = "") -> Iterator[str]:
+        """Every key, or those under ``prefix/``; only those whose name there begins with
+        ``start`` when it is given (``keys("uploads", start="upl_")``)."""
+
+    def names(self, prefix: str) -> Iterator[str]:
+        """The names one level under ``prefix/`` (folders and files), without listing what
+        the folders hold."""
 
     def presigned_url(self, key: str, *, expires_s: int, filename: str | None = None) -> str | None:
         """A URL a client can fetch ``key`` from directly, or None to serve it through the API."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -114,13 +115,24 @@ class LocalStorage:
             deleted += 1
         return deleted
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "", *, start: str = "") -> Iterator[str]:
         base = self.path(prefix) if prefix else self.root
         if not base.is_dir():
             return
-        for path in sorted(base.rglob("*")):
+        found: list[Path] = []
+        for top in base.glob(f"{glob.escape(start)}*") if start else [base]:
+            found.extend(top.rglob("*") if top.is_dir() else [top])
+        for path in sorted(found):
             if path.is_file() and not path.name.startswith(".put-"):
                 yield path.relative_to(self.root).as_posix()
+
+    def names(self, prefix: str) -> Iterator[str]:
+        folder = self.path(prefix)
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.iterdir()):
+            if not path.name.startswith((".put-", ".ready")):
+                yield path.name
 
     def presigned_url(self, key: str, *, expires_s: int, filename: str | None = None) -> str | None:
         return None

@@ -209,13 +209,24 @@ class S3Storage(S3Parts):
         self._abort_multipart(client, f"{prefix}/")
         batch: list[str] = []
         deleted = 0
+        folders = {f"{prefix}/"}
         for key in self.keys(prefix):
             batch.append(key)
+            folders.update(_folders_between(prefix, key))
             if len(batch) == self.delete_batch:
                 deleted += self._delete(client, batch)
                 batch = []
         if batch:
             deleted += self._delete(client, batch)
+        # Stores with real folders (SeaweedFS) keep them, empty, after their objects go, and
+        # list them again; deleting a folder's name ("a/b/") removes an empty one, deepest
+        # first. Where folders are only prefixes (AWS), the names are no objects: no error.
+        names = sorted(folders, key=lambda name: (-name.count("/"), name))
+        try:
+            for i in range(0, len(names), self.delete_batch):
+                self._delete(client, names[i : i + self.delete_batch])
+        except StorageUnavailable:
+            pass  # a folder written to meanwhile stays, as it should
         return deleted
 
     def delete(self, keys: Sequence[str]) -> int:
@@ -257,8 +268,10 @@ class S3Storage(S3Parts):
         except BotoCoreError as exc:
             _unavailable("aborting uploads under", below, exc)
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "", *, start: str = "") -> Iterator[str]:
         below = f"{check_key(prefix)}/" if prefix else ""
+        if start:
+            below += check_key(start)
         pages = self._client().get_paginator("list_objects_v2")
         try:
             for page in pages.paginate(Bucket=self.bucket, Prefix=below):
@@ -266,6 +279,18 @@ class S3Storage(S3Parts):
                     yield str(item["Key"])
         except (BotoCoreError, ClientError) as exc:
             _unavailable("listing", below or "the bucket", exc)
+
+    def names(self, prefix: str) -> Iterator[str]:
+        below = f"{check_key(prefix)}/"
+        pages = self._client().get_paginator("list_objects_v2")
+        try:
+            for page in pages.paginate(Bucket=self.bucket, Prefix=below, Delimiter="/"):
+                for folder in page.get("CommonPrefixes") or ():
+                    yield str(folder["Prefix"])[len(below) :].rstrip("/")
+                for item in page.get("Contents") or ():
+                    yield str(item["Key"])[len(below) :]
+        except (BotoCoreError, ClientError) as exc:
+            _unavailable("listing", below, exc)
 
     def presigned_url(self, key: str, *, expires_s: int, filename: str | None = None) -> str | None:
         check_key(key)
@@ -293,6 +318,13 @@ class S3Storage(S3Parts):
             _unavailable("checking the bucket", self.bucket, exc)
         except BotoCoreError as exc:
             _unavailable("checking the bucket", self.bucket, exc)
+
+
+def _folders_between(prefix: str, key: str) -> Iterator[str]:
+    """The folder names (``a/b/``) below ``prefix`` that hold ``key``."""
+    parts = key[len(prefix) + 1 :].split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        yield f"{prefix}/{'/'.join(parts[:depth])}/"
 
 
 def _chunks(body: Any, key: str) -> Iterator[bytes]:
