@@ -43,6 +43,7 @@ from .direct import direct_sound
 from .edit import assemble
 from .features import pitched_band_features, signal_band_features
 from .fine import Fit, WindowTrack, refine
+from .harmony import Harmony, standout
 from .params import AlignParams
 from .pieces import Stretch, find_stretches
 from .presence import music_span
@@ -67,6 +68,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SAME_PITCH = 0.003  # speeds this close to 1 draw the plot's envelope from unscaled bands
+# A line held by at least this share of the best line's fine windows is held alike: the beat
+# of a song built from loops may hold lines whole bars apart.
+_ALIKE = 0.5
+_MIN_COMPARED = 3  # band windows needed to judge a line held by the beat alone
 
 
 def align_files(
@@ -221,6 +226,13 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     # pieces hold the rest of the recording: the answer is judged whole.
     if best is None or not (alone or _near_miss(best, p)):
         raise MusicMismatchError(refusal(best, dance, bgm, p, trials))
+    beat = _beat_alone(best, fits, Harmony.of(unit_bands, bgm_bands, dance.start, bgm.start))
+    if beat is not None:
+        raise MusicMismatchError(
+            "the recordings do not share the music (their beats match but not their harmony: "
+            f"{beat[1]} of {beat[0]} windows match best at the line; "
+            f"significance {significance(best, trials):.1f})"
+        )
     stretches = find_stretches(
         signals,
         best,
@@ -309,6 +321,17 @@ def _edit(
         pieces=edit.pieces,
         significance=answer_significance(edit.pieces, edit.fits, trials),
     )
+
+
+def _beat_alone(best: Fit, fits: list[Fit], harmony: Harmony) -> tuple[int, int] | None:
+    """``(windows, standing out)`` (:func:`~.harmony.standout`) when ``best`` is held by the
+    beat alone: other lines hold about as many fine windows (the same drums a whole number of
+    bars away), and the band energies match best at ``best``'s line in under half of the
+    windows where it agrees; None otherwise."""
+    if not any(f is not best and f.hits >= _ALIKE * best.hits for f in fits):
+        return None
+    windows, out = standout(harmony, best)
+    return (windows, out) if windows >= _MIN_COMPARED and 2 * out < windows else None
 
 
 def _near_miss(fit: Fit, p: AlignParams) -> bool:
