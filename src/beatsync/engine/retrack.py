@@ -20,6 +20,8 @@ from typing import Any
 from .audiofirst import CopyRun, copied_output, dance_info, write_audio_track
 from .errors import OptionsError
 from .mapping import Mapping
+from .media.audiosource import DecodedStream
+from .media.forked import ForkedCall
 from .media.manifest import Manifest
 from .media.movtime import video_timeline
 from .media.probe import probe
@@ -93,32 +95,50 @@ def retrack(
     with contextlib.ExitStack() as stack:
         # The reference's own samples are read as the first run read them (one pass that keeps
         # them), so the track is made from the very same numbers; nothing is aligned, so they
-        # are all the pass keeps.
-        began = time.perf_counter()
+        # are all the pass keeps. A child process makes the pass beside the encoders, which
+        # wait for what it has not reached yet: the first segment starts at once.
         decoded = reference_memory(bgm_info)
-        reference = None
+        filling = None
         if decoded is not None:
             stack.callback(decoded.close)
-            collected = keep_reference(bgm_info.path, decoded)
-            if collected is not None:
-                decoded.span, reference = collected, decoded
-        timings.append(StageTiming("decode", round(time.perf_counter() - began, 4)))
+            decoded.begin_filling()
+            filling = stack.enter_context(ForkedCall(_keep_timed, bgm_info.path, decoded))
+            if not filling.forked:  # no child to be had: the pass first, then the encoders
+                decoded.span, spent = filling.result()
+                timings.append(StageTiming("decode", spent))
+                filling = None
         began = time.perf_counter()
-        plan = audio_plan(
-            dance,
-            bgm_info,
-            mapping=mapping,
-            origin=run.origin * seconds,
-            end=run.audio_end * seconds,
-            params=opts,
-            decoded=reference,
-            pieces=pieces if pieces and len(pieces) > 1 else None,
-        )
+        kwargs: dict[str, Any] = {
+            "mapping": mapping,
+            "origin": run.origin * seconds,
+            "end": run.audio_end * seconds,
+            "params": opts,
+            "pieces": pieces if pieces and len(pieces) > 1 else None,
+        }
+        reference = decoded if decoded is not None and decoded.span is not None else None
+        plan = audio_plan(dance, bgm_info, decoded=reference, **kwargs)
         duration = write_audio_track(plan, out_path)
+        if filling is not None and decoded is not None:
+            decoded.span, spent = filling.result()
+            timings.insert(1, StageTiming("decode", spent))  # beside the render, in a child
+            if decoded.span is None or decoded.stalled:
+                # The pass gave the stream up (it runs past its stated length): a whole run
+                # then decodes the file while it renders, and so does this one. Or an encoder
+                # read on without it (it stalled): the memory is complete now.
+                reference = decoded if decoded.span is not None else None
+                plan = audio_plan(dance, bgm_info, decoded=reference, **kwargs)
+                duration = write_audio_track(plan, out_path)
         timings.append(StageTiming("render", round(time.perf_counter() - began, 4)))
     assert dance.video is not None
     output = copied_output(out_path, run, dance.video, seconds=seconds, duration=duration)
     return Retracked(output, duration, tuple(timings))
+
+
+def _keep_timed(path: str, decoded: DecodedStream) -> tuple[tuple[int, int] | None, float]:
+    """:func:`~.reference.keep_reference`, and how long it took (s)."""
+    began = time.perf_counter()
+    collected = keep_reference(path, decoded)
+    return collected, round(time.perf_counter() - began, 4)
 
 
 def _mapping_of(entry: dict[str, Any]) -> Mapping:

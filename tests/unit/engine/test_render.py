@@ -731,6 +731,43 @@ def test_keeping_only_the_reference_holds_the_alignment_passs_very_samples(
     ahead.close()
 
 
+def test_a_stream_read_while_a_child_fills_it_waits_for_the_samples(
+    render_media: dict[str, MediaInfo],
+) -> None:
+    info = render_media["bgm"]
+    assert info.audio is not None
+    ahead = _decoded(info)
+    assert ahead.span is not None
+    lo, hi = ahead.span
+    filled = audiosource.DecodedStream.for_stream(info.path, info.audio, info.duration)
+    assert filled is not None
+    filled.begin_filling()
+    with ForkedCall(keep_reference, info.path, filled) as filling:
+        assert filling.forked
+        # Asked for at once, before the child can have got there: the read waits for it.
+        late = filled.read(hi - 5000, hi + 100)
+        np.testing.assert_array_equal(late, ahead.read(hi - 5000, hi + 100))
+        filled.span = filling.result()
+    assert filled.span == (lo, hi)
+    np.testing.assert_array_equal(filled.read(lo - 10, hi + 10), ahead.read(lo - 10, hi + 10))
+    filled.close()
+    ahead.close()
+
+
+def test_a_read_does_not_wait_for_ever_for_a_filler_that_stopped(
+    render_media: dict[str, MediaInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = render_media["bgm"]
+    assert info.audio is not None
+    monkeypatch.setattr(audiosource, "_STALL_S", 0.05)
+    waiting = audiosource.DecodedStream.for_stream(info.path, info.audio, info.duration)
+    assert waiting is not None
+    waiting.begin_filling()  # and no filler comes
+    np.testing.assert_array_equal(waiting.read(0, 100), 0.0)
+    assert waiting.stalled
+    waiting.close()
+
+
 def test_a_stream_too_long_to_hold_is_decoded_while_rendering(
     render_media: dict[str, MediaInfo], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import mmap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 OUTPUT_RATE = 48_000
 _SEEK_MARGIN = 1.0  # seconds decoded before the first sample needed (decoder warm-up)
 _DECODED_MARGIN = 1.0  # seconds held beyond a decoded stream's stated edges
+_STALL_S = 20.0  # a decode that places nothing for this long is not waited for
 # Containers whose seeks give exact timestamps; elsewhere (MP3, raw AAC) a seek estimates the
 # time from the byte position, so the audio is decoded from the start instead.
 _EXACT_SEEK = ("mov", "mp4", "matroska", "webm", "ogg", "wav", "flac", "aiff", "caf")
@@ -193,6 +195,10 @@ class DecodedStream:
         self._lo: float = math.inf
         self._hi: float = -math.inf
         self._failed = False
+        # While another process or thread fills the memory (begin_filling), it says here, in
+        # memory shared with it, how far it has placed samples and whether it has ended.
+        self._progress: NDArray[np.float64] | None = None
+        self.stalled = False  # a read went on without waiting for the filler (see _wait)
 
     @classmethod
     def for_stream(cls, path: str, info: AudioInfo, duration: float) -> DecodedStream | None:
@@ -229,9 +235,12 @@ class DecodedStream:
             self.samples[:, at : at + frame.samples] = _as_stereo(frame)
             self._lo = min(self._lo, position)
             self._hi = max(self._hi, position + frame.samples)
+            if self._progress is not None:
+                self._progress[0] = self._hi
         except ProcessingError as exc:
             log.debug("the reference will be decoded while rendering: %s", exc)
             self._failed = True
+            self.end_filling()
 
     @property
     def collected(self) -> tuple[int, int] | None:
@@ -241,8 +250,47 @@ class DecodedStream:
             return None
         return int(self._lo), int(self._hi)
 
+    def begin_filling(self) -> None:
+        """Let the memory be read while another process or thread fills it (:meth:`collect`,
+        in decode order, then :meth:`end_filling`): a read waits until the decode has passed
+        the samples it needs, or has ended.
+
+        Memory not yet written holds silence, as :meth:`read` gives outside what was decoded,
+        so a read of samples the decode has passed gives what it gives once all is decoded.
+        Once the filler is done, :attr:`span` must be set to what it collected (``None``: the
+        stream was given up, and what was read meanwhile must be thrown away).
+        """
+        self._progress = np.frombuffer(mmap.mmap(-1, 16), np.float64)
+        self._progress[:] = (-math.inf, 0.0)
+        self.span = (self.first, self.first + self.samples.shape[1])
+
+    def end_filling(self) -> None:
+        """Called by the filler when it has ended, well or not: reads wait no more."""
+        if self._progress is not None:
+            self._progress[1] = 1.0
+
+    def _wait(self, stop: int) -> None:
+        progress = self._progress
+        if progress is None:
+            return
+        # A second past the samples asked for: a frame stamped a little back (a jittery
+        # timestamp) may still rewrite what lies just behind the decode. The filler runs at
+        # hundreds of times real time: a reader waits for it rarely and briefly.
+        # A filler that stops moving (killed, or starved of CPU) is not waited for for ever:
+        # the read goes on, and :attr:`stalled` tells the caller to read again once it ended.
+        ahead = stop + self.rate
+        reached, since = progress[0], time.monotonic()
+        while progress[1] == 0.0 and progress[0] < ahead:
+            if progress[0] != reached:
+                reached, since = progress[0], time.monotonic()
+            elif time.monotonic() - since > _STALL_S:
+                self.stalled = True
+                return
+            time.sleep(0.002)
+
     def read(self, start: int, stop: int) -> Audio:
         """Stream samples [start, stop) as (2, stop − start); silence outside what was decoded."""
+        self._wait(stop)
         out = np.zeros((2, stop - start), np.float32)
         if self.span is not None:
             lo, hi = max(start, self.span[0]), min(stop, self.span[1])

@@ -40,17 +40,21 @@ def keep_reference(path: str, decoded: DecodedStream) -> tuple[int, int] | None:
     :func:`decode_reference`'s pass without its analysis-rate copy, for a run that aligns
     nothing. One pass from the first packet, as that one: a decoder started by a seek gives
     slightly other numbers (noise substitution draws from a generator that runs on from the
-    stream's start), and the track must be made from the very same ones."""
-    with open_media(path) as container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        for other in container.streams:
-            if other.index != stream.index:
-                other.discard = Discard.all
-        try:
-            for frame in decoded_frames(container, stream):
-                decoded.collect(frame)
-        except av.error.FFmpegError:
-            pass  # a damaged tail: what decoded is kept, as decode_reference keeps it
+    stream's start), and the track must be made from the very same ones. Ends the filling
+    (:meth:`~.audiosource.DecodedStream.end_filling`) when the memory is read meanwhile."""
+    try:
+        with open_media(path) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            for other in container.streams:
+                if other.index != stream.index:
+                    other.discard = Discard.all
+            try:
+                for frame in decoded_frames(container, stream):
+                    decoded.collect(frame)
+            except av.error.FFmpegError:
+                pass  # a damaged tail: what decoded is kept, as decode_reference keeps it
+    finally:
+        decoded.end_filling()
     return decoded.collected
