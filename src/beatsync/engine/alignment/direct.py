@@ -118,6 +118,8 @@ class _Curves:
             upsample=_UPSAMPLE, workers=signals.fft_workers,
         )  # fmt: skip
         self.reach = self.curves.shape[1] // 2
+        # The curves padded and split for reading along lines, by lag step (see _along).
+        self._split: dict[int, tuple[int, NDArray[np.float32]]] = {}
 
     def sharpest(self) -> Mapping | None:
         """The line, through the strongest arrival, along which the windows' correlations add
@@ -154,10 +156,36 @@ class _Curves:
         lags: NDArray[np.int64],
     ) -> tuple[float, int]:  # fmt: skip
         shift = np.rint(slope * dt * self.rate).astype(np.int64)
-        idx = np.clip(lags[None, :] + shift[:, None] + self.reach, 0, 2 * self.reach)
-        total = self.curves[rows, idx].sum(axis=0)
+        step = int(lags[1] - lags[0]) if len(lags) > 1 else 1
+        if len(lags) > 1 and bool(np.all(np.diff(lags) == step)):
+            total = self._along(shift, int(lags[0]), len(lags), step).sum(axis=0)
+        else:
+            idx = np.clip(lags[None, :] + shift[:, None] + self.reach, 0, 2 * self.reach)
+            total = self.curves[rows, idx].sum(axis=0)
         i = int(np.argmax(total))
         return float(total[i]), int(lags[i])
+
+    def _along(
+        self, shift: NDArray[np.int64], first: int, count: int, step: int
+    ) -> NDArray[np.float32]:
+        """``curves[row, clip(reach + first + step × m + shift[row])]`` for ``m < count``, row
+        by row: the curves are padded with their end values (the clipping) and split by the
+        index's remainder modulo ``step``, so each row's values lie side by side and are read
+        as one slice."""
+        low = self.reach + first + int(shift.min())
+        high = self.reach + first + step * (count - 1) + int(shift.max())
+        pad = max(0, -low, high - 2 * self.reach)
+        held = self._split.get(step)
+        if held is None or held[0] < pad:
+            extra = -(self.curves.shape[1] + 2 * pad) % step
+            padded = np.pad(self.curves, ((0, 0), (pad, pad + extra)), mode="edge")
+            held = (pad, np.stack([padded[:, r::step] for r in range(step)]))
+            self._split[step] = held
+        pad, split = held
+        at = pad + self.reach + first + shift
+        windows = np.lib.stride_tricks.sliding_window_view(split, count, axis=2)
+        gathered: NDArray[np.float32] = windows[at % step, np.arange(len(shift)), at // step]
+        return gathered
 
     def height(self, mapping: Mapping) -> float:
         """The windows' correlations added up along ``mapping``."""
