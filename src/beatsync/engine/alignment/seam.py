@@ -16,6 +16,11 @@ over eight seconds) is taken out of it, for that reverberation blurs the shares.
 a cut is then placed again with 16 ms frames, which see it sharply. The gains of each side are
 the fit's own, so neither side's loudness moves the seam: it is the crossfade's centre, where
 the two pieces play at equal gain.
+
+A recording played with the pitch kept (:mod:`.kept`) agrees with the reference frame by frame
+in lag, not in phase: its frames' agreement under each line places the seam, and the running
+sum of how much more its 32 ms frames' magnitude spectra look like the reference's own frames
+under the earlier line than under the later one places it again, within a quarter of a second.
 """
 
 from __future__ import annotations
@@ -83,9 +88,40 @@ def find_seam(signals: Signals, before: Mapping, after: Mapping, lo: float, hi: 
     coarse = float(centres[0] if k == 0 else (centres[k - 1] + centres[min(k, n - 1)]) / 2)
     if not window_kind(before.pitch_kept).coherent:
         # A stretcher's grains keep the song's spectrum, not its phase: no crossfade of the
-        # reference's waveform explains the recording, and the frames' agreement stands.
-        return coarse
+        # reference's waveform explains the recording, its short frames' spectra tell the
+        # two places of the song apart.
+        return _spectral_switch(signals, before, after, coarse)
     return _fine(signals, before, after, coarse)
+
+
+def _spectral_switch(signals: Signals, before: Mapping, after: Mapping, guess: float) -> float:
+    """Where, within ``_FINE_REACH_S`` of ``guess``, the recording's short frames stop looking
+    like the reference's own frames under ``before`` and start looking like them under
+    ``after`` (unit-norm magnitude spectra, their cosines; the running sum's peak)."""
+    dance, bgm = signals.dance, signals.bgm
+    rate = dance.rate
+    size = round(_FRAME_S * rate)
+    hop = max(1, round(_STEP_S * 2 * rate))
+    first = round((guess - _FINE_CONTEXT_S - dance.start) * rate)
+    count = round(2 * _FINE_CONTEXT_S * rate)
+    if first < 0 or first + count > dance.samples.shape[-1]:
+        return guess
+    window = np.hanning(size)
+    frames = sliding_window_view(dance.samples[first : first + count], size)[::hop]
+    centres = dance.start + (first + np.arange(len(frames)) * hop + (size - 1) / 2) / rate
+    mine = np.abs(np.fft.rfft(frames * window, axis=1))
+    mine /= np.maximum(np.linalg.norm(mine, axis=1, keepdims=True), 1e-12)
+    like = []
+    for m in (before, after):
+        theirs = _frames_at(bgm, m.bgm_time_array(centres), window)
+        theirs /= np.maximum(np.linalg.norm(theirs, axis=1, keepdims=True), 1e-12)
+        like.append(np.sum(mine * theirs, axis=1))
+    running = np.cumsum(like[0] - like[1])
+    inside = np.abs(centres - guess) <= _FINE_REACH_S
+    if not inside.any():
+        return guess
+    k = int(np.argmax(np.where(inside, running, -np.inf)))
+    return float(centres[k] + hop / rate / 2)
 
 
 def _agreement(part: Signals, mapping: Mapping) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -230,6 +266,22 @@ def _predicted(bgm: Audio, times: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.zeros(len(times))
     part = bgm.samples[lo:hi].astype(np.float64)
     return np.interp(pos - lo, np.arange(hi - lo, dtype=np.float64), part, left=0, right=0)
+
+
+def _frames_at(
+    bgm: Audio, times: NDArray[np.float64], window: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Magnitude spectra of the reference's frames of ``window``'s length centred on ``times``
+    (s), unresampled; zeros outside it."""
+    size = len(window)
+    starts = np.rint((times - bgm.start) * bgm.rate - (size - 1) / 2).astype(np.int64)
+    inside = (starts >= 0) & (starts + size <= bgm.samples.shape[-1])
+    frames = np.zeros((len(times), size))
+    if inside.any():
+        view = sliding_window_view(bgm.samples, size)
+        frames[inside] = view[starts[inside]]
+    spectra: NDArray[np.float64] = np.abs(np.fft.rfft(frames * window, axis=1))
+    return spectra
 
 
 def _shares(
