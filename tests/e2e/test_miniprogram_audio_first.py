@@ -14,6 +14,10 @@ H.264 filler data, which decoders skip: the same frames, larger samples). Then t
 rendered again without a cut and WeChat's MediaContainer (in the shim, a whole-track copy into
 a temporary file) writes the whole video with that sound: nothing over the 200 MB, the video's
 every sample, the variant's audio packets, and the sync held to the truth (within 1 ms).
+
+Without MediaContainer, a third (small, with only a little of the 200 MB free) sends the
+service only its kept span — the assembled result, made as it is sent — for the 720p render,
+which finds the clean sound in it and comes back in sync with the truth (within 1 ms).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import av
 import httpx
 import pytest
 
+from beatsync.testkit.audiofirst import extract_audio
 from beatsync.testkit.cases import BuiltCase, CaseSpec, build_case
 from beatsync.testkit.measure import sync_errors, video_packets_copied
 from beatsync.testkit.music import MEDLEY_PREFIX
@@ -222,11 +227,13 @@ def test_audio_first_on_a_class_video_over_200_mb(
     assert max(abs(a - b) for a, b in zip(errors, server_errors, strict=True)) <= MAX_SYNC_MS
 
 
-def _run_flow(served: Served, case: BuiltCase, work: Path) -> dict[str, Any]:
+def _run_flow(
+    served: Served, case: BuiltCase, work: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     report_path = work / "report.json"
     command = [
         "node", "tests/e2e/audiofirst-flow.js", "--url", served.url, "--dance", str(case.dance),
-        "--bgm", str(case.bgm), "--work", str(work / "phone"), "--out", str(report_path),
+        "--bgm", str(case.bgm), "--work", str(work / "phone"), "--out", str(report_path), *extra,
     ]  # fmt: skip
     done = subprocess.run(command, cwd=MINIPROGRAM, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-6000:]
@@ -276,4 +283,54 @@ def test_a_result_over_200_mb_is_made_whole_by_media_container(
             {"video_bytes": size, "saved_bytes": saved.stat().st_size, **report, "sync_ms": errors}
         )
     )
+    assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors
+
+
+# 50 s of video, 30 s of it music: the kept span is well under the whole.
+SPAN = CaseSpec(
+    name="phone-kept-span",
+    seed=31,
+    track=MUSIC,
+    ref_start=0.0,
+    ref_end=60.0,
+    play_from=5.0,
+    music_start=10.0,
+    play_duration=30.0,
+    tail=10.0,
+    room=Room(rt60=0.5, drr_db=6.0, snr_db=18.0),
+    width=320,
+    height=180,
+    fps=30,
+    gop=60,
+    bit_rate=400_000,
+)
+
+
+def test_without_media_container_only_the_kept_span_goes_to_the_720p_render(
+    served: Served, tmp_path: Path
+) -> None:
+    case = build_case(SPAN, tmp_path / "span")
+    size = case.dance.stat().st_size
+    sound = tmp_path / "sound.m4a"
+    extract_audio(case.dance, sound)
+    # User files with room for the sound but not for the result, and no MediaContainer: the
+    # phone that cannot hold the result of a 1 GB class video, at a test's scale.
+    room = sound.stat().st_size + 256 * 1024
+    report = _run_flow(served, case, tmp_path, ("--no-container", "1", "--user-bytes", str(room)))
+    assert report["path"] == "server-720-kept-span", report
+    assert report["trimmed_size"] > room
+    span = report["span"]
+    # Only the result went up (made as it was sent), not the whole video.
+    assert span["sent_bytes"] == span["size"] == report["trimmed_size"]
+    assert span["size"] < 0.8 * size
+    assert report["read_file_calls"] == 0
+    # Nothing written among the user files but the sound: the span was never a file there.
+    assert report["assembled"]["user_bytes"] <= 200 * MB - room + sound.stat().st_size + 64 * 1024
+    assert report["rendered"]["options"]["reencode"] is True
+    assert report["rendered"]["options"]["max_height"] == 720
+    # The service found the clean sound in the span and rendered it in sync.
+    assembly = report["job"]["assembly"]
+    kept = assembly["video_end"] - assembly["video_start"]
+    assert abs(report["rendered"]["output"]["duration_s"] - kept) < 0.1
+    errors = sync_errors(Path(report["saved"]["path"]), case)
     assert max(abs(e) for e in errors) <= MAX_SYNC_MS, errors

@@ -3,9 +3,13 @@
 // keyframes and the asked frames decoded on the "phone", the result assembled into a user file
 // within WeChat's 200 MB, saved to the "album" and deleted; or, when it cannot fit, the job
 // rendered again without a cut and the whole video with that sound exported by MediaContainer
-// into a temporary file and saved. Writes a JSON report (with the path that ran) for
+// into a temporary file and saved; or, without MediaContainer (--no-container), only the kept
+// span sent for the service's 720p render (the assembled result, made as it is sent) and its
+// file downloaded. --user-bytes leaves only that much of the 200 MB of user files free, to
+// reach that path with a small video. Writes a JSON report (with the path that ran) for
 // tests/e2e/test_miniprogram_audio_first.py, which measures the saved file.
 //   node tests/e2e/audiofirst-flow.js --url URL --dance VIDEO --bgm REFERENCE --work DIR --out REPORT
+//     [--no-container 1] [--user-bytes N]
 
 const fs = require("fs");
 const path = require("path");
@@ -29,6 +33,14 @@ async function run() {
   fs.mkdirSync(args.work, { recursive: true });
   const shim = createRealWx({ tempDir: args.work });
   global.wx = shim.wx;
+  if (args["no-container"]) delete shim.wx.createMediaContainer;
+  if (args["user-bytes"]) {
+    // Someone else's files take all but that much of the 200 MB (a sparse file: no disk used).
+    const { LIMITS } = require("../support/wx-rules.js");
+    fs.mkdirSync(shim.userDir, { recursive: true });
+    fs.truncateSync(fs.openSync(path.join(shim.userDir, "others.bin"), "w"), 0);
+    fs.truncateSync(path.join(shim.userDir, "others.bin"), LIMITS.userDataBytes - Number(args["user-bytes"]));
+  }
   const api = require("../../utils/api.js");
   const album = require("../../utils/album.js");
   const audiofirst = require("../../utils/audiofirst.js");
@@ -77,6 +89,34 @@ async function run() {
     report.saved = { path: shim.called("album")[0].path, left_in_user_files: fs.existsSync(out.path) };
   } catch (error) {
     if (error.code !== "OUTPUT_TOO_LARGE") throw error;
+    if (!require("../../utils/container.js").available()) {
+      // What the job page's 720p button does: the kept span goes up, the service renders it.
+      report.path = "server-720-kept-span";
+      report.trimmed_size = error.size;
+      const kept = await audiofirst.keptSpan(dance.local, job.result.assembly, "class");
+      const slot = new UploadSlot("dance", { audioFirst: false });
+      await ready(slot, kept);
+      const sentSpan = shim
+        .called("request")
+        .filter((r) => r.header["X-HTTP-Method-Override"] === "PATCH" && r.url.includes(slot.uploadId))
+        .reduce((sum, r) => sum + r.bytes, 0);
+      report.span = { size: kept.size, sent_bytes: sentSpan, upload_id: slot.uploadId };
+      let rendered = await api.createJob(slot.uploadId, job.bgm_upload_id, { reencode: true, max_height: 720, nudge_ms: 0 });
+      while (!["succeeded", "failed", "canceled"].includes(rendered.status)) {
+        if (Date.now() > deadline) throw new Error(`job ${rendered.id} did not end`);
+        await sleep(200);
+        rendered = await api.job(rendered.id);
+      }
+      if (rendered.status !== "succeeded") throw new Error(`job ${rendered.id}: ${JSON.stringify(rendered.error)}`);
+      report.rendered = { id: rendered.id, options: rendered.options, output: rendered.result.output };
+      const file = await album.download(api.absolute(rendered.result.files.video));
+      report.saved = { path: file, left_in_user_files: false };
+      report.assembled = { user_bytes: await audiofirst.userBytes() };
+      report.user_files_left = [];
+      report.read_file_calls = shim.called("readFile").length;
+      report.keep_screen_on = shim.called("setKeepScreenOn").map((c) => c.keepScreenOn);
+      return report;
+    }
     report.path = "mediacontainer-whole";
     report.trimmed_size = error.size;
     const whole = await audiofirst.assembleWhole(job, dance.local, { pollMs: 200 });
