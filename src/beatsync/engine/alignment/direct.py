@@ -37,12 +37,16 @@ _NEAR = 0.0006
 # Windows measured near the direct sound, and frames summed to find it: enough for a line.
 _NEAR_WINDOWS = 80
 _ARRIVAL_FRAMES = 400
-# Windows whose correlations are added up along lines, and how finely their lags are read.
-_CURVE_WINDOWS = 120
+# Windows whose correlations are added up along lines (one a second up to a minute's span),
+# and how finely their lags are read.
+_CURVE_WINDOWS = 60
 _UPSAMPLE = 4
-# How far the slope may turn from the windows' fit (relative): a line tilted from one arrival
-# to another 20 ms apart over 100 s is 200 ppm off.
+# How far the slope may turn from the windows' fit (relative), and how far it may move the
+# line's ends (s): a line tilted from one arrival to another 20 ms apart over 100 s is 200 ppm
+# off, over a long recording less. The coarse scan tries at most _SLOPE_STEPS slopes.
 _SLOPE_REACH = 200e-6
+_END_REACH = 0.01
+_SLOPE_STEPS = 120
 
 
 def direct_sound(signals: Signals, fit: Fit, *, window: float, hop: float, max_windows: int) -> Fit:
@@ -130,9 +134,10 @@ class _Curves:
         centre = float(np.mean(self.times))
         dt = self.times - centre
         half = float(np.abs(dt).max())
-        # Coarse steps turn the line by four lag steps at its ends, fine ones by half a step.
-        coarse = 4.0 / self.rate / half
-        reach = min(_SLOPE_REACH * self.mapping.scale, 0.02 / half)
+        # Coarse steps turn the line by four lag steps at its ends (more over a long span, where
+        # fewer slopes are tried), fine ones by an eighth of that.
+        reach = min(_SLOPE_REACH * self.mapping.scale, _END_REACH / half)
+        coarse = max(4.0 / self.rate / half, 2.0 * reach / _SLOPE_STEPS)
         slopes = np.arange(-reach, reach + coarse / 2, coarse)
         rows = np.arange(len(dt))[:, None]
         lags = np.arange(-self.reach, self.reach + 1)
