@@ -9,12 +9,15 @@ readers skip) so that it spans two whole 5 MiB parts and a tail.
 from __future__ import annotations
 
 import base64
+import hashlib
+import random
 import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,9 +26,11 @@ import uvicorn
 from beatsync.service.api.app import create_app
 from beatsync.service.api.context import ServiceContext
 from beatsync.service.config import Settings, load_settings
+from beatsync.service.db import Job, Upload
 from beatsync.service.jobs.embedded import EmbeddedRunner
 from beatsync.service.layout import upload_folder
 from beatsync.service.storage import S3Storage
+from beatsync.service.stored import data_key
 from beatsync.testkit import BuiltCase, build_case, case_named
 from fixtures_servers import S3Server, free_port
 
@@ -243,20 +248,104 @@ def test_a_direct_upload_goes_to_the_store_and_the_api_only_signs_and_records(
         assert early.json()["code"] == "UPLOAD_INCOMPLETE"
         assert store.put(parts[0]["url"], content=data[: 5 * MiB]).status_code == 200
 
+        storage = replica.context.storage
+        assert isinstance(storage, S3Storage)
+        reads = _capture_reads(storage)
         done = client.post(f"/api/v1/uploads/direct/{upload_id}/complete")
         assert done.status_code == 200, done.text
         upload = done.json()
-        assert upload["status"] == "ready", upload
+        # Recorded, not read: the file is checked by the first run that fetches it.
+        assert (upload["status"], upload["sha256"], upload["media"]) == ("ready", None, None)
         assert upload["size"] == len(data)
-        assert upload["media"]["has_video"] is True
         again = client.post(f"/api/v1/uploads/direct/{upload_id}/complete")
         assert again.json() == upload
-        storage = replica.context.storage
-        assert isinstance(storage, S3Storage)
-        assert b"".join(storage.read(f"{upload_folder(upload_id)}/data")) == data
         assert _spooled(replica.settings) == []
+
+        # A job runs on it: its run hashes and probes the file it fetched anyway.
+        with case.bgm.open("rb") as handle:
+            bgm = client.post("/api/v1/uploads", files={"file": (case.bgm.name, handle)})
+        assert bgm.status_code == 201, bgm.text
+        job = client.post(
+            "/api/v1/jobs", json={"dance_upload_id": upload_id, "bgm_upload_id": bgm.json()["id"]}
+        )
+        assert job.status_code == 202, job.text
+        runner = replica.context.dispatcher
+        assert isinstance(runner, EmbeddedRunner)
+        runner.run_until_empty(180)
+        done_job = client.get(f"/api/v1/jobs/{job.json()['id']}").json()
+        assert done_job["status"] == "succeeded", done_job
+        checked = client.get(f"/api/v1/uploads/{upload_id}").json()
+        assert checked["sha256"] == hashlib.sha256(data).hexdigest()
+        assert checked["media"]["has_video"] is True
+        assert reads == []  # not one GET of an upload's bytes by the API process
+        assert b"".join(storage.read(f"{upload_folder(upload_id)}/data")) == data
+
+        # Checked, it dedupes like any upload (the same bytes again are stored once), and the
+        # run's probe found what the API's finds in the same file.
+        again_upload = client.post(
+            "/api/v1/uploads", files={"file": (dance.name, data, "video/mp4")}
+        ).json()
+        assert again_upload["media"] == checked["media"]
+        with replica.context.db.session() as session:
+            row = session.get(Upload, again_upload["id"])
+            assert row is not None
+            assert row.storage_key == data_key(upload_id)
         store.close()
         client.close()
+
+
+def test_a_direct_upload_that_is_no_media_is_refused_by_the_run_that_checks_it(
+    case: BuiltCase, postgres_url: str, s3: S3Server, tmp_path: Path
+) -> None:
+    junk = random.Random(7).randbytes(64 * 1024)
+    with _replica(_settings(postgres_url, s3, tmp_path / "host")) as replica:
+        token = httpx.post(f"{replica.url}/api/v1/sessions").json()["token"]
+        client = httpx.Client(
+            base_url=replica.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        started = client.post("/api/v1/uploads/direct", json={"size": len(junk)}).json()
+        upload_id = started["upload"]["id"]
+        [part] = started["parts"]
+        assert httpx.put(part["url"], content=junk, timeout=60).status_code == 200
+        done = client.post(f"/api/v1/uploads/direct/{upload_id}/complete").json()
+        assert done["status"] == "ready"
+        with case.bgm.open("rb") as handle:
+            bgm = client.post("/api/v1/uploads", files={"file": (case.bgm.name, handle)}).json()
+        job = client.post(
+            "/api/v1/jobs", json={"dance_upload_id": upload_id, "bgm_upload_id": bgm["id"]}
+        ).json()
+        runner = replica.context.dispatcher
+        assert isinstance(runner, EmbeddedRunner)
+        runner.run_until_empty(180)
+
+        failed = client.get(f"/api/v1/jobs/{job['id']}").json()
+        assert (failed["status"], failed["error"]["code"]) == ("failed", "INVALID_FORMAT")
+        with replica.context.db.session() as session:
+            row = session.get(Job, job["id"])
+            assert row is not None
+            assert row.attempts == 1  # bad media is not retried
+        refused = client.get(f"/api/v1/uploads/{upload_id}").json()
+        assert (refused["status"], refused["error"]["code"]) == ("rejected", "INVALID_FORMAT")
+        assert refused["sha256"] == hashlib.sha256(junk).hexdigest()
+        storage = replica.context.storage
+        assert list(storage.keys(upload_folder(upload_id))) == []
+        again = client.post(
+            "/api/v1/jobs", json={"dance_upload_id": upload_id, "bgm_upload_id": bgm["id"]}
+        )
+        assert (again.status_code, again.json()["code"]) == (422, "INVALID_FORMAT")
+        client.close()
+
+
+def _capture_reads(storage: S3Storage) -> list[str]:
+    """The keys of the uploads this process's client GETs from now on."""
+    reads: list[str] = []
+
+    def seen(params: dict[str, Any], **_: Any) -> None:
+        if str(params.get("Key", "")).startswith("uploads/"):
+            reads.append(str(params["Key"]))
+
+    storage.client.meta.events.register("before-call.s3.GetObject", seen)
+    return reads
 
 
 def test_direct_parts_that_do_not_add_up_delete_the_upload(

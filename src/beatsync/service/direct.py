@@ -3,10 +3,11 @@
 A client that opts in declares the file (``POST /api/v1/uploads/direct``) and gets one
 presigned URL per part: it ``PUT``\\ s bytes ``[(n-1)·part_size, n·part_size)`` of the file to
 part ``n``'s URL, in any order and again after a failure, then asks the API to complete. The
-API joins the parts (S3 ``CompleteMultipartUpload``) and settles the upload exactly as a
-resumable one (:func:`beatsync.service.resumable.finish_resumable`: hashed, probed, ``ready``
-or ``rejected``). Only that check reads the file, from the store to the API host; no byte of
-it comes from the client through the API. Parts never completed are dropped with the upload
+API joins the parts (S3 ``CompleteMultipartUpload``) and records the upload ``ready`` but
+unchecked: no byte of the file passes through the API, neither from the client nor from the
+store. The first job run that fetches it hashes and probes it (:mod:`beatsync.service.checkup`):
+a file that is no usable media is refused there with its code, and the upload turns
+``rejected``. Parts never completed are dropped with the upload
 when it expires (its multipart upload is aborted).
 """
 
@@ -18,11 +19,12 @@ from typing import TYPE_CHECKING, NoReturn, cast
 
 from sqlalchemy.orm import Session
 
+from .checkup import settle_unchecked
 from .config import Settings
 from .db import Database, Upload, UploadStatus
 from .errors import ServiceError
 from .quota import check_room
-from .resumable import commit_offset, finish_resumable, receiving_upload
+from .resumable import commit_offset, receiving_upload
 from .storage import Storage
 from .stored import data_key
 from .tus_parts import multipart_id, start_parts
@@ -135,4 +137,4 @@ def complete_direct(
             )
         with db.session() as session:
             commit_offset(session, settings, upload_id, old=0, new=size)
-    return finish_resumable(db, storage, settings, upload_id)
+    return settle_unchecked(db, settings, upload_id)

@@ -25,7 +25,7 @@ from beatsync.engine.media.probe import open_media
 from .codes import CODES
 from .errors import ServiceError
 
-__all__ = ["MediaReader", "ReaderPool", "Reading", "read_file", "read_media"]
+__all__ = ["MediaReader", "ReaderPool", "Reading", "read_file", "read_here", "read_media"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,16 @@ def read_file(path: str) -> tuple[Any, ...]:
     except Exception as exc:  # a reader that throws is one that could not read the file
         return ("error", "INVALID_FORMAT", f"the file could not be read: {type(exc).__name__}")
     return ("ok", info, streams)
+
+
+def read_here(path: Path) -> tuple[MediaInfo, int]:
+    """:func:`read_file` in this process, for a process that is already the file's own (a
+    job's run): the probe's facts and stream count, or its coded :class:`ServiceError`."""
+    outcome = read_file(str(path))
+    if outcome[0] == "error":
+        _, code, detail = outcome
+        raise ServiceError(code if code in CODES else "PROCESSING_FAILED", detail)
+    return outcome[1], outcome[2]
 
 
 class ReaderPool:

@@ -245,7 +245,12 @@ def media_facts(info: MediaInfo) -> dict[str, Any]:
     }
 
 
-def inspect_media(path: Path, settings: Settings) -> dict[str, Any]:
+def inspect_media(
+    path: Path,
+    settings: Settings,
+    *,
+    read: Callable[[Path], tuple[MediaInfo, int]] = read_media,
+) -> dict[str, Any]:
     """Probe a received file (in the media reader process: :mod:`.probing`) and apply the
     service's limits; its media facts, or a coded :class:`ServiceError` (INVALID_FORMAT,
     NO_AUDIO_TRACK, DURATION_TOO_LONG).
@@ -254,7 +259,7 @@ def inspect_media(path: Path, settings: Settings) -> dict[str, Any]:
     FFmpeg reads as a one-frame video without sound) is refused as INVALID_FORMAT.
     """
     try:
-        info, streams = read_media(path)
+        info, streams = read(path)
         if _PICTURE_FORMATS.search(info.format_name):
             raise ServiceError("INVALID_FORMAT", "the file is a still picture, not a recording")
         if info.audio is None:

@@ -91,8 +91,10 @@ def start(
 async def complete(
     upload_id: str, owner: OwnerId, context: Context, locale: LocaleDep
 ) -> dict[str, Any]:
-    """Join the parts sent and check the file like any upload: the answer's `status` is
-    `ready`, or `rejected` with the reason. Calling it again gives the same answer."""
+    """Join the parts sent and record the upload: the answer's `status` is `ready`, with
+    `sha256` and `media` still null, for the API reads none of the file. The first job that
+    uses it checks it; a file that is no usable media fails that job with the reason's code
+    and the upload turns `rejected`. Calling it again gives the same answer."""
     row = await run_in_threadpool(
         direct.complete_direct, context.db, context.storage, context.settings, owner, upload_id
     )

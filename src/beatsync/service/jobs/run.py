@@ -49,9 +49,11 @@ from beatsync.engine.errors import BeatSyncError
 from beatsync.engine.media.manifest import ManifestLimits, parse_manifest
 from beatsync.engine.output.report import report_dict
 from beatsync.engine.retrack import retrack, retracked_report
+from beatsync.service.checkup import check_fetched
 from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus, Upload, UploadStatus, job_database
 from beatsync.service.db.models import utcnow
+from beatsync.service.errors import ServiceError
 from beatsync.service.layout import job_folder
 from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage, StorageUnavailable, open_storage
@@ -391,9 +393,11 @@ class _Run:
             raise _RunError("VALIDATION_ERROR", f"the job's options cannot be used: {exc}") from exc
         shutil.rmtree(self.work, ignore_errors=True)  # a crashed attempt's leftovers
         self.work.mkdir(parents=True)
-        dance = self._fetch(job.dance_upload_id, "dance")
+        audio_first = bool((job.options or {}).get("audio_first"))
+        # An audio-first job's dance upload is the sound alone (a picture in it is not read).
+        dance = self._fetch(job.dance_upload_id, "dance", video=not audio_first)
         bgm = self._fetch(job.bgm_upload_id, "bgm")
-        if (job.options or {}).get("audio_first"):
+        if audio_first:
             parent = (job.options or {}).get("retrack_of")
             nudged = self._work_retrack(str(parent), dance, bgm, options) if parent else None
             if nudged is not None:
@@ -551,7 +555,19 @@ class _Run:
         report["artifacts"] = dict(self.artifacts)
         return report
 
-    def _fetch(self, upload_id: str, role: str) -> Path:
+    def _fetch(self, upload_id: str, role: str, *, video: bool = False) -> Path:
+        """The upload's file in the work folder; a direct upload is checked here, where its
+        bytes are (:mod:`beatsync.service.checkup`)."""
+        path = self._fetch_file(upload_id, role)
+        try:
+            media = check_fetched(self.db, self.storage, self.settings, upload_id, path)
+        except ServiceError as exc:
+            raise _RunError(exc.code, f"the {role} upload was refused: {exc.detail}") from exc
+        if video and media.get("has_video") is False:
+            raise _RunError("NO_VIDEO_TRACK", f"the {role} upload has no video track")
+        return path
+
+    def _fetch_file(self, upload_id: str, role: str) -> Path:
         with self.db.session() as session:
             upload = session.get(Upload, upload_id)
             if upload is None or upload.status != UploadStatus.READY.value:
