@@ -57,6 +57,7 @@ from .grains import overlap_add
 from .music import Song, load_track, play, quieten, repeat_section
 from .reference import REFERENCE_KINDS, write_reference
 from .room import Room, record_in_room
+from .studio import STUDIO_PREFIX, studio_song
 
 if TYPE_CHECKING:
     from beatsync.engine.alignment.align import Mapping
@@ -75,13 +76,13 @@ _GLIDE = 1.0
 class CaseSpec:
     """Everything that decides a generated case; the same spec and seed give the same files.
 
-    Song and timing: ``track`` (a :mod:`.music` name), ``repeat`` (a section of the track played
-    twice, making a song that repeats itself), ``ref_start``/``ref_end`` (r0/r1, the reference
-    cut; None = song end), ``play_from`` (p0), ``music_start`` (m0), ``play_duration`` (dance
-    seconds of music), ``tail`` (dance seconds after the music stops; 0 = the file ends while the
-    music plays), ``speed`` (k), ``pitch_kept`` (the speed is a tempo change that keeps the
-    pitch, not a resampling), ``drift_ppm`` (d). ``mismatch_track``: the reference is cut
-    from this other track instead, and must be refused.
+    Song and timing: ``track`` (a :mod:`.music` name or a :mod:`.studio` song), ``repeat`` (a
+    section of the track played twice, making a song that repeats itself), ``ref_start``/``ref_end``
+    (r0/r1, the reference cut; None = song end), ``play_from`` (p0), ``music_start`` (m0),
+    ``play_duration`` (dance seconds of music), ``tail`` (dance seconds after the music stops; 0 =
+    the file ends while the music plays), ``speed`` (k), ``pitch_kept`` (the speed is a tempo change
+    that keeps the pitch, not a resampling), ``drift_ppm`` (d). ``mismatch_track``: the reference is
+    cut from this other track instead, and must be refused.
     Picture: size, ``fps``, ``codec`` ``h264``/``hevc``, ``container`` ``mp4``/``mov``/``mkv``,
     ``rotation`` (display-matrix degrees counter-clockwise, as :func:`probe` reports; a phone's
     portrait clip is 270), ``gop`` frames, ``b_frames``, ``black_head`` seconds of black at the
@@ -221,7 +222,7 @@ class BuiltCase:
 def load_song(spec: CaseSpec) -> Song:
     """The master song of a case: the track, with its repeated section and its quiet intro or
     outro if the spec has them."""
-    song = load_track(spec.track)
+    song = _load(spec.track)
     if spec.repeat is not None:
         song = repeat_section(song, *spec.repeat)
     p0, b = spec.play_from, spec.scale
@@ -232,6 +233,11 @@ def load_song(spec: CaseSpec) -> Song:
         outro = (p0 + b * (spec.play_duration - spec.outro_seconds), p0 + b * spec.play_duration)
         song = quieten(song, *outro, db=spec.outro_db, before=_GLIDE)
     return song
+
+
+def _load(name: str) -> Song:
+    """A :mod:`.music` track or a :mod:`.studio` song (``studio:…``)."""
+    return studio_song(name) if name.startswith(STUDIO_PREFIX) else load_track(name)
 
 
 def _validate(spec: CaseSpec, song: Song, ref_song: Song) -> None:
@@ -279,7 +285,7 @@ def build_case(spec: CaseSpec, directory: Path | str, *, reuse: bool = True) -> 
 
     rng = np.random.default_rng(spec.seed)
     song = load_song(spec)
-    ref_song = load_track(spec.mismatch_track) if spec.mismatch_track else song
+    ref_song = _load(spec.mismatch_track) if spec.mismatch_track else song
     _validate(spec, song, ref_song)
 
     played = sum(d for _, d in spec.edit)

@@ -42,21 +42,20 @@ def _edit(name: str, seed: int, pieces: tuple[tuple[float, float], ...], **kw: o
 
 
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 79 pairs at 512×288, 17–110 s of dance.
+    """The accuracy benchmark's cases: 82 pairs at 512×288, 17–110 s of dance.
 
-    Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music,
-    clipping and phone AGC, songs that repeat a section, a class playing only a section, a
-    reference that starts late or ends early, drift to ±300 ppm, speed ×0.90–×1.10, resampled
-    versions ×0.75–×1.35 and tempo changes with the pitch kept ×0.5–×1.5 (drift on top), black and
-    frozen tails, a black start, portrait rotation, HEVC, MOV and MKV, audio-only references
-    (M4A, Ogg Opus, MP3), 44.1 kHz phone audio, music for only 20 s of a long recording, songs
-    10–16 dB quieter for their first or last 6–10 s (also in rooms at 3 to −5 dB SNR), edits of
-    the song in two to four pieces (jumps forward and back, hard cuts and crossfades; also played
-    with the pitch kept at ×0.75–×1.25), and five
-    mismatched songs that must be refused. The ``hardroom-`` cases put the class in image-source
-    halls (RT60 1–2 s, a mirror wall, a gym, a corner) where a reflection is louder than the
-    direct sound, at +9 to −5 dB SNR, one at 1.08× speed with drift, one with talking, clipping
-    and gain control.
+    Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music, clipping
+    and phone AGC, songs that repeat a section, a class playing only a section, a reference that
+    starts late or ends early, drift to ±300 ppm, speed ×0.90–×1.10, resampled versions ×0.75–×1.35
+    and tempo changes with the pitch kept ×0.5–×1.5 (drift on top), black and frozen tails, a black
+    start, portrait rotation, HEVC, MOV and MKV, audio-only references (M4A, Ogg Opus, MP3), 44.1
+    kHz phone audio, music for only 20 s of a long recording, songs 10–16 dB quieter for their first
+    or last 6–10 s (also in rooms at 3 to −5 dB SNR), edits of the song in two to four pieces (jumps
+    forward and back, hard cuts and crossfades; also played with the pitch kept at ×0.75–×1.25; also
+    of a song built from drum loops), and six mismatched songs that must be refused (one built from
+    the same drum samples). The ``hardroom-`` cases put the class in image-source halls (RT60 1–2 s,
+    a mirror wall, a gym, a corner) where a reflection is louder than the direct sound, at +9 to −5
+    dB SNR, one at 1.08× speed with drift, one with talking, clipping and gain control.
     """
     quiet = Room()
     rev = Room
@@ -171,6 +170,12 @@ def standard_cases() -> tuple[CaseSpec, ...]:
               track="etr/spunkyrace-ks", room=rev(rt60=1.0, drr_db=2.0, snr_db=12.0)),
         _edit("edit-four-pieces", 265, ((6.0, 11.0), (38.3, 10.0), (70.9, 12.0), (19.1, 10.0)),
               track="etr/calmrace-ks", crossfade=0.15, drift_ppm=-150.0),
+        # Edits of a song built from loops: the same drum samples bar after bar hold lines whole
+        # bars apart alike, and only the chords and melody tell a piece from its neighbours.
+        _edit("edit-loops-jump-forward", 266, ((16.0, 16.0), (72.0, 14.0)), crossfade=0.2,
+              track="studio:pop:full"),
+        _edit("edit-loops-three-pieces", 267, ((18.0, 14.0), (74.0, 12.0), (40.0, 12.0)),
+              track="studio:pop:full", room=rev(rt60=0.9, drr_db=2.0, snr_db=10.0)),
         # An edit played with the pitch kept: the pieces of a stretched song, crossfaded.
         _edit("tempoedit-090-jump-forward", 271, ((8.0, 18.0), (47.3, 15.0)), speed=0.90,
               pitch_kept=True, drift_ppm=150.0, crossfade=0.2, track="etr/spunkyrace-ks"),
@@ -205,6 +210,9 @@ def standard_cases() -> tuple[CaseSpec, ...]:
              track="etr/start1-jt", mismatch_track="etr/calmrace-ks"),
         _std("mismatch-audio-ref", 235, reference="m4a", track="etr/spunkyrace-ks",
              play_from=30.0, mismatch_track="immich/nostalgic/nostalgic_electronic_2"),
+        # Another song of the same tempo and key built from the same drum samples.
+        _std("mismatch-same-samples", 236, track="studio:pop:full", play_from=16.0,
+             mismatch_track="studio:pop:other"),
     )  # fmt: skip
 
 

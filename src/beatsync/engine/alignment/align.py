@@ -10,7 +10,11 @@ GCC-PHAT in 2-second windows measures the residual lag of each window to a fract
 (:mod:`.gcc`, :mod:`.fine`); a robust fit over the windows gives offset and scale
 (:mod:`.linefit`); the count and strength
 of agreeing windows give the confidence. When no line is supported the recordings do not share
-the music and :class:`MusicMismatchError` is raised: there is no fallback to offset 0.
+the music and :class:`MusicMismatchError` is raised: there is no fallback to offset 0. An edit's
+answer is judged whole, all its pieces together (:func:`~.acceptance.answer_significance`); and
+where the fine windows hold lines whole bars apart alike (a song built from drum loops), the
+pieces' lines must also be where the band energies' chords and melody match
+(:mod:`.harmony`), or another song built from the same samples is refused.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from .direct import direct_sound
 from .edit import assemble
 from .features import pitched_band_features, signal_band_features
 from .fine import Fit, WindowTrack, refine
-from .harmony import Harmony, standout
+from .harmony import ALIKE, Harmony, standout
 from .params import AlignParams
 from .pieces import Stretch, find_stretches
 from .presence import music_span
@@ -68,9 +72,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SAME_PITCH = 0.003  # speeds this close to 1 draw the plot's envelope from unscaled bands
-# A line held by at least this share of the best line's fine windows is held alike: the beat
-# of a song built from loops may hold lines whole bars apart.
-_ALIKE = 0.5
 _MIN_COMPARED = 3  # band windows needed to judge a line held by the beat alone
 
 
@@ -226,13 +227,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     # pieces hold the rest of the recording: the answer is judged whole.
     if best is None or not (alone or _near_miss(best, p)):
         raise MusicMismatchError(refusal(best, dance, bgm, p, trials))
-    beat = _beat_alone(best, fits, Harmony.of(unit_bands, bgm_bands, dance.start, bgm.start))
-    if beat is not None:
-        raise MusicMismatchError(
-            "the recordings do not share the music (their beats match but not their harmony: "
-            f"{beat[1]} of {beat[0]} windows match best at the line; "
-            f"significance {significance(best, trials):.1f})"
-        )
+    harmony = Harmony.of(unit_bands, bgm_bands, dance.start, bgm.start)
     stretches = find_stretches(
         signals,
         best,
@@ -242,7 +237,15 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         window=p.window,
         hop=p.hop,
         pool=pool,
+        harmony=harmony,
     )
+    beat = _beat_alone(best, fits, stretches, harmony)
+    if beat is not None:
+        raise MusicMismatchError(
+            "the recordings do not share the music (their beats match but not their harmony: "
+            f"{beat[1]} of {beat[0]} windows match best at the lines; "
+            f"significance {significance(best, trials):.1f})"
+        )
     # Clock drift leaves the pitch as it is, as far as a plot can tell; so does a tempo change
     # that keeps it.
     same_pitch = abs(best.mapping.scale - 1.0) < _SAME_PITCH or best.mapping.pitch_kept
@@ -323,14 +326,18 @@ def _edit(
     )
 
 
-def _beat_alone(best: Fit, fits: list[Fit], harmony: Harmony) -> tuple[int, int] | None:
-    """``(windows, standing out)`` (:func:`~.harmony.standout`) when ``best`` is held by the
-    beat alone: other lines hold about as many fine windows (the same drums a whole number of
-    bars away), and the band energies match best at ``best``'s line in under half of the
-    windows where it agrees; None otherwise."""
-    if not any(f is not best and f.hits >= _ALIKE * best.hits for f in fits):
+def _beat_alone(
+    best: Fit, fits: list[Fit], stretches: list[Stretch], harmony: Harmony
+) -> tuple[int, int] | None:
+    """``(windows, standing out)`` (:func:`~.harmony.standout`, over every piece's stretches)
+    when the answer is held by the beat alone: other lines hold about as many fine windows as
+    ``best`` (the same drums a whole number of bars away), and the band energies match best at
+    the pieces' lines in under half of the windows where they agree; None otherwise."""
+    if not any(f is not best and f.hits >= ALIKE * best.hits for f in fits):
         return None
-    windows, out = standout(harmony, best)
+    parts = [(s.fit, (s.lo, s.hi)) for s in stretches] or [(best, (-np.inf, np.inf))]
+    counts = [standout(harmony, fit, span) for fit, span in parts]
+    windows, out = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return (windows, out) if windows >= _MIN_COMPARED and 2 * out < windows else None
 
 

@@ -11,6 +11,9 @@ reference best at the line that plays the same bars.
 :func:`standout` counts the windows (where the line's fine windows agree) whose bands match
 the reference better at the line than at any other offset within :data:`_REACH_S`: a true line
 stands out of its bar-shifted neighbours in most windows, a line of a same-sample song in few.
+:func:`preference` says, window by window, which of two lines the bands follow: of two lines
+held alike by the fine windows (a loop a whole number of bars away), the one that plays the
+same bars; an edit's piece that a loop hides is found so.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from ..mapping import Mapping
 from .features import FEATURE_RATE
 from .fine import Fit
 
-__all__ = ["Harmony", "standout"]
+__all__ = ["ALIKE", "HOP_S", "WINDOW_S", "Harmony", "preference", "standout"]
 
-_WINDOW_S = 4.0
-_HOP_S = 2.0
+WINDOW_S = 4.0  # the band windows' length and spacing (s)
+HOP_S = 2.0
+# A line held by at least this share of the best line's fine windows is held alike: the beat
+# of a song built from loops may hold lines whole bars apart.
+ALIKE = 0.5
 _REACH_S = 8.0  # offsets compared either side of the line
 _SAME_S = 0.3  # offsets this close are the line itself
 _NEAR_S = 1.0  # windows compared lie this close to an agreeing fine window: where music plays
@@ -59,7 +65,7 @@ class Harmony:
     def windows(self, mapping: Mapping) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """Centres (dance s) and first reference frames of the windows ``mapping`` puts wholly
         inside the reference, with :data:`_REACH_S` of it either side."""
-        width, hop = round(_WINDOW_S * FEATURE_RATE), round(_HOP_S * FEATURE_RATE)
+        width, hop = round(WINDOW_S * FEATURE_RATE), round(HOP_S * FEATURE_RATE)
         reach = round(_REACH_S * FEATURE_RATE)
         starts = np.arange(0, max(0, self.dance.shape[1] - width + 1), hop, dtype=np.int64)
         centres = self.dance_start + (starts + width / 2) / FEATURE_RATE
@@ -74,7 +80,7 @@ class Harmony:
         """Window centres (dance s) and, per window, the normalised correlation of its bands
         with the reference's at every offset within :data:`_REACH_S` of ``mapping`` (shape
         (windows, offsets), the line's offset in the middle column)."""
-        width = round(_WINDOW_S * FEATURE_RATE)
+        width = round(WINDOW_S * FEATURE_RATE)
         reach = round(_REACH_S * FEATURE_RATE)
         centres, (starts, first) = self.windows(mapping)
         lags = 2 * reach + 1
@@ -91,15 +97,18 @@ class Harmony:
         return centres, out
 
 
-def standout(harmony: Harmony, fit: Fit) -> tuple[int, int]:
+def standout(
+    harmony: Harmony, fit: Fit, span: tuple[float, float] = (-np.inf, np.inf)
+) -> tuple[int, int]:
     """``(windows, standing out)``: how many windows are compared (those within
-    :data:`_NEAR_S` of the fit's agreeing windows), and in how many the bands match the
-    reference at the fit's line better than at any other offset within :data:`_REACH_S` (0, 0
-    for a line not at speed 1, whose bands are read at another pitch)."""
+    :data:`_NEAR_S` of the fit's agreeing windows in ``span``, dance s), and in how many the
+    bands match the reference at the fit's line better than at any other offset within
+    :data:`_REACH_S` (0, 0 for a line not at speed 1, whose bands are read at another pitch)."""
     mapping = fit.mapping
     if mapping.pitch_kept or abs(mapping.scale - 1.0) >= _SAME_SPEED:
         return 0, 0
-    agreeing = fit.track.times[fit.track.inlier]
+    times = fit.track.times
+    agreeing = times[fit.track.inlier & (times >= span[0]) & (times <= span[1])]
     centres, curves = harmony.curves(mapping)
     if len(curves) == 0 or len(agreeing) == 0:
         return 0, 0
@@ -110,6 +119,38 @@ def standout(harmony: Harmony, fit: Fit) -> tuple[int, int]:
     others = np.concatenate([curves[:, : middle - same], curves[:, middle + same + 1 :]], axis=1)
     at_line = curves[:, middle - same : middle + same + 1].max(axis=1)
     return len(curves), int(np.sum(at_line > others.max(axis=1)))
+
+
+def preference(
+    harmony: Harmony, first: Mapping, second: Mapping
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Window centres (dance s) and, per window, how much better the bands match the reference
+    under ``second`` than under ``first`` (the difference of their normalised correlations;
+    NaN where either line leaves the reference or a line is not at speed 1)."""
+    width, hop = round(WINDOW_S * FEATURE_RATE), round(HOP_S * FEATURE_RATE)
+    starts = np.arange(0, max(0, harmony.dance.shape[1] - width + 1), hop, dtype=np.int64)
+    centres = harmony.dance_start + (starts + width / 2) / FEATURE_RATE
+    if any(m.pitch_kept or abs(m.scale - 1.0) >= _SAME_SPEED for m in (first, second)):
+        return centres, np.full(len(starts), np.nan)
+    return centres, _match(harmony, second, starts, width) - _match(harmony, first, starts, width)
+
+
+def _match(
+    harmony: Harmony, mapping: Mapping, starts: NDArray[np.int64], width: int
+) -> NDArray[np.float64]:
+    """Each window's normalised correlation with the reference's bands under ``mapping``."""
+    first = np.round(
+        (mapping.bgm_time_array(harmony.dance_start + starts / FEATURE_RATE) - harmony.bgm_start)
+        * FEATURE_RATE
+    ).astype(np.int64)
+    out = np.full(len(starts), np.nan)
+    for k, (s, f) in enumerate(zip(starts, first, strict=True)):
+        if f < 0 or f + width > harmony.bgm.shape[1]:
+            continue
+        x = harmony.dance[:, s : s + width].astype(np.float64)
+        y = harmony.bgm[:, f : f + width].astype(np.float64)
+        out[k] = float(np.sum(x * y)) / (np.sqrt(np.sum(x * x) * np.sum(y * y)) + 1e-9)
+    return out
 
 
 def _flat(bands: NDArray[np.float32]) -> NDArray[np.float32]:

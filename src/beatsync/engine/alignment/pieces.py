@@ -6,8 +6,11 @@ intervals of their own. A runner-up line whose agreeing windows fall where the b
 already do (a section the song repeats) is an alternative, not a piece. A line is a piece only
 when at least :data:`MIN_PIECE_S` seconds of windows, in runs, agree with it where no accepted
 line agrees; stretches of at least that length that no line explains are searched again on
-their own. All pieces share one scale (the same clock, the same speed), fitted jointly; the
-seams between them come from :mod:`.seam`.
+their own. In a song built from loops the best line's windows may agree over another piece
+too (the same drums whole bars away): where the band energies follow another line held alike
+(:func:`~.harmony.preference`), the best line gives those windows up. All pieces share one
+scale (the same clock, the same speed), fitted jointly; the seams between them come from
+:mod:`.seam`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from ..media.decode import Audio
 from ..piece import Piece
 from .features import FEATURE_RATE
 from .fine import Fit, assess, measure
+from .harmony import ALIKE, Harmony, preference
+from .harmony import HOP_S as _HARMONY_HOP_S
+from .harmony import WINDOW_S as _HARMONY_WINDOW_S
 from .linefit import AGREE_PROMINENCE, fit_line
 from .seam import find_seam
 from .search import Speed, coarse_lines
@@ -43,6 +49,9 @@ _CLAIM_MARGIN_S = 0.5  # a window this close to an accepted run is that run's
 # Lines this close are one moment of the song: an edit's jump is a beat or more.
 _SAME_LINE_S = 0.1
 _NO_STRETCH = 0.003
+# Band energies this much better matched under another line (normalised correlation) are that
+# line's music.
+_PREFERRED = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,7 @@ def find_stretches(
     window: float,
     hop: float,
     pool: Executor | None = None,
+    harmony: Harmony | None = None,
 ) -> list[Stretch]:
     """The runs of agreeing windows of the best line and of the lines that claim pieces, in
     dance-time order.
@@ -72,9 +82,20 @@ def find_stretches(
     ``others`` are the runner-up lines already locked; stretches of ``MIN_PIECE_S`` or more
     that no accepted line explains, where the best line maps inside the reference, are searched
     again (coarse lines on that stretch alone, locked at the best line's scale). One stretch
-    (or several of the best line alone) means one piece.
+    (or several of the best line alone) means one piece. With ``harmony``, the best line does
+    not keep the windows where another line that the fine windows hold alike (a loop whole
+    bars away) plays the same bars as the recording and the best line does not: that line
+    may claim them.
     """
-    accepted = _runs(best)
+    own = None if harmony is None else _own(best, others, harmony)
+    accepted = _runs(best, keep=own)
+    if own is not None and not own.all():
+        # What another line took may leave the best line a few windows at its edges: too
+        # little for a piece of its own.
+        whole = [
+            s for s in accepted if s.hi - s.lo + window >= _MIN_REACH_S and s.hits >= _MIN_HITS
+        ]
+        accepted = whole or accepted
     if not accepted:
         return []
     used: set[int] = {id(best)}
@@ -164,6 +185,28 @@ def _runs(fit: Fit, *, keep: NDArray[np.bool_] | None = None) -> list[Stretch]:
     return [
         Stretch(fit, float(run[0]), float(run[-1]), len(run)) for run in np.split(times, breaks)
     ]
+
+
+def _own(best: Fit, others: Sequence[Fit], harmony: Harmony) -> NDArray[np.bool_]:
+    """Which of ``best``'s windows no other line held alike plays better: the band energies
+    follow the other line by :data:`_PREFERRED` or more in windows running over
+    :data:`MIN_PIECE_S` (a piece's worth)."""
+    times = best.track.times
+    own = np.ones(len(times), dtype=bool)
+    for fit in others:
+        if fit.hits < ALIKE * best.hits:
+            continue
+        centres, gain = preference(harmony, best.mapping, fit.mapping)
+        better = np.nan_to_num(gain, nan=0.0) >= _PREFERRED
+        idx = np.flatnonzero(better)
+        if len(idx) == 0:
+            continue
+        for run in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1):
+            lo, hi = float(centres[run[0]]), float(centres[run[-1]])
+            # The windows' centres lie half a window inside what they hear.
+            if hi - lo + _HARMONY_WINDOW_S >= MIN_PIECE_S:
+                own &= (times < lo - _HARMONY_HOP_S / 2) | (times > hi + _HARMONY_HOP_S / 2)
+    return own
 
 
 def _same_music(fit: Fit, accepted: Sequence[Stretch]) -> bool:

@@ -289,9 +289,9 @@ def _shares(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Per frame, how much of each prediction the recording holds (``d ≈ α·a + β·b``, least
     squares over the bins) and how well each share is known (the weighted energy of its
-    prediction). Each bin is weighted by the inverse of the recording's power there, smoothed
-    over ``smooth`` frames: every band counts, so a room's ringing in a few loud partials
-    cannot pass for the direct sound."""
+    prediction that the other prediction does not explain). Each bin is weighted by the inverse
+    of the recording's power there, smoothed over ``smooth`` frames: every band counts, so a
+    room's ringing in a few loud partials cannot pass for the direct sound."""
     from scipy.ndimage import uniform_filter1d
 
     power = uniform_filter1d(np.abs(d) ** 2, size=smooth, axis=0)
@@ -304,9 +304,12 @@ def _shares(
     det = aa * bb - ab**2
     ok = det > 1e-9 * (aa * bb + 1e-30)
     safe = np.where(ok, det, 1.0)
+    safe_a, safe_b = np.where(ok, aa, 1.0), np.where(ok, bb, 1.0)
     alpha = np.where(ok, (bb * da - ab * db) / safe, 0.0)
     beta = np.where(ok, (aa * db - ab * da) / safe, 0.0)
-    return alpha, beta, np.where(ok, aa, 0.0), np.where(ok, bb, 0.0)
+    # Each share is known as well as its prediction tells from the other's: frames where the
+    # two lines play alike (the same drum loop whole bars apart) say little of either.
+    return alpha, beta, np.where(ok, det / safe_b, 0.0), np.where(ok, det / safe_a, 0.0)
 
 
 def _framed_ramp(
