@@ -35,7 +35,7 @@ def test_frames_are_transformed_once_and_given_back_as_made() -> None:
     spectra = FrameSpectra()
     first = spectra.transform(frames, np.array([0, 128, 256]), window, 1)
     again = spectra.transform(frames, np.array([256, 384, 0]), window, 1)
-    assert sorted(spectra.rows) == [0, 128, 256, 384]
+    assert spectra.starts.tolist() == [0, 128, 256, 384]
     np.testing.assert_array_equal(again[0], first[2])
     np.testing.assert_array_equal(again[2], first[0])
     np.testing.assert_array_equal(again[1], scipy.fft.rfft(frames[384] * window))
@@ -60,4 +60,4 @@ def test_trials_sharing_a_memo_measure_what_they_measure_alone(
             np.testing.assert_array_equal(a, b)
     # One resampling's frames at a time, however many the trials went through.
     assert len(memo.spectra) == 1
-    assert all(len(s.rows) > 0 for s in memo.spectra.values())
+    assert all(len(s.starts) > 0 for s in memo.spectra.values())

@@ -247,11 +247,18 @@ def _scan_slope(signals: Signals, guess: Mapping, *, reach: float) -> Mapping:
 
     The coarse search knows the speed to a few tenths of a percent at worst; the fine
     correlation needs it to a few hundredths, or the frames of a window stop adding up in phase.
+    Every other step is tried first, then the two steps either side of the best of those: the
+    windows' match falls off over several steps either side of the true slope, so the best
+    step lies next to the best of every other one.
     """
     steps = max(1, round(reach / 0.0005))
-    return _best_slope(
-        signals, guess, guess.scale * (1.0 + np.linspace(-reach, reach, 2 * steps + 1)), 1.0
-    )
+    scales = guess.scale * (1.0 + np.linspace(-reach, reach, 2 * steps + 1))
+    memo = ScanMemo()
+    scores = _slope_scores(signals, guess, scales[::2], 1.0, memo)
+    best = 2 * int(np.argmax([scores[trial] for trial in sorted(scores, key=lambda m: m.scale)]))
+    sides = [i for i in (best - 1, best + 1) if 0 <= i < len(scales)]
+    scores |= _slope_scores(signals, guess, scales[sides], 1.0, memo)
+    return _best_of(scores)
 
 
 def _best_drift(signals: Signals, guess: Mapping) -> Mapping:
@@ -261,13 +268,6 @@ def _best_drift(signals: Signals, guess: Mapping) -> Mapping:
     centre = max(scores, key=lambda trial: scores[trial]).scale
     scores |= _slope_scores(signals, guess, centre + np.array([-150e-6, 150e-6]), 2.0, memo)
     return _best_of(scores)
-
-
-def _best_slope(
-    signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float
-) -> Mapping:
-    """Of lines through the guess's middle with these slopes, the one whose windows match best."""
-    return _best_of(_slope_scores(signals, guess, scales, window, ScanMemo()))
 
 
 def _best_of(scores: dict[Mapping, float]) -> Mapping:

@@ -23,9 +23,15 @@ __all__ = ["FrameSpectra", "ScanMemo"]
 
 @dataclass(slots=True)
 class FrameSpectra:
-    """Windowed ``rfft`` rows of one signal's frames of one length, by first sample."""
+    """Windowed ``rfft`` rows of one signal's frames of one length: ``rows[:count]`` in the
+    order they were made, ``starts`` their frames' first samples sorted and ``index`` where
+    each sits in ``rows``."""
 
-    rows: dict[int, NDArray[np.complex64]] = field(default_factory=dict)
+    rows: NDArray[np.complex64] | None = None
+    count: int = 0
+    made: list[NDArray[np.int64]] = field(default_factory=list)
+    starts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    index: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def transform(
         self,
@@ -37,15 +43,34 @@ class FrameSpectra:
         """``rfft(frames[at] × window)`` along the rows, made only for the frames not held.
 
         ``frames`` is the signal's ``sliding_window_view`` at the frame length; ``at`` the
-        first samples of the frames wanted.
+        distinct first samples of the frames wanted.
         """
-        held = [self.rows.get(int(a)) for a in at]
-        missing = [i for i, row in enumerate(held) if row is None]
-        if missing:
-            made = scipy.fft.rfft(frames[at[missing]] * window, axis=1, workers=workers)
-            for i, row in zip(missing, made, strict=True):
-                self.rows[int(at[i])] = held[i] = row
-        return np.stack(held)  # type: ignore[arg-type]
+        if not len(at):
+            return np.zeros((0, frames.shape[1] // 2 + 1), np.complex64)
+        pos = np.searchsorted(self.starts, at)
+        held = pos < len(self.starts)
+        held[held] = self.starts[pos[held]] == at[held]
+        missing = at[~held]
+        if len(missing):
+            self._add(missing, scipy.fft.rfft(frames[missing] * window, axis=1, workers=workers))
+            pos = np.searchsorted(self.starts, at)
+        assert self.rows is not None  # made above if nothing was held
+        found: NDArray[np.complex64] = self.rows[self.index[pos]]
+        return found
+
+    def _add(self, starts: NDArray[np.int64], rows: NDArray[np.complex64]) -> None:
+        end = self.count + len(rows)
+        if self.rows is None or end > len(self.rows):
+            # Room for twice as many: each row is copied a bounded number of times.
+            grown = np.empty((2 * end, rows.shape[1]), rows.dtype)
+            if self.rows is not None:
+                grown[: self.count] = self.rows[: self.count]
+            self.rows = grown
+        self.rows[self.count : end] = rows
+        self.made.append(starts)
+        every = np.concatenate(self.made)
+        order = np.argsort(every, kind="stable")
+        self.starts, self.index, self.count = every[order], order, end
 
 
 @dataclass(slots=True)
