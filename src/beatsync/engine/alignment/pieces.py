@@ -103,7 +103,7 @@ def find_stretches(
     searched: set[tuple[float, float]] = set()
     while True:
         claims = [
-            (fit, _claims(fit, accepted, window))
+            (fit, _claims(fit, accepted, window, harmony, [best, *pending]))
             for fit in pending
             if id(fit) not in used and not _same_music(fit, accepted)
         ]
@@ -221,11 +221,22 @@ def _same_music(fit: Fit, accepted: Sequence[Stretch]) -> bool:
     )
 
 
-def _claims(fit: Fit, accepted: Sequence[Stretch], window: float) -> list[Stretch]:
+def _claims(
+    fit: Fit,
+    accepted: Sequence[Stretch],
+    window: float,
+    harmony: Harmony | None = None,
+    rivals: Sequence[Fit] = (),
+) -> list[Stretch]:
     """The runs of ``fit``'s agreeing windows outside every accepted run that are long and
-    full enough to be a piece."""
+    full enough to be a piece; with ``harmony``, only those that no line of ``rivals`` held
+    alike plays better (:func:`_own`)."""
     t = fit.track.times
-    free = np.ones(len(t), dtype=bool)
+    free = (
+        np.ones(len(t), dtype=bool)
+        if harmony is None
+        else _own(fit, [r for r in rivals if r is not fit], harmony)
+    )
     for s in accepted:
         free &= (t < s.lo - _CLAIM_MARGIN_S) | (t > s.hi + _CLAIM_MARGIN_S)
     return [
