@@ -263,10 +263,11 @@ def _scan_slope(signals: Signals, guess: Mapping, *, reach: float) -> Mapping:
 
 def _best_drift(signals: Signals, guess: Mapping) -> Mapping:
     """The clock drift, to 150 ppm within ±450 ppm, whose two-second windows match best."""
-    memo = ScanMemo()
-    scores = _slope_scores(signals, guess, 1.0 + np.array([-300e-6, 0.0, 300e-6]), 2.0, memo)
+    # Five trials share little: their frames' spectra (tens of megabytes of long frames, in
+    # every run) are not held.
+    scores = _slope_scores(signals, guess, 1.0 + np.array([-300e-6, 0.0, 300e-6]), 2.0, None)
     centre = max(scores, key=lambda trial: scores[trial]).scale
-    scores |= _slope_scores(signals, guess, centre + np.array([-150e-6, 150e-6]), 2.0, memo)
+    scores |= _slope_scores(signals, guess, centre + np.array([-150e-6, 150e-6]), 2.0, None)
     return _best_of(scores)
 
 
@@ -276,10 +277,15 @@ def _best_of(scores: dict[Mapping, float]) -> Mapping:
 
 
 def _slope_scores(
-    signals: Signals, guess: Mapping, scales: NDArray[np.float64], window: float, memo: ScanMemo
+    signals: Signals,
+    guess: Mapping,
+    scales: NDArray[np.float64],
+    window: float,
+    memo: ScanMemo | None,
 ) -> dict[Mapping, float]:
     """How well each line through the guess's middle with these slopes is matched: the summed
-    prominence of its windows' peaks. The trials share the dance signal's frames (``memo``)."""
+    prominence of its windows' peaks. The trials share the dance signal's frames (``memo``,
+    when given)."""
     mid = signals.dance.start + signals.dance.duration / 2
     frame = 4096 if window >= 2.0 else 2048
     scores: dict[Mapping, float] = {}
