@@ -172,9 +172,9 @@ def standard_cases() -> tuple[CaseSpec, ...]:
               track="etr/calmrace-ks", crossfade=0.15, drift_ppm=-150.0),
         # Edits of a song built from loops: the same drum samples bar after bar hold lines whole
         # bars apart alike, and only the chords and melody tell a piece from its neighbours.
-        _edit("edit-loops-jump-forward", 266, ((16.0, 16.0), (72.0, 14.0)), crossfade=0.2,
+        _edit("edit-loops-jump-forward", 266, ((19.0, 16.0), (75.0, 14.0)), crossfade=0.2,
               track="studio:pop:full"),
-        _edit("edit-loops-three-pieces", 267, ((18.0, 14.0), (74.0, 12.0), (40.0, 12.0)),
+        _edit("edit-loops-three-pieces", 267, ((19.0, 14.0), (74.0, 12.0), (22.0, 12.0)),
               track="studio:pop:full", room=rev(rt60=0.9, drr_db=2.0, snr_db=10.0)),
         # An edit played with the pitch kept: the pieces of a stretched song, crossfaded.
         _edit("tempoedit-090-jump-forward", 271, ((8.0, 18.0), (47.3, 15.0)), speed=0.90,

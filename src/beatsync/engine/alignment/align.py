@@ -243,8 +243,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     if beat is not None:
         raise MusicMismatchError(
             "the recordings do not share the music (their beats match but not their harmony: "
-            f"{beat[1]} of {beat[0]} windows match best at the lines; "
-            f"significance {significance(best, trials):.1f})"
+            f"{beat[1]} of {beat[0]} windows match best at the lines)"
         )
     # Clock drift leaves the pitch as it is, as far as a plot can tell; so does a tempo change
     # that keeps it.
