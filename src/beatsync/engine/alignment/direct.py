@@ -162,7 +162,8 @@ class _Curves:
     ) -> tuple[float, int]:  # fmt: skip
         shift = np.rint(slope * dt * self.rate).astype(np.int64)
         step = int(lags[1] - lags[0]) if len(lags) > 1 else 1
-        if len(lags) > 1 and bool(np.all(np.diff(lags) == step)):
+        # The coarse steps read a few hundred lines: as slices; the fine ones a few dozen.
+        if step > 1 and bool(np.all(np.diff(lags) == step)):
             total = self._along(shift, int(lags[0]), len(lags), step).sum(axis=0)
         else:
             idx = np.clip(lags[None, :] + shift[:, None] + self.reach, 0, 2 * self.reach)
@@ -174,7 +175,7 @@ class _Curves:
         self, shift: NDArray[np.int64], first: int, count: int, step: int
     ) -> NDArray[np.float32]:
         """``curves[row, clip(reach + first + step × m + shift[row])]`` for ``m < count``, row
-        by row: the curves are padded with their end values (the clipping) and split by the
+        by row: the curves, padded with their end values (the clipping), are split by the
         index's remainder modulo ``step``, so each row's values lie side by side and are read
         as one slice."""
         low = self.reach + first + int(shift.min())
@@ -182,9 +183,12 @@ class _Curves:
         pad = max(0, -low, high - 2 * self.reach)
         held = self._split.get(step)
         if held is None or held[0] < pad:
-            extra = -(self.curves.shape[1] + 2 * pad) % step
-            padded = np.pad(self.curves, ((0, 0), (pad, pad + extra)), mode="edge")
-            held = (pad, np.stack([padded[:, r::step] for r in range(step)]))
+            length = -(-(self.curves.shape[1] + 2 * pad) // step)
+            ends = self.curves.shape[1] - 1
+            split = np.empty((step, *self.curves.shape[:1], length), self.curves.dtype)
+            for r in range(step):
+                split[r] = self.curves[:, np.clip(np.arange(length) * step + r - pad, 0, ends)]
+            held = (pad, split)
             self._split[step] = held
         pad, split = held
         at = pad + self.reach + first + shift
