@@ -131,6 +131,8 @@ def test_windows_that_agree_alone_count_and_are_likelier_by_chance() -> None:
     fit = _fit_at(37, [2, 4, 5, 10, 11, 13, 14, 16, 21, 22, 23, 24, 25, 26, 27])
     assert (fit.hits, fit.lone, fit.windows) == (15, 3, 37)
     assert fit.track.inlier.sum() == 15
+    # Which line is best is the runs' say: the lone windows add no evidence.
+    assert fit.evidence == pytest.approx(12.0)
     trials = Trials(40.0, 78.0)
     lines = (118.0 / 0.004) * (1.0 + 0.02 * 36.0 / 0.004)
     runs = sum(math.comb(37, j) * 0.025**j * 0.975 ** (37 - j) for j in range(12, 38))

@@ -59,9 +59,9 @@ class WindowTrack:
 @dataclass(frozen=True, slots=True)
 class Fit:
     """A locked line: ``hits`` windows of ``windows`` agree with it, ``lone`` of them alone
-    (outside any run); ``evidence`` counts them weighted by prominence (is there a match at
-    all?); ``score`` sums their whitened peak heights (which of two lines matches better? a
-    repeated section is never quite identical)."""
+    (outside any run); ``evidence`` counts those in runs weighted by prominence (is there a
+    match at all?); ``score`` sums their whitened peak heights (which of two lines matches
+    better? a repeated section is never quite identical)."""
 
     mapping: Mapping
     track: WindowTrack
@@ -213,13 +213,15 @@ def assess(
     Music is heard for seconds at a time, so its windows agree in runs (at least ``MIN_RUN``
     strong inliers, a gap of one window allowed); a window of unrelated sound agrees by chance
     and alone. In a hard room the music's windows may agree alone too, each on the arrival the
-    line follows: they count, and the chance model weighs them as more likely by chance.
+    line follows: they count, and the chance model weighs them as more likely by chance. The
+    evidence and the score, which choose between lines, are the runs' alone.
     """
     strong = inlier & (prom >= AGREE_PROMINENCE)
-    lone = int((strong & ~in_runs(strong)).sum())
-    evidence = float(np.minimum(1.0, (prom[strong] - 3.0) / 6.0).sum())
+    runs = in_runs(strong)
+    lone = int((strong & ~runs).sum())
+    evidence = float(np.minimum(1.0, (prom[runs] - 3.0) / 6.0).sum())
     track = WindowTrack(times=t, lags=beta - t, strength=strength, inlier=strong)
-    score = float(strength[strong].sum())
+    score = float(strength[runs].sum())
     return Fit(mapping, track, evidence, score, int(strong.sum()), len(t), lone)
 
 
