@@ -47,7 +47,7 @@ import pytest
 from PIL import Image
 from service_process import ServiceProcess
 
-from beatsync.service.layout import job_folder
+from beatsync.service.layout import job_folder, upload_folder
 from beatsync.testkit import BuiltCase, build_case, case_named, video_packets_copied
 
 FINISHED = {"succeeded", "failed", "canceled"}
@@ -582,12 +582,13 @@ def test_file_names_are_display_strings_only(
         assert tus_patch(client, location, 0, content).status_code == 204
         via_tus = client.get(location.replace("/tus/", "/uploads/")).json()
         assert (via_tus["filename"], via_tus["status"]) == (shown, "ready")
-    stored = server.data_dir / "files" / "uploads"
-    assert [p.name for p in (stored / upload_id).iterdir()] == ["data"]
-    assert (stored / upload_id / "data").read_bytes() == content
+    files = server.data_dir / "files"
+    stored = files / upload_folder(upload_id)
+    assert [p.name for p in stored.iterdir()] == ["data"]
+    assert (stored / "data").read_bytes() == content
     # The same bytes again from the same owner are not stored twice: the copy refers to them.
     assert via_tus["sha256"] == sha256
-    assert not (stored / via_tus["id"]).exists()
+    assert not (files / upload_folder(via_tus["id"])).exists()
     names = {p.name for p in server.data_dir.rglob("*")}
     assert not names & {"passwd.mp4", "x.mp4", "etc", "windows", "var"}
     assert sorted(p.name for p in server.data_dir.parent.iterdir()) == outside

@@ -68,7 +68,7 @@ def _stored(settings: Settings) -> dict[str, int]:
         return {}
     return {
         str(p.relative_to(settings.storage_root)): p.stat().st_size
-        for p in root.glob("*/data")
+        for p in root.rglob("data")
         if p.is_file()
     }
 
