@@ -7,14 +7,13 @@ search (offsets × slopes × speeds), ``p`` the chance a window's peak lands on 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from beatsync.engine import Mapping
 from beatsync.engine.alignment.acceptance import Trials, answer_significance, significance
-from beatsync.engine.alignment.fine import Fit, WindowTrack, assess
+from beatsync.engine.alignment.fine import Fit, WindowTrack
 from beatsync.engine.piece import Piece
 
 
@@ -114,41 +113,3 @@ def test_an_edit_of_chance_pieces_is_not_significant() -> None:
         pieces.append(Piece(10.0 * k, 10.0 * (k + 1), fits[-1].mapping))
     trials = Trials(40.0, 200.0)
     assert answer_significance(pieces, fits, trials) < significance(fits[0], trials) - 10.0
-
-
-def _fit_at(windows: int, agreeing: list[int]) -> Fit:
-    """A line held by the windows at the indices ``agreeing``, the lone ones counted as assess
-    counts them."""
-    times = np.arange(windows, dtype=np.float64) + 1.0
-    inlier = np.zeros(windows, dtype=bool)
-    inlier[agreeing] = True
-    prom = np.where(inlier, 10.0, 1.0)
-    return assess(Mapping(0.0, 1.0), times, times, np.ones(windows), prom, inlier)
-
-
-def test_windows_that_agree_alone_count_and_are_likelier_by_chance() -> None:
-    # A hard room's take: two runs (a gap of one allowed) and three windows apart from them.
-    fit = _fit_at(37, [2, 4, 5, 10, 11, 13, 14, 16, 21, 22, 23, 24, 25, 26, 27])
-    assert (fit.hits, fit.lone, fit.windows) == (15, 3, 37)
-    assert fit.track.inlier.sum() == 15
-    # Which line is best is the runs' say: the lone windows add no evidence.
-    assert fit.evidence == pytest.approx(12.0)
-    trials = Trials(40.0, 78.0)
-    lines = (118.0 / 0.004) * (1.0 + 0.02 * 36.0 / 0.004)
-    runs = sum(math.comb(37, j) * 0.025**j * 0.975 ** (37 - j) for j in range(12, 38))
-    alone = sum(math.comb(25, j) * 0.2**j * 0.8 ** (25 - j) for j in range(3, 26))
-    found = significance(fit, trials)
-    assert found == pytest.approx(-math.log10(lines * runs * alone), rel=1e-9)
-    # Accepted; the lone windows add to the runs' evidence, less than in a run.
-    assert 3.0 < significance(replace(fit, hits=12, lone=0), trials) < found
-    assert found < significance(replace(fit, lone=0), trials) - 1.0
-
-
-def test_a_line_held_only_by_lone_windows_needs_many() -> None:
-    # A mismatch of the same tempo and key: 11 of 41 windows agree with its best line, in runs of
-    # at most three. At the search's 1 in 40 they would be significant; alone they are not.
-    fit = _fit_at(41, [1, 3, 10, 11, 16, 17, 18, 21, 22, 23, 33])
-    assert (fit.hits, fit.lone) == (11, 11)
-    trials = Trials(44.0, 113.0)
-    assert significance(fit, trials) < -5.0
-    assert significance(replace(fit, lone=0), trials) > 1.0

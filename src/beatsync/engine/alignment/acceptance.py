@@ -4,23 +4,20 @@ A line is accepted when enough windows agree with it, their evidence gives a con
 the threshold, and chance would not give as much (:func:`accepted`). Answers that match about
 equally well divide the confidence between them (:func:`shares`).
 
-Chance is measured a contrario (the number of false alarms of Desolneux, Moisan and Morel): if
-the two recordings shared no music, each window's peak would fall anywhere in the lags it was
-searched over, so it agrees with a given line (within the fit's tolerance ``δ``, searched over
-``±R`` by the fine stage's first pass, which locates the line; later passes only narrow the
-search around it) with probability ``p = δ / R``, and ``k`` or more of ``n`` windows agree with
-probability ``P[Binomial(n, p) ≥ k]``. Windows that agree alone (outside any run of
-:data:`~.fine.MIN_RUN`) are counted apart, each ``_LONE_CHANCE`` times likelier by chance: two
-songs of one tempo put their beats' peaks near the same lag, so a line through them is held by
-lone windows far more often than the search's breadth says. The search could have found any of
-the lines it can tell apart: every offset that lets the recordings overlap, ``(dance +
-reference) / 2δ``; every slope within the 1 % a fitted line may move from the speed it was
-searched at, at the resolution ``2δ / span`` its windows' span gives; at each of the speeds (and
-kinds) searched. Their product ``N`` times the probability is the number of lines expected to be
-held as well as this one by chance; its ``−log10`` is the line's *significance*, which must
-reach :attr:`~.params.AlignParams.min_significance`. The threshold thus grows with the
-recording's and the reference's length, the windows' span and the speeds tried, whichever look
-found the line: the wide lock and the waveform search only choose among the same lines.
+Chance is measured a contrario (the number of false alarms of Desolneux, Moisan and Morel):
+if the two recordings shared no music, each window's peak would fall anywhere in the lags it
+was searched over, so it agrees with a given line (within the fit's tolerance ``δ``, searched
+over ``±R`` by the fine stage's first pass, which locates the line; later passes only narrow
+the search around it) with probability ``p = δ / R``, and ``k`` or more of ``n`` windows agree with
+probability ``P[Binomial(n, p) ≥ k]``. The search could have found any of the lines it can
+tell apart: every offset that lets the recordings overlap, ``(dance + reference) / 2δ``;
+every slope within the 1 % a fitted line may move from the speed it was searched at, at the
+resolution ``2δ / span`` its windows' span gives; at each of the speeds (and kinds) searched.
+Their product ``N`` times the probability is the number of lines expected to be held as well
+as this one by chance; its ``−log10`` is the line's *significance*, which must reach
+:attr:`~.params.AlignParams.min_significance`. The threshold thus grows with the recording's
+and the reference's length, the windows' span and the speeds tried, whichever look found the
+line: the wide lock and the waveform search only choose among the same lines.
 
 An edit's answer is judged whole (:func:`answer_significance`): each piece's line is held only
 by the windows on its own dance interval, the chances of all pieces multiply, and the search
@@ -42,7 +39,7 @@ import numpy as np
 from ..media.decode import Audio
 from ..piece import Piece
 from .answer import Candidate
-from .fine import Fit, in_runs
+from .fine import Fit
 from .params import AlignParams
 from .windows import window_kind
 
@@ -60,10 +57,6 @@ __all__ = [
 # How far a fitted line's slope may move from the speed it was searched at (relative, either
 # way): the consensus of :func:`~.linefit.fit_line` takes pairs of windows within 1 %.
 _SLOPE_REACH = 0.01
-# How much likelier than the search's breadth says a window agrees with a line alone by chance:
-# a same-tempo-and-key mismatch's best line is held alone by 11 of its 41 windows, a quarter
-# (1 in 40 expected); at 1 in 5 it and the kits' other mismatches stay below -5, as they were.
-_LONE_CHANCE = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +92,7 @@ def significance(fit: Fit, trials: Trials) -> float:
     offsets = (trials.dance_s + trials.bgm_s) / (2.0 * tolerance)
     slopes = 1.0 + 2.0 * _SLOPE_REACH * fit.mapping.scale * span / (2.0 * tolerance)
     lines = max(offsets, 1.0) * slopes * max(trials.speeds, 1)
-    return -(math.log10(lines) + _tails(fit.windows, fit.hits, fit.lone, tolerance / reach))
+    return -(math.log10(lines) + _log10_tail(fit.windows, fit.hits, tolerance / reach))
 
 
 def answer_significance(pieces: Sequence[Piece], fits: Sequence[Fit], trials: Trials) -> float:
@@ -119,9 +112,7 @@ def answer_significance(pieces: Sequence[Piece], fits: Sequence[Fit], trials: Tr
         times = fit.track.times
         inside = (times >= piece.start) & (times < piece.end)
         n = int(inside.sum())
-        held = fit.track.inlier & inside
-        lone = int((held & ~in_runs(fit.track.inlier)).sum())
-        tail += _tails(n, int(held.sum()), lone, tolerance / reach)
+        tail += _log10_tail(n, int((fit.track.inlier & inside).sum()), tolerance / reach)
         count += n
         if n:
             first, last = min(first, float(times[inside][0])), max(last, float(times[inside][-1]))
@@ -137,14 +128,6 @@ def answer_significance(pieces: Sequence[Piece], fits: Sequence[Fit], trials: Tr
         else 0.0
     ) / math.log(10.0)
     return -(lines + where + tail)
-
-
-def _tails(n: int, k: int, lone: int, p: float) -> float:
-    """``log10`` of the chance that ``k`` or more of ``n`` windows agree, ``lone`` of them alone:
-    those in runs each with probability ``p``, the lone ones (among the rest) ``_LONE_CHANCE``
-    times likelier."""
-    runs = k - lone
-    return _log10_tail(n, runs, p) + _log10_tail(n - runs, lone, min(1.0, _LONE_CHANCE * p))
 
 
 def _log10_tail(n: int, k: int, p: float) -> float:

@@ -28,7 +28,6 @@ __all__ = [
     "WindowTrack",
     "assess",
     "frame_track",
-    "in_runs",
     "measure",
     "measure_mapping",
     "refine",
@@ -36,8 +35,7 @@ __all__ = [
 
 # Slopes closer to 1 than this are clock drift (phones stay within a few hundred ppm).
 _DRIFT_ONLY = 0.0015
-# Agreeing windows that come at least this many together are music; fewer agree alone, and
-# chance brings such windows more often (see :mod:`.acceptance`).
+# Agreeing windows must come at least this many together to count as music.
 MIN_RUN = 4
 
 
@@ -58,10 +56,9 @@ class WindowTrack:
 
 @dataclass(frozen=True, slots=True)
 class Fit:
-    """A locked line: ``hits`` windows of ``windows`` agree with it, ``lone`` of them alone
-    (outside any run); ``evidence`` counts those in runs weighted by prominence (is there a
-    match at all?); ``score`` sums their whitened peak heights (which of two lines matches
-    better? a repeated section is never quite identical)."""
+    """A locked line: ``hits`` windows of ``windows`` agree with it; ``evidence`` counts them
+    weighted by prominence (is there a match at all?); ``score`` sums their whitened peak
+    heights (which of two lines matches better? a repeated section is never quite identical)."""
 
     mapping: Mapping
     track: WindowTrack
@@ -69,7 +66,6 @@ class Fit:
     score: float
     hits: int
     windows: int
-    lone: int = 0
 
 
 def frame_track(
@@ -194,7 +190,7 @@ def refine(
         if kind.regrow is not None:
             # Where the music is found is judged afresh under the new line, over every window.
             near = np.abs(beta - mapping.bgm_time_array(t)) <= kind.regrow
-            wider = in_runs(near & (measured >= AGREE_PROMINENCE))
+            wider = _in_runs(near & (measured >= AGREE_PROMINENCE))
             agreed = t[wider | fit.track.inlier]
         region = (float(agreed.min()) - window, float(agreed.max()) + window)
     return fit
@@ -208,21 +204,17 @@ def assess(
     prom: NDArray[np.float64],
     inlier: NDArray[np.bool_],
 ) -> Fit:
-    """Score a fitted line: its agreeing windows are the strong inliers.
+    """Score a fitted line: its agreeing windows are the strong inliers that come in runs.
 
-    Music is heard for seconds at a time, so its windows agree in runs (at least ``MIN_RUN``
-    strong inliers, a gap of one window allowed); a window of unrelated sound agrees by chance
-    and alone. In a hard room the music's windows may agree alone too, each on the arrival the
-    line follows: they count, and the chance model weighs them as more likely by chance. The
-    evidence and the score, which choose between lines, are the runs' alone.
+    Music is heard for seconds at a time, so its windows agree in runs; a window of unrelated
+    sound agrees by chance (1 in 40) and alone. Only windows in runs of at least ``MIN_RUN``
+    strong inliers (a gap of one window allowed) count.
     """
-    strong = inlier & (prom >= AGREE_PROMINENCE)
-    runs = in_runs(strong)
-    lone = int((strong & ~runs).sum())
-    evidence = float(np.minimum(1.0, (prom[runs] - 3.0) / 6.0).sum())
+    strong = _in_runs(inlier & (prom >= AGREE_PROMINENCE))
+    evidence = float(np.minimum(1.0, (prom[strong] - 3.0) / 6.0).sum())
     track = WindowTrack(times=t, lags=beta - t, strength=strength, inlier=strong)
-    score = float(strength[runs].sum())
-    return Fit(mapping, track, evidence, score, int(strong.sum()), len(t), lone)
+    score = float(strength[strong].sum())
+    return Fit(mapping, track, evidence, score, int(strong.sum()), len(t))
 
 
 def measure_mapping(
@@ -236,7 +228,7 @@ def measure_mapping(
     return assess(mapping, t, beta, strength, prom, inlier)
 
 
-def in_runs(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+def _in_runs(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """``mask`` keeping only runs of at least ``MIN_RUN`` set entries (one-entry gaps allowed)."""
     out = np.zeros_like(mask)
     idx = np.flatnonzero(mask)
