@@ -160,7 +160,13 @@ def test_a_job_run_in_a_worker_process_shows_in_the_api_metrics(
         job_id = create_job(client, auth, dance, bgm)
         job = wait_finished(client, auth, job_id)
         assert job["status"] == "succeeded", job
+        # The worker adds the job to the totals just after it writes the job's final status.
+        deadline = time.monotonic() + 10.0
         after = scrape(client)
+        while not value(after, "beatsync_jobs_finished_total", status="succeeded", code=""):
+            assert time.monotonic() < deadline, "the finished job never reached the metrics"
+            time.sleep(0.05)
+            after = scrape(client)
 
     db = Database(settings.database)
     try:
