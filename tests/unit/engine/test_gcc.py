@@ -7,7 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from beatsync.engine.alignment.gcc import FrameTrack, earliest_arrival, frame_agreement, window_lags
+from beatsync.engine.alignment.gcc import (
+    FrameTrack,
+    Windows,
+    earliest_arrival,
+    frame_agreement,
+    window_lags,
+)
 from beatsync.testkit.room import impulse_response, reverberate
 
 RATE = 16_000
@@ -28,7 +34,7 @@ def test_recovers_a_fractional_lag(delay: float) -> None:
     y = _delayed(x, delay).astype(np.float32)
     # y holds x's content ``delay`` samples later: windows of x at k·hop match y there.
     track = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=1.0)
-    result = window_lags(x, y, track, np.array([8, 40, 80]), 28, rate=RATE, search=0.03)
+    result = window_lags(Windows(x, y, track, np.array([8, 40, 80]), 28, RATE, 0.03))
     # A parabola through a whitened peak is biased by up to a tenth of a sample (6 µs).
     np.testing.assert_allclose(result.lag * RATE, delay, atol=0.15)
     assert np.all(result.prominence > 20)
@@ -43,7 +49,7 @@ def test_finds_the_direct_sound_in_a_reverberant_room() -> None:
     # The live recording lags the reference by 40 samples (2.5 ms).
     live = np.concatenate([np.zeros(40, np.float32), live[:-40]])
     track = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=1.0)
-    result = window_lags(live, clean, track, np.array([16, 60, 100]), 28, rate=RATE, search=0.08)
+    result = window_lags(Windows(live, clean, track, np.array([16, 60, 100]), 28, RATE, 0.08))
     np.testing.assert_allclose(result.lag * RATE, -40.0, atol=0.2)
 
 
@@ -56,8 +62,8 @@ def test_frames_follow_the_predicted_drift() -> None:
     following = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=scale)
     fixed = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=1.0)
     starts = np.array([100, 300])
-    good = window_lags(x, y, following, starts, 28, rate=RATE, search=0.03)
-    bad = window_lags(x, y, fixed, starts, 28, rate=RATE, search=0.03)
+    good = window_lags(Windows(x, y, following, starts, 28, RATE, 0.03))
+    bad = window_lags(Windows(x, y, fixed, starts, 28, RATE, 0.03))
     np.testing.assert_allclose(good.lag, 0.0, atol=2e-5)
     assert np.all(good.strength > 2 * bad.strength)
 
@@ -100,7 +106,7 @@ def test_earliest_arrival_is_the_direct_sound_under_a_louder_reflection() -> Non
     live = (live + 0.3 * np.std(live) * rng.standard_normal(len(live))).astype(np.float32)
     track = FrameTrack(frame=4096, hop=1024, y_first=0.0, step=1.0)
     # Window by window the strongest peak is the reflection...
-    windows = window_lags(live, clean, track, np.array([16, 120, 230]), 28, rate=RATE, search=0.08)
+    windows = window_lags(Windows(live, clean, track, np.array([16, 120, 230]), 28, RATE, 0.08))
     np.testing.assert_allclose(windows.lag * RATE, -104.0, atol=0.3)
     # ...while the earliest strong arrival over the frames is the direct sound.
     frames = np.arange(16, track.frame_count(len(live)), dtype=np.int64)

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from ..mapping import Mapping
 from .fine import MIN_RUN, Fit, frame_track, measure
-from .gcc import earliest_arrival, window_curves
+from .gcc import Windows, earliest_arrival, window_curves
 from .linefit import AGREE_PROMINENCE, fit_line
 from .signals import Signals
 from .windows import window_kind
@@ -117,10 +117,8 @@ class _Curves:
         self.mapping = mapping
         self.rate = rate * _UPSAMPLE
         self.times = signals.dance.start + (starts * frame_hop + length / 2) / rate / stretch
-        self.curves = window_curves(
-            x, signals.bgm.samples, track, starts, width, rate=rate, search=_ARRIVAL_SEARCH,
-            upsample=_UPSAMPLE, workers=signals.fft_workers,
-        )  # fmt: skip
+        windows = Windows(x, signals.bgm.samples, track, starts, width, rate, _ARRIVAL_SEARCH)
+        self.curves = window_curves(windows, upsample=_UPSAMPLE, workers=signals.fft_workers)
         self.reach = self.curves.shape[1] // 2
         # The curves padded and split for reading along lines, by lag step (see _along).
         self._split: dict[int, tuple[int, NDArray[np.float32]]] = {}

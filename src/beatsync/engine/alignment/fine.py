@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..mapping import Mapping
-from .gcc import FrameTrack
+from .gcc import FrameTrack, Windows
 from .linefit import AGREE_PROMINENCE, fit_line
 from .search import Line
 from .signals import Signals, stretch_key, stretched, stretched_length
@@ -143,9 +143,8 @@ def measure(
 
         x = make(spans) if memo is None else memo.resampled(key, spans, make)
     spectra = None if memo is None else memo.frames(key, frame)
-    result = kind.lags(
-        x, bgm.samples, track, starts, width, rate, search, signals.fft_workers, spectra
-    )
+    windows = Windows(x, bgm.samples, track, starts, width, rate, search)
+    result = kind.lags(windows, workers=signals.fft_workers, spectra=spectra)
     centres = dance.start + (starts * frame_hop + span / 2) / rate / stretch
     matched = mapping.offset + mapping.scale * centres + result.lag
     return centres, matched, result.strength, result.prominence

@@ -28,6 +28,7 @@ __all__ = [
     "Arrival",
     "FrameTrack",
     "GccResult",
+    "Windows",
     "earliest_arrival",
     "frame_agreement",
     "frame_peaks",
@@ -95,77 +96,58 @@ class FrameTrack:
         return starts
 
 
-def window_lags(
-    x: NDArray[np.float32],
-    y: NDArray[np.float32],
-    track: FrameTrack,
-    starts: NDArray[np.int64],
-    width: int,
-    *,
-    rate: int,
-    search: float,
-    workers: int = -1,
-    spectra: FrameSpectra | None = None,
-) -> GccResult:
-    """Residual lag of each window of ``width`` frames starting at frame ``starts[i]``.
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Windows of ``width`` frames on ``track``'s grid, the ``i``-th starting at frame
+    ``starts[i]``, of the mono signals ``x`` and ``y`` at ``rate`` Hz (frames falling outside
+    ``y`` count as silence); each window's correlation is searched within ``search`` seconds
+    (at most ``frame / 2 / rate``)."""
 
-    Parameters
-    ----------
-    x, y
-        Mono signals at ``rate`` Hz; frames falling outside ``y`` count as silence.
-    track
-        How frames of ``x`` pair with frames of ``y``.
-    starts
-        First frame index of each window (into ``track``'s grid).
-    width
-        Frames per window.
-    search
-        Largest residual lag searched, seconds (at most ``frame / 2 / rate``).
-    workers
-        Threads per FFT, as for :func:`scipy.fft.rfft`.
-    spectra
-        ``x``'s frame spectra made so far, to look up and add to (a scan's trials share them).
+    x: NDArray[np.float32]
+    y: NDArray[np.float32]
+    track: FrameTrack
+    starts: NDArray[np.int64]
+    width: int
+    rate: int
+    search: float
+
+
+def window_lags(
+    windows: Windows, *, workers: int = -1, spectra: FrameSpectra | None = None
+) -> GccResult:
+    """Residual lag of each of ``windows``: its strongest peak.
+
+    ``workers``: threads per FFT, as for :func:`scipy.fft.rfft`. ``spectra``: ``x``'s frame
+    spectra made so far, to look up and add to (a scan's trials share them).
     """
-    n = len(starts)
+    n = len(windows.starts)
     if n == 0:
         empty = np.zeros(0)
         return GccResult(empty, empty, empty)
-    frame = track.frame
+    frame, rate = windows.track.frame, windows.rate
     band = _band(frame, rate)
-    reach = min(int(search * rate), frame // 2 - 2)
+    reach = min(int(windows.search * rate), frame // 2 - 2)
     lags = np.arange(-reach, reach + 1)
     lag = np.zeros(n)
     strength = np.zeros(n)
     prominence = np.zeros(n)
-    for sl, sums in _window_sums(x, y, track, starts, width, workers, spectra):
+    for sl, sums in _window_sums(windows, workers, spectra):
         lag[sl], strength[sl], prominence[sl] = _peaks(sums, band, lags, frame, rate, workers)
     return GccResult(lag, strength, prominence)
 
 
-def window_curves(
-    x: NDArray[np.float32],
-    y: NDArray[np.float32],
-    track: FrameTrack,
-    starts: NDArray[np.int64],
-    width: int,
-    *,
-    rate: int,
-    search: float,
-    upsample: int = 4,
-    workers: int = -1,
-) -> NDArray[np.float32]:
-    """Each window's whole whitened correlation within ``search`` seconds, shape (windows,
-    lags): lag ``j`` is ``(j − reach) / (upsample × rate)`` seconds, ``reach`` the middle
-    index. Parameters as for :func:`window_lags`; ``upsample`` interpolates the lags (by
-    zero-padding the spectrum), so that correlations can be shifted by fractions of a sample
-    and added up."""
-    frame = track.frame
-    band = _band(frame, rate)
+def window_curves(windows: Windows, *, upsample: int = 4, workers: int = -1) -> NDArray[np.float32]:
+    """Each window's whole whitened correlation within the search, shape (windows, lags): lag
+    ``j`` is ``(j − reach) / (upsample × rate)`` seconds, ``reach`` the middle index.
+    ``upsample`` interpolates the lags (by zero-padding the spectrum), so that correlations can
+    be shifted by fractions of a sample and added up; ``workers`` as for :func:`window_lags`."""
+    frame = windows.track.frame
+    band = _band(frame, windows.rate)
     size = frame * upsample
-    reach = min(int(search * rate), frame // 2 - 2) * upsample
+    reach = min(int(windows.search * windows.rate), frame // 2 - 2) * upsample
     lags = np.arange(-reach, reach + 1) % size
-    out = np.zeros((len(starts), len(lags)), dtype=np.float32)
-    for sl, sums in _window_sums(x, y, track, starts, width, workers):
+    out = np.zeros((len(windows.starts), len(lags)), dtype=np.float32)
+    for sl, sums in _window_sums(windows, workers):
         sums[:, ~band] = 0.0
         mag = np.abs(sums)
         sums /= np.maximum(mag, 1e-6 * mag.max(axis=1, keepdims=True) + 1e-20)
@@ -175,16 +157,11 @@ def window_curves(
 
 
 def _window_sums(
-    x: NDArray[np.float32],
-    y: NDArray[np.float32],
-    track: FrameTrack,
-    starts: NDArray[np.int64],
-    width: int,
-    workers: int,
-    spectra: FrameSpectra | None = None,
+    windows: Windows, workers: int, spectra: FrameSpectra | None = None
 ) -> Iterator[tuple[slice, NDArray[np.complex64]]]:
-    """The summed cross-spectra of the windows of ``width`` frames at ``starts``, a group at a
-    time: (the group's slice of ``starts``, its sums); ``spectra`` as for :func:`window_lags`."""
+    """The summed cross-spectra of ``windows``, a group at a time: (the group's slice of
+    ``starts``, its sums); ``workers`` and ``spectra`` as for :func:`window_lags`."""
+    x, y, track, starts, width = windows.x, windows.y, windows.track, windows.starts, windows.width
     # Windows go in groups so that only one group's frame spectra are held at a time.
     for first in range(0, len(starts), _WINDOWS_PER_GROUP):
         group = starts[first : first + _WINDOWS_PER_GROUP]
@@ -285,7 +262,7 @@ def earliest_arrival(
     and stands clear of the noise, or of everything that comes before it, is the direct sound.
     The reference matches the dance signal's earlier arrivals at later lags, so the earliest
     arrival is the peak with the largest lag. Returns None when the frames hold nothing to
-    correlate. Parameters as for :func:`window_lags`.
+    correlate. Parameters as for :class:`Windows` and :func:`window_lags`.
     """
     frame = track.frame
     if len(frames) == 0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .gcc import FrameTrack, GccResult, frame_peaks
+from .gcc import FrameTrack, GccResult, Windows, frame_peaks
 from .spectra import FrameSpectra
 
 __all__ = [
@@ -56,15 +56,7 @@ def kept_frame(scale: float, rate: int, longest: int, search: float) -> int:
 
 
 def kept_lags(
-    x: NDArray[np.float32],
-    y: NDArray[np.float32],
-    track: FrameTrack,
-    starts: NDArray[np.int64],
-    width: int,
-    rate: int,
-    search: float,
-    workers: int,
-    spectra: FrameSpectra | None = None,
+    windows: Windows, *, workers: int = -1, spectra: FrameSpectra | None = None
 ) -> GccResult:
     """Window lags of pitch-kept audio from its frames' own peaks.
 
@@ -75,10 +67,13 @@ def kept_lags(
     over the search, would give (in standard deviations); its strength is their share.
     """
     # Only the frames the windows cover: a slope trial spreads a few windows over the clip.
+    track, starts, width, rate = windows.track, windows.starts, windows.width, windows.rate
+    search = windows.search
     needed = np.unique((starts[:, None] + np.arange(width)[None, :]).ravel())
     found, seen = frame_peaks(
-        x, y, track, needed, rate=rate, search=search, workers=workers, spectra=spectra
-    )
+        windows.x, windows.y, track, needed, rate=rate, search=search, workers=workers,
+        spectra=spectra,
+    )  # fmt: skip
     first, last = int(needed[0]), int(needed[-1]) + 1
     lag, height = np.zeros(last - first), np.zeros(last - first)
     lag[needed - first], height[needed - first] = found, seen

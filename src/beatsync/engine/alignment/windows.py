@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .gcc import FrameTrack, GccResult, frame_agreement, window_lags
+from .gcc import FrameTrack, GccResult, Windows, frame_agreement, window_lags
 from .kept import KEPT_AGREE, KEPT_REACHES, kept_agreement, kept_frame, kept_lags
 from .spectra import FrameSpectra
 
@@ -31,21 +31,11 @@ REACH = 0.08
 
 
 class Lags(Protocol):
-    """Each window's lag, strength and prominence: the windows start at frames ``starts`` of
-    ``track`` and span ``width`` frames; peaks are sought within ``search`` seconds. ``spectra``:
-    x's frame spectra that the trials of a scan share, looked up and added to."""
+    """Each of ``windows``' lag, strength and prominence. ``workers``: threads per FFT;
+    ``spectra``: x's frame spectra that the trials of a scan share, looked up and added to."""
 
     def __call__(
-        self,
-        x: NDArray[np.float32],
-        y: NDArray[np.float32],
-        track: FrameTrack,
-        starts: NDArray[np.int64],
-        width: int,
-        rate: int,
-        search: float,
-        workers: int,
-        spectra: FrameSpectra | None = None,
+        self, windows: Windows, *, workers: int = -1, spectra: FrameSpectra | None = None
     ) -> GccResult: ...
 
 
@@ -74,15 +64,15 @@ class WindowKind:
     seconds, pass by pass: how far from the line windows may lie to be fitted, and how far
     their peaks are sought. ``agree``: a window agrees with a fitted line within three robust
     deviations of the fit, kept within these (s). ``frame``: ``(scale, rate, longest,
-    search)`` → frame length (samples). ``lags``: ``(x, y, track, starts, width, rate, search,
-    workers)`` → each window's lag, strength and prominence. ``agreement``: each short frame's
-    match, which tells where the music plays and where an edit's seams lie; ``share``: the least
-    share of the agreement its level predicts that the music may show there
-    (:func:`~.presence.frame_evidence`). ``coherent``: whether frames add up in phase over long
-    spans, so that a line can be moved onto the earliest arrival (:mod:`.direct`) or onto the
-    waveform from far away (:mod:`.wide`). ``regrow``: when set, the fine stage judges afresh
-    under each new line where the music is (windows within this many seconds of it, in runs),
-    instead of keeping the region the previous line's windows found.
+    search)`` → frame length (samples). ``lags``: each window's lag, strength and prominence
+    (:class:`Lags`). ``agreement``: each short frame's match, which tells where the music plays
+    and where an edit's seams lie; ``share``: the least share of the agreement its level
+    predicts that the music may show there (:func:`~.presence.frame_evidence`). ``coherent``:
+    whether frames add up in phase over long spans, so that a line can be moved onto the
+    earliest arrival (:mod:`.direct`) or onto the waveform from far away (:mod:`.wide`).
+    ``regrow``: when set, the fine stage judges afresh under each new line where the music is
+    (windows within this many seconds of it, in runs), instead of keeping the region the
+    previous line's windows found.
     """
 
     resampled: bool
@@ -99,22 +89,6 @@ class WindowKind:
 
 def _longest(scale: float, rate: int, longest: int, search: float) -> int:
     return longest
-
-
-def _in_phase_lags(
-    x: NDArray[np.float32],
-    y: NDArray[np.float32],
-    track: FrameTrack,
-    starts: NDArray[np.int64],
-    width: int,
-    rate: int,
-    search: float,
-    workers: int,
-    spectra: FrameSpectra | None = None,
-) -> GccResult:
-    return window_lags(
-        x, y, track, starts, width, rate=rate, search=search, workers=workers, spectra=spectra
-    )
 
 
 def _grain_agreement(
@@ -140,7 +114,7 @@ IN_PHASE = WindowKind(
     passes=((0.08, REACH), (0.01, REACH)),
     agree=(0.001, 0.002),
     frame=_longest,
-    lags=_in_phase_lags,
+    lags=window_lags,
     agreement=frame_agreement,
     share=1.0,
     coherent=True,
