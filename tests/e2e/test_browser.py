@@ -36,6 +36,7 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from beatsync.service.codes import CODES
 from beatsync.testkit.cases import BuiltCase, build_case
@@ -662,7 +663,13 @@ def test_cancel_a_running_job(
     # Retried, the same job runs again from the start to its result.
     page.evaluate(RECORDER)
     page.locator("#retry").click()
-    page.wait_for_selector("#job[data-status=succeeded]", state="attached", timeout=JOB_MS)
+    try:
+        page.wait_for_selector("#job[data-status=succeeded]", state="attached", timeout=JOB_MS)
+    except PlaywrightTimeoutError:
+        row = api_get(page, served, f"/api/v1/jobs/{job_id}")
+        lines = (served.data_dir / "server.log").read_text(errors="replace").splitlines()
+        said = "\n".join(line for line in lines if job_id in line)
+        pytest.fail(f"the retried job did not succeed: {row}\nthe server on it:\n{said}")
     assert page.evaluate("localStorage.getItem('beatsync.job')") == job_id
     log = page.evaluate("window.__jobLog")
     assert log[0]["progress"] == 0
