@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings, load_settings
+from beatsync.service.jobs.dispatch import DispatchUnavailable
 from beatsync.service.jobs.liveness import Liveness
 
 
@@ -22,6 +23,7 @@ class ManualDispatcher:
         self.submitted: list[str] = []
         self.canceled: list[str] = []
         self.started = False
+        self.down = False  # a queue that does not answer: submitting raises
 
     def start(self) -> None:
         self.started = True
@@ -30,6 +32,8 @@ class ManualDispatcher:
         self.started = False
 
     def submit(self, job_id: str) -> None:
+        if self.down:
+            raise DispatchUnavailable("the queue does not answer")
         self.submitted.append(job_id)
 
     def cancel(self, job_id: str) -> None:

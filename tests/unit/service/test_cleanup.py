@@ -271,8 +271,9 @@ def test_finished_jobs_expire_with_their_files_and_the_metrics_keep_them(
     running = job(4)
     rows.run(running, "align", 0.5)
     rows.update(running, started_at=long_ago)
-    for job_id in (ancient, failed, kept, recent):
-        record_job_end(rows.db, job_id)
+    with rows.db.engine.begin() as conn:
+        for job_id in (ancient, failed, kept, recent):
+            record_job_end(conn, job_id)
     with rows.db.session() as session:
         totals = session.execute(select(MetricSample.name, MetricSample.labels, MetricSample.value))
         before = sorted(tuple(row) for row in totals)

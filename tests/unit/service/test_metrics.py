@@ -15,14 +15,14 @@ from factories import Rows, owner_id
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select, update
 
 from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, JobStatus, migrate
 from beatsync.service.db.models import MetricSample, new_id, utcnow
 from beatsync.service.jobs.recovery import requeue_or_lose
-from beatsync.service.jobs.run import run_job
+from beatsync.service.jobs.run import fail_job, run_job
 from beatsync.service.layout import upload_folder
 from beatsync.service.metrics import (
     STAGE_BUCKETS,
@@ -31,6 +31,7 @@ from beatsync.service.metrics import (
     record_job_end,
 )
 from beatsync.testkit import BuiltCase, build_case, case_named
+from conftest import ManualDispatcher
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 STAGES = ("probe", "decode", "align", "trim", "render")
@@ -160,13 +161,8 @@ def test_a_job_run_in_a_worker_process_shows_in_the_api_metrics(
         job_id = create_job(client, auth, dance, bgm)
         job = wait_finished(client, auth, job_id)
         assert job["status"] == "succeeded", job
-        # The worker adds the job to the totals just after it writes the job's final status.
-        deadline = time.monotonic() + 10.0
+        # The worker adds the job to the totals in the transaction of its final status.
         after = scrape(client)
-        while not value(after, "beatsync_jobs_finished_total", status="succeeded", code=""):
-            assert time.monotonic() < deadline, "the finished job never reached the metrics"
-            time.sleep(0.05)
-            after = scrape(client)
 
     db = Database(settings.database)
     try:
@@ -256,6 +252,22 @@ def test_failures_count_by_code_and_cancels_count_once(
     assert not any(name.startswith("beatsync_job_stage_") for name, _ in samples)
     assert value(samples, "beatsync_jobs_in_status", status="failed") == 1
     assert value(samples, "beatsync_jobs_in_status", status="canceled") == 1
+
+
+def test_a_retry_the_queue_cannot_take_counts_as_failed_server_busy(
+    client: TestClient, auth: dict[str, str], rows: Rows, dispatcher: ManualDispatcher
+) -> None:
+    job_id = create_queued_job(rows, owner_id(client, auth))
+    rows.fail(job_id)
+    dispatcher.down = True
+    response = client.post(f"/api/v1/jobs/{job_id}/retry", headers=auth)
+    assert response.status_code == 503, response.text
+    assert rows.job(job_id).error_code == "SERVER_BUSY"
+    samples = scrape(client)
+    name = "beatsync_jobs_finished_total"
+    assert value(samples, name, status="failed", code="SERVER_BUSY") == 1
+    # It never started again: no run time.
+    assert value(samples, "beatsync_job_duration_seconds_count", status="failed") == 0
 
 
 def test_a_lost_worker_counts_once_as_worker_lost(
@@ -424,7 +436,7 @@ def finished_job(
 def test_concurrent_writers_lose_no_observation(database: Database) -> None:
     started = utcnow()
     jobs = [
-        finished_job(database, "own_a", status="failed", started=started, seconds=i * 0.5)
+        finished_job(database, "own_a", status="running", started=started, seconds=i * 0.5)
         for i in range(40)
     ]
     barrier = threading.Barrier(4)
@@ -432,7 +444,14 @@ def test_concurrent_writers_lose_no_observation(database: Database) -> None:
     def record(part: list[str]) -> None:
         barrier.wait()
         for job_id in part:
-            record_job_end(database, job_id)
+            # As a finisher does: the final status, then the metrics, in one transaction.
+            with database.engine.begin() as conn:
+                conn.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "running")
+                    .values(status="failed", error_code="MUSIC_MISMATCH")
+                )
+                record_job_end(conn, job_id)
 
     threads = [threading.Thread(target=record, args=(jobs[i::4],)) for i in range(4)]
     for thread in threads:
@@ -487,7 +506,49 @@ def test_a_bucket_bound_no_longer_defined_joins_the_next_one_up(database: Databa
 
 def test_a_job_still_running_records_nothing(database: Database) -> None:
     job_id = finished_job(database, "own_b", status="running", started=utcnow(), seconds=1)
-    record_job_end(database, job_id)
-    record_job_end(database, "job_missing")
+    with database.engine.begin() as conn:
+        record_job_end(conn, job_id)
+        record_job_end(conn, "job_missing")
     with database.session() as session:
         assert session.query(MetricSample).count() == 0
+
+
+def job_state(db: Database, job_id: str) -> tuple[str, str | None, float]:
+    """The job's status and error code, and how many jobs the metrics count as finished."""
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        counted = session.scalar(
+            select(func.coalesce(func.sum(MetricSample.value), 0.0)).where(
+                MetricSample.name == "beatsync_jobs_finished_total"
+            )
+        )
+        return job.status, job.error_code, float(counted or 0.0)
+
+
+def test_a_final_status_and_its_count_commit_together(database: Database) -> None:
+    job_id = finished_job(database, "own_c", status="running", started=utcnow(), seconds=1)
+    # A process that dies after its final write, before its commit, leaves neither.
+    with database.engine.connect() as conn:
+        conn.execute(update(Job).where(Job.id == job_id).values(status="failed"))
+        record_job_end(conn, job_id)
+        conn.rollback()
+    assert job_state(database, job_id) == ("running", None, 0.0)
+    assert fail_job(database, job_id, "TIMEOUT", "the job ran longer than 1 s")
+    assert job_state(database, job_id) == ("failed", "TIMEOUT", 1.0)
+    assert not fail_job(database, job_id, "TIMEOUT", "the job ran longer than 1 s")
+    assert job_state(database, job_id) == ("failed", "TIMEOUT", 1.0)
+
+
+def test_a_refused_metrics_write_leaves_the_final_status(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_samples BEFORE INSERT ON metric_samples "
+            "BEGIN SELECT RAISE(ABORT, 'metrics refused'); END"
+        )
+    job_id = finished_job(database, "own_d", status="running", started=utcnow(), seconds=1)
+    assert fail_job(database, job_id, "TIMEOUT", "the job ran longer than 1 s")
+    assert job_state(database, job_id) == ("failed", "TIMEOUT", 0.0)
+    assert f"job {job_id}: its metrics were not recorded" in caplog.text

@@ -38,6 +38,7 @@ from beatsync.service.config import Settings
 from beatsync.service.db import Database, Job, JobStatus
 from beatsync.service.db.models import utcnow
 from beatsync.service.layout import job_folder
+from beatsync.service.metrics import record_job_end
 from beatsync.service.storage import Storage
 
 from .child import KILL_GRACE_S as _KILL_GRACE_S
@@ -371,6 +372,8 @@ class EmbeddedRunner:
                         finished_at=utcnow(),
                     )
                 )
+                if changed.rowcount == 1:
+                    record_job_end(conn, job_id)
                 status = conn.execute(select(_JOBS.c.status).where(_JOBS.c.id == job_id)).scalar()
             # The child may have finished the job before the signal: then its result stands.
             if status in (None, JobStatus.CANCELED.value):

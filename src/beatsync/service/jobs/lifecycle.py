@@ -357,12 +357,13 @@ def _mark_canceled(session: Session, job: Job) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    session.commit()
-    session.refresh(job)
     done = bool(getattr(changed, "rowcount", 0))
     if done:
+        record_job_end(session.connection(), job.id)
+    session.commit()
+    session.refresh(job)
+    if done:
         logger.info("job %s canceled", job.id, extra={"job_id": job.id})
-        record_job_end(session.get_bind().engine, job.id)
     return done
 
 
@@ -441,6 +442,8 @@ def retry_job(
         job.error_code = "SERVER_BUSY"
         job.error_message = detail
         job.finished_at = utcnow()
+        session.flush()
+        record_job_end(session.connection(), job.id)
         session.commit()
         raise _busy(detail) from exc
     logger.info("job %s queued again", job.id, extra={"job_id": job.id})

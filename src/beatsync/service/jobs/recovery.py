@@ -99,10 +99,11 @@ def _lose(db: Database, job_id: str, judged: list[Any], detail: str) -> bool:
                 heartbeat_at=now,
             )
         )
+        if done.rowcount == 1:
+            record_job_end(conn, job_id)
     if done.rowcount != 1:
         return False
     log.info("job %s failed: WORKER_LOST: %s", job_id, detail, extra={"job_id": job_id})
-    record_job_end(db, job_id)
     return True
 
 

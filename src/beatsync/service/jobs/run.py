@@ -179,9 +179,10 @@ def fail_job(
                 frames_request=None,
             )
         )
+        if done.rowcount == 1:
+            record_job_end(conn, job_id)
     if done.rowcount == 1:
         log.info("job %s failed: %s: %s", job_id, code, detail, extra={"job_id": job_id})
-        record_job_end(db, job_id)
         return True
     return False
 
@@ -653,9 +654,10 @@ class _Run:
                     expires_at=now + timedelta(hours=self.settings.result_ttl_h),
                 )
             )
+            if done.rowcount == 1:
+                record_job_end(conn, self.job_id)
         if done.rowcount != 1:
             return self._canceled()
-        record_job_end(self.db, self.job_id)
         log.info(
             "job %s succeeded in %.1f s: offset %.4f s, confidence %.2f",
             self.job_id,

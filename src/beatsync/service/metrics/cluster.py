@@ -1,10 +1,11 @@
 """The cluster's metrics, kept in the database: job outcomes and durations, and the queue.
 
 Jobs end in processes that Prometheus never scrapes (the embedded runner's children, Celery
-workers on other machines). Whoever gives a job its final status calls :func:`record_job_end`,
-which adds the job to running totals in ``metric_samples`` — a counter row, or a histogram's
-bucket and sum rows — in one upsert. :class:`DatabaseCollector` reads them back at scrape time,
-with the jobs by status (the queue depth) and the oldest queued job's wait. Every API replica
+workers on other machines). Whoever gives a job its final status calls :func:`record_job_end`
+in the same transaction, which adds the job to running totals in ``metric_samples`` — a counter
+row, or a histogram's bucket and sum rows — in one upsert. :class:`DatabaseCollector` reads
+them back at scrape time, with the jobs by status (the queue depth) and the oldest queued job's
+wait. Every API replica
 reports the same values, so dashboards aggregate them with ``max``, not ``sum``.
 """
 
@@ -26,7 +27,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Engine, Table, func, select
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -121,15 +122,18 @@ def _job_increments(
     return into
 
 
-def record_job_end(db: Database | Engine, job_id: str) -> None:
-    """Add the job ``job_id``, which has just ended, to the cluster's metrics.
+def record_job_end(conn: Connection, job_id: str) -> None:
+    """Add the job ``job_id``, which has just ended, to the cluster's metrics, in the
+    transaction of ``conn`` that gave it its final status.
 
-    Called once by the writer whose conditional update gave the job its final status, so each
-    job counts once, whichever process ran it. Never raises: a lost observation is not worth a
-    failed job or a failed cancel.
+    Called by the writer whose conditional update gave the job its final status, before it
+    commits: the status and the totals are committed together, so each job counts once,
+    whichever process ran it, and the totals never lag the status. Never raises: the metrics
+    are written in a savepoint, and a failure rolls back only that (a lost observation is not
+    worth a failed job or a failed cancel).
     """
     try:
-        with db.engine.begin() as conn:
+        with conn.begin_nested():
             row = conn.execute(
                 select(
                     _JOBS.c.status,
