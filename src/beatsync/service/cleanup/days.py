@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, String, literal, select
 from sqlalchemy.orm import Session
 
 from ..db import Database, Job, Upload
@@ -72,11 +72,21 @@ def _claimed(session: Session, kind: str, day: date) -> bool:
     made = session.scalar(select(Upload.id).where(Upload.id >= low, Upload.id < high).limit(1))
     if made is not None:
         return True
-    folder = f"{day_folder(kind, day)}/"
     copied = session.scalar(
-        select(Upload.id).where(Upload.storage_key.startswith(folder, autoescape=True)).limit(1)
+        select(Upload.id)
+        .where(Upload.storage_key.like(_prefix(f"{day_folder(kind, day)}/"), escape="/"))
+        .limit(1)
     )
     return copied is not None
+
+
+def _prefix(prefix: str) -> BindParameter[str]:
+    """The LIKE pattern of the keys starting with ``prefix`` (``/`` escapes), written into the
+    SQL as a literal: the databases read an index for LIKE only from a prefix they see when
+    planning, never from an expression such as ``? || '%'`` (SQLite) nor from a parameter in a
+    prepared statement's reused plan (PostgreSQL)."""
+    escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return literal(f"{escaped}%", String, literal_execute=True)
 
 
 def expired_days(db: Database, storage: Storage, day_grace: timedelta, tally: Tally) -> None:

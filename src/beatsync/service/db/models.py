@@ -114,7 +114,16 @@ class Token(Base):
 
 class Upload(Base):
     __tablename__ = "uploads"
-    __table_args__ = (Index("ix_uploads_owner_sha", "owner_id", "sha256"),)
+    __table_args__ = (
+        Index("ix_uploads_owner_sha", "owner_id", "sha256"),
+        # For prefix searches (LIKE 'uploads/2026/12/07/%') as well as equality: in byte order
+        # on PostgreSQL, and in the NOCASE collation SQLite's LIKE compares in (migration 0007).
+        Index(
+            "ix_uploads_storage_key",
+            "storage_key",
+            postgresql_ops={"storage_key": "varchar_pattern_ops"},
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
