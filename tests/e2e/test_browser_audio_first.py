@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 from test_browser import (
+    JOB_MS,
     Watch,
     api_get,
     artifacts,
@@ -206,6 +207,29 @@ def _saved_result(page: Page, job_id: str, path: Path) -> Path:
     return path
 
 
+def _jobs_nudged(page: Page, served: Served, parent: str, nudge: float) -> list[dict[str, Any]]:
+    """The owner's jobs made from ``parent`` with ``nudge`` ms."""
+    jobs = api_get(page, served, "/api/v1/jobs")["items"]
+    return [
+        j for j in jobs
+        if j.get("parent_id") == parent and (j.get("options") or {}).get("nudge_ms") == nudge
+    ]  # fmt: skip
+
+
+def _ahead_job(
+    page: Page, served: Served, parent: str, nudge: float, *, status: str | None = None
+) -> str:
+    """The id of the job the page made ahead for ``nudge`` (waited for, ``status`` too)."""
+    deadline = time.monotonic() + JOB_MS / 1000
+    while time.monotonic() < deadline:
+        found = _jobs_nudged(page, served, parent, nudge)
+        if found and (status is None or found[0]["status"] == status):
+            assert len(found) == 1, found
+            return str(found[0]["id"])
+        time.sleep(0.2)
+    raise AssertionError(f"no job was made ahead for a {nudge} ms nudge")
+
+
 def test_the_class_video_stays_in_the_browser(
     served: Served, browser: Browser, black: BuiltCase, tmp_path: Path, artifacts: Path
 ) -> None:
@@ -280,6 +304,22 @@ def test_the_class_video_stays_in_the_browser(
     assert _packets(nudged, "video") == _packets(ours, "video")
     late = sync_errors(nudged, black)
     assert all(abs(e - 20.0) <= MAX_SYNC_MS for e in late), late
+    # A nudge left alone for a moment is made before "Apply": a changed value drops the one
+    # made ahead (its job deleted), and applying the value shows the job made for it.
+    page.locator("[data-nudge='50']").click()  # 20 → 70
+    first_ahead = _ahead_job(page, served, nudged_id, 70.0)
+    for _ in range(4):
+        page.locator("[data-nudge='-10']").click()  # 70 → 30 in steps
+    ahead = _ahead_job(page, served, nudged_id, 30.0, status="succeeded")
+    assert ahead != first_ahead
+    assert _jobs_nudged(page, served, nudged_id, 70.0) == []
+    page.locator("#nudge-apply").click()
+    page.wait_for_selector(f"#result[data-assembled={ahead}]", state="attached", timeout=JOB_MS)
+    assert page.evaluate("localStorage.getItem('beatsync.job')") == ahead
+    early = _saved_result(page, ahead, tmp_path / "ahead.mp4")
+    assert all(abs(e - 30.0) <= MAX_SYNC_MS for e in sync_errors(early, black))
+    nudged_id = ahead
+
     # Another candidate: a new track for the runner-up's mapping, assembled with the video's
     # own samples from where its cut starts.
     page.locator("#candidate-list [data-candidate='0']").click()

@@ -149,6 +149,7 @@ export class LocalVideo {
     this.reader = blobReader(file);
     this.slices = new Map();
     this.sliced = false;
+    this.ahead = null; // a track fetched before it is asked for: {url, bytes, controller}
   }
 
   /**
@@ -253,17 +254,44 @@ export class LocalVideo {
     return got;
   }
 
+  /**
+   * Fetch the audio track of `assembly` ahead of its assembly (a nudge rendered before it was
+   * applied). Only the latest is kept; `forget()` drops it and stops its download.
+   */
+  prefetch(assembly) {
+    if (this.ahead?.url === assembly.audio_url) return;
+    this.forget();
+    const controller = new AbortController();
+    const bytes = fetchTrack(assembly.audio_url, controller.signal);
+    bytes.catch(() => {}); // an abandoned or failed prefetch is fetched again when needed
+    this.ahead = { url: assembly.audio_url, bytes, controller };
+  }
+
+  forget() {
+    this.ahead?.controller.abort();
+    this.ahead = null;
+  }
+
   /** The result MP4 from the service's audio track and `assembly` answer. */
   async assemble(assembly, signal) {
-    const response = await fetch(assembly.audio_url, { signal, credentials: "same-origin" });
-    if (!response.ok) throw new Error(`the audio track answered ${response.status}`);
-    const audio = new Uint8Array(await response.arrayBuffer());
+    let audio = null;
+    if (this.ahead?.url === assembly.audio_url) {
+      audio = await this.ahead.bytes.catch(() => null);
+      this.ahead = null;
+    }
+    audio ??= await fetchTrack(assembly.audio_url, signal);
     mark("audio-fetched");
     const out = await quietly(() => assemble(this.reader, audio, assembly, { movie: this.movie }));
     // The picture's slices are kept: a nudge changes only the sound's bytes.
     const blob = partsBlob(out.parts, this.file, "video/mp4", this.slices);
     return { blob, audioBytes: audio.length };
   }
+}
+
+async function fetchTrack(url, signal) {
+  const response = await fetch(url, { signal, credentials: "same-origin" });
+  if (!response.ok) throw new Error(`the audio track answered ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
 }
 
 let quietDepth = 0;

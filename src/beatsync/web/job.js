@@ -11,6 +11,10 @@ const POLL_MS = 1000;
 const POLL_MAX_MS = 5000;
 // A fixed mapping equal to an answer within this (seconds) was made from that answer.
 const SAME_MAPPING_S = 1e-6;
+// A nudge left unchanged this long is rendered before "Apply" is pressed (audio-first): its
+// track is then often made and fetched by the time it is applied, which only assembles it.
+const NUDGE_SETTLE_MS = 700;
+const AHEAD_POLL_MS = 250;
 
 export function isTerminal(job) {
   return TERMINAL.has(job?.status);
@@ -49,6 +53,9 @@ export class JobView {
     this.answered = new Set();
     this.resultUrl = null;
     this.assembledFor = null;
+    // The nudge being rendered ahead of "Apply": {baseId, value, id, owned}.
+    this.ahead = null;
+    this.settleTimer = 0;
     this.pathNote = $("result-path");
     this.jobNote = $("job-path");
     this.section = $("job");
@@ -75,16 +82,108 @@ export class JobView {
         const step = Number(button.dataset.nudge);
         const now = Number(this.nudgeField.value) || 0;
         this.nudgeField.value = String(Math.max(-2000, Math.min(2000, now + step)));
+        this.#nudgeChanged();
       });
     }
+    this.nudgeField.addEventListener("input", () => this.#nudgeChanged());
     $("nudge-apply").addEventListener("click", () => {
       const value = Number(this.nudgeField.value);
       if (!Number.isFinite(value)) {
         this.nudgeField.focus();
         return;
       }
-      this.#act((id) => api.render(id, { nudge_ms: value }), { creates: true });
+      clearTimeout(this.settleTimer);
+      const ahead = this.#aheadFor(value);
+      if (ahead) {
+        this.ahead = null; // applied: it is the shown job now, no longer to be dropped
+        this.#act(() => api.job(ahead.id), { creates: true });
+        return;
+      }
+      this.#act(
+        async (id) => {
+          await this.#dropAhead();
+          return api.render(id, { nudge_ms: value });
+        },
+        { creates: true },
+      );
     });
+  }
+
+  #nudgeChanged() {
+    clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => this.#renderAhead(), NUDGE_SETTLE_MS);
+  }
+
+  /** The nudge rendered ahead for `value` from the shown job, if it may be applied. */
+  #aheadFor(value) {
+    const ahead = this.ahead;
+    if (!ahead?.id || ahead.baseId !== this.job?.id || ahead.value !== value) return null;
+    return ahead.status === "failed" || ahead.status === "canceled" ? null : ahead;
+  }
+
+  /**
+   * Render the nudge in the field before it is applied: an audio-first answer's nudge is a new
+   * audio track only (a few CPU-seconds, a few MB), and waiting for it after "Apply" is most of
+   * what a person waits for. One at a time; a changed value drops the one before.
+   */
+  async #renderAhead() {
+    const job = this.job;
+    const value = Number(this.nudgeField.value);
+    const local = job ? this.#localFor(job) : null;
+    if (!local || job.status !== "succeeded" || !job.result?.assembly || this.acting) return;
+    if (!Number.isFinite(value) || value === (Number(job.options?.nudge_ms) || 0)) {
+      await this.#dropAhead();
+      return;
+    }
+    if (this.ahead?.baseId === job.id && this.ahead.value === value) return;
+    await this.#dropAhead();
+    const ahead = { baseId: job.id, value, id: null, status: "queued", owned: false };
+    ahead.reading = null;
+    this.ahead = ahead;
+    let created;
+    try {
+      created = await api.render(job.id, { nudge_ms: value });
+    } catch {
+      // A quota or the rate limit: "Apply" asks again and shows why.
+      if (this.ahead === ahead) this.ahead = null;
+      return;
+    }
+    // A finished twin from the result cache is a job the person may have had before: kept.
+    ahead.owned = !isTerminal(created);
+    ahead.id = created.id;
+    ahead.status = created.status;
+    if (this.ahead !== ahead) {
+      if (ahead.owned) api.remove(created.id).catch(() => {});
+      return;
+    }
+    let current = created;
+    while (this.ahead === ahead && !isTerminal(current)) {
+      await new Promise((resolve) => setTimeout(resolve, AHEAD_POLL_MS));
+      if (this.ahead !== ahead) return;
+      // Kept so that a drop deletes the job only once this read has its answer.
+      ahead.reading = api.job(ahead.id);
+      try {
+        current = await ahead.reading;
+      } catch {
+        return;
+      } finally {
+        ahead.reading = null;
+      }
+      ahead.status = current.status;
+    }
+    if (this.ahead === ahead && current.status === "succeeded" && current.result?.assembly) {
+      local.prefetch?.(current.result.assembly);
+    }
+  }
+
+  /** Forget the nudge rendered ahead: its job and files go (it was never shown). */
+  async #dropAhead() {
+    const ahead = this.ahead;
+    if (!ahead) return;
+    this.ahead = null;
+    this.local?.forget?.();
+    await ahead.reading?.catch(() => {});
+    if (ahead.id && ahead.owned) await api.remove(ahead.id).catch(() => {});
   }
 
   async #act(call, { creates = false, restart = false } = {}) {
@@ -108,6 +207,7 @@ export class JobView {
   /** Show `job` and keep it up to date until it finishes (`restart`: it begins anew). */
   follow(job, { restart = false, local = null } = {}) {
     this.stop();
+    if (this.ahead && this.ahead.baseId !== job.id) this.#dropAhead();
     if (local) {
       this.local = local;
       this.localIds = new Set([job.id]);
@@ -130,6 +230,8 @@ export class JobView {
   /** Forget the job: hide progress and result (a new pair of files is being chosen). */
   clear() {
     this.stop();
+    clearTimeout(this.settleTimer);
+    this.#dropAhead();
     this.job = null;
     this.local = null;
     this.localIds = new Set();
