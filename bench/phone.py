@@ -1,15 +1,19 @@
 """Phone benchmark: the real page in Chromium on a phone-like link, audio-first against server.
 
-A 3-minute 1080p30 class video (``beatsync.testkit.speed_pair``, ~270 MB) and its reference (an
-MP4 with AAC) are driven through the page of a live ``beatsync serve`` in headless Chromium,
-with the link throttled by CDP (``Network.emulateNetworkConditions``: 10 Mbit/s up, 30 Mbit/s
-down, 20 ms latency), once each way in the same run:
+A 3-minute 1080p30 class video (``beatsync.testkit.speed_pair`` at 17 Mbit/s, ~385 MB: what a
+phone records, ~130 MB a minute of 1080p30 H.264; the speed benchmark's 12 Mbit/s video is
+lighter than a phone's, and the share of the server path's bytes depends on it) and its
+reference (an MP4 with AAC) are driven through the page of a live ``beatsync serve`` in
+headless Chromium, with the link throttled by CDP (``Network.emulateNetworkConditions``:
+10 Mbit/s up, 30 Mbit/s down, 20 ms latency), once each way in the same run:
 
 * **audio-first** (the page's default): the page sends the two files' sounds and the few frames
   the job asks for (thumbnails around the cut's edges), and puts the result together as a Blob;
   once **cold** (a new visitor) and once **warm** (the same visitor again with the class
   video's sound and jobs deleted: the reference's sound is found on the server by its hash);
-  on the cold run's page, ``--nudges`` nudges in a row, each timed to its new file;
+  on the cold run's page, ``--nudges`` nudges in a row, each timed to its new file (typed and
+  applied at once, or ``--nudge-pause`` seconds apart: the page renders a nudge left alone
+  for a moment before it is applied);
 * **server** (forced with ``localStorage["beatsync.path"] = "server"``): the whole video goes up,
   the service renders, the page downloads the rendered MP4 (``fetch`` of the download link).
 
@@ -55,6 +59,7 @@ SECTION = "phone"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
+VIDEO_BPS = 17_000_000
 UP_BPS = 10_000_000
 DOWN_BPS = 30_000_000
 LATENCY_MS = 20
@@ -70,12 +75,15 @@ class Tally:
     def __init__(self, session: Any) -> None:
         self.bodies: dict[str, int] = {}
         self.headers: dict[str, int] = {}
+        self.kinds: dict[str, str] = {}
+        self.got: dict[str, int] = {}
         self.received = 0
         session.on("Network.requestWillBeSent", self._request)
         session.on("Network.requestWillBeSentExtraInfo", self._extra)
         session.on("Network.loadingFinished", self._finished)
 
     def _request(self, event: dict[str, Any]) -> None:
+        self.kinds[event["requestId"]] = _kind(event["request"]["method"], event["request"]["url"])
         data = event["request"].get("postData")
         if data is not None:
             self.bodies.setdefault(event["requestId"], len(data.encode()))
@@ -88,10 +96,28 @@ class Tally:
 
     def _finished(self, event: dict[str, Any]) -> None:
         self.received += int(event["encodedDataLength"])
+        self.got[event["requestId"]] = int(event["encodedDataLength"])
+
+    def by_kind(self) -> dict[str, tuple[int, int, int]]:
+        """Requests, bytes sent and bytes received for each kind of request."""
+        out: dict[str, tuple[int, int, int]] = {}
+        for rid, kind in self.kinds.items():
+            n, sent, got = out.get(kind, (0, 0, 0))
+            up = self.bodies.get(rid, 0) + self.headers.get(rid, 0)
+            out[kind] = (n + 1, sent + up, got + self.got.get(rid, 0))
+        return out
 
     @property
     def sent(self) -> int:
         return sum(self.bodies.values()) + sum(self.headers.values())
+
+
+def _kind(method: str, url: str) -> str:
+    """A request's kind for the byte breakdown: its method and path, ids left out."""
+    path = url.split("?", 1)[0].split("://", 1)[-1].split("/", 1)[-1]
+    parts = [p for p in path.split("/") if p]
+    words = [p for p in parts if len(p) < 20 and not any(c.isdigit() for c in p[:1])]
+    return f"{method} /{'/'.join(words)}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,7 @@ class Run:
     sync_ms: float
     steps: dict[str, float] = field(default_factory=dict)
     job: dict[str, float] = field(default_factory=dict)
+    kinds: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def _context(browser: Any, session: dict[str, str] | None = None) -> Any:
@@ -165,8 +192,9 @@ def _job_times(server: Server, page: Any, job_id: str) -> dict[str, float]:
     }
 
 
-def _drive(context: Any, server: Server, case: Any, path: str) -> tuple[Run, Any]:
-    """One pair through the page along ``path`` ("audio" or "server"): the run and the page."""
+def _drive(context: Any, server: Server, case: Any, path: str) -> tuple[Run, Any, Tally]:
+    """One pair through the page along ``path`` ("audio" or "server"): the run, the page and
+    its byte tally."""
     page, tally, since = _open(context, server, path)
     began = time.perf_counter()
     page.set_input_files("#dance-input", str(case.dance))
@@ -224,8 +252,11 @@ def _drive(context: Any, server: Server, case: Any, path: str) -> tuple[Run, Any
         worst = math.nan
     steps = _marks(page, since)
     job = _job_times(server, page, job_id)
-    run = Run(path, done - began, done - started, sent, received, file_bytes, worst, steps, job)
-    return run, page
+    run = Run(
+        path, done - began, done - started, sent, received, file_bytes, worst, steps, job,
+        kinds=tally.by_kind(),
+    )  # fmt: skip
+    return run, page, tally
 
 
 @dataclass(frozen=True)
@@ -233,14 +264,21 @@ class Nudge:
     total_s: float
     queued_s: float
     ran_s: float
+    sent: int
+    received: int
 
 
-def _nudges(server: Server, page: Any, count: int) -> list[Nudge]:
-    """From a nudge's click to its new file assembled, for ``count`` nudges in a row."""
+def _nudges(
+    server: Server, page: Any, tally: Tally, count: int, *, pause: float = 0.0
+) -> list[Nudge]:
+    """From a nudge's click to its new file assembled, for ``count`` nudges in a row; the value
+    is typed ``pause`` seconds before "Apply" is pressed (a person choosing it)."""
     times = []
     for n in range(count):
+        sent, received = tally.sent, tally.received
         before = page.evaluate("localStorage.getItem('beatsync.job')")
         page.fill("#nudge-ms", str(10 * (n + 1) * (-1) ** n))
+        time.sleep(pause)
         began = time.perf_counter()
         page.locator("#nudge-apply").click()
         page.wait_for_function(
@@ -254,7 +292,9 @@ def _nudges(server: Server, page: Any, count: int) -> list[Nudge]:
         )
         total = time.perf_counter() - began
         job = _job_times(server, page, page.evaluate("localStorage.getItem('beatsync.job')"))
-        times.append(Nudge(total, job["queued"], job["ran"]))
+        times.append(
+            Nudge(total, job["queued"], job["ran"], tally.sent - sent, tally.received - received)
+        )
     return times
 
 
@@ -286,6 +326,11 @@ def _streams(path: Path) -> tuple[int, int]:
     return audio, keys
 
 
+def _print_kinds(run: Run) -> None:
+    for kind, (n, sent, got) in sorted(run.kinds.items(), key=lambda kv: -sum(kv[1][1:])):
+        print(f"  {kind:48s} {n:4d} requests  sent {_mb(sent):>9s}  received {_mb(got):>9s}")
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
@@ -312,7 +357,12 @@ def _ratio(run: Run, server: Run) -> float:
 
 
 def _section(
-    case: Any, runs: dict[str, Run], nudges: list[Nudge], load: tuple[float, float], passed: bool
+    case: Any,
+    runs: dict[str, Run],
+    nudges: list[Nudge],
+    load: tuple[float, float],
+    passed: bool,
+    pause: float = 0.0,
 ) -> str:
     audio, warm, server = runs["audio"], runs["warm"], runs["server"]
     size = case.dance.stat().st_size
@@ -322,7 +372,8 @@ def _section(
         f"`python bench/phone.py` on {dt.date.today().isoformat()}: the real page in headless "
         f"Chromium against `beatsync serve`, link throttled by CDP to {UP_BPS / 1e6:g} Mbit/s up, "
         f"{DOWN_BPS / 1e6:g} Mbit/s down, {LATENCY_MS} ms latency. Class video "
-        f"`{case.dance.name}` ({_mb(size)}, 3 min 1080p30 H.264 + AAC), reference "
+        f"`{case.dance.name}` ({_mb(size)}, 3 min 1080p30 H.264 at {VIDEO_BPS / 1e6:g} Mbit/s, "
+        "a phone's rate, + AAC), reference "
         f"`{case.bgm.name}` ({_mb(case.bgm.stat().st_size)}, MP4 with AAC). Time from choosing "
         "the two files to a finished file on the device (audio-first: the assembled Blob "
         "ready; server: the rendered file downloaded); bytes as Chromium's network layer "
@@ -374,8 +425,9 @@ def _section(
         ran = sorted(n.ran_s for n in nudges)
         lines += [
             "",
-            f"Nudges ({len(nudges)} in a row on the cold run's page, ±10–50 ms): from the click "
-            f"to the new file assembled, median {statistics.median(totals):.2f} s (range "
+            f"Nudges ({len(nudges)} in a row on the cold run's page, ±10–50 ms, each typed "
+            f"{pause:g} s before Apply is pressed): from the click to the new file assembled, "
+            f"median {statistics.median(totals):.2f} s (range "
             f"{totals[0]:.2f}–{totals[-1]:.2f} s); the job itself ran a median "
             f"{statistics.median(ran):.2f} s.",
         ]
@@ -398,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the server path (a quick look; RESULTS.md is not written)",
     )
     parser.add_argument("--nudges", type=int, default=5, help="nudges timed (default 5)")
+    parser.add_argument(
+        "--nudge-pause",
+        type=float,
+        default=0.0,
+        help="seconds between typing a nudge and pressing Apply (default 0: at once)",
+    )
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -405,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     from beatsync.testkit import speed_pair
 
     began = time.perf_counter()
-    case = speed_pair(MEDIA)
+    case = speed_pair(MEDIA, bit_rate=VIDEO_BPS)
     print(f"speed pair ready ({time.perf_counter() - began:.0f} s): {case.dance}")
     OUT.mkdir(parents=True, exist_ok=True)
     data = OUT / "data"
@@ -420,20 +478,26 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             context = _context(browser)
-            runs["audio"], page = _drive(context, server, case, "audio")
+            runs["audio"], page, tally = _drive(context, server, case, "audio")
             print(runs["audio"])
-            nudges = _nudges(server, page, args.nudges)
+            _print_kinds(runs["audio"])
+            nudges = _nudges(server, page, tally, args.nudges, pause=args.nudge_pause)
             print("nudges:", nudges)
+            if nudges:
+                print(
+                    f"nudge median {statistics.median(n.total_s for n in nudges):.2f} s, "
+                    f"job {statistics.median(n.ran_s for n in nudges):.2f} s"
+                )
             session = _forget_sound(server, page)
             context.close()
             context = _context(browser, session)
-            runs["warm"], _ = _drive(context, server, case, "audio")
+            runs["warm"], _, _ = _drive(context, server, case, "audio")
             runs["warm"] = replace(runs["warm"], path="warm")
             print(runs["warm"])
             context.close()
             if not args.audio_only:
                 context = _context(browser)
-                runs["server"], _ = _drive(context, server, case, "server")
+                runs["server"], _, _ = _drive(context, server, case, "server")
                 print(runs["server"])
                 context.close()
             browser.close()
@@ -450,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         and audio.sync_ms <= MAX_SYNC_MS
         and server_run.sync_ms <= MAX_SYNC_MS
     )
-    section = _section(case, runs, nudges, (load_before, load_after), passed)
+    section = _section(case, runs, nudges, (load_before, load_after), passed, args.nudge_pause)
     print()
     print(section)
     write_section(RESULTS, SECTION, section)

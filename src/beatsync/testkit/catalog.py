@@ -289,6 +289,9 @@ def build_cases(
         return list(pool.map(_build_one, jobs))
 
 
+_SPEED_BIT_RATE = 12_000_000
+
+
 def speed_pair(
     directory: Path | str,
     seconds: float = 180.0,
@@ -296,7 +299,7 @@ def speed_pair(
     fps: int = 30,
     *,
     seed: int = 7,
-    bit_rate: int = 12_000_000,
+    bit_rate: int = _SPEED_BIT_RATE,
     reuse: bool = True,
 ) -> BuiltCase:
     """A phone-like dance video for the speed benchmark and its reference.
@@ -304,10 +307,12 @@ def speed_pair(
     ``seconds`` of H.264 at ``size`` and ``fps`` with a 1 s GOP at ``bit_rate`` bit/s (phones
     record 1080p30 at 10–17 Mbit/s), 48 kHz AAC from a living room; the reference is a small
     MP4 with AAC of the whole song. The song is a 108 s track with a 90 s section repeated, so
-    up to about 190 s of dance can be made. Reused from ``directory`` when already built.
+    up to about 190 s of dance can be made. Reused from ``directory`` when already built; a
+    bit rate other than the default is part of the name.
     """
+    rate = "" if bit_rate == _SPEED_BIT_RATE else f"-{bit_rate / 1e6:g}M"
     spec = CaseSpec(
-        name=f"speed-{size[0]}x{size[1]}-{fps}-{int(seconds)}s",
+        name=f"speed-{size[0]}x{size[1]}-{fps}-{int(seconds)}s{rate}",
         seed=seed,
         track="etr/spunkyrace-ks",
         repeat=(10.0, 100.0),
