@@ -17,10 +17,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+import seed_rows
 from beatsync.service.cleanup import RESULTS_EXPIRED, SWEEP_LOCK_KEY, sweep, sweep_lock
 from beatsync.service.config import Settings, load_settings
-from beatsync.service.db import Database, Job, JobStatus, Owner, Upload, UploadStatus, migrate
-from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.db import Database, Job, JobStatus, Upload, migrate
+from beatsync.service.db.models import utcnow
 from beatsync.service.layout import upload_folder
 from beatsync.service.ratelimit import RateLimiter, RedisCounter, Verdict, make_limiter
 from beatsync.service.storage import LocalStorage
@@ -33,62 +34,46 @@ def pg_settings(postgres_url: str, tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data", database_url=postgres_url)
 
 
-def _expired_upload(db: Database, storage: LocalStorage, tmp_path: Path) -> str:
-    upload_id = new_id("upl")
-    with db.session() as session:
-        owner = new_id("own")
-        session.add(Owner(id=owner, kind="anonymous"))
-        session.flush()
-        session.add(
-            Upload(
-                id=upload_id,
-                owner_id=owner,
-                size=3,
-                offset=3,
-                status=UploadStatus.READY.value,
-                storage_key=f"{upload_folder(upload_id)}/data",
-                expires_at=utcnow() - timedelta(minutes=1),
-            )
-        )
-    spare = tmp_path / f"{upload_id}.bin"
-    spare.write_bytes(b"old")
-    storage.put_file(f"{upload_folder(upload_id)}/data", spare)
-    return upload_id
+@pytest.fixture
+def db(pg_settings: Settings) -> Iterator[Database]:
+    database = Database(pg_settings.database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def storage(pg_settings: Settings) -> LocalStorage:
+    return LocalStorage(pg_settings.storage_root)
 
 
 def test_another_replica_holding_the_advisory_lock_skips_the_sweep(
-    pg_settings: Settings, postgres_url: str, tmp_path: Path
+    pg_settings: Settings, postgres_url: str, db: Database, storage: LocalStorage
 ) -> None:
-    db = Database(postgres_url)
-    storage = LocalStorage(pg_settings.storage_root)
-    try:
-        upload_id = _expired_upload(db, storage, tmp_path)
-        # Another replica: its own connection to the same database, holding the lock.
-        conninfo = make_url(postgres_url).set(drivername="postgresql")
-        with psycopg.connect(
-            conninfo.render_as_string(hide_password=False), autocommit=True
-        ) as other:
-            other.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
-            assert sweep(pg_settings, db, storage).skipped
-            with db.session() as session:
-                assert session.get(Upload, upload_id) is not None
-            other.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
-        report = sweep(pg_settings, db, storage)
-        assert (report.skipped, report.uploads_expired, report.files_deleted) == (False, 1, 1)
+    upload_id = seed_rows.upload(
+        db, seed_rows.owner(db), b"old", expires_in=timedelta(minutes=-1), storage=storage
+    )
+    # Another replica: its own connection to the same database, holding the lock.
+    conninfo = make_url(postgres_url).set(drivername="postgresql")
+    with psycopg.connect(conninfo.render_as_string(hide_password=False), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
+        assert sweep(pg_settings, db, storage).skipped
         with db.session() as session:
-            assert session.get(Upload, upload_id) is None
-        assert not (pg_settings.storage_root / upload_folder(upload_id)).exists()
-        # The lock is free again once a sweep ends: held now, then released.
-        with sweep_lock(pg_settings, db) as held:
-            assert held
-            with db.engine.connect() as conn:
-                locks = conn.exec_driver_sql(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
-                ).scalar()
-            assert locks == 1
-    finally:
-        db.dispose()
+            assert session.get(Upload, upload_id) is not None
+        other.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+    report = sweep(pg_settings, db, storage)
+    assert (report.skipped, report.uploads_expired, report.files_deleted) == (False, 1, 1)
+    with db.session() as session:
+        assert session.get(Upload, upload_id) is None
+    assert not (pg_settings.storage_root / upload_folder(upload_id)).exists()
+    # The lock is free again once a sweep ends: held now, then released.
+    with sweep_lock(pg_settings, db) as held:
+        assert held
+        with db.engine.connect() as conn:
+            locks = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).scalar()
+        assert locks == 1
 
 
 def test_the_sweep_lock_holds_a_transaction_open_not_a_session(
@@ -197,45 +182,36 @@ def test_the_sweep_lock_works_through_pgbouncer_in_transaction_mode(
 
 
 def test_a_sweep_on_postgresql_expires_results_and_removes_orphans(
-    pg_settings: Settings, postgres_url: str, tmp_path: Path
+    pg_settings: Settings, db: Database, storage: LocalStorage
 ) -> None:
-    db = Database(postgres_url)
-    storage = LocalStorage(pg_settings.storage_root)
-    try:
-        upload_id = _expired_upload(db, storage, tmp_path)
-        with db.session() as session:
-            owner = session.get(Upload, upload_id).owner_id  # type: ignore[union-attr]
-            session.add(
-                Job(
-                    id="job_expiredOnPg",
-                    owner_id=owner,
-                    dance_upload_id=upload_id,
-                    bgm_upload_id=upload_id,
-                    options={},
-                    cache_key="0" * 64,
-                    status=JobStatus.SUCCEEDED.value,
-                    message="done",
-                    result={"files": {"video": "jobs/job_expiredOnPg/output.mp4"}},
-                    expires_at=utcnow() - timedelta(seconds=1),
-                )
-            )
-        for key in ("jobs/job_expiredOnPg/output.mp4", "jobs/job_noRowAtAll/output.mp4"):
-            spare = tmp_path / "spare"
-            spare.write_bytes(b"video")
-            storage.put_file(key, spare)
+    owner = seed_rows.owner(db)
+    upload_id = seed_rows.upload(
+        db, owner, b"old", expires_in=timedelta(minutes=-1), storage=storage
+    )
+    seed_rows.job(
+        db,
+        owner,
+        job_id="job_expiredOnPg",
+        dance_upload_id=upload_id,
+        bgm_upload_id=upload_id,
+        status=JobStatus.SUCCEEDED.value,
+        message="done",
+        result={"files": {"video": "jobs/job_expiredOnPg/output.mp4"}},
+        expires_at=utcnow() - timedelta(seconds=1),
+    )
+    for key in ("jobs/job_expiredOnPg/output.mp4", "jobs/job_noRowAtAll/output.mp4"):
+        seed_rows.put(storage, key, b"video")
 
-        report = sweep(pg_settings, db, storage, grace=timedelta(0))
+    report = sweep(pg_settings, db, storage, grace=timedelta(0))
 
-        assert report.errors == ()
-        assert (report.uploads_expired, report.results_expired, report.orphans_deleted) == (1, 1, 1)
-        assert list(storage.keys("jobs")) == []
-        with db.session() as session:
-            job = session.get(Job, "job_expiredOnPg")
-            assert job is not None
-            assert (job.message, job.result) == (RESULTS_EXPIRED, {"files": {}})
-        assert sweep(pg_settings, db, storage).changed == 0
-    finally:
-        db.dispose()
+    assert report.errors == ()
+    assert (report.uploads_expired, report.results_expired, report.orphans_deleted) == (1, 1, 1)
+    assert list(storage.keys("jobs")) == []
+    with db.session() as session:
+        job = session.get(Job, "job_expiredOnPg")
+        assert job is not None
+        assert (job.message, job.result) == (RESULTS_EXPIRED, {"files": {}})
+    assert sweep(pg_settings, db, storage).changed == 0
 
 
 def test_replicas_share_their_counts_in_redis(redis_url: str, tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+import seed_rows
 from beatsync.service.cleanup import sweep
 from beatsync.service.config import Settings, load_settings
-from beatsync.service.db import Database, Job, JobStatus, Owner, Upload, UploadStatus, migrate
+from beatsync.service.db import Database, Job, JobStatus, Upload, migrate
 from beatsync.service.db.models import new_id, utcnow
 from beatsync.service.layout import day_folder, job_folder, new_dated_id, upload_folder
 from beatsync.service.storage import Storage, open_storage
@@ -57,45 +58,16 @@ class Listed:
         self.folders.clear()
 
 
-def _put(storage: Storage, tmp_path: Path, key: str, content: bytes) -> None:
-    spare = tmp_path / hashlib.sha256(key.encode()).hexdigest()
-    spare.write_bytes(content)
-    storage.put_file(key, spare)
-
-
-def _upload(db: Database, owner: str, upload_id: str, content: bytes, *, key: str) -> None:
-    with db.session() as session:
-        session.add(
-            Upload(
-                id=upload_id,
-                owner_id=owner,
-                size=len(content),
-                offset=len(content),
-                sha256=hashlib.sha256(content).hexdigest(),
-                status=UploadStatus.READY.value,
-                storage_key=key,
-                expires_at=utcnow() + DAY,
-            )
-        )
-
-
 def _levels(kind: str, days: set[date]) -> set[str]:
     """The folder names a listing of the day folders of ``days`` answers."""
     return {f"{kind}/{day:{level}}/" for day in days for level in ("%Y", "%Y/%m", "%Y/%m/%d")}
 
 
-def _owner(db: Database) -> str:
-    owner = new_id("own")
-    with db.session() as session:
-        session.add(Owner(id=owner, kind="anonymous"))
-    return owner
-
-
 def test_past_days_go_whole_unless_a_row_or_a_shared_copy_refers_to_them(
-    settings: Settings, db: Database, tmp_path: Path
+    settings: Settings, db: Database
 ) -> None:
     storage = open_storage(settings)
-    owner = _owner(db)
+    owner = seed_rows.owner(db)
     now = utcnow()
     shared_day, empty_day, live_day = now - 3 * DAY, now - 4 * DAY, now
 
@@ -103,51 +75,44 @@ def test_past_days_go_whole_unless_a_row_or_a_shared_copy_refers_to_them(
     # (dedup: the copy refers to the earlier day's object, found by the service's own lookup).
     first = new_dated_id("upl", now=shared_day)
     clip = b"the same clip" * 1000
-    _put(storage, tmp_path, data_key(first), clip)
-    _upload(db, owner, first, clip, key=data_key(first))
+    seed_rows.upload(db, owner, clip, upload_id=first, storage=storage)
     with db.session() as session:
         found = shared_copy(session, storage, owner, hashlib.sha256(clip).hexdigest(), len(clip))
     assert found == data_key(first)
     assert found.startswith(f"{day_folder('uploads', shared_day.date())}/")
     copy = new_dated_id("upl", now=live_day)
-    _upload(db, owner, copy, clip, key=found)
+    seed_rows.upload(db, owner, clip, upload_id=copy, key=found)
     with db.session() as session:
         session.delete(session.get(Upload, first))
     # Beside it that day, an object no row claims (a crash between a row and its file).
     stray = new_dated_id("upl", now=shared_day)
-    _put(storage, tmp_path, data_key(stray), b"stray")
+    seed_rows.put(storage, data_key(stray), b"stray")
     # Four days ago: an upload and a job whose rows are gone, their files left behind.
     gone_upload = new_dated_id("upl", now=empty_day)
-    _put(storage, tmp_path, data_key(gone_upload), b"gone upload")
+    seed_rows.put(storage, data_key(gone_upload), b"gone upload")
     gone_job = job_folder(new_dated_id("job", now=empty_day))
     for name in ("output.mp4", "report.json"):
-        _put(storage, tmp_path, f"{gone_job}/{name}", b"gone result")
+        seed_rows.put(storage, f"{gone_job}/{name}", b"gone result")
     # Three days ago: a failed job whose row is still there (it may be retried into its folder).
     failed = new_dated_id("job", now=shared_day)
-    with db.session() as session:
-        session.add(
-            Job(
-                id=failed,
-                owner_id=owner,
-                dance_upload_id=copy,
-                bgm_upload_id=copy,
-                cache_key="k" * 64,
-                status=JobStatus.FAILED.value,
-                options={},
-            )
-        )
-    _put(storage, tmp_path, f"{job_folder(failed)}/report.json", b"{}")
+    seed_rows.job(
+        db,
+        owner,
+        job_id=failed,
+        dance_upload_id=copy,
+        bgm_upload_id=copy,
+        status=JobStatus.FAILED.value,
+    )
+    seed_rows.put(storage, f"{job_folder(failed)}/report.json", b"{}")
     # Today: many objects of live uploads, which no sweep may list.
     live = [new_dated_id("upl", now=live_day) for _ in range(40)]
     for upload_id in live:
-        _put(storage, tmp_path, data_key(upload_id), upload_id.encode())
-        _upload(db, owner, upload_id, upload_id.encode(), key=data_key(upload_id))
+        seed_rows.upload(db, owner, upload_id.encode(), upload_id=upload_id, storage=storage)
     # The layout before day folders: a live upload and an orphan, swept by listing them.
     legacy, legacy_orphan = new_id("upl"), new_id("upl")
     assert upload_folder(legacy) == f"uploads/{legacy}"
-    _put(storage, tmp_path, data_key(legacy), b"legacy")
-    _upload(db, owner, legacy, b"legacy", key=data_key(legacy))
-    _put(storage, tmp_path, data_key(legacy_orphan), b"legacy orphan")
+    seed_rows.upload(db, owner, b"legacy", upload_id=legacy, storage=storage)
+    seed_rows.put(storage, data_key(legacy_orphan), b"legacy orphan")
 
     listed = Listed(storage)
     report = sweep(settings, db, storage, grace=timedelta(0))
@@ -210,11 +175,11 @@ def test_past_days_go_whole_unless_a_row_or_a_shared_copy_refers_to_them(
 
 
 def test_a_day_is_not_considered_until_a_day_after_it_ended(
-    settings: Settings, db: Database, tmp_path: Path
+    settings: Settings, db: Database
 ) -> None:
     storage = open_storage(settings)
     yesterday = new_dated_id("upl", now=utcnow() - DAY)
-    _put(storage, tmp_path, data_key(yesterday), b"an upload whose row is not written yet")
+    seed_rows.put(storage, data_key(yesterday), b"an upload whose row is not written yet")
 
     report = sweep(settings, db, storage, grace=timedelta(0))
     assert (report.days_deleted, report.days_kept, report.errors) == (0, 0, ())

@@ -13,8 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from beatsync.service.db import Database, Job, Owner, migrate
-from beatsync.service.db.models import MetricSample, new_id, utcnow
+import seed_rows
+from beatsync.service.db import Database, Job, migrate
+from beatsync.service.db.models import MetricSample, utcnow
 from beatsync.service.jobs.run import fail_job
 from beatsync.service.metrics import exposition, record_job_end
 
@@ -26,30 +27,21 @@ def test_concurrent_workers_add_every_job_once(postgres_url: str) -> None:
     migrate(postgres_url)
     setup = Database(postgres_url)
     started = utcnow()
-    jobs: list[str] = []
-    with setup.session() as session:
-        session.add(Owner(id="own_pg", kind="anonymous"))
-        session.flush()
-        for i in range(JOBS):
-            job_id = new_id("job")
-            jobs.append(job_id)
-            succeeded = i % 3 != 0
-            session.add(
-                Job(
-                    id=job_id,
-                    owner_id="own_pg",
-                    dance_upload_id="upl_x",
-                    bgm_upload_id="upl_y",
-                    cache_key=job_id,
-                    status="succeeded" if succeeded else "failed",
-                    error_code=None if succeeded else "MUSIC_MISMATCH",
-                    started_at=started,
-                    finished_at=started + timedelta(seconds=2.0),
-                    result={"timings": {"stages": [{"stage": "align", "seconds": 0.75}]}}
-                    if succeeded
-                    else None,
-                )
-            )
+    owner = seed_rows.owner(setup)
+    jobs = [
+        seed_rows.job(
+            setup,
+            owner,
+            status="succeeded" if i % 3 else "failed",
+            error_code=None if i % 3 else "MUSIC_MISMATCH",
+            started_at=started,
+            finished_at=started + timedelta(seconds=2.0),
+            result={"timings": {"stages": [{"stage": "align", "seconds": 0.75}]}}
+            if i % 3
+            else None,
+        )
+        for i in range(JOBS)
+    ]
     setup.dispose()
 
     barrier = threading.Barrier(WRITERS)
@@ -106,26 +98,13 @@ def test_concurrent_workers_add_every_job_once(postgres_url: str) -> None:
 
 def running_jobs(url: str, count: int) -> list[str]:
     setup = Database(url)
-    jobs = [new_id("job") for _ in range(count)]
     try:
-        with setup.session() as session:
-            session.add(Owner(id="own_pg", kind="anonymous"))
-            session.flush()
-            session.add_all(
-                Job(
-                    id=job_id,
-                    owner_id="own_pg",
-                    dance_upload_id="upl_x",
-                    bgm_upload_id="upl_y",
-                    cache_key=job_id,
-                    status="running",
-                    started_at=utcnow(),
-                )
-                for job_id in jobs
-            )
+        owner = seed_rows.owner(setup)
+        return [
+            seed_rows.job(setup, owner, status="running", started_at=utcnow()) for _ in range(count)
+        ]
     finally:
         setup.dispose()
-    return jobs
 
 
 def finished_counts(db: Database) -> tuple[Counter[str], Counter[str]]:

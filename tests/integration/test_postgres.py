@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import StatementError
 
+import seed_rows
 from beatsync.service.db import Base, Database, Job, JobStatus, Owner, Upload, migrate
 from beatsync.service.db.models import new_id, utcnow
 from beatsync.service.jobs.run import claim_job
@@ -43,22 +44,7 @@ def _head_revision() -> str:
 
 
 def _job(db: Database, **values: Any) -> str:
-    owner = new_id("own")
-    job_id = new_id("job")
-    with db.session() as session:
-        session.add(Owner(id=owner, kind="anonymous"))
-        session.flush()
-        session.add(
-            Job(
-                id=job_id,
-                owner_id=owner,
-                dance_upload_id=new_id("upl"),
-                bgm_upload_id=new_id("upl"),
-                cache_key="c" * 64,
-                **values,
-            )
-        )
-    return job_id
+    return seed_rows.job(db, seed_rows.owner(db), **values)
 
 
 def test_migrations_build_the_models_schema(postgres_url: str) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, insert
 
+import seed_rows
 from beatsync.service.cleanup.days import DAY_GRACE, expired_days
 from beatsync.service.cleanup.report import Tally
 from beatsync.service.config import load_settings
-from beatsync.service.db import Database, Owner, Upload, UploadStatus, migrate
+from beatsync.service.db import Database, Upload, UploadStatus, migrate
 from beatsync.service.db.models import utcnow
 from beatsync.service.layout import day_folder, new_dated_id
 from beatsync.service.storage import open_storage
@@ -57,15 +58,14 @@ def _fill(db: Database) -> None:
     copy = _made_on(FIRST + timedelta(days=DAYS - 1))
     rows.append({"id": copy, "storage_key": f"{day_folder('uploads', SHARED)}/upl_old/data"})
     expires = utcnow() + timedelta(days=1)
+    owner = seed_rows.owner(db)
     with db.session() as session:
-        session.add(Owner(id="own_index", kind="anonymous"))
-        session.flush()
         session.execute(
             insert(Upload),
             [
                 {
                     **row,
-                    "owner_id": "own_index",
+                    "owner_id": owner,
                     "size": 1,
                     "offset": 1,
                     "status": UploadStatus.READY.value,

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+import seed_rows
 from beatsync import cli
 from beatsync.service import cleanup
 from beatsync.service.cleanup import SweepReport
 from beatsync.service.config import load_settings
-from beatsync.service.db import Database, Owner, Upload, UploadStatus, migrate
-from beatsync.service.db.models import new_id, utcnow
+from beatsync.service.db import Database, Upload, migrate
 from beatsync.service.layout import upload_folder
 from beatsync.service.storage import LocalStorage
 
@@ -40,32 +40,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def _upload(data_dir: Path, *, expired: bool, content: bytes) -> str:
     """A ready upload with its stored bytes, as the service leaves one."""
     settings = load_settings(data_dir=data_dir)
-    db = Database(settings.database)
     migrate(settings.database)
-    upload_id = new_id("upl")
+    db = Database(settings.database)
     try:
-        with db.session() as session:
-            owner = new_id("own")
-            session.add(Owner(id=owner, kind="anonymous"))
-            session.flush()
-            session.add(
-                Upload(
-                    id=upload_id,
-                    owner_id=owner,
-                    filename="class.mp4",
-                    size=len(content),
-                    offset=len(content),
-                    status=UploadStatus.READY.value,
-                    storage_key=f"{upload_folder(upload_id)}/data",
-                    expires_at=utcnow() + timedelta(hours=-1 if expired else 1),
-                )
-            )
+        return seed_rows.upload(
+            db,
+            seed_rows.owner(db),
+            content,
+            expires_in=timedelta(hours=-1 if expired else 1),
+            storage=LocalStorage(settings.storage_root),
+        )
     finally:
         db.dispose()
-    spare = data_dir / "spare"
-    spare.write_bytes(content)
-    LocalStorage(settings.storage_root).put_file(f"{upload_folder(upload_id)}/data", spare)
-    return upload_id
 
 
 def _rows(data_dir: Path) -> list[str]:

@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, func, select, update
 
+import seed_rows
 from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, JobStatus, migrate
@@ -410,27 +411,14 @@ def database(tmp_path: Path) -> Iterator[Database]:
 def finished_job(
     db: Database, owner: str, *, status: str, started: datetime, seconds: float
 ) -> str:
-    from beatsync.service.db import Owner
-
-    job_id = new_id("job")
-    with db.session() as session:
-        if session.get(Owner, owner) is None:
-            session.add(Owner(id=owner, kind="anonymous"))
-            session.flush()
-        session.add(
-            Job(
-                id=job_id,
-                owner_id=owner,
-                dance_upload_id="upl_x",
-                bgm_upload_id="upl_y",
-                cache_key=job_id,
-                status=status,
-                error_code="MUSIC_MISMATCH" if status == "failed" else None,
-                started_at=started,
-                finished_at=started + timedelta(seconds=seconds),
-            )
-        )
-    return job_id
+    return seed_rows.job(
+        db,
+        seed_rows.owner(db, owner),
+        status=status,
+        error_code="MUSIC_MISMATCH" if status == "failed" else None,
+        started_at=started,
+        finished_at=started + timedelta(seconds=seconds),
+    )
 
 
 def test_concurrent_writers_lose_no_observation(database: Database) -> None:
