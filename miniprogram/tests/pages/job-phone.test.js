@@ -56,19 +56,35 @@ async function openJob(options) {
   return local;
 }
 
-function finish() {
-  const audioUrl = `/api/v1/files/${job.id}/audio.m4a?exp=1&sig=a`;
-  fake.service.advance(job.id, {
+/**
+ * Finish `jobId` as the service finishes an audio-first job: its sound (`seconds` long) served
+ * at a signed link, the samples [first, end) of the class video to copy. Returns the link.
+ */
+function succeed(jobId, { first = 0, end = 90, seconds = 90, sig = "w", poster = null } = {}) {
+  const audioUrl = `/api/v1/files/${jobId}/audio.m4a?exp=1&sig=${sig}`;
+  fake.served.set(audioUrl, Buffer.from(makeCleanAudio(seconds).bytes));
+  fake.service.advance(jobId, {
     status: "succeeded",
     stage: "done",
     progress: 1,
-    result: sampleResult(job.id, {
-      files: { video: null, poster: `/api/v1/files/${job.id}/poster.jpg?sig=q`, plot: null, report: null },
-      assembly: { audio_url: audioUrl, first_sample: 30, end_sample: 90 },
+    result: sampleResult(jobId, {
+      files: { video: null, poster, plot: null, report: null },
+      assembly: { audio_url: audioUrl, first_sample: first, end_sample: end },
     }),
   });
-  fake.served.set(audioUrl, Buffer.from(makeCleanAudio(40).bytes));
+  return audioUrl;
+}
+
+/** The opened job finished with samples 30–89 kept; resolves once the page shows it. */
+function finish() {
+  succeed(job.id, { first: 30, seconds: 40, sig: "a", poster: `/api/v1/files/${job.id}/poster.jpg?sig=q` });
   return waitFor(() => page.data.result !== null);
+}
+
+/** The untrimmed variant of the opened job that the page asks the service for. */
+async function variantJob() {
+  await waitFor(() => fake.service.jobs.size === 2);
+  return Array.from(fake.service.jobs.values())[1];
 }
 
 afterEach(() => {
@@ -133,23 +149,12 @@ test("a result too large for the 200 MB is made whole by MediaContainer, not tri
   const before = fake.userBytes();
   await finish();
   // The job is rendered again without a cut: the sound placed for the whole video.
-  await waitFor(() => fake.service.jobs.size === 2);
-  const variant = Array.from(fake.service.jobs.values())[1];
+  const variant = await variantJob();
   expect(variant.parent_id).toBe(job.id);
   expect(variant.render).toEqual({ trim: false });
   expect(variant.options.trim).toBe(false);
   expect(page.data.saveText).toMatch(/^剪好的视频有 .*，放不进小程序的 200 MB 空间，正在准备不剪辑的完整版本…$/);
-  const audioUrl = `/api/v1/files/${variant.id}/audio.m4a?exp=1&sig=w`;
-  fake.served.set(audioUrl, Buffer.from(makeCleanAudio(90).bytes));
-  fake.service.advance(variant.id, {
-    status: "succeeded",
-    stage: "done",
-    progress: 1,
-    result: sampleResult(variant.id, {
-      files: { video: null, poster: null, plot: null, report: null },
-      assembly: { audio_url: audioUrl, first_sample: 0, end_sample: 90 },
-    }),
-  });
+  const audioUrl = succeed(variant.id);
   await waitFor(() => page.data.localVideo !== "");
   const exported = fake.called("export");
   expect(exported).toHaveLength(1);
@@ -182,19 +187,7 @@ test("a MediaContainer export that never answers is given up and 720p is offered
     fake.answers.exportHangs = true;
     fillUserFiles();
     await finish();
-    await waitFor(() => fake.service.jobs.size === 2);
-    const variant = Array.from(fake.service.jobs.values())[1];
-    const audioUrl = `/api/v1/files/${variant.id}/audio.m4a?exp=1&sig=w`;
-    fake.served.set(audioUrl, Buffer.from(makeCleanAudio(90).bytes));
-    fake.service.advance(variant.id, {
-      status: "succeeded",
-      stage: "done",
-      progress: 1,
-      result: sampleResult(variant.id, {
-        files: { video: null, poster: null, plot: null, report: null },
-        assembly: { audio_url: audioUrl, first_sample: 0, end_sample: 90 },
-      }),
-    });
+    succeed((await variantJob()).id);
     await waitFor(() => page.data.offer720);
     expect(fake.called("export")).toHaveLength(1);
     expect(fake.called("destroyMediaContainer")).toHaveLength(1);
@@ -212,19 +205,11 @@ test("when the variant would copy only part of the track, 720p is offered instea
   await openJob();
   fillUserFiles();
   await finish();
-  await waitFor(() => fake.service.jobs.size === 2);
-  const variant = Array.from(fake.service.jobs.values())[1];
-  fake.service.advance(variant.id, {
-    status: "succeeded",
-    stage: "done",
-    progress: 1,
-    result: sampleResult(variant.id, {
-      files: { video: null, poster: null, plot: null, report: null },
-      assembly: { audio_url: `/api/v1/files/${variant.id}/audio.m4a`, first_sample: 30, end_sample: 90 },
-    }),
-  });
+  succeed((await variantJob()).id, { first: 30 });
   await waitFor(() => page.data.offer720);
   expect(page.data.notice).toMatch(/完整版本也没能合成，可以改由服务器生成 720p 版本。$/);
+  // Given up before its sound is fetched: MediaContainer cannot start the copy at sample 30.
+  expect(fake.called("downloadFile")).toHaveLength(1);
   expect(fake.called("export")).toEqual([]);
   expect(page.data.localVideo).toBe("");
 });
