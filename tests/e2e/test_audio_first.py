@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import sync_errors, video_packets_copied
 
 if TYPE_CHECKING:
-    from conftest import Served
+    from conftest import Served, ServiceClient
 
 FINISHED = {"succeeded", "failed", "canceled"}
 MAX_SYNC_MS = 1.0
@@ -44,28 +43,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
     return build_case(case_named("small-black-tail"), tmp_path_factory.mktemp("media"))
 
 
-@pytest.fixture(scope="module")
-def client(served: Served) -> Iterator[httpx.Client]:
-    token = httpx.post(f"{served.url}/api/v1/sessions").json()["token"]
-    with httpx.Client(
-        base_url=served.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as session:
-        yield session
-
-
-def _upload(client: httpx.Client, path: Path) -> str:
-    with path.open("rb") as handle:
-        response = client.post("/api/v1/uploads", files={"file": (path.name, handle)})
-    assert response.status_code == 201, response.text
-    upload_id = str(response.json()["id"])
-    deadline = time.monotonic() + 30
-    while client.get(f"/api/v1/uploads/{upload_id}").json()["status"] == "receiving":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return upload_id
-
-
-def _run(client: httpx.Client, job: dict[str, Any], video: Path) -> tuple[dict[str, Any], int]:
+def _run(client: ServiceClient, job: dict[str, Any], video: Path) -> tuple[dict[str, Any], int]:
     """Poll the job to its end, answering its frame requests as a phone would; the job and
     the number of frames it asked for."""
     asked = 0
@@ -99,17 +77,11 @@ def inputs(case: BuiltCase, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def server_job(client: httpx.Client, case: BuiltCase) -> dict[str, Any]:
+def server_job(
+    client: ServiceClient, case: BuiltCase, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """The same pair through the server path (the video uploaded and rendered)."""
-    body = {
-        "dance_upload_id": _upload(client, case.dance),
-        "bgm_upload_id": _upload(client, case.bgm),
-    }
-    created = client.post("/api/v1/jobs", json=body)
-    assert created.status_code == 202, created.text
-    job, _ = _run(client, created.json(), case.dance)
-    assert job["status"] == "succeeded", job
-    return job
+    return client.server_render(case.dance, case.bgm, tmp_path_factory.mktemp("server") / "out.mp4")
 
 
 def _fetch(served: Served, url: str, path: Path) -> Path:
@@ -127,13 +99,13 @@ def _audio_packets(path: Path) -> list[tuple[bytes, int | None]]:
 
 def test_the_audio_first_job_gives_the_server_renders_file(
     served: Served,
-    client: httpx.Client,
+    client: ServiceClient,
     case: BuiltCase,
     inputs: dict[str, Any],
     server_job: dict[str, Any],
     tmp_path: Path,
 ) -> None:
-    audio_id = _upload(client, inputs["audio"])
+    audio_id = client.upload(inputs["audio"])
     assert client.get(f"/api/v1/uploads/{audio_id}").json()["media"]["has_video"] is False
     body = {
         "dance_upload_id": audio_id,
@@ -243,14 +215,14 @@ def _lie(manifest: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ],
 )
 def test_a_manifest_that_lies_is_refused_and_loses_nothing(
-    client: httpx.Client,
+    client: ServiceClient,
     inputs: dict[str, Any],
     server_job: dict[str, Any],
     path: str,
     value: Any,
     says: str,
 ) -> None:
-    audio_id = _upload(client, inputs["audio"])
+    audio_id = client.upload(inputs["audio"])
     before = len(client.get("/api/v1/jobs", params={"limit": 100}).json()["items"])
     body = {
         "dance_upload_id": audio_id,
@@ -275,9 +247,9 @@ def test_a_manifest_that_lies_is_refused_and_loses_nothing(
 
 
 def test_thumbnails_of_the_wrong_size_are_refused(
-    client: httpx.Client, inputs: dict[str, Any], server_job: dict[str, Any]
+    client: ServiceClient, inputs: dict[str, Any], server_job: dict[str, Any]
 ) -> None:
-    audio_id = _upload(client, inputs["audio"])
+    audio_id = client.upload(inputs["audio"])
     short = base64.b64encode(base64.b64decode(inputs["keyframes"])[:-1]).decode()
     body = {
         "dance_upload_id": audio_id,
@@ -291,7 +263,7 @@ def test_thumbnails_of_the_wrong_size_are_refused(
 
 
 @pytest.mark.parametrize("declared", [True, False])
-def test_a_request_body_past_the_limit_is_refused(client: httpx.Client, declared: bool) -> None:
+def test_a_request_body_past_the_limit_is_refused(client: ServiceClient, declared: bool) -> None:
     padding = "A" * (8 * 1024 * 1024 + 1)  # BEATSYNC_MAX_JOB_REQUEST_BYTES: 8 MB
     body = f'{{"dance_upload_id": "upl_x", "bgm_upload_id": "upl_y", "pad": "{padding}"}}'
     data = body.encode()

@@ -25,13 +25,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
-import httpx
 import pytest
 
 from beatsync.testkit.audiofirst import extract_audio
@@ -41,12 +38,11 @@ from beatsync.testkit.music import MEDLEY_PREFIX
 from beatsync.testkit.room import Room
 
 if TYPE_CHECKING:
-    from conftest import Served
+    from conftest import Served, ServiceClient
 
 MINIPROGRAM = Path(__file__).resolve().parents[2] / "miniprogram"
 MB = 1024 * 1024
 MAX_SYNC_MS = 1.0
-FINISHED = {"succeeded", "failed", "canceled"}
 
 MUSIC = MEDLEY_PREFIX + "etr/calmrace-ks,etr/freezingpoint,etr/spunkyrace-ks,etr/credits1-cp"
 FILLER_BYTES = 45 * 1024
@@ -76,21 +72,16 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
 
 
 # 220 s of video, 180 s of it music: about 250 MB once cut, with the filler.
-WHOLE = CaseSpec(
+WHOLE = dataclasses.replace(
+    BIG,
     name="phone-output-over-200mb",
     seed=29,
-    track=MUSIC,
-    ref_start=0.0,
     ref_end=200.0,
-    play_from=5.0,
     music_start=20.0,
     play_duration=180.0,
     tail=20.0,
-    room=Room(rt60=0.5, drr_db=6.0, snr_db=18.0),
     width=320,
     height=180,
-    fps=30,
-    gop=60,
     bit_rate=400_000,
 )
 
@@ -125,67 +116,32 @@ def whole_case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
     return dataclasses.replace(built, dance=padded)
 
 
-@pytest.fixture(scope="module")
-def client(served: Served) -> Iterator[httpx.Client]:
-    token = httpx.post(f"{served.url}/api/v1/sessions").json()["token"]
-    with httpx.Client(
-        base_url=served.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
-    ) as made:
-        yield made
-
-
-def _upload(client: httpx.Client, path: Path) -> str:
-    with path.open("rb") as handle:
-        response = client.post("/api/v1/uploads", files={"file": (path.name, handle)})
-    assert response.status_code == 201, response.text
-    upload_id = str(response.json()["id"])
-    deadline = time.monotonic() + 120
-    while client.get(f"/api/v1/uploads/{upload_id}").json()["status"] == "receiving":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    return upload_id
-
-
-def _server_render(client: httpx.Client, case: BuiltCase, out: Path) -> Path:
-    """The same pair through the server path: the video uploaded whole and rendered."""
-    body = {
-        "dance_upload_id": _upload(client, case.dance),
-        "bgm_upload_id": _upload(client, case.bgm),
-    }
-    created = client.post("/api/v1/jobs", json=body)
-    assert created.status_code == 202, created.text
-    job = created.json()
-    deadline = time.monotonic() + 600
-    while job["status"] not in FINISHED:
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-        job = client.get(job["links"]["self"]).json()
-    assert job["status"] == "succeeded", job
-    with client.stream("GET", job["result"]["files"]["video"]) as response, out.open("wb") as f:
-        for chunk in response.iter_bytes():
-            f.write(chunk)
-    return out
-
-
 def _audio_packets(path: Path) -> list[tuple[bytes, int | None]]:
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
         return [(bytes(p), p.pts) for p in container.demux(stream) if p.size]
 
 
-def test_audio_first_on_a_class_video_over_200_mb(
-    served: Served, client: httpx.Client, case: BuiltCase, tmp_path: Path
-) -> None:
-    size = case.dance.stat().st_size
-    assert size > 200 * MB, size
-    report_path = tmp_path / "report.json"
+def _run_flow(
+    served: Served, case: BuiltCase, work: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    report_path = work / "report.json"
     command = [
         "node", "tests/e2e/audiofirst-flow.js", "--url", served.url, "--dance", str(case.dance),
-        "--bgm", str(case.bgm), "--work", str(tmp_path / "phone"), "--out", str(report_path),
+        "--bgm", str(case.bgm), "--work", str(work / "phone"), "--out", str(report_path), *extra,
     ]  # fmt: skip
     done = subprocess.run(command, cwd=MINIPROGRAM, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-6000:]
     report: dict[str, Any] = json.loads(report_path.read_text())
+    return report
+
+
+def test_audio_first_on_a_class_video_over_200_mb(
+    served: Served, client: ServiceClient, case: BuiltCase, tmp_path: Path
+) -> None:
+    size = case.dance.stat().st_size
+    assert size > 200 * MB, size
+    report = _run_flow(served, case, tmp_path)
 
     # Only the sound went up: a few MB of a video over 200 MB.
     upload = report["upload"]
@@ -199,7 +155,8 @@ def test_audio_first_on_a_class_video_over_200_mb(
     assert report["job"]["frames_answered"] > 0
 
     saved = Path(report["saved"]["path"])
-    rendered = _server_render(client, case, tmp_path / "server.mp4")
+    rendered = tmp_path / "server.mp4"
+    client.server_render(case.dance, case.bgm, rendered)
     assembly = report["job"]["assembly"]
     copied = video_packets_copied(case.dance, saved)
     server_copied = video_packets_copied(case.dance, rendered)
@@ -227,22 +184,8 @@ def test_audio_first_on_a_class_video_over_200_mb(
     assert max(abs(a - b) for a, b in zip(errors, server_errors, strict=True)) <= MAX_SYNC_MS
 
 
-def _run_flow(
-    served: Served, case: BuiltCase, work: Path, extra: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    report_path = work / "report.json"
-    command = [
-        "node", "tests/e2e/audiofirst-flow.js", "--url", served.url, "--dance", str(case.dance),
-        "--bgm", str(case.bgm), "--work", str(work / "phone"), "--out", str(report_path), *extra,
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=MINIPROGRAM, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-6000:]
-    report: dict[str, Any] = json.loads(report_path.read_text())
-    return report
-
-
 def test_a_result_over_200_mb_is_made_whole_by_media_container(
-    served: Served, client: httpx.Client, whole_case: BuiltCase, tmp_path: Path
+    served: Served, client: ServiceClient, whole_case: BuiltCase, tmp_path: Path
 ) -> None:
     size = whole_case.dance.stat().st_size
     report = _run_flow(served, whole_case, tmp_path)
@@ -287,23 +230,10 @@ def test_a_result_over_200_mb_is_made_whole_by_media_container(
 
 
 # 50 s of video, 30 s of it music: the kept span is well under the whole.
-SPAN = CaseSpec(
-    name="phone-kept-span",
-    seed=31,
-    track=MUSIC,
-    ref_start=0.0,
-    ref_end=60.0,
-    play_from=5.0,
-    music_start=10.0,
-    play_duration=30.0,
+SPAN = dataclasses.replace(
+    WHOLE, name="phone-kept-span", seed=31, ref_end=60.0, music_start=10.0, play_duration=30.0,
     tail=10.0,
-    room=Room(rt60=0.5, drr_db=6.0, snr_db=18.0),
-    width=320,
-    height=180,
-    fps=30,
-    gop=60,
-    bit_rate=400_000,
-)
+)  # fmt: skip
 
 
 def test_without_media_container_only_the_kept_span_goes_to_the_720p_render(
