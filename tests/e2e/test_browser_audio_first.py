@@ -305,7 +305,13 @@ def test_the_class_video_stays_in_the_browser(
     late = sync_errors(nudged, black)
     assert all(abs(e - 20.0) <= MAX_SYNC_MS for e in late), late
     # A nudge left alone for a moment is made before "Apply": a changed value drops the one
-    # made ahead (its job deleted), and applying the value shows the job made for it.
+    # made ahead (its job deleted), and applying the value shows the job made for it, with the
+    # track fetched once, before the tap.
+    tracks: list[str] = []
+    page.on(
+        "requestfinished",
+        lambda request: tracks.append(request.url) if "audio.m4a" in request.url else None,
+    )
     page.locator("[data-nudge='50']").click()  # 20 → 70
     first_ahead = _ahead_job(page, served, nudged_id, 70.0)
     for _ in range(4):
@@ -313,9 +319,19 @@ def test_the_class_video_stays_in_the_browser(
     ahead = _ahead_job(page, served, nudged_id, 30.0, status="succeeded")
     assert ahead != first_ahead
     assert _jobs_nudged(page, served, nudged_id, 70.0) == []
+    page.wait_for_function(
+        "(id) => performance.getEntriesByType('resource').some("
+        "  (e) => e.name.includes(id) && e.name.includes('audio.m4a') && e.responseEnd > 0)",
+        arg=ahead,
+        timeout=JOB_MS,
+    )
+    # A person taps a little later: the job's answer then signs its files' links anew (the
+    # expiry moves on each second), and the track fetched ahead must still be the one used.
+    page.wait_for_timeout(1500)
     page.locator("#nudge-apply").click()
     page.wait_for_selector(f"#result[data-assembled={ahead}]", state="attached", timeout=JOB_MS)
     assert page.evaluate("localStorage.getItem('beatsync.job')") == ahead
+    assert len([url for url in tracks if ahead in url]) == 1, tracks
     early = _saved_result(page, ahead, tmp_path / "ahead.mp4")
     assert all(abs(e - 30.0) <= MAX_SYNC_MS for e in sync_errors(early, black))
     nudged_id = ahead

@@ -149,7 +149,7 @@ export class LocalVideo {
     this.reader = blobReader(file);
     this.slices = new Map();
     this.sliced = false;
-    this.ahead = null; // a track fetched before it is asked for: {url, bytes, controller}
+    this.ahead = null; // a track fetched before it is asked for: {file, bytes, controller}
   }
 
   /**
@@ -259,12 +259,13 @@ export class LocalVideo {
    * applied). Only the latest is kept; `forget()` drops it and stops its download.
    */
   prefetch(assembly) {
-    if (this.ahead?.url === assembly.audio_url) return;
+    const file = fileOf(assembly.audio_url);
+    if (this.ahead?.file === file) return;
     this.forget();
     const controller = new AbortController();
     const bytes = fetchTrack(assembly.audio_url, controller.signal);
     bytes.catch(() => {}); // an abandoned or failed prefetch is fetched again when needed
-    this.ahead = { url: assembly.audio_url, bytes, controller };
+    this.ahead = { file, bytes, controller };
   }
 
   forget() {
@@ -275,7 +276,7 @@ export class LocalVideo {
   /** The result MP4 from the service's audio track and `assembly` answer. */
   async assemble(assembly, signal) {
     let audio = null;
-    if (this.ahead?.url === assembly.audio_url) {
+    if (this.ahead?.file === fileOf(assembly.audio_url)) {
       audio = await this.ahead.bytes.catch(() => null);
       this.ahead = null;
     }
@@ -286,6 +287,11 @@ export class LocalVideo {
     const blob = partsBlob(out.parts, this.file, "video/mp4", this.slices);
     return { blob, audioBytes: audio.length };
   }
+}
+
+/** A result's file without its signature: each answer signs it anew, with a later expiry. */
+function fileOf(url) {
+  return url.split("?", 1)[0];
 }
 
 async function fetchTrack(url, signal) {
