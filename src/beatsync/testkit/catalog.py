@@ -42,7 +42,7 @@ def _edit(name: str, seed: int, pieces: tuple[tuple[float, float], ...], **kw: o
 
 
 def standard_cases() -> tuple[CaseSpec, ...]:
-    """The accuracy benchmark's cases: 82 pairs at 512×288, 17–110 s of dance.
+    """The accuracy benchmark's cases: 84 pairs at 512×288, 17–110 s of dance.
 
     Covers clean rooms, reverb (RT60 0.5–2 s), noise to −5 dB SNR, talking over the music, clipping
     and phone AGC, songs that repeat a section, a class playing only a section, a reference that
@@ -51,11 +51,12 @@ def standard_cases() -> tuple[CaseSpec, ...]:
     start, portrait rotation, HEVC, MOV and MKV, audio-only references (M4A, Ogg Opus, MP3), 44.1
     kHz phone audio, music for only 20 s of a long recording, songs 10–16 dB quieter for their first
     or last 6–10 s (also in rooms at 3 to −5 dB SNR), edits of the song in two to four pieces (jumps
-    forward and back, hard cuts and crossfades; also played with the pitch kept at ×0.75–×1.25; also
-    of a song built from drum loops), and six mismatched songs that must be refused (one built from
-    the same drum samples). The ``hardroom-`` cases put the class in image-source halls (RT60 1–2 s,
-    a mirror wall, a gym, a corner) where a reflection is louder than the direct sound, at +9 to −5
-    dB SNR, one at 1.08× speed with drift, one with talking, clipping and gain control.
+    forward and back, hard cuts and crossfades; also played with the pitch kept at ×0.75–×1.25,
+    also resampled at ×0.8 and ×1.25; also of a song built from drum loops), and six mismatched
+    songs that must be refused (one built from the same drum samples). The ``hardroom-`` cases
+    put the class in image-source halls (RT60 1–2 s, a mirror wall, a gym, a corner) where a
+    reflection is louder than the direct sound, at +9 to −5 dB SNR, one at 1.08× speed with
+    drift, one with talking, clipping and gain control.
     """
     quiet = Room()
     rev = Room
@@ -184,6 +185,14 @@ def standard_cases() -> tuple[CaseSpec, ...]:
               track="etr/start1-jt", room=rev(rt60=0.8, drr_db=3.0, snr_db=12.0)),
         _edit("tempoedit-125-jump-back", 273, ((20.0, 16.0), (26.5, 14.0)), speed=1.25,
               pitch_kept=True, drift_ppm=-100.0, crossfade=0.1, track="etr/credits1-cp"),
+        # An edit of a resampled version ("slowed", "sped up"): the pieces' pitch moves with
+        # their speed, which the pieces found after the first are searched at.
+        _edit("resampledit-125-four-pieces", 274, ((16.0, 10.0), (50.0, 9.0), (90.0, 10.0),
+              (20.0, 10.0)), speed=1.25, drift_ppm=-50.0, crossfade=0.1,
+              track="etr/calmrace-ks"),
+        _edit("resampledit-080-jump-back", 275, ((30.0, 20.0), (12.0, 16.0)), speed=0.80,
+              drift_ppm=200.0, track="etr/spunkyrace-ks",
+              room=rev(rt60=0.9, drr_db=2.0, snr_db=10.0)),
         # Image-source rooms whose early reflections are as loud as the direct sound or louder.
         _std("hardroom-mirror-rt10-snr9", 261, track="etr/start1-jt", play_from=10.0,
              room=rev(rt60=1.0, snr_db=9.0, footsteps=True, hall=MIRROR_STUDIO)),

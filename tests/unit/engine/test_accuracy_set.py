@@ -12,7 +12,8 @@ line within 0.2 ms of the truth along the music and its drift within 5 ppm. Two 
 halls are held to the direct sound by their mapping: one whose band energies put the line 160 ms
 late, one (talking, clipping, gain control) where they find no line at all. Two edits of the
 song in reverberant rooms are spliced where the class's sound switches, within 5 ms: two hard
-cuts, and a 0.4 s crossfade's centre.
+cuts, and a 0.4 s crossfade's centre. A resampled edit whose last piece jumps back before the
+first finds every piece.
 """
 
 from __future__ import annotations
@@ -116,3 +117,29 @@ def test_edit_is_spliced_at_its_seams(name: str, kit_dir: Path, tmp_path: Path) 
     assert np.max(np.abs(per_piece)) <= MAX_SYNC_MS, per_piece
     seams = seam_errors(out, case)
     assert np.max(np.abs(seams)) <= MAX_SEAM_MS, seams
+
+
+# A resampled version sped up 1.25×, in four pieces, the last jumping back before the first:
+# the line of the last piece (the best) leaves the reference where the first pieces play.
+RESAMPLED_EDIT = "resampledit-125-four-pieces"
+# Every piece's line within this of the truth (s); the engine's are within 0.01 ms.
+MAX_PIECE_LINE_S = 0.0002
+# Seams on the mapping (s): the engine puts them within 11 ms; the cut starts this little
+# after the music at most (a routine cut short starts 0.3 s late).
+MAX_MAPPED_SEAM_S = 0.02
+MAX_LATE_START_S = 0.3
+
+
+@pytest.mark.slow
+def test_resampled_edit_finds_the_pieces_before_a_jump_back(kit_dir: Path) -> None:
+    case = build_case(case_named(RESAMPLED_EDIT), kit_dir)
+    truth = case.truth
+    alignment = align_files(case.dance, case.bgm)
+    assert len(alignment.pieces) == len(truth.pieces)
+    for piece, (start, end, offset) in zip(alignment.pieces, truth.pieces, strict=True):
+        times = np.linspace(start + 1.0, end - 1.0, 3)
+        error = piece.mapping.bgm_time_array(times) - (offset + truth.scale * times)
+        assert np.abs(error).max() <= MAX_PIECE_LINE_S, (start, error)
+    found = [p.start for p in alignment.pieces[1:]]
+    assert np.max(np.abs(np.subtract(found, truth.seams))) <= MAX_MAPPED_SEAM_S, found
+    assert alignment.music.start <= truth.music_start + MAX_LATE_START_S

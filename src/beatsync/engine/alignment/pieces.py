@@ -80,12 +80,12 @@ def find_stretches(
     dance-time order.
 
     ``others`` are the runner-up lines already locked; stretches of ``MIN_PIECE_S`` or more
-    that no accepted line explains, where the best line maps inside the reference, are searched
-    again (coarse lines on that stretch alone, locked at the best line's scale). One stretch
-    (or several of the best line alone) means one piece. With ``harmony``, the best line does
-    not keep the windows where another line that the fine windows hold alike (a loop whole
-    bars away) plays the same bars as the recording and the best line does not: that line
-    may claim them.
+    that no accepted line explains, where an accepted line maps inside the reference, are
+    searched again (coarse lines on that stretch alone, locked at the best line's scale). One
+    stretch (or several of the best line alone) means one piece. With ``harmony``, the best
+    line does not keep the windows where another line that the fine windows hold alike (a loop
+    whole bars away) plays the same bars as the recording and the best line does not: that
+    line may claim them.
     """
     own = None if harmony is None else _own(best, others, harmony)
     accepted = _runs(best, keep=own)
@@ -115,11 +115,12 @@ def find_stretches(
             continue
         if len({id(s.fit) for s in accepted}) >= MAX_PIECES:
             break
-        # Only where the best line stays inside the reference: past its ends the class may
-        # play what a cut reference lacks, and a phrase the song repeats would pass for a piece.
-        # A stretch that held two pieces is searched again once one of them is claimed.
-        lo = max(signals.dance.start, best.mapping.dance_time(signals.bgm.start))
-        hi = min(signals.dance.end, best.mapping.dance_time(signals.bgm.end))
+        # Only where a line already claimed stays inside the reference: past its ends the
+        # class may play what a cut reference lacks, and a phrase the song repeats would pass
+        # for a piece. A piece that jumped back (or forward) leaves the reference where the
+        # pieces before it play: once another piece is claimed, its line reaches them. A
+        # stretch that held two pieces is searched again once one of them is claimed.
+        lo, hi = _inside_reference(signals, accepted)
         gaps = [
             g for g in _gaps(accepted, lo, hi) if (round(g[0], 3), round(g[1], 3)) not in searched
         ]
@@ -173,6 +174,16 @@ def join_stretches(
     edges = [music[0], *seams, music[1]]
     pieces = tuple(Piece(edges[k], edges[k + 1], mappings[k]) for k in range(len(groups)))
     return pieces, tuple(g[0].fit for g in groups)
+
+
+def _inside_reference(signals: Signals, accepted: Sequence[Stretch]) -> tuple[float, float]:
+    """The dance span (s) from the earliest to the latest moment that one of the accepted
+    runs' lines maps inside the reference."""
+    dance, bgm = signals.dance, signals.bgm
+    lines = {id(s.fit): s.fit.mapping for s in accepted}.values()
+    lo = min(m.dance_time(bgm.start) for m in lines)
+    hi = max(m.dance_time(bgm.end) for m in lines)
+    return max(dance.start, lo), min(dance.end, hi)
 
 
 def _runs(fit: Fit, *, keep: NDArray[np.bool_] | None = None) -> list[Stretch]:
