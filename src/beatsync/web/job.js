@@ -53,7 +53,7 @@ export class JobView {
     this.answered = new Set();
     this.resultUrl = null;
     this.assembledFor = null;
-    // The nudge being rendered ahead of "Apply": {baseId, value, id, owned}.
+    // The nudge being rendered ahead of "Apply": {baseId, value, id, status, owned, reading}.
     this.ahead = null;
     this.settleTimer = 0;
     this.pathNote = $("result-path");
@@ -138,7 +138,7 @@ export class JobView {
     if (this.ahead?.baseId === job.id && this.ahead.value === value) return;
     await this.#dropAhead();
     const ahead = { baseId: job.id, value, id: null, status: "queued", owned: false };
-    ahead.reading = null;
+    ahead.reading = null; // the job read in flight, which a drop waits for before deleting
     this.ahead = ahead;
     let created;
     try {

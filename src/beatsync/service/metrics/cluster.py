@@ -5,8 +5,8 @@ workers on other machines). Whoever gives a job its final status calls :func:`re
 in the same transaction, which adds the job to running totals in ``metric_samples`` — a counter
 row, or a histogram's bucket and sum rows — in one upsert. :class:`DatabaseCollector` reads
 them back at scrape time, with the jobs by status (the queue depth) and the oldest queued job's
-wait. Every API replica
-reports the same values, so dashboards aggregate them with ``max``, not ``sum``.
+wait. Every API replica reports the same values, so dashboards aggregate them with ``max``,
+not ``sum``.
 """
 
 from __future__ import annotations
