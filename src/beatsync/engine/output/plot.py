@@ -86,7 +86,7 @@ def write_plot(result: SyncResult, path: Path) -> Path:
         What :func:`beatsync.engine.pipeline.sync` returned; its ``alignment`` carries the
         envelopes, window lags and activity curve drawn here.
     path
-        Where to write the PNG (1080 × 810 px, typically 60–150 kB).
+        Where to write the PNG (1080 × 810 px, 256 colours, typically 50–80 kB).
 
     Returns
     -------
