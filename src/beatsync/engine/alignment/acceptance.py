@@ -19,6 +19,13 @@ as this one by chance; its ``−log10`` is the line's *significance*, which must
 and the reference's length, the windows' span and the speeds tried, whichever look found the
 line: the wide lock and the waveform search only choose among the same lines.
 
+In a room whose direct sound is no louder than its reflections, the windows on the line come
+apart (:func:`~.fine.assess`): those that agree with it precisely, within ``ε`` =
+:data:`~.linefit.PRECISE`, count with ``p = ε / R``, among lines told apart at ``ε``; the
+reflections the other windows land on, each on its lag to within ``ε`` as well, are chance's
+with ``R / ε`` lags times ``P[Binomial(m, ε / R) ≥ c]`` for ``c`` of the ``m`` windows off the
+line. Judged at either tolerance, the better counts as two tests.
+
 An edit's answer is judged whole (:func:`answer_significance`): each piece's line is held only
 by the windows on its own dance interval, the chances of all pieces multiply, and the search
 could have found a line for each piece and put the seams between any of the windows.
@@ -40,6 +47,7 @@ from ..media.decode import Audio
 from ..piece import Piece
 from .answer import Candidate
 from .fine import Fit
+from .linefit import PRECISE
 from .params import AlignParams
 from .windows import window_kind
 
@@ -82,17 +90,53 @@ def accepted(fit: Fit | None, p: AlignParams, trials: Trials) -> bool:
 def significance(fit: Fit, trials: Trials) -> float:
     """``−log10`` of the number of lines a search of ``trials``' breadth would find held by
     as many windows as ``fit`` is by chance (see the module's docstring): 0 is one such line
-    expected, 6 one in a million searches."""
+    expected, 6 one in a million searches.
+
+    Windows that agree only precisely (:attr:`~.fine.Fit.precise`) are each that much less
+    likely by chance, and the lines a search could find them on that much more numerous; the
+    line is judged both ways, the better counting as two tests."""
     # The widest tolerance a window agrees within, and the reach of the first pass, which
     # located the line.
     kind = window_kind(fit.mapping.pitch_kept)
     tolerance, reach = kind.agree[1], kind.passes[0][1]
     times = fit.track.times
     span = float(np.ptp(times)) if len(times) > 1 else 0.0
+    within = fit.hits - fit.exact
+    echoes = _log10_echoes(fit, reach)
+    usual = -(
+        _log10_lines(trials, fit.mapping.scale, span, tolerance)
+        + _log10_tail(fit.windows, within, tolerance / reach)
+        + echoes
+    )
+    if fit.exact == 0:
+        return usual
+    precise = -(
+        _log10_lines(trials, fit.mapping.scale, span, PRECISE)
+        + _log10_tail(fit.windows, within, tolerance / reach)
+        + _log10_tail(fit.windows - within, fit.exact, PRECISE / reach)
+        + echoes
+    )
+    return max(usual, precise - math.log10(2.0))
+
+
+def _log10_echoes(fit: Fit, reach: float) -> float:
+    """``log10`` of the chance of the reflections ``fit``'s stray windows landed on
+    (:attr:`~.fine.Fit.echoes`): by chance a stray window lands on a given lag, precisely, with
+    probability ``PRECISE / reach``, and there are ``reach / PRECISE`` lags to choose from;
+    only reflections that chance would not give count."""
+    total, stray = 0.0, fit.stray
+    for size in fit.echoes:
+        total += min(0.0, math.log10(reach / PRECISE) + _log10_tail(stray, size, PRECISE / reach))
+        stray -= size
+    return total
+
+
+def _log10_lines(trials: Trials, scale: float, span: float, tolerance: float) -> float:
+    """``log10`` of the lines a search of ``trials``' breadth tells apart at ``tolerance``
+    (s), over windows spanning ``span`` seconds at speed ``scale``."""
     offsets = (trials.dance_s + trials.bgm_s) / (2.0 * tolerance)
-    slopes = 1.0 + 2.0 * _SLOPE_REACH * fit.mapping.scale * span / (2.0 * tolerance)
-    lines = max(offsets, 1.0) * slopes * max(trials.speeds, 1)
-    return -(math.log10(lines) + _log10_tail(fit.windows, fit.hits, tolerance / reach))
+    slopes = 1.0 + 2.0 * _SLOPE_REACH * scale * span / (2.0 * tolerance)
+    return math.log10(max(offsets, 1.0) * slopes * max(trials.speeds, 1))
 
 
 def answer_significance(pieces: Sequence[Piece], fits: Sequence[Fit], trials: Trials) -> float:
@@ -107,27 +151,37 @@ def answer_significance(pieces: Sequence[Piece], fits: Sequence[Fit], trials: Tr
         return significance(fits[0], trials)
     kind = window_kind(fits[0].mapping.pitch_kept)
     tolerance, reach = kind.agree[1], kind.passes[0][1]
-    tail, count, first, last = 0.0, 0, math.inf, -math.inf
+    tail, exact, count, first, last = 0.0, 0.0, 0, math.inf, -math.inf
     for piece, fit in zip(pieces, fits, strict=True):
         times = fit.track.times
         inside = (times >= piece.start) & (times < piece.end)
         n = int(inside.sum())
-        tail += _log10_tail(n, int((fit.track.inlier & inside).sum()), tolerance / reach)
+        precise = inside & (fit.precise if fit.precise is not None else False)
+        within = int((fit.track.inlier & inside & ~precise).sum())
+        tail += _log10_tail(n, within, tolerance / reach)
+        exact += _log10_tail(n - within, int(precise.sum()), PRECISE / reach)
         count += n
         if n:
             first, last = min(first, float(times[inside][0])), max(last, float(times[inside][-1]))
     span = last - first if count > 1 else 0.0
     scale = fits[0].mapping.scale
-    offsets = max((trials.dance_s + trials.bgm_s) / (2.0 * tolerance), 1.0)
-    slopes = 1.0 + 2.0 * _SLOPE_REACH * scale * span / (2.0 * tolerance)
-    lines = len(pieces) * math.log10(offsets) + math.log10(slopes * max(trials.speeds, 1))
     seams = len(pieces) - 1
     where = (
         math.lgamma(count + 1) - math.lgamma(seams + 1) - math.lgamma(count - seams + 1)
         if count > seams
         else 0.0
     ) / math.log(10.0)
-    return -(lines + where + tail)
+
+    def judged(at: float, extra: float) -> float:
+        # The offsets once per piece, the slopes (and speeds) once: one scale for all.
+        offsets = math.log10(max((trials.dance_s + trials.bgm_s) / (2.0 * at), 1.0))
+        lines = _log10_lines(trials, scale, span, at) + seams * offsets
+        return -(lines + where + tail + extra)
+
+    usual = judged(tolerance, 0.0)
+    if exact == 0.0:
+        return usual
+    return max(usual, judged(PRECISE, exact) - math.log10(2.0))
 
 
 def _log10_tail(n: int, k: int, p: float) -> float:

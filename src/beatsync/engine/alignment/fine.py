@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ..mapping import Mapping
 from .gcc import FrameTrack, Windows
-from .linefit import AGREE_PROMINENCE, fit_line
+from .linefit import AGREE_PROMINENCE, PRECISE, fit_line, precise_line
 from .search import Line
 from .signals import Signals, stretch_key, stretched, stretched_length
 from .spectra import ScanMemo
@@ -37,6 +37,14 @@ __all__ = [
 _DRIFT_ONLY = 0.0015
 # Agreeing windows must come at least this many together to count as music.
 MIN_RUN = 4
+# Windows that agree precisely (:data:`~.linefit.PRECISE`) are music when this many come
+# together, this many windows apart at most: chance puts a window there 1 time in 800.
+_PRECISE_RUN = 3
+_PRECISE_GAP = 6
+# A room's reflection: at least this many windows off the line agree precisely on one lag, at
+# least this far from it (s); nearer, they are the line's own windows a little off.
+_ECHO_WINDOWS = 3
+_ECHO_NEAR = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +64,11 @@ class WindowTrack:
 
 @dataclass(frozen=True, slots=True)
 class Fit:
-    """A locked line: ``hits`` windows of ``windows`` agree with it; ``evidence`` counts them
-    weighted by prominence (is there a match at all?); ``score`` sums their whitened peak
+    """A locked line: ``hits`` windows of ``windows`` agree with it, those marked ``precise``
+    (one entry per window, or None for none) only precisely, outside any run of the usual
+    tolerance (see :func:`assess`); of the ``stray`` strong windows off the line, ``echoes``
+    land on the room's reflections (so many on each lag); ``evidence`` counts
+    them weighted by prominence (is there a match at all?); ``score`` sums their whitened peak
     heights (which of two lines matches better? a repeated section is never quite identical)."""
 
     mapping: Mapping
@@ -66,6 +77,14 @@ class Fit:
     score: float
     hits: int
     windows: int
+    precise: NDArray[np.bool_] | None = None
+    echoes: tuple[int, ...] = ()
+    stray: int = 0
+
+    @property
+    def exact(self) -> int:
+        """How many of the agreeing windows agree only precisely."""
+        return 0 if self.precise is None else int(self.precise.sum())
 
 
 def frame_track(
@@ -168,6 +187,8 @@ def refine(
     fit: Fit | None = None
     region: tuple[float, float] | None = None
     kind = window_kind(mapping.pitch_kept)
+    # Whether the line is an arrival's own (:func:`_on_an_arrival`): later passes keep it so.
+    arrival = False
     for gate, reach in kind.passes:
         t, beta, strength, measured = measure(
             signals, mapping, window=kind.span * window, hop=hop, max_windows=max_windows,
@@ -178,11 +199,21 @@ def refine(
             # Refit only where the music was found: stray chance agreements elsewhere would
             # tilt the line.
             prom = np.where((t >= region[0]) & (t <= region[1]), measured, 0.0)
-        fitted = fit_line(t, beta, prom, mapping, gate=gate)
-        if fitted is None:
-            return fit
-        mapping, inlier = fitted
-        fit = assess(mapping, t, beta, strength, prom, inlier)
+        if arrival:
+            # The usual fit would tilt the line between arrivals again.
+            mapping = precise_line(t, beta, prom, mapping, gate=gate) or mapping
+            fit = _arrival_fit(mapping, t, beta, strength, prom)
+        else:
+            fitted = fit_line(t, beta, prom, mapping, gate=gate)
+            if fitted is None:
+                return fit
+            mapping, inlier = fitted
+            fit = assess(mapping, t, beta, strength, prom, inlier)
+            if kind.coherent and fit.hits < 2 * MIN_RUN:
+                # Few windows agree: they may be spread over the room's arrivals.
+                other = _on_an_arrival(fit, t, beta, strength, prom, gate=gate)
+                arrival = other is not fit
+                fit, mapping = other, other.mapping
         agreed = fit.track.times[fit.track.inlier]
         if len(agreed) == 0:
             return fit
@@ -193,6 +224,38 @@ def refine(
             agreed = t[wider | fit.track.inlier]
         region = (float(agreed.min()) - window, float(agreed.max()) + window)
     return fit
+
+
+def _on_an_arrival(
+    fit: Fit,
+    t: NDArray[np.float64],
+    beta: NDArray[np.float64],
+    strength: NDArray[np.float64],
+    prom: NDArray[np.float64],
+    *,
+    gate: float,
+) -> Fit:
+    """``fit``, or the line of the arrival its windows agree with most precisely
+    (:func:`~.linefit.precise_line`) if more windows agree with that."""
+    line = precise_line(t, beta, prom, fit.mapping, gate=gate)
+    if line is None:
+        return fit
+    other = _arrival_fit(line, t, beta, strength, prom)
+    return other if other.hits > fit.hits else fit
+
+
+def _arrival_fit(
+    line: Mapping,
+    t: NDArray[np.float64],
+    beta: NDArray[np.float64],
+    strength: NDArray[np.float64],
+    prom: NDArray[np.float64],
+) -> Fit:
+    """An arrival's line assessed: its inliers are the strong windows within the tightest
+    tolerance of the usual fit."""
+    least = window_kind(line.pitch_kept).agree[0]
+    inlier = (np.abs(beta - line.bgm_time_array(t)) <= least) & (prom >= AGREE_PROMINENCE)
+    return assess(line, t, beta, strength, prom, inlier)
 
 
 def assess(
@@ -207,13 +270,52 @@ def assess(
 
     Music is heard for seconds at a time, so its windows agree in runs; a window of unrelated
     sound agrees by chance (1 in 40) and alone. Only windows in runs of at least ``MIN_RUN``
-    strong inliers (a gap of one window allowed) count.
+    strong inliers (a gap of one window allowed) count. In a room where the direct sound is no
+    louder than its reflections the windows' peaks spread over the arrivals and those on the
+    line come apart; but each lands on its arrival to a few microseconds, where chance brings a
+    window 1 time in 800: where the other windows show the room's reflections (``_ECHO_WINDOWS``
+    on one lag), strong windows within :data:`~.linefit.PRECISE` of an in-phase line count too,
+    ``_PRECISE_RUN`` of them within ``_PRECISE_GAP`` windows of each other.
     """
-    strong = _in_runs(inlier & (prom >= AGREE_PROMINENCE))
+    heard = prom >= AGREE_PROMINENCE
+    runs = _in_runs(inlier & heard)
+    precise = np.zeros_like(runs)
+    echoes: tuple[int, ...] = ()
+    stray = 0
+    if window_kind(mapping.pitch_kept).coherent:
+        residual = beta - mapping.bgm_time_array(t)
+        close = np.abs(residual) <= PRECISE
+        apart = _in_runs(close & heard, least=_PRECISE_RUN, gap=_PRECISE_GAP) & ~runs
+        off = residual[heard & ~runs & ~apart & (np.abs(residual) <= REACH)]
+        echoes, stray = _echoes(off[np.abs(off) >= _ECHO_NEAR]), len(off)
+        if echoes:
+            # The windows apart on the line are the room's spread over its arrivals, which
+            # the other windows show; without reflections, music's windows come in runs.
+            precise = apart
+    strong = runs | precise
     evidence = float(np.minimum(1.0, (prom[strong] - 3.0) / 6.0).sum())
     track = WindowTrack(times=t, lags=beta - t, strength=strength, inlier=strong)
     score = float(strength[strong].sum())
-    return Fit(mapping, track, evidence, score, int(strong.sum()), len(t))
+    hits = int(strong.sum())
+    kept = precise if precise.any() else None
+    return Fit(mapping, track, evidence, score, hits, len(t), kept, echoes, stray)
+
+
+def _echoes(lags: NDArray[np.float64]) -> tuple[int, ...]:
+    """How many of ``lags`` (s) agree precisely on each lag that at least ``_ECHO_WINDOWS``
+    share, the most shared first: the reflections the windows off the line landed on."""
+    rest = np.sort(lags)
+    out: list[int] = []
+    while len(rest) >= _ECHO_WINDOWS:
+        # For each lag, how many lie within 2 × PRECISE above it.
+        ends = np.searchsorted(rest, rest + 2.0 * PRECISE, side="right")
+        counts = ends - np.arange(len(rest))
+        i = int(np.argmax(counts))
+        if counts[i] < _ECHO_WINDOWS:
+            break
+        out.append(int(counts[i]))
+        rest = np.concatenate([rest[:i], rest[ends[i] :]])
+    return tuple(out)
 
 
 def measure_mapping(
@@ -227,15 +329,16 @@ def measure_mapping(
     return assess(mapping, t, beta, strength, prom, inlier)
 
 
-def _in_runs(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """``mask`` keeping only runs of at least ``MIN_RUN`` set entries (one-entry gaps allowed)."""
+def _in_runs(mask: NDArray[np.bool_], *, least: int = MIN_RUN, gap: int = 2) -> NDArray[np.bool_]:
+    """``mask`` keeping only runs of at least ``least`` set entries, each at most ``gap``
+    entries after the previous one (by default one-entry gaps allowed)."""
     out = np.zeros_like(mask)
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return out
-    breaks = np.flatnonzero(np.diff(idx) > 2) + 1
+    breaks = np.flatnonzero(np.diff(idx) > gap) + 1
     for run in np.split(idx, breaks):
-        if len(run) >= MIN_RUN:
+        if len(run) >= least:
             out[run] = True
     return out
 
