@@ -276,9 +276,12 @@ export class LocalVideo {
   /** The result MP4 from the service's audio track and `assembly` answer. */
   async assemble(assembly, signal) {
     let audio = null;
-    if (this.ahead?.file === fileOf(assembly.audio_url)) {
-      audio = await this.ahead.bytes.catch(() => null);
+    const ahead = this.ahead;
+    if (ahead?.file === fileOf(assembly.audio_url)) {
+      // Taken before the wait: a nudge fetched ahead meanwhile must neither abort it nor be
+      // dropped when it arrives.
       this.ahead = null;
+      audio = await ahead.bytes.catch(() => null);
     }
     audio ??= await fetchTrack(assembly.audio_url, signal);
     mark("audio-fetched");
