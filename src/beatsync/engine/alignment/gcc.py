@@ -350,8 +350,9 @@ def frame_peaks(
         cross = _cross_spectra(x, y, track, part, workers=workers, spectra=spectra)
         cross[:, ~band] = 0.0
         mag = np.abs(cross)
-        cross /= np.maximum(mag, 1e-6 * mag.max(axis=1, keepdims=True) + 1e-20)
-        corr = scipy.fft.irfft(cross, frame, axis=1, workers=workers)[:, lags % frame]
+        top = mag.max(axis=1, keepdims=True)
+        cross /= np.maximum(mag, 1e-6 * top + 1e-20, out=mag)
+        corr = _wrapped(scipy.fft.irfft(cross, frame, axis=1, workers=workers), reach)
         corr *= frame / max(int(band.sum()), 1)
         fair = corr / spread
         i = np.argmax(fair, axis=1)
@@ -363,10 +364,16 @@ def frame_peaks(
         inner = (i > 0) & (i < len(lags) - 1) & (denom < 0)
         shift = np.where(inner, 0.5 * (left - right) / np.where(inner, denom, -1.0), 0.0)
         lag[first : first + len(part)] = (lags[i] + shift) / rate
-        height[first : first + len(part)] = np.where(
-            mag.max(axis=1) > 0, np.clip(peak / 2, 0, 1), 0
-        )
+        height[first : first + len(part)] = np.where(top[:, 0] > 0, np.clip(peak / 2, 0, 1), 0)
     return lag, height
+
+
+def _wrapped(corr: NDArray[np.float32], reach: int) -> NDArray[np.float32]:
+    """``corr[:, lags % frame]`` for ``lags`` from ``−reach`` to ``reach``: the last ``reach``
+    columns, then the first ``reach + 1``."""
+    if reach == 0:
+        return corr[:, :1].copy()
+    return np.concatenate([corr[:, -reach:], corr[:, : reach + 1]], axis=1)
 
 
 def frame_agreement(
@@ -441,9 +448,24 @@ def _cross_spectra(
     for first in range(0, len(rows), _CHUNK):
         r = rows[first : first + _CHUNK]
         if spectra is None:
-            xs = scipy.fft.rfft(xv[x_at[r]] * window, axis=1, workers=workers)
+            xs = scipy.fft.rfft(_windowed(xv, x_at[r], window), axis=1, workers=workers)
         else:
             xs = spectra.transform(xv, x_at[r], window, workers)
-        ys = scipy.fft.rfft(yv[y_at[r]] * window, axis=1, workers=workers)
-        out[r] = np.conj(xs) * ys
+        ys = scipy.fft.rfft(_windowed(yv, y_at[r], window), axis=1, workers=workers)
+        # In place: the product of a chunk is a megabyte, made once.
+        np.conjugate(xs, out=xs)
+        xs *= ys
+        if int(r[-1]) - int(r[0]) == len(r) - 1:
+            out[int(r[0]) : int(r[-1]) + 1] = xs
+        else:
+            out[r] = xs
     return out
+
+
+def _windowed(
+    view: NDArray[np.float32], at: NDArray[np.int64], window: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """The frames of ``view`` (a ``sliding_window_view``) starting at ``at``, times ``window``."""
+    frames = view[at]
+    frames *= window
+    return frames

@@ -106,11 +106,40 @@ def cubic_resample(
             i0 = int(i[0])
             taps = _segment(x, i0 - 1, int(i[-1]) + 3)
             j = i - i0
-            p0, p1, p2, p3 = taps[j], taps[j + 1], taps[j + 2], taps[j + 3]
-            out[first : first + len(pos)] = p1 + 0.5 * f * (
-                p2 - p0 + f * (2 * p0 - 5 * p1 + 4 * p2 - p3 + f * (3 * (p1 - p2) + p3 - p0))
-            )
+            out[first : first + len(pos)] = _catmull_rom(taps, j, f)
     return out
+
+
+def _catmull_rom(
+    taps: NDArray[np.float32], j: NDArray[np.int64], f: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """``p1 + f/2 · (p2 − p0 + f · (2p0 − 5p1 + 4p2 − p3 + f · (3(p1 − p2) + p3 − p0)))`` with
+    ``pk = taps[j + k]``, the operations in that order (so bit for bit that expression), in
+    place: a block's temporaries are few."""
+    p0 = taps[j]
+    j += 1
+    p1 = taps[j]
+    j += 1
+    p2 = taps[j]
+    j += 1
+    p3 = taps[j]
+    inner = np.subtract(p1, p2)
+    inner *= 3
+    inner += p3
+    inner -= p0
+    inner *= f
+    mid = np.multiply(p0, 2, dtype=np.float32)
+    mid -= np.multiply(p1, 5, dtype=np.float32)
+    mid += np.multiply(p2, 4, dtype=np.float32)
+    mid -= p3
+    mid += inner
+    mid *= f
+    outer = np.subtract(p2, p0)
+    outer += mid
+    half = np.multiply(f, 0.5, dtype=np.float32)
+    half *= outer
+    half += p1
+    return half
 
 
 def _segment(x: NDArray[np.float32], lo: int, hi: int) -> NDArray[np.float32]:
