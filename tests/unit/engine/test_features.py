@@ -3,6 +3,8 @@ pitches at once, they agree."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,16 @@ def test_bands_at_several_pitches_equal_those_of_the_whole_spectrogram() -> None
     for pitch, bands in zip(pitches, got, strict=True):
         np.testing.assert_allclose(bands, band_features(power, RATE, pitch=pitch), atol=1e-4)
     assert pitched_band_features(samples, RATE, ()) == []
+
+
+@pytest.mark.parametrize("seconds", [0.07, 9.5, 31.0])
+def test_bands_read_in_halves_by_two_threads_are_those_of_one_pass(seconds: float) -> None:
+    rng = np.random.default_rng(5)
+    samples = rng.standard_normal(int(seconds * RATE)).astype(np.float32)
+    pitches = (1.3, 0.85)
+    alone = pitched_band_features(samples, RATE, pitches)
+    with ThreadPoolExecutor(2) as pool:
+        shared = pitched_band_features(samples, RATE, pitches, pool=pool)
+    for a, b in zip(alone, shared, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from beatsync.engine.alignment.features import signal_band_features
@@ -46,3 +48,13 @@ def test_few_guesses_keep_a_refusal_cheap(small_case) -> None:  # type: ignore[n
     guesses, *_ = _guesses(small_case("small-mismatch"))
     assert len(guesses) <= 4
     assert all(0.47 <= g.ratio <= 1.56 for g in guesses)
+
+
+def test_guesses_with_a_thread_beside_are_the_same(small_case) -> None:  # type: ignore[no-untyped-def]
+    case = small_case("small-resampled-080")
+    dance, bgm = decode_audio(case.dance), decode_audio(case.bgm)
+    dance_bands = signal_band_features(dance.samples, dance.rate)
+    bgm_bands = signal_band_features(bgm.samples, bgm.rate)
+    args = (dance_bands, bgm_bands, dance.samples, bgm.samples, dance.rate)
+    with ThreadPoolExecutor(2) as pool:
+        assert speed_guesses(*args, pool=pool) == speed_guesses(*args)

@@ -133,10 +133,14 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
     pitched: dict[float, NDArray[np.float32]] = {}
     pitched_lock = threading.Lock()
 
-    def read_at(pitches: set[float]) -> None:
+    def read_at(pitches: set[float], *, shared: bool = False) -> None:
+        # ``shared``: the caller waits on nothing the pool runs, so the pool's threads may
+        # take halves of the signal.
         with pitched_lock:
             wanted = sorted(pitches - {1.0} - pitched.keys())
-            bands = pitched_band_features(dance.samples, dance.rate, wanted)
+            bands = pitched_band_features(
+                dance.samples, dance.rate, wanted, pool=pool if shared else None
+            )
             pitched.update(zip(wanted, bands, strict=True))
 
     def dance_bands(pitch: float) -> NDArray[np.float32]:
@@ -146,7 +150,7 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         return pitched[pitch]
 
     def search(speeds: tuple[Speed, ...]) -> list[Fit]:
-        read_at({s.pitch for s in speeds})
+        read_at({s.pitch for s in speeds}, shared=True)
         lines = coarse_lines(
             dance_bands,
             bgm_bands,
@@ -170,8 +174,20 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
         # Runner-up lines with a fraction of the best one's votes are not worth locking.
         top = lines[0].votes if lines else 0.0
         worth = [ln for ln in lines[: p.candidates] if ln.votes >= 0.3 * top]
-        # Candidates side by side keep both cores busy: their FFTs then run on one thread each.
+        # Candidates side by side keep both cores busy: their FFTs then run on one thread each,
+        # until the last one is left alone.
         signals.fft_workers = 1 if len(worth) > 1 else -1
+        unfinished = [len(worth)]
+        count_lock = threading.Lock()
+
+        def lock_one(line: Line) -> Fit | None:
+            try:
+                return lock(line)
+            finally:
+                with count_lock:
+                    unfinished[0] -= 1
+                    if unfinished[0] <= 1:
+                        signals.fft_workers = -1
 
         def lock(line: Line) -> Fit | None:
             fit = refine(signals, line, window=p.window, hop=p.hop, max_windows=p.max_windows)
@@ -201,14 +217,14 @@ def _align(dance: Audio, bgm: Audio, p: AlignParams, pool: ThreadPoolExecutor) -
             return moved
 
         try:
-            fits = list(pool.map(lock, worth))
+            fits = list(pool.map(lock_one, worth))
         finally:
             signals.fft_workers = -1
         return [f for f in fits if f is not None]
 
     fits = search((Speed(1.0),))
     if not accepted(_best(fits), p, trials):
-        others = _other_speeds(dance, bgm, unit_bands, bgm_bands, p)
+        others = _other_speeds(dance, bgm, unit_bands, bgm_bands, p, pool)
         trials = Trials(dance.duration, bgm.duration, 1 + len(others))
         fits += search(others)
         pitched.clear()  # the guesses' pitches; the answer's own is read again if needed
@@ -352,14 +368,16 @@ def _other_speeds(
     dance_bands: NDArray[np.float32],
     bgm_bands: NDArray[np.float32],
     p: AlignParams,
+    pool: ThreadPoolExecutor,
 ) -> tuple[Speed, ...]:
     """The speeds other than 1 worth a coarse search: the caller's resampled ones, or those
     the recordings' rhythm and pitch suggest (a handful, so a refusal stays cheap)."""
     if p.speeds is not None:
         return tuple(Speed(s) for s in p.speeds if s != 1.0)
     guesses = speed_guesses(
-        dance_bands, bgm_bands, dance.samples, bgm.samples, dance.rate, limit=p.max_guesses
-    )
+        dance_bands, bgm_bands, dance.samples, bgm.samples, dance.rate, limit=p.max_guesses,
+        pool=pool,
+    )  # fmt: skip
     log.debug("speed guesses: %s", guesses)
     return tuple(Speed(g.ratio, g.pitch_kept) for g in guesses)
 

@@ -11,6 +11,7 @@ at a frequency scale.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 import scipy.fft
@@ -100,23 +101,38 @@ def signal_band_features(
 
 
 def pitched_band_features(
-    samples: NDArray[np.float32], rate: int, pitches: Sequence[float], *, workers: int = -1
+    samples: NDArray[np.float32],
+    rate: int,
+    pitches: Sequence[float],
+    *,
+    workers: int = -1,
+    pool: Executor | None = None,
 ) -> list[NDArray[np.float32]]:
     """:func:`band_features` of :func:`power_spectrogram` at each of ``pitches`` (in their
     order), in one pass a block of frames at a time: the spectrogram (over a hundred megabytes
-    for a long class) is never held whole. ``workers`` as for :func:`scipy.fft.rfft`.
+    for a long class) is never held whole. ``workers`` as for :func:`scipy.fft.rfft`;
+    ``pool``: two threads that take half the blocks each (then one FFT worker each).
 
     The features equal the whole spectrogram's to float32 rounding (the band sums are added
-    up in another order).
+    up in another order); with a pool or without, they are the same.
     """
     bins = _bins(rate, _MAX_PITCH)
     matrices = [_band_matrix(rate, bins, pitch) for pitch in pitches]
     n_frames = _frame_count(samples, rate)
     bands = [np.zeros((n_frames, _N_BANDS), dtype=np.float32) for _ in pitches]
-    if bands:
-        for first, power in _power_blocks(samples, rate, workers, bins=bins):
+
+    def fill(frames: range) -> None:
+        for first, power in _power_blocks(samples, rate, workers, bins=bins, only=frames):
             for out, matrix in zip(bands, matrices, strict=True):
                 out[first : first + len(power)] = power @ matrix
+
+    if bands and pool is not None:
+        # Halves on a block boundary: every block is what one pass would make.
+        half = -(-n_frames // (2 * _BLOCK_FRAMES)) * _BLOCK_FRAMES
+        workers = 1
+        list(pool.map(fill, (range(0, half), range(half, n_frames))))
+    elif bands:
+        fill(range(n_frames))
     return [_normalised(b) for b in bands]
 
 
@@ -130,14 +146,21 @@ def _bins(rate: int, pitch: float) -> int:
 
 
 def _power_blocks(
-    samples: NDArray[np.float32], rate: int, workers: int = -1, *, bins: int
+    samples: NDArray[np.float32],
+    rate: int,
+    workers: int = -1,
+    *,
+    bins: int,
+    only: range | None = None,
 ) -> Iterator[tuple[int, NDArray[np.float32]]]:
-    """(first frame, power of its first ``bins`` bins…) for blocks of frames."""
+    """(first frame, power of its first ``bins`` bins…) for blocks of frames; only those of
+    the frames ``only`` (which starts on a block boundary) when given."""
     hop = rate // FEATURE_RATE
     n_frames = _frame_count(samples, rate)
     window = np.hanning(_N_FFT).astype(np.float32)
     signal = np.asarray(samples, dtype=np.float32)
-    for first in range(0, n_frames, _BLOCK_FRAMES):
+    wanted = range(n_frames) if only is None else only
+    for first in range(wanted.start, min(wanted.stop, n_frames), _BLOCK_FRAMES):
         count = min(_BLOCK_FRAMES, n_frames - first)
         span = signal[first * hop : (first + count - 1) * hop + _N_FFT]
         frames = np.lib.stride_tricks.sliding_window_view(span, _N_FFT)[::hop][:count]

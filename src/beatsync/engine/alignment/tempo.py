@@ -17,6 +17,7 @@ pairs are what the coarse search then tries, each over ±1.2 %.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,7 @@ def speed_guesses(
     rate: int,
     *,
     limit: int = 4,
+    pool: Executor | None = None,
 ) -> list[SpeedGuess]:
     """The most plausible speeds other than 1, best first.
 
@@ -71,9 +73,18 @@ def speed_guesses(
         The recordings' mono samples at ``rate`` Hz.
     limit
         How many guesses at most.
+    pool
+        A thread that reads the reference's long-term spectrum meanwhile.
     """
-    tempos = tempo_ratios(dance_bands, bgm_bands)
-    pitches = pitch_ratios(dance, bgm, rate)
+    if pool is None:
+        tempos = tempo_ratios(dance_bands, bgm_bands)
+        pitches = pitch_ratios(dance, bgm, rate)
+    else:
+        # The reference's long-term spectrum on the pool, the dance's here, then the rhythm.
+        spectrum = pool.submit(_log_spectrum, bgm, rate)
+        mine = _log_spectrum(dance, rate)
+        pitches = _pitch_ratios(mine, spectrum.result())
+        tempos = tempo_ratios(dance_bands, bgm_bands)
     guesses: list[SpeedGuess] = []
     unit_pitch = bool(pitches) and abs(np.log(pitches[0][0])) < _SAME
     for ratio, score in pitches[:2]:
@@ -118,7 +129,13 @@ def pitch_ratios(
 ) -> list[tuple[float, float]]:
     """Frequency ratios (dance pitch / reference pitch) under which the long-term spectra
     match, with their correlation, best first."""
-    d, r = _log_spectrum(dance, rate), _log_spectrum(bgm, rate)
+    return _pitch_ratios(_log_spectrum(dance, rate), _log_spectrum(bgm, rate), count=count)
+
+
+def _pitch_ratios(
+    d: NDArray[np.float64] | None, r: NDArray[np.float64] | None, *, count: int = 3
+) -> list[tuple[float, float]]:
+    """:func:`pitch_ratios` of the recordings' :func:`_log_spectrum`."""
     if d is None or r is None:
         return []
     lo, hi = (int(np.floor(np.log2(v) * _PITCH_STEPS)) for v in RESAMPLED_RANGE)
