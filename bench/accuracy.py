@@ -34,7 +34,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from beatsync.engine import AlignmentError, AlignParams, BeatSyncError, sync
+from beatsync.engine import AlignmentError, AlignParams, BeatSyncError, Piece, sync
 from beatsync.testkit import (
     BuiltCase,
     CaseSpec,
@@ -90,11 +90,14 @@ class CaseResult:
     significance: float = math.nan
     wall_s: float = math.nan
     note: str = ""
-    # Edits: pieces found and true, sync (ms) at points in each true piece, seam errors (ms).
+    # Edits: pieces found and true, sync (ms) at points in each true piece, seam errors (ms)
+    # as the engine reports its seams and as the output file's sound switches (NaN where the
+    # output cannot tell the two pieces apart around the seam).
     pieces_found: int = 0
     pieces_true: int = 0
     piece_errors_ms: tuple[tuple[float, ...], ...] = ()
     seam_errors_ms: tuple[float, ...] = ()
+    engine_seam_errors_ms: tuple[float, ...] = ()
 
     @property
     def correct(self) -> bool:
@@ -191,6 +194,17 @@ def measure_case(case: BuiltCase, out_dir: Path) -> CaseResult:
         pieces_true=len(truth.pieces),
         piece_errors_ms=tuple(tuple(e) for e in per_piece),
         seam_errors_ms=tuple(seam_errors(out, case)) if edit else (),
+        engine_seam_errors_ms=_engine_seams(result.parts, truth) if edit else (),
+    )
+
+
+def _engine_seams(parts: Sequence[Piece], truth: Truth) -> tuple[float, ...]:
+    """The engine's seams (its pieces' starts) against the truth's (ms, positive = late); NaN
+    for a true seam without a found one (fewer pieces found)."""
+    found = [p.start for p in parts[1:]]
+    return tuple(
+        (min(found, key=lambda s: abs(s - seam)) - seam) * 1000.0 if found else math.nan
+        for seam in truth.seams
     )
 
 
@@ -334,6 +348,19 @@ def _num(value: float, fmt: str) -> str:
     return "—" if math.isnan(value) else format(value, fmt)
 
 
+def _seams(r: CaseResult) -> str:
+    """Each seam's error as the engine reports it / as the output's sound switches ('?' where
+    the output cannot place it)."""
+    engine = r.engine_seam_errors_ms or (math.nan,) * len(r.seam_errors_ms)
+    return (
+        " ".join(
+            f"{_num(e, '+.1f')}/{'?' if math.isnan(o) else format(o, '+.1f')}"
+            for e, o in zip(engine, r.seam_errors_ms, strict=True)
+        )
+        or "—"
+    )
+
+
 def kind_table(kinds: dict[str, Summary]) -> list[str]:
     head = [
         "kind", "cases", "median ms", "p95 ms", "max drift ppm", "worst cut start s",
@@ -361,8 +388,8 @@ def kind_table(kinds: dict[str, Summary]) -> list[str]:
 
 def case_table(results: Sequence[CaseResult]) -> list[str]:
     head = ["case", *(f"{p} ms" for p in POINTS), "drift err ppm", "cut start s", "cut end s",
-            "pieces: found/true, sync ms med/p95", "seam ms", "conf", "signif.", "wall s",
-            "outcome"]  # fmt: skip
+            "pieces: found/true, sync ms med/p95", "seam ms engine/output", "conf", "signif.",
+            "wall s", "outcome"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         errs = list(r.errors_ms) or [math.nan] * len(POINTS)
@@ -375,7 +402,7 @@ def case_table(results: Sequence[CaseResult]) -> list[str]:
             _num(r.cut_start_error_s, "+.3f"),
             _num(r.cut_end_error_s, "+.3f"),
             _pieces(r),
-            " ".join(_num(e, "+.1f") for e in r.seam_errors_ms) or "—",
+            _seams(r),
             _num(r.confidence, ".2f"),
             _num(r.significance, ".1f"),
             _num(r.wall_s, ".2f"),
@@ -453,8 +480,11 @@ def render_section(results: Sequence[CaseResult], summary: Summary, command: str
         "or the picture's or the reference's where those come first). For an "
         "edit (a song played in pieces), the five points keep 0.6 s clear of the seams, and "
         "two columns more: pieces found/true with the median/p95 abs. sync error (ms) at five "
-        "points inside each true piece, and each seam's error (ms, where the output's sound "
-        "switches − the truth; positive = late).",
+        "points inside each true piece, and each seam's error (ms, positive = late) as the "
+        "engine reports it (its piece's start − the truth) / as measured on the output (where "
+        "its sound switches − the truth; ? where the output cannot place the switch within "
+        "20 ms: both pieces sound alike there, or a stretched output's spectra tell them "
+        "apart too loosely).",
         "",
         "| bar | measured | target | result |",
         "|---|---|---|---|",

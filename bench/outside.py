@@ -165,7 +165,10 @@ def _row(r: CaseResult, take: Take, mapped: list[float]) -> str:
     pieces = " | ".join(
         ",".join("nan" if math.isnan(e) else f"{e:+.1f}" for e in p) for p in r.piece_errors_ms
     )
-    seams = ",".join(f"{e:+.1f}" for e in r.seam_errors_ms)
+    seams = ",".join(
+        f"{e:+.1f}/{'?' if math.isnan(o) else format(o, '+.1f')}"
+        for e, o in zip(r.engine_seam_errors_ms or r.seam_errors_ms, r.seam_errors_ms, strict=True)
+    )
     flags = r.flags() if take.accept != "either" else []
     if take.accept == "either":
         flags = [f"remix {r.outcome}"] + (r.flags() if r.outcome == "accepted" else [])
@@ -178,7 +181,7 @@ def _row(r: CaseResult, take: Take, mapped: list[float]) -> str:
         f"{r.name:<34} {r.outcome:<8} {r.confidence:5.2f}  [{errs}] ms"
         f"  cut {r.cut_start_error_s:+6.2f}/{r.cut_end_error_s:+6.2f} s"
         f"  map [{maps}] ms  pieces {r.pieces_found}/{r.pieces_true} [{pieces}]"
-        f" seams [{seams}]  {verdict}"
+        f" seams engine/output [{seams}]  {verdict}"
     )
 
 

@@ -234,8 +234,15 @@ def seam_errors(output: Path | str, case: BuiltCase, *, reach: float = 0.3) -> l
     Around each truth seam (within ``reach`` seconds), the output's audio is compared with the
     clean reference under the two pieces' truth mappings, through the frame code: the switch is
     the change point where the later piece starts to explain the sound better than the earlier
-    (the centre of a crossfade; the middle of a stretch where both explain it equally). Positive
-    when the output switches late; NaN when the seam is outside the output.
+    (the centre of a crossfade). Only what differs between the two pieces' sounds tells them
+    apart: where both play the same (a song built from loops plays the same drums, even the
+    same bars, in both places), the output sounds the same whichever side it plays, and the
+    switch may lie anywhere in that stretch. The switch is the best change point; the change
+    points the output cannot tell from it are those whose fit differs by less than
+    :data:`_SEAM_Z` standard deviations of the output's own noise about the pieces' sound, and
+    when they spread over more than :data:`SEAM_UNSURE_MS`, the seam is unmeasurable here and
+    its error is NaN (as when the seam is outside the output), never the middle of a stretch
+    where both pieces sound alike. Positive when the output switches late.
     """
     truth = case.truth
     frames = [(p, i) for p, i in read_frame_indices(output) if i is not None]
@@ -267,25 +274,64 @@ def seam_errors(output: Path | str, case: BuiltCase, *, reach: float = 0.3) -> l
                 _spectra(ref_audio, np.rint((p + truth.scale * dance[at] - ref_start) * ref_rate))
                 for p in (before, after)
             )
-            running = np.cumsum(_apart(mine, pb) - _apart(mine, pa))
+            gain = _apart(mine, pb) - _apart(mine, pa)
             dance = dance[at]
-            n = len(at)
+            # Frames half a frame apart hear different sound; the spectra's own scatter about
+            # each side's level is their noise.
+            noise = _frame_noise(gain, _KEPT_FRAME // 2)
         else:
             pa = cubic_at(ref_audio, (before + truth.scale * dance - ref_start) * ref_rate)
             pb = cubic_at(ref_audio, (after + truth.scale * dance - ref_start) * ref_rate)
-            running = np.cumsum((seg - pb) ** 2 - (seg - pa) ** 2)
-        top = float(running.max())
-        low = min(float(running[0]), float(running[-1]), 0.0)
+            gain = (seg - pb) ** 2 - (seg - pa) ** 2
+            noise = None
+        running = np.cumsum(gain)
         j = int(np.argmax(running))
-        level = top - 0.001 * (top - low)
+        if noise is None:
+            # The output's departure from the side it plays, against what tells the sides
+            # apart: its noise in each sample's gain (neighbouring samples' noise is alike:
+            # counted once per _NOISE_RUN samples).
+            heard = np.where(np.arange(n) <= j, seg - pa, seg - pb)
+            # Away from the switch (the render's own crossfade is no noise).
+            away = np.abs(np.arange(n) - j) > _AWAY_S * out_rate
+            level = float(np.mean(heard[away] ** 2)) if away.any() else float(np.mean(heard**2))
+            noise = 4.0 * level * (pa - pb) ** 2 * _NOISE_RUN
+        spread = np.sqrt(np.abs(np.cumsum(noise) - np.cumsum(noise)[j]))
+        alike = running[j] - running <= _SEAM_Z * spread + 1e-12 * abs(running[j])
         lo, hi = j, j
-        while lo > 0 and running[lo - 1] >= level:
+        while lo > 0 and alike[lo - 1]:
             lo -= 1
-        while hi < n - 1 and running[hi + 1] >= level:
+        while hi < len(running) - 1 and alike[hi + 1]:
             hi += 1
-        switch = float(dance[(lo + hi) // 2]) + 0.5 / out_rate
+        if (dance[hi] - dance[lo]) * 1000.0 > SEAM_UNSURE_MS:
+            errors.append(math.nan)
+            continue
+        switch = float(dance[j]) + 0.5 / out_rate
         errors.append((switch - seam) * 1000.0)
     return errors
+
+
+# A seam is measured when the output's switch is placed within this many milliseconds; change
+# points whose fit differs from the best by less than this many standard deviations of the
+# output's noise are not told from it.
+SEAM_UNSURE_MS = 20.0
+_SEAM_Z = 2.0
+_AWAY_S = 0.03
+_NOISE_RUN = 8  # samples at 48 kHz whose noise in the output is counted as one
+
+
+def _frame_noise(gain: NDArray[np.float64], independent: int) -> NDArray[np.float64]:
+    """Per sample, the variance that spectral frames ``independent`` samples apart add to the
+    running sum of ``gain``: the spread of ``gain`` about its median on each side of its
+    running sum's peak (robust), shared out over the samples of one independent frame."""
+    j = int(np.argmax(np.cumsum(gain)))
+    out = np.empty(len(gain))
+    for part in (slice(0, j + 1), slice(j + 1, len(gain))):
+        g = gain[part]
+        if len(g) == 0:
+            continue
+        mad = float(np.median(np.abs(g - np.median(g)))) * 1.4826
+        out[part] = mad**2 * independent
+    return out
 
 
 _KEPT_FRAME = 512  # samples of the short frames a pitch-kept seam is told by
