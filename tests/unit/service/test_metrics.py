@@ -22,6 +22,7 @@ from beatsync.service.api.app import create_app
 from beatsync.service.config import Settings, load_settings
 from beatsync.service.db import Database, Job, JobStatus, migrate
 from beatsync.service.db.models import MetricSample, new_id, utcnow
+from beatsync.service.jobs.dispatch import DispatchUnavailable
 from beatsync.service.jobs.recovery import requeue_or_lose
 from beatsync.service.jobs.run import fail_job, run_job
 from beatsync.service.layout import upload_folder
@@ -272,6 +273,29 @@ def test_a_retry_the_queue_cannot_take_counts_as_failed_server_busy(
     assert value(samples, name, status="failed", code="SERVER_BUSY") == 1
     # It never started again: no run time.
     assert value(samples, "beatsync_job_duration_seconds_count", status="failed") == 0
+
+
+def test_a_retry_taken_by_a_runner_while_the_queue_fails_keeps_running(
+    client: TestClient,
+    auth: dict[str, str],
+    rows: Rows,
+    dispatcher: ManualDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job_id = create_queued_job(rows, owner_id(client, auth))
+    rows.fail(job_id)
+
+    def taken_then_down(submitted: str) -> None:
+        rows.run(submitted, "decode", 0.1)  # a runner polling the table claims the row first
+        raise DispatchUnavailable("the queue does not answer")
+
+    monkeypatch.setattr(dispatcher, "submit", taken_then_down)
+    response = client.post(f"/api/v1/jobs/{job_id}/retry", headers=auth)
+    assert response.status_code == 503, response.text
+    assert rows.job(job_id).status == "running"
+    assert rows.job(job_id).error_code is None
+    samples = scrape(client)
+    assert value(samples, "beatsync_jobs_finished_total", status="failed", code="SERVER_BUSY") == 0
 
 
 def test_a_lost_worker_counts_once_as_worker_lost(

@@ -438,13 +438,23 @@ def retry_job(
         dispatcher.submit(job.id)
     except DispatchUnavailable as exc:
         detail = f"the job queue is unavailable: {exc}"
-        job.status = JobStatus.FAILED.value
-        job.error_code = "SERVER_BUSY"
-        job.error_message = detail
-        job.finished_at = utcnow()
-        session.flush()
-        record_job_end(session.connection(), job.id)
+        # Conditional, as every final write: a runner that saw the queued row and took it
+        # keeps it, and only the write that ended the job counts it.
+        failed = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.QUEUED.value)
+            .values(
+                status=JobStatus.FAILED.value,
+                error_code="SERVER_BUSY",
+                error_message=detail,
+                finished_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(failed, "rowcount", 0):
+            record_job_end(session.connection(), job.id)
         session.commit()
+        session.refresh(job)
         raise _busy(detail) from exc
     logger.info("job %s queued again", job.id, extra={"job_id": job.id})
     return job
