@@ -96,7 +96,7 @@ class FrameTrack:
         return starts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # arrays inside: compared by identity
 class Windows:
     """Windows of ``width`` frames on ``track``'s grid, the ``i``-th starting at frame
     ``starts[i]``, of the mono signals ``x`` and ``y`` at ``rate`` Hz (frames falling outside
