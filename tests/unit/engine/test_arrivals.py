@@ -15,6 +15,7 @@ from beatsync.engine import Mapping, MusicMismatchError, align_files
 from beatsync.engine.alignment.acceptance import Trials, significance
 from beatsync.engine.alignment.fine import Fit, assess
 from beatsync.engine.alignment.linefit import precise_line
+from beatsync.engine.alignment.pieces import Stretch, _joint_fit, _runs
 from beatsync.testkit.reality import Take, TakeRoom, build_take
 
 # The phone mid-room, 4 m from the loudspeaker: the direct sound 13 dB below the reverberation,
@@ -104,3 +105,37 @@ def test_a_mid_room_take_is_synced_and_another_song_refused(tmp_path: Path) -> N
     mismatch = build_take(other, tmp_path)
     with pytest.raises(MusicMismatchError):
         align_files(mismatch.dance, mismatch.bgm)
+
+
+def test_a_piece_on_a_reflection_keeps_its_windows_apart_and_its_first_arrival() -> None:
+    # A piece of an edit whose windows mostly land precisely on one reflection, apart.
+    t, beta, prom = _windows(4, [])
+    on = list(range(1, 36, 4))
+    reflection = -0.015
+    beta[on] = 2.0 + reflection + t[on] + np.random.default_rng(5).normal(0.0, 5e-6, len(on))
+    # The scale is the recording's: only the offset is the line's.
+    line = precise_line(t, beta, prom, Mapping(2.0 + 0.004, 1.0), gate=0.08, scale=1.0)
+    assert line is not None
+    assert line.scale == 1.0
+    assert abs(line.offset - (2.0 + reflection)) < 2e-5
+    near = np.abs(beta - line.bgm_time_array(t)) < 0.001
+    fit = assess(line, t, beta, np.full(len(t), 0.1), prom, near)
+    assert fit.exact == 9
+    # Four windows apart, further than a run of the usual tolerance allows: one run all the
+    # same, long enough for a piece.
+    runs = _runs(fit)
+    assert [(s.lo, s.hi, s.hits) for s in runs] == [(2.0, 34.0, 9)]
+    # The line moved onto the first arrival (as the direct sound step does); the pieces' joint
+    # fit through the windows on the reflection keeps it there, the other piece on its own.
+    first = replace(fit, mapping=Mapping(2.0, 1.0))
+    other = Fit(Mapping(-30.0, 1.0), replace(fit.track, lags=fit.track.lags * 0.0 - 30.0),
+                1.0, 1.0, len(t), len(t))  # fmt: skip
+    groups = [[replace(runs[0], fit=first)], [Stretch(other, 40.0, 60.0, 20)]]
+    parts = [
+        (t[on], beta[on], np.full(len(on), 0.1)),
+        (40.0 + np.arange(20.0), 10.0 + np.arange(20.0), np.full(20, 0.1)),
+    ]
+    mappings = _joint_fit(parts, groups)
+    assert abs(mappings[0].offset - 2.0) < 2e-5
+    assert abs(mappings[1].offset + 30.0) < 2e-5
+    assert abs(mappings[0].scale - 1.0) < 1e-6

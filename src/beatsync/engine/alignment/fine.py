@@ -24,12 +24,15 @@ from .windows import REACH, window_kind
 
 __all__ = [
     "MIN_RUN",
+    "PRECISE_GAP",
     "Fit",
     "WindowTrack",
+    "arrival_fit",
     "assess",
     "frame_track",
     "measure",
     "measure_mapping",
+    "on_an_arrival",
     "refine",
 ]
 
@@ -40,7 +43,7 @@ MIN_RUN = 4
 # Windows that agree precisely (:data:`~.linefit.PRECISE`) are music when this many come
 # together, this many windows apart at most: chance puts a window there 1 time in 800.
 _PRECISE_RUN = 3
-_PRECISE_GAP = 6
+PRECISE_GAP = 6
 # A room's reflection: at least this many windows off the line agree precisely on one lag, at
 # least this far from it (s); nearer, they are the line's own windows a little off.
 _ECHO_WINDOWS = 3
@@ -202,7 +205,7 @@ def refine(
         if arrival:
             # The usual fit would tilt the line between arrivals again.
             mapping = precise_line(t, beta, prom, mapping, gate=gate) or mapping
-            fit = _arrival_fit(mapping, t, beta, strength, prom)
+            fit = arrival_fit(mapping, t, beta, strength, prom)
         else:
             fitted = fit_line(t, beta, prom, mapping, gate=gate)
             if fitted is None:
@@ -211,7 +214,7 @@ def refine(
             fit = assess(mapping, t, beta, strength, prom, inlier)
             if kind.coherent and fit.hits < 2 * MIN_RUN:
                 # Few windows agree: they may be spread over the room's arrivals.
-                other = _on_an_arrival(fit, t, beta, strength, prom, gate=gate)
+                other = on_an_arrival(fit, t, beta, strength, prom, gate=gate)
                 arrival = other is not fit
                 fit, mapping = other, other.mapping
         agreed = fit.track.times[fit.track.inlier]
@@ -226,7 +229,7 @@ def refine(
     return fit
 
 
-def _on_an_arrival(
+def on_an_arrival(
     fit: Fit,
     t: NDArray[np.float64],
     beta: NDArray[np.float64],
@@ -234,17 +237,19 @@ def _on_an_arrival(
     prom: NDArray[np.float64],
     *,
     gate: float,
+    scale: float | None = None,
 ) -> Fit:
     """``fit``, or the line of the arrival its windows agree with most precisely
-    (:func:`~.linefit.precise_line`) if more windows agree with that."""
-    line = precise_line(t, beta, prom, fit.mapping, gate=gate)
+    (:func:`~.linefit.precise_line`, at ``scale`` when the scale is known) if more windows
+    agree with that."""
+    line = precise_line(t, beta, prom, fit.mapping, gate=gate, scale=scale)
     if line is None:
         return fit
-    other = _arrival_fit(line, t, beta, strength, prom)
+    other = arrival_fit(line, t, beta, strength, prom)
     return other if other.hits > fit.hits else fit
 
 
-def _arrival_fit(
+def arrival_fit(
     line: Mapping,
     t: NDArray[np.float64],
     beta: NDArray[np.float64],
@@ -275,7 +280,7 @@ def assess(
     line come apart; but each lands on its arrival to a few microseconds, where chance brings a
     window 1 time in 800: where the other windows show the room's reflections (``_ECHO_WINDOWS``
     on one lag), strong windows within :data:`~.linefit.PRECISE` of an in-phase line count too,
-    ``_PRECISE_RUN`` of them within ``_PRECISE_GAP`` windows of each other.
+    ``_PRECISE_RUN`` of them within ``PRECISE_GAP`` windows of each other.
     """
     heard = prom >= AGREE_PROMINENCE
     runs = _in_runs(inlier & heard)
@@ -285,7 +290,7 @@ def assess(
     if window_kind(mapping.pitch_kept).coherent:
         residual = beta - mapping.bgm_time_array(t)
         close = np.abs(residual) <= PRECISE
-        apart = _in_runs(close & heard, least=_PRECISE_RUN, gap=_PRECISE_GAP) & ~runs
+        apart = _in_runs(close & heard, least=_PRECISE_RUN, gap=PRECISE_GAP) & ~runs
         off = residual[heard & ~runs & ~apart & (np.abs(residual) <= REACH)]
         echoes, stray = _echoes(off[np.abs(off) >= _ECHO_NEAR]), len(off)
         if echoes:

@@ -70,9 +70,11 @@ def precise_line(
     guess: Mapping,
     *,
     gate: float,
+    scale: float | None = None,
 ) -> Mapping | None:
     """The line most strong windows within ``gate`` of ``guess`` agree with to :data:`PRECISE`,
-    fitted through them; None without two such windows.
+    fitted through them (at ``scale``, when the scale is known, only its offset); None without
+    two such windows.
 
     In a room where the direct sound is no louder than its reflections each window's peak lands
     on one arrival or another, all of them a fixed lag from the direct sound's line: a fit
@@ -89,7 +91,10 @@ def precise_line(
         return None
     a, b = seed
     on = use & (np.abs(beta - (a + b * t)) <= PRECISE)
-    if on.sum() >= 2 and np.ptp(t[on]) >= 1.0:
+    if scale is not None:
+        b = scale
+        a = float(np.median(beta[on] - scale * t[on])) if on.any() else a
+    elif on.sum() >= 2 and np.ptp(t[on]) >= 1.0:
         b, a = (float(c) for c in np.polyfit(t[on], beta[on], 1))
     if not SCALE_RANGE[0] < b < SCALE_RANGE[1]:
         return None

@@ -15,6 +15,7 @@ scale (the same clock, the same speed), fitted jointly; the seams between them c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -25,12 +26,13 @@ from numpy.typing import NDArray
 from ..mapping import Mapping
 from ..media.decode import Audio
 from ..piece import Piece
+from .direct import direct_sound
 from .features import FEATURE_RATE
-from .fine import Fit, assess, measure
+from .fine import MIN_RUN, PRECISE_GAP, Fit, arrival_fit, assess, measure, on_an_arrival
 from .harmony import ALIKE, Harmony, preference
 from .harmony import HOP_S as _HARMONY_HOP_S
 from .harmony import WINDOW_S as _HARMONY_WINDOW_S
-from .linefit import AGREE_PROMINENCE, fit_line
+from .linefit import AGREE_PROMINENCE, fit_line, precise_line
 from .seam import find_seam
 from .search import Speed, coarse_lines
 from .signals import Signals
@@ -187,12 +189,17 @@ def _inside_reference(signals: Signals, accepted: Sequence[Stretch]) -> tuple[fl
 
 
 def _runs(fit: Fit, *, keep: NDArray[np.bool_] | None = None) -> list[Stretch]:
-    """``fit``'s agreeing windows (those in ``keep``, when given) grouped into runs."""
+    """``fit``'s agreeing windows (those in ``keep``, when given) grouped into runs; windows
+    that agree precisely (:func:`~.fine.assess`) run on across up to ``PRECISE_GAP`` windows."""
     mask = fit.track.inlier if keep is None else fit.track.inlier & keep
     times = fit.track.times[mask]
     if len(times) == 0:
         return []
-    breaks = np.flatnonzero(np.diff(times) > _RUN_GAP_S) + 1
+    if fit.exact:
+        idx = np.flatnonzero(mask)
+        breaks = np.flatnonzero(np.diff(idx) > PRECISE_GAP) + 1
+    else:
+        breaks = np.flatnonzero(np.diff(times) > _RUN_GAP_S) + 1
     return [
         Stretch(fit, float(run[0]), float(run[-1]), len(run)) for run in np.split(times, breaks)
     ]
@@ -308,6 +315,15 @@ def _lines_in(
         mapping = Mapping(line.offset + (line.scale - scale) * (lo + hi) / 2, scale,
                           best.pitch_kept)  # fmt: skip
         fit = _lock(part, mapping, window=window, hop=hop)
+        if fit is not None and fit.exact:
+            # Its windows agree precisely on the arrival most of them heard, a reflection as
+            # likely as not: the line is the first arrival's, as the best line's is.
+            moved = direct_sound(part, fit, window=window, hop=hop, max_windows=600)
+            agreed = fit.track.times[fit.track.inlier]
+            middle = float(agreed.mean())
+            kept = Mapping(moved.mapping.bgm_time(middle) - scale * middle, scale,
+                           best.pitch_kept)  # fmt: skip
+            fit = dataclasses.replace(moved, mapping=kept)
         if fit is not None:
             fits.append(fit)
     return fits
@@ -315,14 +331,25 @@ def _lines_in(
 
 def _lock(signals: Signals, guess: Mapping, *, window: float, hop: float) -> Fit | None:
     """Lock a line of known scale (and kind) onto the waveform: measure, fit, measure again,
-    pass by pass as its kind of window is (:mod:`.windows`)."""
+    pass by pass as its kind of window is (:mod:`.windows`). Where few windows agree, they may
+    be spread over the room's arrivals: as :func:`~.fine.refine` does, the line moves onto the
+    arrival most windows agree with precisely (:func:`~.fine.on_an_arrival`), if more agree
+    with it, and later passes keep it there."""
     mapping = guess
     fit: Fit | None = None
     kind = window_kind(guess.pitch_kept)
+    arrival = False
     for gate, reach in kind.passes:
         t, beta, strength, prom = measure(
             signals, mapping, window=kind.span * window, hop=hop, max_windows=600, search=reach
         )
+        if arrival:
+            mapping = precise_line(t, beta, prom, mapping, gate=gate, scale=guess.scale) or mapping
+            again = arrival_fit(mapping, t, beta, strength, prom)
+            # The arrival's line is held to a few microseconds already; measured again, a
+            # window whose peak has two arrivals near level may land on the other.
+            fit = again if fit is None or again.hits >= fit.hits else fit
+            continue
         fitted = fit_line(t, beta, prom, mapping, gate=gate)
         if fitted is None:
             return fit
@@ -332,6 +359,10 @@ def _lock(signals: Signals, guess: Mapping, *, window: float, hop: float) -> Fit
                           guess.scale, guess.pitch_kept)  # fmt: skip
         inlier = np.abs(beta - mapping.bgm_time_array(t)) <= kind.agree[1]
         fit = assess(mapping, t, beta, strength, prom, inlier)
+        if kind.coherent and fit.hits < 2 * MIN_RUN:
+            other = on_an_arrival(fit, t, beta, strength, prom, gate=gate, scale=guess.scale)
+            arrival = other is not fit
+            fit, mapping = other, other.mapping
     return fit
 
 
@@ -416,6 +447,14 @@ def _joint_fit(parts: Sequence[Windows], groups: Sequence[Sequence[Stretch]]) ->
         weight = strength * np.where(np.abs(u) < 1.0, (1.0 - u**2) ** 2, 0.0)
         if np.bincount(which, weights=weight, minlength=len(groups)).min() <= 0.0:
             break
+    # The windows follow the loudest arrival; each piece's line is its first one, as far
+    # from the loudest as the piece's own fit found it (:func:`~.direct.direct_sound`), where
+    # its windows lie further from it than the fit's tightest tolerance holds its own.
+    own = window_kind(first.pitch_kept).agree[0]
+    for k, (part, group) in enumerate(zip(parts, groups, strict=True)):
+        away = float(np.median(part[1] - group[0].fit.mapping.bgm_time_array(part[0])))
+        if abs(away) > own:
+            offsets[k] -= away
     return [Mapping(float(a), scale, first.pitch_kept) for a in offsets]
 
 
