@@ -41,6 +41,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -275,26 +276,12 @@ def _nudges(
     is typed ``pause`` seconds before "Apply" is pressed (a person choosing it)."""
     times = []
     for n in range(count):
-        sent, received = tally.sent, tally.received
-        before = page.evaluate("localStorage.getItem('beatsync.job')")
-        page.fill("#nudge-ms", str(10 * (n + 1) * (-1) ** n))
-        time.sleep(pause)
-        began = time.perf_counter()
-        page.locator("#nudge-apply").click()
-        page.wait_for_function(
-            """(before) => {
-                 const id = localStorage.getItem("beatsync.job");
-                 return id !== before
-                   && document.getElementById("result").dataset.assembled === id;
-               }""",
-            arg=before,
-            timeout=JOB_MS,
-        )
-        total = time.perf_counter() - began
-        job = _job_times(server, page, page.evaluate("localStorage.getItem('beatsync.job')"))
-        times.append(
-            Nudge(total, job["queued"], job["ran"], tally.sent - sent, tally.received - received)
-        )
+
+        def choose(n: int = n) -> None:
+            page.fill("#nudge-ms", str(10 * (n + 1) * (-1) ** n))
+            time.sleep(pause)
+
+        times.append(_new_file(server, page, tally, page.locator("#nudge-apply").click, choose))
     return times
 
 
@@ -303,10 +290,23 @@ def _candidate(server: Server, page: Any, tally: Tally) -> Nudge | None:
     button = page.locator("#candidate-list [data-candidate='0']")
     if button.count() == 0:
         return None
+    return _new_file(server, page, tally, button.click)
+
+
+def _new_file(
+    server: Server,
+    page: Any,
+    tally: Tally,
+    press: Callable[[], None],
+    choose: Callable[[], None] = lambda: None,
+) -> Nudge:
+    """From ``press`` to the file of the job it makes assembled; the bytes are counted from
+    before ``choose`` (what the page does ahead while a person chooses counts too)."""
     sent, received = tally.sent, tally.received
     before = page.evaluate("localStorage.getItem('beatsync.job')")
+    choose()
     began = time.perf_counter()
-    button.click()
+    press()
     page.wait_for_function(
         """(before) => {
              const id = localStorage.getItem("beatsync.job");
