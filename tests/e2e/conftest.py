@@ -9,9 +9,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import pytest
-from service_process import ServiceProcess
-
-FINISHED = {"succeeded", "failed", "canceled"}
+from service_process import FINISHED, ServiceProcess
 
 
 class Served(NamedTuple):

@@ -10,8 +10,9 @@ import httpx
 from fixtures_servers import free_port
 from managed_process import ManagedProcess
 
-__all__ = ["ServiceProcess"]
+__all__ = ["FINISHED", "ServiceProcess"]
 
+FINISHED = {"succeeded", "failed", "canceled"}  # the statuses a job ends in
 READY_DEADLINE_S = 60.0
 # Every test client speaks from 127.0.0.1, standing for many users: the shares of one address
 # (sessions a minute, jobs at once) are tested on their own, not met by accident here.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import av
 import httpx
 import pytest
+from service_process import FINISHED
 
 from beatsync.testkit.audiofirst import (
     assemble,
@@ -33,7 +34,6 @@ from beatsync.testkit.measure import sync_errors, video_packets_copied
 if TYPE_CHECKING:
     from conftest import Served, ServiceClient
 
-FINISHED = {"succeeded", "failed", "canceled"}
 MAX_SYNC_MS = 1.0
 
 

@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
+from service_process import FINISHED
 from test_browser import (
     JOB_MS,
     Watch,
@@ -54,7 +55,6 @@ __all__ = ["artifacts", "browser"]
 MAX_SYNC_MS = 1.0
 HEVC_DECODES = """async () => (await VideoDecoder.isConfigSupported(
   {codec: "hvc1.1.6.L93.B0", codedWidth: 320, codedHeight: 240})).supported"""
-FINISHED = {"succeeded", "failed", "canceled"}
 
 
 @pytest.fixture(scope="module")

@@ -45,12 +45,11 @@ import numpy as np
 import psutil
 import pytest
 from PIL import Image
-from service_process import ServiceProcess
+from service_process import FINISHED, ServiceProcess
 
 from beatsync.service.layout import job_folder, upload_folder
 from beatsync.testkit import BuiltCase, build_case, case_named, video_packets_copied
 
-FINISHED = {"succeeded", "failed", "canceled"}
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
 MAX_OFFSET_ERROR_S = 0.005

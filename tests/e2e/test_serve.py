@@ -19,15 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-from service_process import ServiceProcess
+from service_process import FINISHED, ServiceProcess
 from websockets.sync.client import connect
 
 from beatsync.testkit.cases import BuiltCase, build_case
 from beatsync.testkit.catalog import case_named
 from beatsync.testkit.measure import video_packets_copied
 from truth_checks import assert_report_output_matches
-
-FINISHED = {"succeeded", "failed", "canceled"}
 
 
 @pytest.fixture(scope="module")
