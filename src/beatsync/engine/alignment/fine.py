@@ -190,7 +190,7 @@ def refine(
     fit: Fit | None = None
     region: tuple[float, float] | None = None
     kind = window_kind(mapping.pitch_kept)
-    # Whether the line is an arrival's own (:func:`_on_an_arrival`): later passes keep it so.
+    # Whether the line is an arrival's own (:func:`on_an_arrival`): later passes keep it so.
     arrival = False
     for gate, reach in kind.passes:
         t, beta, strength, measured = measure(
